@@ -1,0 +1,72 @@
+"""xvirt: monitor and manage the domains of Xen-style hosts, fast and never wrong.
+
+    import xvirt
+    with xvirt.open("sim:///default") as conn:
+        for dom in conn.list_domains():
+            print(dom.id, dom.name, dom.info().state)
+"""
+
+from __future__ import annotations
+
+from xvirt import errors, sim
+from xvirt.connection import Connection, Domain, EventStream
+from xvirt.errors import (
+    AuthError,
+    ConnectionClosedError,
+    HandleClosedError,
+    HostUnreachableError,
+    InvalidArgumentError,
+    NoDomainError,
+    OperationFailedError,
+    ProtocolError,
+    ReadOnlyError,
+    UnsupportedError,
+    XvirtError,
+)
+from xvirt.model import (
+    ConnStats,
+    DomainEvent,
+    DomainInfo,
+    DomainState,
+    EventKind,
+    HostInfo,
+    Identity,
+)
+from xvirt.uri import DEFAULT_URI, default_uri, open_driver
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_URI",
+    "AuthError",
+    "ConnStats",
+    "Connection",
+    "ConnectionClosedError",
+    "Domain",
+    "DomainEvent",
+    "DomainInfo",
+    "DomainState",
+    "EventKind",
+    "EventStream",
+    "HandleClosedError",
+    "HostInfo",
+    "HostUnreachableError",
+    "Identity",
+    "InvalidArgumentError",
+    "NoDomainError",
+    "OperationFailedError",
+    "ProtocolError",
+    "ReadOnlyError",
+    "UnsupportedError",
+    "XvirtError",
+    "__version__",
+    "errors",
+    "open",
+    "sim",
+]
+
+
+def open(uri: str | None = None, readonly: bool = False) -> Connection:  # noqa: A001
+    """Open a connection; ``uri`` defaults to ``$XVIRT_DEFAULT_URI`` or ``sim:///default``."""
+    driver = open_driver(default_uri() if uri is None else uri, readonly=readonly)
+    return Connection(driver, readonly=readonly)

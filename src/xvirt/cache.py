@@ -1,0 +1,471 @@
+"""The identity cache: the one place in xvirt that remembers anything.
+
+It maps UUID -> (current ID, name), with ID and name indexes, and knows the
+host generation G up to which it has applied every lifecycle event. Its
+invariant: every entry is exactly true of the host at generation G (same boot).
+
+Why the contract holds (see docs/architecture.md for the long form):
+
+* C1. Every lookup makes one data-plane call, which says which UUID holds the
+  ID at that instant (generation Gh). Before answering, the cache applies
+  events up to at least Gh. The host state at the cache's generation Gc >= Gh
+  was in force at an instant inside the call (Gc was reached no earlier than
+  the data call and no later than now), and the entry is exact at Gc, so the
+  returned (ID, name, UUID) all held together at that instant.
+* C2. A domain that keeps its ID, name and UUID throughout the call is in the
+  data answer and in the entry at Gc; nothing makes the lookup fail. Retries
+  happen only when something changed during the call.
+* C3. Handles hold only a UUID and ask the cache for the current ID.
+* C5. A full snapshot adds every newcomer as an entry without a name; the
+  first lookup that needs a name resolves *all* nameless entries in one
+  control-plane request, and concurrent lookups wait for that one request.
+* C6. Entries belong to the cache, not to handles.
+* C7. Events remove gone domains; a snapshot taken at the cache's generation
+  removes anything else not in it. The cache holds live domains only.
+* C8. Any answer from another boot flushes everything; a daemon restart does
+  not change the boot identity or the event sequence, so entries stay.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+from xvirt.drivers.base import Driver
+from xvirt.errors import NoDomainError
+from xvirt.model import DomainInfo, EventKind, Identity
+from xvirt.planes import HostEvent, IdAnswer, Resolution, TableSnapshot
+
+__all__ = ["CacheCounts", "IdentityCache"]
+
+#: How often a lookup starts again when the domain changed under it.
+RETRIES = 8
+
+
+class _Entry:
+    __slots__ = ("domid", "name")
+
+    def __init__(self, domid: int, name: str | None) -> None:
+        self.domid = domid
+        self.name = name
+
+
+@dataclass
+class _Flight:
+    """One control-plane resolve in progress; concurrent misses wait on it."""
+
+    targets: frozenset[str]
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheCounts:
+    hits: int
+    misses: int
+    evictions: int
+    size: int
+
+
+class _Unknown:
+    """Marker: the UUID is live but its name is not known yet."""
+
+
+_UNKNOWN = _Unknown()
+
+
+class IdentityCache:
+    """Thread-safe; one per connection."""
+
+    def __init__(self, driver: Driver, *, recent_events: int = 4096, tombstones: int = 1024):
+        self._driver = driver
+        self._uri = driver.uri
+        self._lock = threading.Lock()
+        self._boot: str | None = None
+        self._gen = 0
+        self._entries: dict[str, _Entry] = {}
+        self._by_id: dict[int, str] = {}
+        self._by_name: dict[str, str] = {}
+        self._unnamed: set[str] = set()
+        self._full = False  # entries are exactly the live set at self._gen
+        self._recent: deque[HostEvent] = deque(maxlen=recent_events)
+        self._tombs: OrderedDict[str, str] = OrderedDict()
+        self._tomb_limit = tombstones
+        self._flight: _Flight | None = None
+        self._hits = 0
+        self._misses = 0
+        self._evictions = 0
+
+    # -- public -----------------------------------------------------------------
+
+    def counts(self) -> CacheCounts:
+        with self._lock:
+            return CacheCounts(self._hits, self._misses, self._evictions, len(self._entries))
+
+    @property
+    def boot_id(self) -> str | None:
+        return self._boot
+
+    @property
+    def generation(self) -> int:
+        return self._gen
+
+    def snapshot(self) -> TableSnapshot:
+        """One data-plane snapshot, applied to the cache (C5 newcomers, C7 evictions)."""
+        snap = self._driver.snapshot()
+        with self._lock:
+            self._sync(snap.boot_id, snap.generation)
+            self._reconcile(snap)
+        return snap
+
+    def lookup_by_id(self, domid: int) -> Identity:
+        for _ in range(RETRIES):
+            ident = self._check(domid, None)
+            if ident is not None:
+                return ident
+        raise NoDomainError(
+            f"domain {domid} kept changing during the lookup", domid=domid, uri=self._uri
+        )
+
+    def current(self, uuid: str) -> Identity:
+        """The validated identity of the domain with this UUID (C3)."""
+        domid = self.domid_hint(uuid)
+        for _ in range(RETRIES):
+            ident = self._check(domid, uuid)
+            if ident is not None:
+                return ident
+            domid = self.relocate(uuid, domid)
+        raise NoDomainError(
+            f"domain {uuid} kept changing during the lookup", uuid=uuid, uri=self._uri
+        )
+
+    def lookup_by_name(self, name: str) -> Identity:
+        for _ in range(RETRIES):
+            with self._lock:
+                uuid = self._by_name.get(name)
+                entry = self._entries.get(uuid) if uuid is not None else None
+                domid = entry.domid if entry is not None else None
+            if uuid is not None and domid is not None:
+                ident = self._check(domid, uuid)
+                if ident is not None and ident.name == name:
+                    return ident
+                continue
+            # Unknown name: make the cache complete, then it knows or can say no.
+            snap = self.snapshot()
+            self._resolve(None)
+            with self._lock:
+                if self._boot != snap.boot_id:
+                    continue
+                uuid = self._by_name.get(name)
+                if uuid is not None:
+                    # Exact at self._gen >= snap.generation: an instant inside this call.
+                    self._misses += 1
+                    return Identity(uuid, name, self._entries[uuid].domid)
+                if self._full and not self._unnamed:
+                    self._misses += 1
+                    raise NoDomainError(
+                        f"no domain named {name!r}", name=name, uri=self._uri
+                    )
+        raise NoDomainError(f"domain {name!r} kept changing during the lookup", name=name,
+                            uri=self._uri)
+
+    def info(self, uuid: str) -> DomainInfo:
+        """Fresh runtime info of the domain with this UUID: one data call when settled."""
+        domid = self.domid_hint(uuid)
+        for _ in range(RETRIES):
+            ans = self._driver.info_by_id(domid)
+            if ans.boot_id != self._boot or ans.generation > self._gen:
+                with self._lock:
+                    self._sync(ans.boot_id, ans.generation)
+            row = ans.row
+            if row is not None and row.uuid == uuid:
+                return row.info()
+            domid = self.relocate(uuid, domid)
+        raise NoDomainError(f"domain {uuid} kept changing", uuid=uuid, uri=self._uri)
+
+    def domid_hint(self, uuid: str) -> int:
+        """Where the cache believes the domain is; a snapshot finds it if unknown.
+
+        Good enough to aim an act-if-identity request: the host checks the UUID.
+        """
+        with self._lock:
+            entry = self._entries.get(uuid)
+            if entry is not None:
+                return entry.domid
+        snap = self.snapshot()
+        for row in snap.rows:
+            if row.uuid == uuid:
+                return row.id
+        raise NoDomainError(f"no domain with UUID {uuid}", uuid=uuid, uri=self._uri)
+
+    def relocate(self, uuid: str, missed: int) -> int:
+        """Where the domain is now, after it was found not to be at ``missed``.
+
+        Catches up on events first: that usually moves or evicts the entry.
+        If the cache still says ``missed`` (a domain can come back to an old ID
+        under the random policy) a snapshot decides. NoDomainError when gone.
+        """
+        with self._lock:
+            if self._boot is not None:
+                self._catch_up()
+            entry = self._entries.get(uuid)
+            if entry is not None and entry.domid != missed:
+                return entry.domid
+            if entry is None and self._full:
+                # Exact at a generation reached during this call, and not there.
+                raise NoDomainError(f"no domain with UUID {uuid}", uuid=uuid, uri=self._uri)
+        snap = self.snapshot()
+        for row in snap.rows:
+            if row.uuid == uuid:
+                return row.id
+        raise NoDomainError(f"no domain with UUID {uuid}", uuid=uuid, uri=self._uri)
+
+    def merge(self, answer: Resolution) -> None:
+        """Take in a control-plane answer obtained elsewhere (e.g. restore)."""
+        with self._lock:
+            self._merge(answer, frozenset())
+
+    def name_hint(self, uuid: str) -> str | None:
+        """The last name known for this UUID, even if the domain is gone; no I/O."""
+        with self._lock:
+            entry = self._entries.get(uuid)
+            if entry is not None and entry.name is not None:
+                return entry.name
+            return self._tombs.get(uuid)
+
+    def sync(self) -> None:
+        """Apply any pending events now."""
+        with self._lock:
+            if self._boot is not None:
+                self._catch_up()
+
+    # -- the validated lookup -----------------------------------------------------
+
+    def _check(self, domid: int, expect: str | None) -> Identity | None:
+        """Validate ``domid`` on the data plane and name it.
+
+        Returns None when the domain there is not ``expect`` or moved during
+        the call (the caller starts again); raises NoDomainError when no
+        domain has the ID and none was expected.
+        """
+        ans = self._driver.info_by_id(domid)
+        resolved = False
+        while True:
+            with self._lock:
+                self._sync(ans.boot_id, ans.generation)
+                row = ans.row
+                if row is None or (expect is not None and row.uuid != expect):
+                    if expect is None:
+                        self._count(resolved)
+                        raise NoDomainError(
+                            f"no domain with ID {domid}", domid=domid, uri=self._uri
+                        )
+                    return None
+                result = self._known(ans, domid, row.uuid)
+                if isinstance(result, Identity):
+                    self._count(resolved)
+                    return result
+            if result is None or resolved:
+                return None
+            self._resolve(row.uuid)
+            resolved = True
+
+    def _known(self, ans: IdAnswer, domid: int, uuid: str) -> Identity | _Unknown | None:
+        """What the cache (synced to >= ans.generation) says of ``uuid`` at ``domid``."""
+        entry = self._entries.get(uuid)
+        if entry is None:
+            if self._gen != ans.generation:
+                return _UNKNOWN
+            entry = self._add(uuid, domid, None)
+        if entry.domid != domid:
+            return None  # it moved after the data answer
+        if entry.name is None:
+            return _UNKNOWN
+        return Identity(uuid, entry.name, domid)
+
+    def _count(self, missed: bool) -> None:
+        if missed:
+            self._misses += 1
+        else:
+            self._hits += 1
+
+    # -- batched, single-flight resolution (C5) ---------------------------------------
+
+    def _resolve(self, extra: str | None) -> None:
+        """Name every nameless entry (and ``extra``) in one control-plane request."""
+        while True:
+            with self._lock:
+                flight = self._flight
+                if flight is None:
+                    targets = set(self._unnamed)
+                    known = self._entries.get(extra) if extra is not None else None
+                    if extra is not None and (known is None or known.name is None):
+                        targets.add(extra)  # else a flight that just ended named it
+                    if not targets:
+                        return
+                    flight = self._flight = _Flight(frozenset(targets))
+                    leader = True
+                else:
+                    leader = False
+            if leader:
+                break
+            flight.done.wait()
+            if extra is None or extra in flight.targets:
+                return
+        try:
+            answer = self._driver.resolve(sorted(flight.targets))
+            with self._lock:
+                self._merge(answer, flight.targets)
+        finally:
+            with self._lock:
+                self._flight = None
+            flight.done.set()
+
+    def _merge(self, answer: Resolution, asked: frozenset[str]) -> None:
+        self._sync(answer.boot_id, answer.generation)
+        found = {r.uuid: [r.id, r.name] for r in answer.domains}
+        if self._gen > answer.generation:
+            # Bring the answer forward through the events applied since it was taken.
+            if not self._recent or self._recent[0].seq > answer.generation + 1:
+                return  # cannot: drop it; whoever needs a name asks again
+            for e in self._recent:
+                if e.seq <= answer.generation or e.uuid not in found:
+                    continue
+                if e.kind.removes:
+                    del found[e.uuid]
+                elif e.kind is EventKind.RENAMED:
+                    found[e.uuid][1] = e.name
+                elif e.kind.moves:
+                    found[e.uuid][0] = e.id
+        for uuid, (domid, name) in found.items():
+            assert isinstance(domid, int) and isinstance(name, str)
+            entry = self._entries.get(uuid)
+            if entry is None:
+                self._add(uuid, domid, name)
+            else:
+                if entry.domid != domid:
+                    self._move(uuid, entry, domid)
+                if entry.name != name:
+                    self._rename(uuid, entry, name)
+        if self._gen == answer.generation:
+            for uuid in asked - found.keys():
+                self._evict(uuid)  # asked for and absent: gone at this very generation
+
+    # -- keeping the invariant: sync, events, snapshots ---------------------------------
+
+    def _sync(self, boot_id: str, generation: int) -> None:
+        """Make the cache exact at a generation >= ``generation`` of boot ``boot_id``."""
+        if boot_id != self._boot:
+            self._flush()
+            self._boot = boot_id
+            self._gen = generation
+        elif generation > self._gen:
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        batch = self._driver.events_since(self._gen)
+        if batch.boot_id != self._boot or not batch.complete:
+            # Another boot (C8), or events were lost: nothing held can be trusted.
+            self._flush()
+            self._boot = batch.boot_id
+            self._gen = batch.latest
+            return
+        for event in batch.events:
+            if event.seq > self._gen:
+                self._apply(event)
+                self._gen = event.seq
+                self._recent.append(event)
+
+    def _apply(self, event: HostEvent) -> None:
+        kind = event.kind
+        if kind.removes:
+            self._evict(event.uuid)
+            return
+        entry = self._entries.get(event.uuid)
+        if entry is None:
+            self._add(event.uuid, event.id, event.name if kind is EventKind.RENAMED else None)
+            return
+        if entry.domid != event.id:
+            self._move(event.uuid, entry, event.id)
+        if kind is EventKind.RENAMED:
+            self._rename(event.uuid, entry, event.name)
+        elif kind.adds:
+            self._rename(event.uuid, entry, None)  # back from elsewhere: ask again
+
+    def _reconcile(self, snap: TableSnapshot) -> None:
+        """Make the entries exactly the snapshot's live set, when it is of our generation."""
+        if snap.boot_id != self._boot or snap.generation != self._gen:
+            return  # events have already taken us past it
+        if self._full and len(self._entries) == len(snap.rows):
+            return  # events kept the set exact; nothing to do
+        live = {row.uuid: row.id for row in snap.rows}
+        for uuid in [u for u in self._entries if u not in live]:
+            self._evict(uuid)
+        for uuid, domid in live.items():
+            entry = self._entries.get(uuid)
+            if entry is None:
+                self._add(uuid, domid, None)
+            elif entry.domid != domid:
+                self._move(uuid, entry, domid)
+        self._full = True
+
+    # -- index maintenance ----------------------------------------------------------------
+
+    def _add(self, uuid: str, domid: int, name: str | None) -> _Entry:
+        self._evict_squatter(uuid, domid)
+        entry = _Entry(domid, None)
+        self._entries[uuid] = entry
+        self._by_id[domid] = uuid
+        self._rename(uuid, entry, name)
+        return entry
+
+    def _move(self, uuid: str, entry: _Entry, domid: int) -> None:
+        if self._by_id.get(entry.domid) == uuid:
+            del self._by_id[entry.domid]
+        self._evict_squatter(uuid, domid)
+        entry.domid = domid
+        self._by_id[domid] = uuid
+
+    def _rename(self, uuid: str, entry: _Entry, name: str | None) -> None:
+        if entry.name is not None and self._by_name.get(entry.name) == uuid:
+            del self._by_name[entry.name]
+        entry.name = name
+        if name is None:
+            self._unnamed.add(uuid)
+            return
+        self._unnamed.discard(uuid)
+        holder = self._by_name.get(name)
+        if holder is not None and holder != uuid:
+            other = self._entries[holder]
+            other.name = None  # its name is stale: names are unique on the host
+            self._unnamed.add(holder)
+        self._by_name[name] = uuid
+
+    def _evict_squatter(self, uuid: str, domid: int) -> None:
+        """Another entry claiming ``domid`` is stale; the cache is no longer known complete."""
+        squatter = self._by_id.get(domid)
+        if squatter is not None and squatter != uuid:
+            self._evict(squatter)
+            self._full = False
+
+    def _evict(self, uuid: str) -> None:
+        entry = self._entries.pop(uuid, None)
+        if entry is None:
+            return
+        if self._by_id.get(entry.domid) == uuid:
+            del self._by_id[entry.domid]
+        if entry.name is not None:
+            if self._by_name.get(entry.name) == uuid:
+                del self._by_name[entry.name]
+            self._tombs[uuid] = entry.name
+            self._tombs.move_to_end(uuid)
+            if len(self._tombs) > self._tomb_limit:
+                self._tombs.popitem(last=False)
+        self._unnamed.discard(uuid)
+        self._evictions += 1
+
+    def _flush(self) -> None:
+        for uuid in list(self._entries):
+            self._evict(uuid)
+        self._full = False
+        self._recent.clear()

@@ -1,0 +1,289 @@
+"""Connection and Domain: the public, synchronous, thread-safe API.
+
+A ``Domain`` is a UUID and a connection (C3); everything else it says is
+asked for when needed, through the connection's identity cache. Mutations go
+to the host as act-if-identity requests (C4) and never reach the driver on a
+read-only connection.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from types import TracebackType
+
+from xvirt.cache import RETRIES, IdentityCache
+from xvirt.drivers.base import Driver
+from xvirt.errors import (
+    ConnectionClosedError,
+    HandleClosedError,
+    NoDomainError,
+    ReadOnlyError,
+)
+from xvirt.host.images import check_image_name
+from xvirt.model import (
+    ConnStats,
+    DomainEvent,
+    DomainInfo,
+    EventKind,
+    HostInfo,
+    Identity,
+    check_domid,
+    check_name,
+    parse_uuid,
+)
+from xvirt.planes import Op
+
+__all__ = ["Connection", "Domain", "EventStream"]
+
+
+class Connection:
+    """An open connection to one host. Use as a context manager, or call close()."""
+
+    def __init__(self, driver: Driver, *, readonly: bool = False) -> None:
+        self._driver = driver
+        self._cache = IdentityCache(driver)
+        self.uri = driver.uri
+        self.readonly = readonly
+        self._closed = False
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _live(self) -> IdentityCache:
+        if self._closed:
+            raise ConnectionClosedError("the connection is closed", uri=self.uri)
+        return self._cache
+
+    def _writable(self, op: str, uuid: str | None = None) -> IdentityCache:
+        cache = self._live()
+        if self.readonly:
+            raise ReadOnlyError(
+                f"cannot {op}: the connection is read-only", op=op, uuid=uuid, uri=self.uri
+            )
+        return cache
+
+    def _act(self, op: Op, uuid: str, arg: str | None = None) -> None:
+        """Aim at the cache's best idea of the ID; the host checks the UUID (C4)."""
+        cache = self._writable(op.value, uuid)
+        domid = cache.domid_hint(uuid)
+        for _ in range(RETRIES):
+            try:
+                self._driver.act(op, domid, uuid, arg)
+                return
+            except NoDomainError:
+                domid = cache.relocate(uuid, domid)  # raises when the domain is gone
+        raise NoDomainError(
+            f"cannot {op.value}: the domain kept moving", uuid=uuid, op=op.value, uri=self.uri
+        )
+
+    # -- listing and lookup -----------------------------------------------------------
+
+    def list_domain_ids(self) -> list[int]:
+        """IDs of all live domains: one data-plane snapshot."""
+        return sorted(row.id for row in self._live().snapshot().rows)
+
+    def list_domains(self) -> list[Domain]:
+        """Handles of all live domains, in ID order: one data-plane snapshot."""
+        rows = sorted(self._live().snapshot().rows, key=lambda r: r.id)
+        return [Domain(self, row.uuid) for row in rows]
+
+    def lookup_by_id(self, domid: int) -> Domain:
+        ident = self._live().lookup_by_id(check_domid(domid))
+        return Domain(self, ident.uuid)
+
+    def lookup_by_name(self, name: str) -> Domain:
+        ident = self._live().lookup_by_name(check_name(name))
+        return Domain(self, ident.uuid)
+
+    def lookup_by_uuid(self, uuid: object) -> Domain:
+        ident = self._live().current(parse_uuid(uuid))
+        return Domain(self, ident.uuid)
+
+    def restore(self, image: str) -> Domain:
+        """Bring a saved domain back: same UUID and name, a new ID."""
+        cache = self._writable("restore")
+        check_image_name(image)
+        answer = self._driver.restore(image)
+        cache.merge(answer)
+        return Domain(self, answer.domains[0].uuid)
+
+    # -- host ------------------------------------------------------------------------------
+
+    def host_info(self) -> HostInfo:
+        self._live()
+        return self._driver.host_info()
+
+    def stats(self) -> ConnStats:
+        counts = self._cache.counts()
+        planes = self._driver.counters
+        return ConnStats(
+            control_requests=planes.control_requests,
+            data_calls=planes.data_calls,
+            event_requests=planes.event_requests,
+            cache_hits=counts.hits,
+            cache_misses=counts.misses,
+            evictions=counts.evictions,
+            cache_size=counts.size,
+        )
+
+    def events(self, *, timeout: float | None = None) -> EventStream:
+        """Lifecycle events from now on. Each step waits up to ``timeout`` seconds
+        (None: for ever) and the iteration ends when none came in time."""
+        return EventStream(self, timeout)
+
+    # -- lifetime ----------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._driver.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("read-only" if self.readonly else "read-write")
+        return f"<xvirt.Connection {self.uri} {state}>"
+
+
+class Domain:
+    """A handle on one domain, by UUID: it follows the domain across ID changes
+    and raises NoDomainError once the domain is gone."""
+
+    __slots__ = ("_closed", "_conn", "_uuid")
+
+    def __init__(self, conn: Connection, uuid: str) -> None:
+        self._conn = conn
+        self._uuid = uuid
+        self._closed = False
+
+    def _cache(self) -> IdentityCache:
+        if self._closed:
+            raise HandleClosedError("the domain handle is closed", uuid=self._uuid)
+        return self._conn._live()
+
+    @property
+    def uuid(self) -> str:
+        return self._uuid
+
+    @property
+    def connection(self) -> Connection:
+        return self._conn
+
+    def identity(self) -> Identity:
+        """UUID, name and current ID together, validated at one instant."""
+        return self._cache().current(self._uuid)
+
+    @property
+    def name(self) -> str:
+        return self.identity().name
+
+    @property
+    def id(self) -> int:
+        """The current ID, re-checked on the data plane."""
+        return self.identity().id
+
+    def info(self) -> DomainInfo:
+        return self._cache().info(self._uuid)
+
+    def pause(self) -> None:
+        self._cache()
+        self._conn._act(Op.PAUSE, self._uuid)
+
+    def resume(self) -> None:
+        self._cache()
+        self._conn._act(Op.RESUME, self._uuid)
+
+    def shutdown(self) -> None:
+        self._cache()
+        self._conn._act(Op.SHUTDOWN, self._uuid)
+
+    def reboot(self) -> None:
+        self._cache()
+        self._conn._act(Op.REBOOT, self._uuid)
+
+    def destroy(self) -> None:
+        self._cache()
+        self._conn._act(Op.DESTROY, self._uuid)
+
+    def save(self, image: str) -> None:
+        """Save to an image in the host's image directory; the domain stops."""
+        self._cache()
+        self._conn._writable("save", self._uuid)
+        self._conn._act(Op.SAVE, self._uuid, check_image_name(image))
+
+    def rename(self, new_name: str) -> None:
+        self._cache()
+        self._conn._writable("rename", self._uuid)
+        self._conn._act(Op.RENAME, self._uuid, check_name(new_name))
+
+    def close(self) -> None:
+        """Drop the handle. Cached identities stay with the connection (C6)."""
+        self._closed = True
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Domain):
+            return NotImplemented
+        return self._uuid == other._uuid and self._conn is other._conn
+
+    def __hash__(self) -> int:
+        return hash(self._uuid)
+
+    def __repr__(self) -> str:
+        return f"<xvirt.Domain {self._uuid}>"
+
+
+class EventStream:
+    """Iterator of DomainEvent; names come from the connection's cache."""
+
+    def __init__(self, conn: Connection, timeout: float | None) -> None:
+        self._conn = conn
+        self._timeout = timeout
+        snap = conn._live().snapshot()  # "from now on": the current generation
+        self._boot = snap.boot_id
+        self._after = snap.generation
+        self._pending: deque[DomainEvent] = deque()
+
+    def __iter__(self) -> Iterator[DomainEvent]:
+        return self
+
+    def __next__(self) -> DomainEvent:
+        while not self._pending:
+            if not self._fill():
+                raise StopIteration
+        return self._pending.popleft()
+
+    def _fill(self) -> bool:
+        """Fetch the next batch; False when the wait ran out with nothing new."""
+        cache = self._conn._live()
+        wait = 1e9 if self._timeout is None else self._timeout
+        batch = self._conn._driver.events_since(self._after, wait)
+        if batch.boot_id != self._boot:
+            # The host rebooted: every guest is gone; follow the new boot from its start.
+            self._boot, self._after = batch.boot_id, 0
+            return True
+        if not batch.complete:
+            self._after = batch.latest  # events were lost: go on from the newest
+            return True
+        for e in batch.events:
+            name = e.name if e.kind is EventKind.RENAMED else cache.name_hint(e.uuid)
+            if name is None and not e.kind.removes:
+                try:
+                    name = cache.current(e.uuid).name
+                except NoDomainError:
+                    name = None  # gone before it could be named
+            self._pending.append(DomainEvent(e.seq, e.kind, e.uuid, e.id, name, e.old_id))
+            self._after = e.seq
+        return bool(batch.events) or self._timeout is None

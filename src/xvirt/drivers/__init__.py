@@ -1,0 +1,1 @@
+"""Drivers: one per kind of host, all behind ``xvirt.drivers.base.Driver``."""

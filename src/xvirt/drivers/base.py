@@ -1,0 +1,118 @@
+"""The driver interface: what the cache needs from a host, and nothing more.
+
+Three channels, each counted exactly by ``PlaneCounters``:
+
+* the data plane (hypercalls): fast, knows IDs, UUIDs and runtime state;
+* the control plane (the management daemon): slow, knows names and
+  configuration, and performs actions;
+* the event channel: numbered lifecycle changes.
+
+Every answer carries the host's boot identity and generation (see
+``xvirt.planes``). Drivers never cache: the identity cache is the only place
+that does. Drivers translate every error of the layers below into
+``xvirt.errors`` before it crosses this boundary.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Sequence
+
+from xvirt.model import HostInfo
+from xvirt.planes import EventBatch, IdAnswer, Op, Resolution, TableSnapshot
+
+__all__ = ["Driver", "PlaneCounters"]
+
+
+class PlaneCounters:
+    """Exact, thread-safe counts of what was sent on each channel."""
+
+    __slots__ = ("_lock", "control_requests", "data_calls", "event_requests")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.control_requests = 0
+        self.data_calls = 0
+        self.event_requests = 0
+
+    def data(self) -> None:
+        with self._lock:
+            self.data_calls += 1
+
+    def control(self) -> None:
+        with self._lock:
+            self.control_requests += 1
+
+    def event(self) -> None:
+        with self._lock:
+            self.event_requests += 1
+
+
+class Driver(abc.ABC):
+    """One connection to one host."""
+
+    uri: str
+    readonly: bool
+    counters: PlaneCounters
+
+    # -- data plane ------------------------------------------------------------
+
+    @abc.abstractmethod
+    def snapshot(self) -> TableSnapshot:
+        """The whole domain table in one data-plane call.
+
+        Serves C7 (the cache evicts what a full snapshot no longer shows) and
+        C5 (the snapshot names every newcomer, so one request resolves them all).
+        """
+
+    @abc.abstractmethod
+    def info_by_id(self, domid: int) -> IdAnswer:
+        """One domain by ID, always with its UUID, in one data-plane call.
+
+        Serves C1/C2: the UUID in the answer is what validates the cache's
+        ID -> UUID index on every lookup.
+        """
+
+    # -- control plane -----------------------------------------------------------
+
+    @abc.abstractmethod
+    def resolve(self, uuids: Sequence[str] = (), ids: Sequence[int] = ()) -> Resolution:
+        """Names and configuration of MANY domains in ONE control-plane request (C5).
+
+        Domains that do not exist are simply absent from the answer.
+        """
+
+    @abc.abstractmethod
+    def resolve_names(self, names: Sequence[str]) -> Resolution:
+        """Domains by name, in one control-plane request."""
+
+    @abc.abstractmethod
+    def list_all(self) -> Resolution:
+        """Every live domain with its name: one control-plane request (the 2006 way)."""
+
+    @abc.abstractmethod
+    def act(self, op: Op, domid: int, expected_uuid: str, arg: str | None = None) -> None:
+        """Perform ``op`` on ``domid`` only if it is ``expected_uuid``: one request,
+        check and act in one step on the host (C4). A mismatch raises NoDomainError
+        and does nothing."""
+
+    @abc.abstractmethod
+    def restore(self, image: str) -> Resolution:
+        """Restore a saved image: one request, answering with the restored domain
+        (same UUID and name, a new ID, C3) at the generation that created it."""
+
+    @abc.abstractmethod
+    def host_info(self) -> HostInfo:
+        """Node facts, including the boot identity (C8)."""
+
+    # -- events --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def events_since(self, after: int, timeout: float = 0.0) -> EventBatch:
+        """Lifecycle events after sequence number ``after``, waiting up to ``timeout``
+        seconds for the first. Serves C7 (evictions and renames between snapshots)
+        and C8 (a batch from another boot, or an incomplete one, means resnapshot)."""
+
+    def close(self) -> None:
+        """Release the driver's resources. Idempotent."""

@@ -1,0 +1,1 @@
+"""The Xen-semantics host model and what serves it."""

@@ -1,0 +1,65 @@
+"""Demo content: a handful of guests with live CPU time, and batch guests that come and go.
+
+The churn runs on the host's own clock through a ticker (no thread): each
+request first catches the schedule up, so the demo behaves the same under a
+manual clock in tests and the real clock in tools.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from xvirt.host.model import HostModel
+
+__all__ = ["BatchChurn", "populate"]
+
+_GUESTS = (
+    # name, memory MiB, vCPUs, load (fraction of each vCPU), idle
+    ("web1", 1024, 2, 0.35, False),
+    ("web2", 1024, 2, 0.30, False),
+    ("db1", 4096, 4, 0.55, False),
+    ("cache1", 512, 1, 0.0, True),
+    ("build1", 2048, 2, 0.80, False),
+)
+
+
+def populate(host: HostModel, *, churn: bool = True) -> None:
+    """Fill an empty host with the demo guests (and, by default, batch churn)."""
+    for name, mib, vcpus, load, idle in _GUESTS:
+        rec = host.create(name, memory_kib=mib * 1024, vcpus=vcpus, load=load)
+        if idle:
+            host.set_blocked(rec.id)
+    if churn:
+        host.add_ticker(BatchChurn(host.clock.now()))
+
+
+class BatchChurn:
+    """A short-lived batch guest starts every ``period`` seconds and lives ``lifetime``."""
+
+    def __init__(self, start: float, *, period: float = 15.0, lifetime: float = 25.0) -> None:
+        self.period = period
+        self.lifetime = lifetime
+        self._next_start = start + period
+        self._serial = 0
+        self._running: deque[tuple[float, str]] = deque()  # (end time, uuid)
+
+    def __call__(self, host: HostModel, now: float) -> None:
+        # Interleave starts and ends in time order so IDs are allocated as they would be.
+        while True:
+            next_end = self._running[0][0] if self._running else float("inf")
+            if min(next_end, self._next_start) > now:
+                return
+            if next_end <= self._next_start:
+                _, uuid = self._running.popleft()
+                for rec in host.domains():
+                    if rec.uuid == uuid:
+                        host.destroy(rec.id)
+                        break
+            else:
+                start, self._next_start = self._next_start, self._next_start + self.period
+                self._serial += 1
+                if start + self.lifetime <= now:
+                    continue  # nobody was looking while it lived; skip it
+                rec = host.create(f"batch-{self._serial}", memory_kib=256 * 1024, vcpus=1,
+                                  load=0.9)
+                self._running.append((start + self.lifetime, rec.uuid))

@@ -1,0 +1,150 @@
+"""Saved domain images, all in one directory of the host.
+
+An image name is a plain file name, never a path: anything that could reach
+outside the directory (separators, ``..``, NUL, a symlink planted inside) is
+refused before a byte is written. Saving never overwrites an existing image
+and restore consumes the image only once the domain runs again, so no step
+loses a domain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from xvirt.errors import InvalidArgumentError, OperationFailedError
+
+__all__ = ["ImageStore", "SavedDomain", "check_image_name"]
+
+_FORMAT = "xvirt-image/1"
+_MAX_NAME = 255
+
+
+def check_image_name(name: object) -> str:
+    """The name as given, if it can only ever mean a file inside the image directory."""
+    if not isinstance(name, str):
+        raise InvalidArgumentError(f"an image name must be a string, not {type(name).__name__}")
+    if not name:
+        raise InvalidArgumentError("an image name must not be empty")
+    if len(name.encode("utf-8", "surrogatepass")) > _MAX_NAME:
+        raise InvalidArgumentError(f"image name longer than {_MAX_NAME} bytes", name=name[:64])
+    bad = [c for c in ("/", "\\", "\x00") if c in name]
+    if bad or name in (".", "..") or name.startswith("."):
+        raise InvalidArgumentError(
+            "an image name must be a plain file name (no '/', '\\', NUL, or leading '.')",
+            name=name.replace("\x00", "\\0"),
+        )
+    if any(ord(c) < 32 for c in name):
+        raise InvalidArgumentError("an image name must not contain control characters", name=name)
+    return name
+
+
+@dataclass(frozen=True)
+class SavedDomain:
+    """What an image holds: enough to bring the same domain back."""
+
+    uuid: str
+    name: str
+    memory_kib: int
+    max_memory_kib: int
+    vcpus: int
+    cpu_time_ns: int
+    os_type: str
+    load: float
+
+
+class ImageStore:
+    """One directory of images; created (and removed on close) when none is given."""
+
+    def __init__(self, directory: str | os.PathLike[str] | None, *, label: str = "host") -> None:
+        if directory is None:
+            self.path = Path(tempfile.mkdtemp(prefix=f"xvirt-{label}-images-"))
+            self._owned = True
+        else:
+            self.path = Path(directory)
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InvalidArgumentError(
+                    f"cannot use image directory {str(self.path)!r}: {exc.strerror}"
+                ) from None
+            self._owned = False
+
+    def _path_of(self, name: str) -> Path:
+        path = self.path / check_image_name(name)
+        if path.is_symlink():
+            raise InvalidArgumentError(
+                "image name refers to a symbolic link, which could escape the image directory",
+                name=name,
+            )
+        return path
+
+    def names(self) -> list[str]:
+        return sorted(
+            p.name for p in self.path.iterdir() if not p.name.startswith(".") and p.is_file()
+        )
+
+    def exists(self, name: str) -> bool:
+        return self._path_of(name).exists()
+
+    def write(self, name: str, saved: SavedDomain) -> None:
+        """Write atomically; refuse to replace an existing image."""
+        final = self._path_of(name)
+        if final.exists():
+            raise OperationFailedError(f"image {name!r} already exists", name=name, op="save")
+        payload = json.dumps({"format": _FORMAT, **asdict(saved)}, sort_keys=True).encode()
+        fd, tmp = tempfile.mkstemp(prefix=".saving-", dir=self.path)
+        try:
+            try:
+                os.write(fd, payload)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.link(tmp, final)  # atomic, and fails if the name was taken meanwhile
+        except FileExistsError:
+            raise OperationFailedError(
+                f"image {name!r} already exists", name=name, op="save"
+            ) from None
+        except OSError as exc:
+            raise OperationFailedError(
+                f"cannot write image {name!r}: {exc.strerror}", name=name, op="save"
+            ) from None
+        finally:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+    def read(self, name: str) -> SavedDomain:
+        path = self._path_of(name)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise OperationFailedError(f"no image named {name!r}", name=name, op="restore") from None
+        except OSError as exc:
+            raise OperationFailedError(
+                f"cannot read image {name!r}: {exc.strerror}", name=name, op="restore"
+            ) from None
+        try:
+            data = json.loads(raw)
+            if data.pop("format") != _FORMAT:
+                raise ValueError("unknown format")
+            return SavedDomain(**data)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise OperationFailedError(
+                f"image {name!r} is not an xvirt domain image", name=name, op="restore"
+            ) from None
+
+    def remove(self, name: str) -> None:
+        try:
+            self._path_of(name).unlink()
+        except FileNotFoundError:
+            pass
+
+    def close(self) -> None:
+        if self._owned:
+            shutil.rmtree(self.path, ignore_errors=True)

@@ -1,0 +1,648 @@
+"""A Xen-semantics host: the truth that drivers report and tests check against.
+
+It keeps what matters to identity on Xen: 16-bit domain IDs with Domain-0 at
+0, guests numbered by a forward rover (or at random) below 0x7FF0, new IDs on
+reboot, migration and restore, UUIDs returned with every data-plane answer,
+unique names, a boot identity that changes only when the host reboots, and a
+numbered event log whose newest number is the generation every answer
+carries. One lock makes each request atomic, which is what lets act-if-identity
+(C4) check and act in one step.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import uuid as uuidlib
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from xvirt.clock import Clock, SystemClock
+from xvirt.errors import (
+    HostUnreachableError,
+    InvalidArgumentError,
+    NoDomainError,
+    OperationFailedError,
+)
+from xvirt.host.events import EventLog
+from xvirt.host.ids import DomidAllocator
+from xvirt.host.images import ImageStore, SavedDomain, check_image_name
+from xvirt.model import (
+    DOMID_FIRST_RESERVED,
+    DomainState,
+    EventKind,
+    HostInfo,
+    check_domid,
+    check_name,
+    parse_uuid,
+)
+from xvirt.planes import (
+    DataRow,
+    DomainConfig,
+    EventBatch,
+    IdAnswer,
+    Op,
+    Resolution,
+    Resolved,
+    TableSnapshot,
+)
+
+__all__ = ["DOM0_UUID", "DomainRecord", "HostModel", "JournalEntry"]
+
+DOM0_UUID = "00000000-0000-0000-0000-000000000000"
+DOM0_NAME = "Domain-0"
+_IDLE_LOAD = 0.01  # fraction of a vCPU a blocked (idle) guest still burns
+_RUNNABLE = frozenset({DomainState.RUNNING, DomainState.BLOCKED})
+
+
+@dataclass(frozen=True, slots=True)
+class DomainRecord:
+    """A domain as the host knows it: the truth tests compare with."""
+
+    id: int
+    uuid: str
+    name: str
+    state: DomainState
+    memory_kib: int
+    max_memory_kib: int
+    vcpus: int
+    cpu_time_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One action the host took or refused. ``origin`` is ``client`` for
+    requests that came through a driver's act-if-identity, ``host`` for the
+    host's own operations (tests, demo activity, admin)."""
+
+    op: str
+    domid: int
+    uuid: str
+    outcome: str
+    origin: str = "host"
+
+
+class _Domain:
+    __slots__ = (
+        "cpu_ns",
+        "id",
+        "load",
+        "max_memory_kib",
+        "memory_kib",
+        "name",
+        "os_type",
+        "since",
+        "state",
+        "uuid",
+        "vcpus",
+    )
+
+    def __init__(
+        self,
+        domid: int,
+        uuid: str,
+        name: str,
+        memory_kib: int,
+        max_memory_kib: int,
+        vcpus: int,
+        load: float,
+        os_type: str,
+        now: float,
+        cpu_ns: int = 0,
+    ) -> None:
+        self.id = domid
+        self.uuid = uuid
+        self.name = name
+        self.state = DomainState.RUNNING
+        self.memory_kib = memory_kib
+        self.max_memory_kib = max_memory_kib
+        self.vcpus = vcpus
+        self.load = load
+        self.os_type = os_type
+        self.cpu_ns = cpu_ns
+        self.since = now
+
+    def _rate(self) -> float:
+        """CPU nanoseconds burnt per wall nanosecond in the current state."""
+        if self.state is DomainState.RUNNING:
+            return self.load * self.vcpus
+        if self.state is DomainState.BLOCKED:
+            return _IDLE_LOAD * self.vcpus
+        return 0.0
+
+    def cpu_time(self, now: float) -> int:
+        return self.cpu_ns + int((now - self.since) * 1e9 * self._rate())
+
+    def set_state(self, state: DomainState, now: float) -> None:
+        self.cpu_ns = self.cpu_time(now)
+        self.since = now
+        self.state = state
+
+    def row(self, now: float) -> DataRow:
+        return DataRow(
+            self.id,
+            self.uuid,
+            self.state,
+            self.memory_kib,
+            self.max_memory_kib,
+            self.vcpus,
+            self.cpu_time(now),
+        )
+
+    def record(self, now: float) -> DomainRecord:
+        return DomainRecord(
+            self.id,
+            self.uuid,
+            self.name,
+            self.state,
+            self.memory_kib,
+            self.max_memory_kib,
+            self.vcpus,
+            self.cpu_time(now),
+        )
+
+    def resolved(self) -> Resolved:
+        return Resolved(
+            self.id,
+            self.uuid,
+            self.name,
+            DomainConfig(self.memory_kib, self.max_memory_kib, self.vcpus, self.os_type),
+        )
+
+
+def _positive_int(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidArgumentError(f"{what} must be a positive integer, not {value!r}")
+    return value
+
+
+class HostModel:
+    """One Xen-style host. Thread-safe: every public method is atomic."""
+
+    def __init__(
+        self,
+        name: str = "default",
+        *,
+        id_policy: str = "sequential",
+        max_domid: int = DOMID_FIRST_RESERVED - 1,
+        control_latency_ms: float = 0.0,
+        image_dir: str | os.PathLike[str] | None = None,
+        clock: Clock | None = None,
+        seed: int | None = None,
+        event_capacity: int = 4096,
+        journal_capacity: int = 100_000,
+        cpus: int = 8,
+        memory_kib: int = 64 * 1024 * 1024,
+    ) -> None:
+        if control_latency_ms < 0:
+            raise InvalidArgumentError(
+                f"control_latency_ms must not be negative, not {control_latency_ms}"
+            )
+        self.name = name
+        self.clock: Clock = clock or SystemClock()
+        self.control_latency_ms = float(control_latency_ms)
+        self._rng = random.Random(seed)
+        self._ids = DomidAllocator(id_policy, max_domid, self._rng)
+        self._images = ImageStore(image_dir, label=name)
+        self._cpus = _positive_int(cpus, "cpus")
+        self._memory_kib = _positive_int(memory_kib, "memory_kib")
+        self._event_capacity = event_capacity
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._journal: deque[JournalEntry] = deque(maxlen=journal_capacity)
+        self._tickers: list[Callable[[HostModel, float], None]] = []
+        self._ticking = False
+        self._closed = False
+        self.daemon_epoch = 0
+        self._boot(first=True)
+
+    # -- boot ---------------------------------------------------------------
+
+    def _boot(self, *, first: bool = False) -> None:
+        self.boot_id = str(uuidlib.UUID(int=self._rng.getrandbits(128), version=4))
+        self._events = EventLog(self._event_capacity)
+        self._ids.reset()
+        now = self.clock.now()
+        dom0 = _Domain(0, DOM0_UUID, DOM0_NAME, 2 * 1024 * 1024, 2 * 1024 * 1024,
+                       min(self._cpus, 4), 0.05, "linux", now)
+        self._by_id: dict[int, _Domain] = {0: dom0}
+        self._by_uuid: dict[str, _Domain] = {DOM0_UUID: dom0}
+        self._by_name: dict[str, _Domain] = {DOM0_NAME: dom0}
+        if not first:
+            self._changed.notify_all()
+
+    def reboot_host(self) -> None:
+        """A new boot identity: every guest is gone, IDs start again. Images stay."""
+        with self._lock:
+            self._check_open()
+            self._journal.append(JournalEntry("reboot_host", 0, DOM0_UUID, "ok"))
+            self._boot()
+
+    def restart_daemon(self) -> None:
+        """The management daemon restarts; the hypervisor, its domains and boot identity stay."""
+        with self._lock:
+            self._check_open()
+            self.daemon_epoch += 1
+            self._journal.append(JournalEntry("restart_daemon", 0, DOM0_UUID, "ok"))
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._changed.notify_all()
+        self._images.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise HostUnreachableError(f"host {self.name!r} is closed", uri=f"sim:///{self.name}")
+
+    # -- activity hooks (demo churn) -----------------------------------------
+
+    def add_ticker(self, ticker: Callable[[HostModel, float], None]) -> None:
+        """Call ``ticker(host, now)`` at the start of every request, under the lock,
+        so scripted activity happens on the host's own clock without a thread."""
+        with self._lock:
+            self._tickers.append(ticker)
+
+    def _enter(self) -> float:
+        """Start a request: checks, runs tickers, returns the request's instant."""
+        self._check_open()
+        now = self.clock.now()
+        if self._tickers and not self._ticking:
+            self._ticking = True
+            try:
+                for ticker in self._tickers:
+                    ticker(self, now)
+            finally:
+                self._ticking = False
+        return now
+
+    # -- truth, for tests and tools --------------------------------------------
+
+    def domains(self) -> list[DomainRecord]:
+        with self._lock:
+            now = self._enter()
+            return [d.record(now) for d in sorted(self._by_id.values(), key=lambda d: d.id)]
+
+    def domain(self, domid: int) -> DomainRecord:
+        with self._lock:
+            now = self._enter()
+            return self._get(domid, "domain").record(now)
+
+    def journal(self) -> list[JournalEntry]:
+        with self._lock:
+            return list(self._journal)
+
+    @property
+    def generation(self) -> int:
+        with self._lock:
+            return self._events.latest
+
+    def images(self) -> list[str]:
+        return self._images.names()
+
+    @property
+    def image_dir(self) -> str:
+        return str(self._images.path)
+
+    @property
+    def id_policy(self) -> str:
+        return self._ids.policy
+
+    @property
+    def max_domid(self) -> int:
+        return self._ids.max_domid
+
+    # -- data plane -------------------------------------------------------------
+
+    def data_snapshot(self) -> TableSnapshot:
+        with self._lock:
+            now = self._enter()
+            rows = tuple(d.row(now) for d in self._by_id.values())
+            return TableSnapshot(self.boot_id, self._events.latest, rows)
+
+    def data_info(self, domid: int) -> IdAnswer:
+        with self._lock:
+            now = self._enter()
+            dom = self._by_id.get(domid)
+            return IdAnswer(self.boot_id, self._events.latest, dom.row(now) if dom else None)
+
+    # -- control plane ----------------------------------------------------------
+
+    def resolve(self, uuids: Iterable[str] = (), ids: Iterable[int] = ()) -> Resolution:
+        with self._lock:
+            self._enter()
+            found: dict[str, Resolved] = {}
+            for u in uuids:
+                dom = self._by_uuid.get(u)
+                if dom is not None:
+                    found[dom.uuid] = dom.resolved()
+            for i in ids:
+                dom = self._by_id.get(i)
+                if dom is not None:
+                    found[dom.uuid] = dom.resolved()
+            return Resolution(self.boot_id, self._events.latest, tuple(found.values()))
+
+    def resolve_names(self, names: Iterable[str]) -> Resolution:
+        with self._lock:
+            self._enter()
+            found = tuple(
+                self._by_name[n].resolved() for n in names if n in self._by_name
+            )
+            return Resolution(self.boot_id, self._events.latest, found)
+
+    def list_all(self) -> Resolution:
+        with self._lock:
+            self._enter()
+            doms = tuple(d.resolved() for d in sorted(self._by_id.values(), key=lambda d: d.id))
+            return Resolution(self.boot_id, self._events.latest, doms)
+
+    def node_info(self) -> HostInfo:
+        with self._lock:
+            self._enter()
+            used = sum(d.memory_kib for d in self._by_id.values())
+            return HostInfo(
+                hostname=f"{self.name}.sim",
+                hypervisor="Xen",
+                version="4.17.0-xvirt-sim",
+                arch="x86_64",
+                cpus=self._cpus,
+                cpu_mhz=2400,
+                nodes=1,
+                sockets_per_node=1,
+                cores_per_socket=max(1, self._cpus // 2),
+                threads_per_core=2 if self._cpus >= 2 else 1,
+                memory_kib=self._memory_kib,
+                free_memory_kib=max(0, self._memory_kib - used),
+                boot_id=self.boot_id,
+            )
+
+    def act(self, op: Op, domid: int, expected_uuid: str, arg: str | None = None) -> None:
+        """Check that ``domid`` is ``expected_uuid`` and act, in one atomic step (C4).
+
+        A mismatch is journalled and raised as NoDomainError; nothing is done.
+        """
+        with self._lock:
+            self._enter()
+            dom = self._by_id.get(domid)
+            if dom is None or dom.uuid != expected_uuid:
+                outcome = "refused: no such domain" if dom is None else "refused: identity mismatch"
+                self._journal.append(JournalEntry(op.value, domid, expected_uuid, outcome, "client"))
+                raise NoDomainError(
+                    f"domain {domid} is not {expected_uuid} any more",
+                    domid=domid,
+                    uuid=expected_uuid,
+                    op=op.value,
+                )
+            self._perform(op, dom, arg, origin="client")
+
+    def events_since(self, after: int, timeout: float = 0.0) -> EventBatch:
+        """Events after ``after``; waits up to ``timeout`` real seconds for one."""
+        with self._lock:
+            self._enter()
+            if timeout > 0 and after == self._events.latest:
+                self._changed.wait_for(
+                    lambda: self._closed or self._events.latest != after, timeout
+                )
+                self._check_open()
+            events, complete = self._events.since(after)
+            return EventBatch(self.boot_id, self._events.latest, events, complete)
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def create(
+        self,
+        name: str,
+        *,
+        memory_kib: int = 524288,
+        max_memory_kib: int | None = None,
+        vcpus: int = 1,
+        uuid: str | None = None,
+        load: float = 0.25,
+        os_type: str = "linux",
+    ) -> DomainRecord:
+        """Start a new guest (running) and return it."""
+        check_name(name)
+        _positive_int(memory_kib, "memory_kib")
+        max_kib = memory_kib if max_memory_kib is None else _positive_int(
+            max_memory_kib, "max_memory_kib")
+        if max_kib < memory_kib:
+            raise InvalidArgumentError(
+                f"max_memory_kib ({max_kib}) is below memory_kib ({memory_kib})", name=name
+            )
+        _positive_int(vcpus, "vcpus")
+        if not 0.0 <= load <= 1.0:
+            raise InvalidArgumentError(f"load must be within 0..1, not {load}", name=name)
+        with self._lock:
+            now = self._enter()
+            u = parse_uuid(uuid) if uuid is not None else self._new_uuid()
+            dom = self._admit(u, name, memory_kib, max_kib, vcpus, load, os_type, now, "create")
+            self._journal.append(JournalEntry("create", dom.id, dom.uuid, "ok"))
+            return dom.record(now)
+
+    def destroy(self, domid: int) -> None:
+        self._host_op(Op.DESTROY, domid)
+
+    def shutdown(self, domid: int) -> None:
+        self._host_op(Op.SHUTDOWN, domid)
+
+    def pause(self, domid: int) -> None:
+        self._host_op(Op.PAUSE, domid)
+
+    def resume(self, domid: int) -> None:
+        self._host_op(Op.RESUME, domid)
+
+    def reboot(self, domid: int) -> DomainRecord:
+        """Reboot: same UUID and name, a new ID (Xen destroys and rebuilds the domain)."""
+        return self._host_op(Op.REBOOT, domid)
+
+    def migrate(self, domid: int) -> DomainRecord:
+        """Local migration: same UUID and name, a new ID."""
+        return self._host_op(Op.MIGRATE, domid)
+
+    def save(self, domid: int, image: str) -> None:
+        self._host_op(Op.SAVE, domid, image)
+
+    def rename(self, domid: int, new_name: str) -> None:
+        self._host_op(Op.RENAME, domid, new_name)
+
+    def crash(self, domid: int) -> None:
+        """The guest crashes and is preserved (on_crash=preserve) until destroyed."""
+        with self._lock:
+            now = self._enter()
+            dom = self._get(domid, "crash")
+            self._guest_only(dom, "crash")
+            dom.set_state(DomainState.CRASHED, now)
+            self._events.append(EventKind.CRASHED, dom.id, dom.uuid)
+            self._journal.append(JournalEntry("crash", dom.id, dom.uuid, "ok"))
+            self._changed.notify_all()
+
+    def set_blocked(self, domid: int, blocked: bool = True) -> None:
+        """Mark a running guest idle (blocked) or busy again; not a lifecycle event."""
+        with self._lock:
+            now = self._enter()
+            dom = self._get(domid, "set_blocked")
+            if dom.state in _RUNNABLE:
+                dom.set_state(DomainState.BLOCKED if blocked else DomainState.RUNNING, now)
+
+    def restore(self, image: str, *, origin: str = "host") -> DomainRecord:
+        """Bring a saved domain back: same UUID and name, a new ID; the image is consumed."""
+        check_image_name(image)
+        with self._lock:
+            now = self._enter()
+            saved = self._images.read(image)
+            dom = self._admit(
+                saved.uuid,
+                saved.name,
+                saved.memory_kib,
+                saved.max_memory_kib,
+                saved.vcpus,
+                saved.load,
+                saved.os_type,
+                now,
+                "restore",
+                cpu_ns=saved.cpu_time_ns,
+                kind=EventKind.RESTORED,
+            )
+            self._images.remove(image)
+            self._journal.append(JournalEntry("restore", dom.id, dom.uuid, "ok", origin))
+            return dom.record(now)
+
+    # -- internals ------------------------------------------------------------------
+
+    def _new_uuid(self) -> str:
+        while True:
+            u = str(uuidlib.UUID(int=self._rng.getrandbits(128), version=4))
+            if u not in self._by_uuid:
+                return u
+
+    def _get(self, domid: int, op: str) -> _Domain:
+        check_domid(domid)
+        dom = self._by_id.get(domid)
+        if dom is None:
+            raise NoDomainError(f"no domain with ID {domid}", domid=domid, op=op)
+        return dom
+
+    @staticmethod
+    def _guest_only(dom: _Domain, op: str) -> None:
+        if dom.id == 0:
+            raise OperationFailedError(
+                f"Domain-0 cannot {op}", domid=0, uuid=dom.uuid, name=dom.name, op=op
+            )
+
+    def _admit(
+        self,
+        uuid: str,
+        name: str,
+        memory_kib: int,
+        max_memory_kib: int,
+        vcpus: int,
+        load: float,
+        os_type: str,
+        now: float,
+        op: str,
+        *,
+        cpu_ns: int = 0,
+        kind: EventKind = EventKind.CREATED,
+    ) -> _Domain:
+        if name in self._by_name:
+            raise OperationFailedError(f"a domain named {name!r} already exists", name=name, op=op)
+        if uuid in self._by_uuid:
+            raise OperationFailedError(
+                f"a domain with UUID {uuid} already exists", uuid=uuid, name=name, op=op
+            )
+        domid = self._ids.allocate(self._by_id, len(self._by_id) - 1)
+        dom = _Domain(domid, uuid, name, memory_kib, max_memory_kib, vcpus, load, os_type, now,
+                      cpu_ns)
+        self._by_id[domid] = dom
+        self._by_uuid[uuid] = dom
+        self._by_name[name] = dom
+        self._events.append(kind, domid, uuid)
+        self._changed.notify_all()
+        return dom
+
+    def _remove(self, dom: _Domain, kind: EventKind) -> None:
+        del self._by_id[dom.id]
+        del self._by_uuid[dom.uuid]
+        del self._by_name[dom.name]
+        self._events.append(kind, dom.id, dom.uuid)
+
+    def _host_op(self, op: Op, domid: int, arg: str | None = None) -> DomainRecord:
+        with self._lock:
+            now = self._enter()
+            dom = self._get(domid, op.value)
+            self._perform(op, dom, arg, origin="host")
+            return dom.record(now)
+
+    def _perform(self, op: Op, dom: _Domain, arg: str | None, *, origin: str) -> None:
+        """Apply ``op`` to ``dom`` (lock held) and journal the outcome."""
+        before = dom.id
+        try:
+            self._apply(op, dom, arg)
+        except (OperationFailedError, InvalidArgumentError) as exc:
+            self._journal.append(
+                JournalEntry(op.value, before, dom.uuid, f"failed: {exc.message}", origin)
+            )
+            raise
+        self._journal.append(JournalEntry(op.value, before, dom.uuid, "ok", origin))
+        self._changed.notify_all()
+
+    def _apply(self, op: Op, dom: _Domain, arg: str | None) -> None:
+        now = self.clock.now()
+        ctx = {"domid": dom.id, "uuid": dom.uuid, "name": dom.name, "op": op.value}
+        if op is not Op.RENAME:
+            self._guest_only(dom, op.value)
+        if op is Op.PAUSE:
+            if dom.state not in _RUNNABLE:
+                raise OperationFailedError(f"domain is {dom.state.value}, not running", **ctx)
+            dom.set_state(DomainState.PAUSED, now)
+            self._events.append(EventKind.PAUSED, dom.id, dom.uuid)
+        elif op is Op.RESUME:
+            if dom.state is not DomainState.PAUSED:
+                raise OperationFailedError(f"domain is {dom.state.value}, not paused", **ctx)
+            dom.set_state(DomainState.RUNNING, now)
+            self._events.append(EventKind.RESUMED, dom.id, dom.uuid)
+        elif op is Op.DESTROY:
+            self._remove(dom, EventKind.DESTROYED)
+        elif op is Op.SHUTDOWN:
+            if dom.state not in _RUNNABLE and dom.state is not DomainState.PAUSED:
+                raise OperationFailedError(f"domain is {dom.state.value}", **ctx)
+            self._remove(dom, EventKind.SHUTDOWN)
+        elif op in (Op.REBOOT, Op.MIGRATE):
+            self._move(dom, EventKind.REBOOTED if op is Op.REBOOT else EventKind.MIGRATED, now,
+                       reset_cpu=op is Op.REBOOT)
+        elif op is Op.SAVE:
+            image = check_image_name(arg)
+            saved = SavedDomain(dom.uuid, dom.name, dom.memory_kib, dom.max_memory_kib,
+                                dom.vcpus, dom.cpu_time(now), dom.os_type, dom.load)
+            self._images.write(image, saved)  # raises before the domain is touched
+            self._remove(dom, EventKind.SAVED)
+        elif op is Op.RENAME:
+            new = check_name(arg)
+            self._guest_only(dom, "rename")
+            if new != dom.name:
+                if new in self._by_name:
+                    raise OperationFailedError(f"a domain named {new!r} already exists", **ctx)
+                del self._by_name[dom.name]
+                dom.name = new
+                self._by_name[new] = dom
+                self._events.append(EventKind.RENAMED, dom.id, dom.uuid, name=new)
+        else:  # pragma: no cover - every Op is handled above
+            raise AssertionError(op)
+
+    def _move(self, dom: _Domain, kind: EventKind, now: float, *, reset_cpu: bool) -> None:
+        old = dom.id
+        new = self._ids.allocate(self._by_id, len(self._by_id) - 1)
+        del self._by_id[old]
+        dom.id = new
+        self._by_id[new] = dom
+        if reset_cpu:
+            dom.cpu_ns = 0
+            dom.since = now
+        dom.set_state(DomainState.RUNNING, now)
+        self._events.append(kind, new, dom.uuid, old_id=old)

@@ -1,0 +1,216 @@
+"""Public value types and the validation of user-supplied identifiers.
+
+All value types are frozen: they are facts observed at one instant, shared
+freely between threads. Field names carry their units (``_kib``, ``_ns``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from xvirt.errors import InvalidArgumentError
+
+__all__ = [
+    "DOMID_FIRST_RESERVED",
+    "ConnStats",
+    "DomainEvent",
+    "DomainInfo",
+    "DomainState",
+    "EventKind",
+    "HostInfo",
+    "Identity",
+    "check_domid",
+    "check_name",
+    "parse_uuid",
+]
+
+#: Xen reserves domain IDs from 0x7FF0 up (DOMID_SELF, DOMID_IO, ...).
+DOMID_FIRST_RESERVED = 0x7FF0
+
+
+class DomainState(enum.Enum):
+    """Xen's domain state flags, most significant first (c s d p b r)."""
+
+    RUNNING = "running"
+    BLOCKED = "blocked"
+    PAUSED = "paused"
+    SHUTDOWN = "shutdown"
+    CRASHED = "crashed"
+    DYING = "dying"
+
+    @property
+    def letter(self) -> str:
+        return _LETTERS[self]
+
+    def flags(self) -> str:
+        """xend's six-character state string, e.g. ``-b----``."""
+        return "".join(
+            letter if state is self else "-" for state, letter in _LETTERS.items()
+        )
+
+
+_LETTERS = {
+    DomainState.RUNNING: "r",
+    DomainState.BLOCKED: "b",
+    DomainState.PAUSED: "p",
+    DomainState.SHUTDOWN: "s",
+    DomainState.CRASHED: "c",
+    DomainState.DYING: "d",
+}
+
+
+class EventKind(enum.Enum):
+    """Lifecycle changes a host reports."""
+
+    CREATED = "created"
+    DESTROYED = "destroyed"
+    SHUTDOWN = "shutdown"
+    CRASHED = "crashed"
+    SAVED = "saved"
+    RESTORED = "restored"
+    REBOOTED = "rebooted"
+    MIGRATED = "migrated"
+    RENAMED = "renamed"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+
+    @property
+    def removes(self) -> bool:
+        """The domain no longer exists after this event."""
+        return self in _REMOVING
+
+    @property
+    def adds(self) -> bool:
+        """A domain unknown before this event exists after it."""
+        return self in _ADDING
+
+    @property
+    def moves(self) -> bool:
+        """The domain keeps its UUID and name but gets a new ID."""
+        return self in _MOVING
+
+
+_REMOVING = frozenset({EventKind.DESTROYED, EventKind.SHUTDOWN, EventKind.SAVED})
+_ADDING = frozenset({EventKind.CREATED, EventKind.RESTORED})
+_MOVING = frozenset({EventKind.REBOOTED, EventKind.MIGRATED})
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a domain is at one instant: the triple C1 is about."""
+
+    uuid: str
+    name: str
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class DomainInfo:
+    """What ``Domain.info()`` returns, straight from the data plane."""
+
+    state: DomainState
+    memory_kib: int
+    max_memory_kib: int
+    vcpus: int
+    cpu_time_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class HostInfo:
+    """Node facts, as xend's ``/xend/node`` and libvirt's ``getInfo`` give them."""
+
+    hostname: str
+    hypervisor: str
+    version: str
+    arch: str
+    cpus: int
+    cpu_mhz: int
+    nodes: int
+    sockets_per_node: int
+    cores_per_socket: int
+    threads_per_core: int
+    memory_kib: int
+    free_memory_kib: int
+    boot_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnStats:
+    """Exact counters of one connection; tests assert them and tools print them."""
+
+    control_requests: int
+    data_calls: int
+    event_requests: int
+    cache_hits: int
+    cache_misses: int
+    evictions: int
+    cache_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class DomainEvent:
+    """A lifecycle change, as ``Connection.events()`` yields it.
+
+    ``name`` is None only when the domain was gone before its name could be
+    learnt; ``old_id`` is set when the ID changed (reboot, migrate).
+    """
+
+    seq: int
+    kind: EventKind
+    uuid: str
+    id: int
+    name: str | None
+    old_id: int | None = None
+
+
+# -- validation of what users pass in ---------------------------------------
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def parse_uuid(value: object) -> str:
+    """Canonical lower-case dashed form of a UUID given loosely, as libvirt accepts it.
+
+    Accepts 32 hex digits with dashes anywhere and surrounding spaces (libvirt
+    does); refuses braces, wrong lengths and anything else.
+    """
+    import uuid as _uuid
+
+    if isinstance(value, _uuid.UUID):
+        return str(value)
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"a UUID must be a string, not {type(value).__name__}")
+    digits = value.strip().replace("-", "")
+    if len(digits) != 32 or not _HEX.issuperset(digits):
+        raise InvalidArgumentError(f"invalid UUID {value!r}", uuid=value)
+    d = digits.lower()
+    return f"{d[:8]}-{d[8:12]}-{d[12:16]}-{d[16:20]}-{d[20:]}"
+
+
+def check_domid(value: object) -> int:
+    """A domain ID as a caller may ask for it: an int in Xen's 16-bit range."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(
+            f"a domain ID must be an integer, not {type(value).__name__} {value!r}"
+        )
+    if value < 0 or value >= DOMID_FIRST_RESERVED:
+        raise InvalidArgumentError(
+            f"domain ID {value} is out of range 0..{DOMID_FIRST_RESERVED - 1}", domid=value
+        )
+    return value
+
+
+def check_name(value: object) -> str:
+    """A domain name: a non-empty string without control characters or slashes."""
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"a domain name must be a string, not {type(value).__name__}")
+    if not value:
+        raise InvalidArgumentError("a domain name must not be empty")
+    if len(value) > 255:
+        raise InvalidArgumentError("a domain name must be at most 255 characters", name=value)
+    if any(ord(c) < 32 or c in "/\x7f" for c in value):
+        raise InvalidArgumentError(
+            "a domain name must not contain '/' or control characters", name=value
+        )
+    return value

@@ -1,0 +1,128 @@
+"""What the two planes and the event channel say: the host's answers as data.
+
+These types are the vocabulary shared by a host (embedded or behind a
+daemon) and the drivers. Every answer carries the host's boot identity and its
+generation (the sequence number of the last lifecycle event), which is what
+lets the cache know, on the fast path, whether what it holds is current.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from xvirt.model import DomainInfo, DomainState, EventKind
+
+__all__ = [
+    "DataRow",
+    "DomainConfig",
+    "EventBatch",
+    "HostEvent",
+    "IdAnswer",
+    "Op",
+    "Resolution",
+    "Resolved",
+    "TableSnapshot",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DataRow:
+    """One domain as the data plane (a hypercall) reports it: no name."""
+
+    id: int
+    uuid: str
+    state: DomainState
+    memory_kib: int
+    max_memory_kib: int
+    vcpus: int
+    cpu_time_ns: int
+
+    def info(self) -> DomainInfo:
+        return DomainInfo(
+            self.state, self.memory_kib, self.max_memory_kib, self.vcpus, self.cpu_time_ns
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TableSnapshot:
+    """The whole domain table at one instant."""
+
+    boot_id: str
+    generation: int
+    rows: tuple[DataRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IdAnswer:
+    """Info by ID; ``row`` is None when no domain has that ID at that instant."""
+
+    boot_id: str
+    generation: int
+    row: DataRow | None
+
+
+@dataclass(frozen=True, slots=True)
+class DomainConfig:
+    """The configuration the control plane knows and the data plane does not."""
+
+    memory_kib: int
+    max_memory_kib: int
+    vcpus: int
+    os_type: str = "linux"
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A domain's full identity and configuration, from the control plane."""
+
+    id: int
+    uuid: str
+    name: str
+    config: DomainConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """A control-plane answer: every domain it names was live at ``generation``."""
+
+    boot_id: str
+    generation: int
+    domains: tuple[Resolved, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HostEvent:
+    """A lifecycle change. ``name`` is set only for renames: like Xen's own
+    domain-exception events, the others carry IDs and UUIDs, not names."""
+
+    seq: int
+    kind: EventKind
+    id: int
+    uuid: str
+    old_id: int | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    """Events after a sequence number; ``complete`` is False when some were
+    lost (too old, or another boot) and the reader must resnapshot."""
+
+    boot_id: str
+    latest: int
+    events: tuple[HostEvent, ...]
+    complete: bool
+
+
+class Op(enum.Enum):
+    """Mutations that go through act-if-identity (C4)."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    SHUTDOWN = "shutdown"
+    REBOOT = "reboot"
+    DESTROY = "destroy"
+    SAVE = "save"
+    RENAME = "rename"
+    MIGRATE = "migrate"
