@@ -66,7 +66,7 @@ __all__ = [
 ]
 
 
-def open(uri: str | None = None, readonly: bool = False) -> Connection:  # noqa: A001
+def open(uri: str | None = None, readonly: bool = False) -> Connection:
     """Open a connection; ``uri`` defaults to ``$XVIRT_DEFAULT_URI`` or ``sim:///default``."""
     driver = open_driver(default_uri() if uri is None else uri, readonly=readonly)
     return Connection(driver, readonly=readonly)

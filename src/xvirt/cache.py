@@ -149,8 +149,7 @@ class IdentityCache:
                 ident = self._check(domid, uuid)
                 if ident is not None and ident.name == name:
                     return ident
-                continue
-            # Unknown name: make the cache complete, then it knows or can say no.
+            # Unknown or stale name: make the cache complete, then it knows or can say no.
             snap = self.snapshot()
             self._resolve(None)
             with self._lock:

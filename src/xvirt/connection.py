@@ -8,7 +8,7 @@ read-only connection.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from types import TracebackType
 
@@ -255,6 +255,7 @@ class EventStream:
         self._boot = snap.boot_id
         self._after = snap.generation
         self._pending: deque[DomainEvent] = deque()
+        self._renamed: OrderedDict[str, str] = OrderedDict()  # names this stream has seen set
 
     def __iter__(self) -> Iterator[DomainEvent]:
         return self
@@ -278,7 +279,9 @@ class EventStream:
             self._after = batch.latest  # events were lost: go on from the newest
             return True
         for e in batch.events:
-            name = e.name if e.kind is EventKind.RENAMED else cache.name_hint(e.uuid)
+            if e.kind is EventKind.RENAMED and e.name is not None:
+                self._remember(e.uuid, e.name)
+            name = self._renamed.get(e.uuid) or cache.name_hint(e.uuid)
             if name is None and not e.kind.removes:
                 try:
                     name = cache.current(e.uuid).name
@@ -287,3 +290,9 @@ class EventStream:
             self._pending.append(DomainEvent(e.seq, e.kind, e.uuid, e.id, name, e.old_id))
             self._after = e.seq
         return bool(batch.events) or self._timeout is None
+
+    def _remember(self, uuid: str, name: str) -> None:
+        self._renamed[uuid] = name
+        self._renamed.move_to_end(uuid)
+        if len(self._renamed) > 1024:
+            self._renamed.popitem(last=False)

@@ -152,8 +152,9 @@ class ConnStats:
 class DomainEvent:
     """A lifecycle change, as ``Connection.events()`` yields it.
 
-    ``name`` is None only when the domain was gone before its name could be
-    learnt; ``old_id`` is set when the ID changed (reboot, migrate).
+    ``name`` is the domain's name as known when the event is delivered (the
+    new one for a rename); None only when the domain was gone before its name
+    could be learnt. ``old_id`` is set when the ID changed (reboot, migrate).
     """
 
     seq: int

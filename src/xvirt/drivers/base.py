@@ -114,5 +114,6 @@ class Driver(abc.ABC):
         seconds for the first. Serves C7 (evictions and renames between snapshots)
         and C8 (a batch from another boot, or an incomplete one, means resnapshot)."""
 
+    @abc.abstractmethod
     def close(self) -> None:
         """Release the driver's resources. Idempotent."""

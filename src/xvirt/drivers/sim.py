@@ -83,3 +83,6 @@ class SimDriver(Driver):
     def events_since(self, after: int, timeout: float = 0.0) -> EventBatch:
         self.counters.event()
         return self.host.events_since(after, timeout)
+
+    def close(self) -> None:
+        """Nothing to release: the host belongs to whoever created it."""

@@ -9,6 +9,7 @@ loses a domain.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -114,17 +115,17 @@ class ImageStore:
                 f"cannot write image {name!r}: {exc.strerror}", name=name, op="save"
             ) from None
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
 
     def read(self, name: str) -> SavedDomain:
         path = self._path_of(name)
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
-            raise OperationFailedError(f"no image named {name!r}", name=name, op="restore") from None
+            raise OperationFailedError(
+                f"no image named {name!r}", name=name, op="restore"
+            ) from None
         except OSError as exc:
             raise OperationFailedError(
                 f"cannot read image {name!r}: {exc.strerror}", name=name, op="restore"
@@ -140,10 +141,8 @@ class ImageStore:
             ) from None
 
     def remove(self, name: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self._path_of(name).unlink()
-        except FileNotFoundError:
-            pass
 
     def close(self) -> None:
         if self._owned:

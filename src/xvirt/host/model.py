@@ -172,6 +172,10 @@ class _Domain:
         )
 
 
+def _refusal(dom: _Domain, op: Op, message: str) -> OperationFailedError:
+    return OperationFailedError(message, domid=dom.id, uuid=dom.uuid, name=dom.name, op=op.value)
+
+
 def _positive_int(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise InvalidArgumentError(f"{what} must be a positive integer, not {value!r}")
@@ -392,7 +396,9 @@ class HostModel:
             dom = self._by_id.get(domid)
             if dom is None or dom.uuid != expected_uuid:
                 outcome = "refused: no such domain" if dom is None else "refused: identity mismatch"
-                self._journal.append(JournalEntry(op.value, domid, expected_uuid, outcome, "client"))
+                self._journal.append(
+                    JournalEntry(op.value, domid, expected_uuid, outcome, "client")
+                )
                 raise NoDomainError(
                     f"domain {domid} is not {expected_uuid} any more",
                     domid=domid,
@@ -594,24 +600,23 @@ class HostModel:
 
     def _apply(self, op: Op, dom: _Domain, arg: str | None) -> None:
         now = self.clock.now()
-        ctx = {"domid": dom.id, "uuid": dom.uuid, "name": dom.name, "op": op.value}
         if op is not Op.RENAME:
             self._guest_only(dom, op.value)
         if op is Op.PAUSE:
             if dom.state not in _RUNNABLE:
-                raise OperationFailedError(f"domain is {dom.state.value}, not running", **ctx)
+                raise _refusal(dom, op, f"domain is {dom.state.value}, not running")
             dom.set_state(DomainState.PAUSED, now)
             self._events.append(EventKind.PAUSED, dom.id, dom.uuid)
         elif op is Op.RESUME:
             if dom.state is not DomainState.PAUSED:
-                raise OperationFailedError(f"domain is {dom.state.value}, not paused", **ctx)
+                raise _refusal(dom, op, f"domain is {dom.state.value}, not paused")
             dom.set_state(DomainState.RUNNING, now)
             self._events.append(EventKind.RESUMED, dom.id, dom.uuid)
         elif op is Op.DESTROY:
             self._remove(dom, EventKind.DESTROYED)
         elif op is Op.SHUTDOWN:
             if dom.state not in _RUNNABLE and dom.state is not DomainState.PAUSED:
-                raise OperationFailedError(f"domain is {dom.state.value}", **ctx)
+                raise _refusal(dom, op, f"domain is {dom.state.value}")
             self._remove(dom, EventKind.SHUTDOWN)
         elif op in (Op.REBOOT, Op.MIGRATE):
             self._move(dom, EventKind.REBOOTED if op is Op.REBOOT else EventKind.MIGRATED, now,
@@ -627,7 +632,7 @@ class HostModel:
             self._guest_only(dom, "rename")
             if new != dom.name:
                 if new in self._by_name:
-                    raise OperationFailedError(f"a domain named {new!r} already exists", **ctx)
+                    raise _refusal(dom, op, f"a domain named {new!r} already exists")
                 del self._by_name[dom.name]
                 dom.name = new
                 self._by_name[new] = dom

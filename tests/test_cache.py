@@ -1,0 +1,354 @@
+"""The identity cache: exact costs (C5, C6), concurrency (C1, C2, C4), memory (C7), boots (C8)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import xvirt
+from xvirt.clock import ManualClock
+from xvirt.errors import NoDomainError, OperationFailedError
+
+_names = itertools.count()
+
+
+def _host(**kwargs: object) -> xvirt.sim.Host:
+    kwargs.setdefault("clock", ManualClock())
+    return xvirt.sim.Host(f"cache-test-{next(_names)}", **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def host() -> Iterator[xvirt.sim.Host]:
+    h = _host()
+    yield h
+    h.close()
+
+
+def _sample(conn: xvirt.Connection) -> list[xvirt.DomainInfo]:
+    """The 2006 monitoring loop, freeing every handle."""
+    infos = []
+    for domid in conn.list_domain_ids():
+        dom = conn.lookup_by_id(domid)
+        infos.append(dom.info())
+        dom.close()
+    return infos
+
+
+# -- C5: exact counts ---------------------------------------------------------------------
+
+
+def test_seed_loop_costs_one_control_request_in_five_samples(host: xvirt.sim.Host) -> None:
+    for i in range(20):
+        host.create(f"guest{i}")
+    with xvirt.open(host.uri) as conn:
+        _sample(conn)
+        first = conn.stats()
+        assert first.control_requests == 1  # all 21 domains named in one batch
+        for _ in range(4):
+            _sample(conn)
+        stats = conn.stats()
+    assert stats.control_requests == 1  # 0 after sample 1 (the 2006 code made 101)
+    # each sample: 1 snapshot + 21 lookups + 21 infos, all on the data plane
+    assert stats.data_calls == 5 * (1 + 21 + 21)
+    assert stats.event_requests == 0  # nothing happened on the host
+    assert (stats.cache_hits, stats.cache_misses) == (5 * 21 - 1, 1)
+    assert stats.cache_size == 21 and stats.evictions == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(k=st.integers(min_value=1, max_value=40), samples=st.integers(min_value=1, max_value=3))
+def test_newcomers_between_samples_cost_exactly_one_request(k: int, samples: int) -> None:
+    with _host() as host, xvirt.open(host.uri) as conn:
+        for i in range(5):
+            host.create(f"base{i}")
+        _sample(conn)
+        for s in range(samples):
+            before = conn.stats().control_requests
+            for i in range(k):
+                host.create(f"new{s}-{i}")
+            infos = _sample(conn)
+            assert len(infos) == 6 + (s + 1) * k
+            assert conn.stats().control_requests - before == 1
+
+
+def test_lookup_by_name_of_newcomers_is_batched_too(host: xvirt.sim.Host) -> None:
+    with xvirt.open(host.uri) as conn:
+        conn.list_domain_ids()
+        created = [host.create(f"n{i}") for i in range(10)]
+        for rec in created:
+            assert conn.lookup_by_name(rec.name).uuid == rec.uuid
+        assert conn.stats().control_requests == 1
+        with pytest.raises(NoDomainError):
+            conn.lookup_by_name("absent")  # a complete cache can say no for free
+        assert conn.stats().control_requests == 1
+
+
+class _GatedClock(ManualClock):
+    """A clock whose sleep (the control plane's latency) waits for a gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sleeping = threading.Event()
+        self.gate = threading.Event()
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeping.set()
+        assert self.gate.wait(10), "gate never opened"
+
+
+def test_concurrent_misses_on_one_newcomer_share_one_request() -> None:
+    clock = _GatedClock()
+    with _host(clock=clock, control_latency_ms=50) as host, xvirt.open(host.uri) as conn:
+        conn.list_domain_ids()
+        rec = host.create("newcomer")
+        base = conn.stats()
+        results: list[str] = []
+        errors: list[BaseException] = []
+
+        def look() -> None:
+            try:
+                results.append(conn.lookup_by_id(rec.id).uuid)
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=look) for _ in range(8)]
+        for t in threads:
+            t.start()
+        assert clock.sleeping.wait(10)  # the first miss is inside its request
+        # let the others reach the cache (each makes its data-plane call first)
+        while conn.stats().data_calls < base.data_calls + 8 and all(t.is_alive() for t in threads):
+            threading.Event().wait(0.001)
+        clock.gate.set()
+        for t in threads:
+            t.join(10)
+        assert not errors
+        assert results == [rec.uuid] * 8
+        assert conn.stats().control_requests - base.control_requests == 1
+
+
+# -- C6, C7, C8 -------------------------------------------------------------------------------
+
+
+def test_freeing_handles_keeps_identities(host: xvirt.sim.Host) -> None:
+    rec = host.create("kept")
+    with xvirt.open(host.uri) as conn:
+        conn.lookup_by_id(rec.id).close()
+        before = conn.stats()
+        for _ in range(10):
+            dom = conn.lookup_by_id(rec.id)
+            dom.close()
+        after = conn.stats()
+    assert after.control_requests == before.control_requests
+    assert after.cache_size == before.cache_size
+
+
+def test_cache_holds_only_live_domains_after_churn(host: xvirt.sim.Host) -> None:
+    with xvirt.open(host.uri) as conn:
+        for round_ in range(50):
+            recs = [host.create(f"c{round_}-{i}") for i in range(5)]
+            _sample(conn)
+            for rec in recs:
+                host.destroy(rec.id)
+        conn.list_domain_ids()
+        stats = conn.stats()
+    assert stats.cache_size == 1  # Domain-0 only
+    assert stats.evictions == 250
+
+
+def test_events_evict_between_snapshots(host: xvirt.sim.Host) -> None:
+    recs = [host.create(f"e{i}") for i in range(3)]
+    with xvirt.open(host.uri) as conn:
+        _sample(conn)
+        host.destroy(recs[0].id)
+        conn.lookup_by_id(0)  # any answer with a newer generation makes the cache catch up
+        assert conn.stats().cache_size == 3
+        assert conn.stats().evictions == 1
+
+
+def test_host_reboot_flushes_and_daemon_restart_keeps(host: xvirt.sim.Host) -> None:
+    recs = [host.create(f"b{i}") for i in range(4)]
+    with xvirt.open(host.uri) as conn:
+        handles = [conn.lookup_by_id(r.id) for r in recs]
+        _sample(conn)
+        host.restart_daemon()
+        before = conn.stats()
+        _sample(conn)
+        assert conn.stats().control_requests == before.control_requests
+        assert conn.stats().cache_size == before.cache_size == 5
+
+        host.reboot_host()
+        assert conn.list_domain_ids() == [0]
+        assert conn.stats().cache_size == 1
+        for dom in handles:
+            with pytest.raises(NoDomainError):
+                dom.info()
+
+
+# -- C1/C2 under concurrency, checked against the host's own history ------------------------------
+
+
+@dataclass
+class _Observation:
+    domid: int
+    before: int  # host generation just before the call
+    after: int  # and just after
+    uuid: str | None  # None: NoDomainError
+
+
+def _states_by_generation(host: xvirt.sim.Host, start: dict[int, str]) -> list[dict[int, str]]:
+    """Replay the event log: which UUID held which ID at every generation."""
+    states = [dict(start)]
+    batch = host.events_since(0)
+    assert batch.complete, "event log too short for this test"
+    for event in batch.events:
+        state = dict(states[-1])
+        if event.kind.removes or event.kind.moves:
+            state.pop(event.old_id if event.kind.moves else event.id, None)  # type: ignore[arg-type]
+        if not event.kind.removes:
+            state[event.id] = event.uuid
+        assert event.seq == len(states)
+        states.append(state)
+    return states
+
+
+def test_concurrent_lookups_are_right_at_some_instant_of_each_call() -> None:
+    with _host(id_policy="random", max_domid=12, seed=7, event_capacity=1 << 20) as host:
+        start = {r.id: r.uuid for r in host.domains()}
+        stop = threading.Event()
+        observations: list[_Observation] = []
+        lock = threading.Lock()
+
+        def churn() -> None:
+            rng = iter(itertools.cycle(range(97)))
+            serial = itertools.count()
+            for _ in range(3000):
+                guests = [r for r in host.domains() if r.id != 0]
+                choice = next(rng) % 4
+                try:
+                    if choice == 0 or len(guests) < 4:
+                        host.create(f"t{next(serial)}")
+                    elif choice == 1:
+                        host.destroy(guests[next(rng) % len(guests)].id)
+                    else:
+                        host.reboot(guests[next(rng) % len(guests)].id)
+                except (OperationFailedError, NoDomainError):
+                    pass
+            stop.set()
+
+        def sample(conn: xvirt.Connection) -> None:
+            while not stop.is_set():
+                for domid in range(13):
+                    before = host.generation
+                    try:
+                        uuid: str | None = conn.lookup_by_id(domid).uuid
+                    except NoDomainError:
+                        uuid = None
+                    after = host.generation
+                    with lock:
+                        observations.append(_Observation(domid, before, after, uuid))
+
+        with xvirt.open(host.uri) as conn:
+            threads = [threading.Thread(target=sample, args=(conn,)) for _ in range(4)]
+            threads.append(threading.Thread(target=churn))
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+        states = _states_by_generation(host, start)
+
+    assert len(observations) > 1000
+    positives = 0
+    for ob in observations:
+        window = states[ob.before : ob.after + 1]
+        if ob.uuid is not None:
+            positives += 1
+            assert any(s.get(ob.domid) == ob.uuid for s in window), f"C1 violated: {ob}"
+        else:
+            holders = {s.get(ob.domid) for s in window}
+            stayed = len(holders) == 1 and None not in holders
+            assert not stayed, f"C2 violated: one domain held the ID throughout: {ob}"
+    assert positives > 100
+
+
+# -- C4: no misdirected action under concurrent ID reuse -----------------------------------------
+
+
+def test_actions_by_handle_never_land_on_another_domain() -> None:
+    with _host(id_policy="random", max_domid=10, seed=3, event_capacity=1 << 20) as host:
+        owned = [host.create(f"owned{i}") for i in range(3)]
+        done = threading.Event()
+        successes: dict[str, int] = {r.uuid: 0 for r in owned}
+        lock = threading.Lock()
+
+        def churn() -> None:
+            serial = itertools.count()
+            for step in range(2000):
+                guests = [r for r in host.domains() if r.id != 0]
+                try:
+                    if step % 3 == 0:
+                        target = guests[step % len(guests)]
+                        host.reboot(target.id)  # owned domains move; their old IDs free up
+                    elif step % 3 == 1:
+                        host.create(f"squatter{next(serial)}")  # ...and get reused
+                    else:
+                        squatters = [g for g in guests if g.name.startswith("squatter")]
+                        if squatters:
+                            host.destroy(squatters[step % len(squatters)].id)
+                except (OperationFailedError, NoDomainError):
+                    pass
+            done.set()
+
+        def act(conn: xvirt.Connection, uuid: str) -> None:
+            dom = conn.lookup_by_uuid(uuid)
+            while not done.is_set():
+                for op in (dom.pause, dom.resume):
+                    try:
+                        op()
+                    except OperationFailedError:
+                        continue  # a reboot resumed it meanwhile: a refusal, not an action
+                    with lock:
+                        successes[uuid] += 1
+
+        with xvirt.open(host.uri) as conn:
+            threads = [threading.Thread(target=act, args=(conn, r.uuid)) for r in owned]
+            threads.append(threading.Thread(target=churn))
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+            for r in owned:
+                conn.lookup_by_uuid(r.uuid).destroy()
+
+        journal = host.journal()
+        reused = _reused_ids(host)
+
+    client_ok = [e for e in journal if e.origin == "client" and e.outcome == "ok"]
+    acted_on: dict[str, int] = {}
+    for entry in client_ok:
+        acted_on[entry.uuid] = acted_on.get(entry.uuid, 0) + 1
+    # every pause/resume a handle made landed on that handle's own domain
+    for r in owned:
+        assert acted_on.pop(r.uuid) == successes[r.uuid] + 1  # + the final destroy
+    assert acted_on == {}, f"C4 violated: client actions on {acted_on}"
+    assert sum(successes.values()) > 50
+    assert reused > 100  # the race was real: IDs changed hands while handles acted
+    refused = [e for e in journal if e.origin == "client" and e.outcome.startswith("refused")]
+    print(f"ID changes of hands: {reused}, stale requests refused by the host: {len(refused)}")
+
+
+def _reused_ids(host: xvirt.sim.Host) -> int:
+    """How many times an ID passed from one domain to another."""
+    owner: dict[int, str] = {}
+    changes = 0
+    for event in host.events_since(0).events:
+        if event.kind.adds or event.kind.moves:
+            if owner.get(event.id, event.uuid) != event.uuid:
+                changes += 1
+            owner[event.id] = event.uuid
+    return changes

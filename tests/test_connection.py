@@ -1,0 +1,238 @@
+"""Connection and Domain: the public API's behaviour, one promise per test."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import xvirt
+from xvirt.clock import ManualClock
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def host() -> Iterator[xvirt.sim.Host]:
+    h = xvirt.sim.Host(f"conn-test-{next(_names)}", clock=ManualClock())
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def conn(host: xvirt.sim.Host) -> Iterator[xvirt.Connection]:
+    with xvirt.open(host.uri) as c:
+        yield c
+
+
+def test_open_defaults_to_the_demo_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XVIRT_DEFAULT_URI", raising=False)
+    with xvirt.open() as conn:
+        assert conn.uri == "sim:///default"
+        names = {d.name for d in conn.list_domains()}
+    assert {"Domain-0", "web1", "db1"} <= names
+
+
+def test_values_match_the_host(host: xvirt.sim.Host, conn: xvirt.Connection) -> None:
+    rec = host.create("web1", memory_kib=524288, max_memory_kib=1048576, vcpus=2)
+    host.clock.advance(2.0)  # type: ignore[attr-defined]
+    dom = conn.lookup_by_name("web1")
+    assert (dom.uuid, dom.name, dom.id) == (rec.uuid, "web1", rec.id)
+    info = dom.info()
+    truth = host.domain(rec.id)
+    assert info == xvirt.DomainInfo(truth.state, 524288, 1048576, 2, truth.cpu_time_ns)
+    assert info.cpu_time_ns == int(2.0 * 1e9 * 0.25 * 2)
+    assert conn.list_domain_ids() == [0, rec.id]
+    assert [d.uuid for d in conn.list_domains()] == [xvirt.sim.DOM0_UUID, rec.uuid]
+
+
+def test_lookup_by_uuid_accepts_loose_forms(host: xvirt.sim.Host, conn: xvirt.Connection) -> None:
+    rec = host.create("u")
+    for form in (rec.uuid, rec.uuid.upper(), rec.uuid.replace("-", ""), f"  {rec.uuid} "):
+        assert conn.lookup_by_uuid(form).uuid == rec.uuid
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.lookup_by_id(-1),
+        lambda c: c.lookup_by_id(0x7FF0),
+        lambda c: c.lookup_by_id("1"),
+        lambda c: c.lookup_by_id(1.0),
+        lambda c: c.lookup_by_id(True),
+        lambda c: c.lookup_by_uuid("not-a-uuid"),
+        lambda c: c.lookup_by_uuid("{" + "0" * 32 + "}"),
+        lambda c: c.lookup_by_uuid(12),
+        lambda c: c.lookup_by_name(""),
+        lambda c: c.lookup_by_name(None),
+    ],
+)
+def test_bad_lookups_are_refused_before_any_call(
+    conn: xvirt.Connection, call: Callable[[xvirt.Connection], object]
+) -> None:
+    with pytest.raises(xvirt.InvalidArgumentError):
+        call(conn)
+    stats = conn.stats()
+    assert (stats.data_calls, stats.control_requests) == (0, 0)
+
+
+def test_unknown_domains(conn: xvirt.Connection) -> None:
+    with pytest.raises(xvirt.NoDomainError) as err:
+        conn.lookup_by_id(42)
+    assert err.value.domid == 42 and err.value.uri == conn.uri
+    with pytest.raises(xvirt.NoDomainError) as err:
+        conn.lookup_by_name("nope")
+    assert err.value.name == "nope"
+    with pytest.raises(xvirt.NoDomainError):
+        conn.lookup_by_uuid("6695eb01-f6a4-8304-79aa-97f2502e193f")
+
+
+MUTATIONS: list[tuple[str, Callable[[xvirt.Domain], None]]] = [
+    ("pause", lambda d: d.pause()),
+    ("resume", lambda d: d.resume()),
+    ("shutdown", lambda d: d.shutdown()),
+    ("reboot", lambda d: d.reboot()),
+    ("destroy", lambda d: d.destroy()),
+    ("save", lambda d: d.save("img")),
+    ("rename", lambda d: d.rename("other")),
+]
+
+
+@pytest.mark.parametrize(("op", "mutate"), MUTATIONS)
+def test_read_only_never_reaches_the_host(
+    host: xvirt.sim.Host, op: str, mutate: Callable[[xvirt.Domain], None]
+) -> None:
+    rec = host.create("ro")
+    with xvirt.open(host.uri, readonly=True) as conn:
+        dom = conn.lookup_by_id(rec.id)
+        before = (conn.stats().control_requests, len(host.journal()))
+        with pytest.raises(xvirt.ReadOnlyError) as err:
+            mutate(dom)
+        assert err.value.op == op and err.value.uuid == rec.uuid
+        assert (conn.stats().control_requests, len(host.journal())) == before
+    assert host.domain(rec.id).state is xvirt.DomainState.RUNNING
+
+
+def test_read_only_restore(host: xvirt.sim.Host) -> None:
+    rec = host.create("saved")
+    host.save(rec.id, "img")
+    with xvirt.open(host.uri, readonly=True) as conn, pytest.raises(xvirt.ReadOnlyError):
+        conn.restore("img")
+    assert host.images() == ["img"]
+
+
+def test_handles_follow_their_domain(host: xvirt.sim.Host, conn: xvirt.Connection) -> None:
+    rec = host.create("mover")
+    dom = conn.lookup_by_id(rec.id)
+    moved = host.reboot(rec.id)
+    assert dom.id == moved.id != rec.id
+    moved = host.migrate(moved.id)
+    assert dom.id == moved.id
+    host.save(moved.id, "snap")
+    with pytest.raises(xvirt.NoDomainError):
+        dom.info()
+    back = conn.restore("snap")
+    assert back.uuid == dom.uuid and back == dom
+    assert dom.name == "mover" and dom.info().state is xvirt.DomainState.RUNNING
+    host.rename(dom.id, "renamed")
+    assert dom.name == "renamed"
+    assert conn.lookup_by_name("renamed") == dom
+    with pytest.raises(xvirt.NoDomainError):
+        conn.lookup_by_name("mover")
+
+
+def test_mutations_through_handles(host: xvirt.sim.Host, conn: xvirt.Connection) -> None:
+    rec = host.create("m")
+    dom = conn.lookup_by_id(rec.id)
+    dom.pause()
+    assert dom.info().state is xvirt.DomainState.PAUSED
+    with pytest.raises(xvirt.OperationFailedError):
+        dom.pause()
+    dom.resume()
+    dom.reboot()
+    assert dom.id != rec.id
+    dom.save("m.img")
+    assert host.images() == ["m.img"]
+    with pytest.raises(xvirt.InvalidArgumentError):
+        conn.restore("../m.img")
+    conn.restore("m.img")
+    dom.destroy()
+    with pytest.raises(xvirt.NoDomainError):
+        dom.destroy()
+    client = [(e.op, e.uuid, e.outcome) for e in host.journal() if e.origin == "client"]
+    assert [op for op, _, outcome in client if outcome == "ok"] == [
+        "pause", "resume", "reboot", "save", "restore", "destroy"]
+    assert {u for _, u, _ in client} == {rec.uuid}
+
+
+@pytest.mark.parametrize("image", ["", "../x", "/tmp/x", "a/b", ".hidden", "x\x00y", "x" * 300])
+def test_bad_image_names_write_nothing(
+    host: xvirt.sim.Host, conn: xvirt.Connection, image: str
+) -> None:
+    rec = host.create("s")
+    dom = conn.lookup_by_id(rec.id)
+    with pytest.raises(xvirt.InvalidArgumentError):
+        dom.save(image)
+    assert host.images() == []
+    assert host.domain(rec.id).uuid == rec.uuid
+
+
+def test_closed_objects(host: xvirt.sim.Host) -> None:
+    rec = host.create("c")
+    conn = xvirt.open(host.uri)
+    dom = conn.lookup_by_id(rec.id)
+    other = conn.lookup_by_id(rec.id)
+    dom.close()
+    with pytest.raises(xvirt.HandleClosedError):
+        dom.info()
+    assert other.info().state is xvirt.DomainState.RUNNING  # closing one handle is local
+    conn.close()
+    conn.close()  # idempotent
+    for call in (conn.list_domain_ids, lambda: conn.lookup_by_id(0), other.info, conn.host_info):
+        with pytest.raises(xvirt.ConnectionClosedError):
+            call()
+
+
+def test_host_info(host: xvirt.sim.Host, conn: xvirt.Connection) -> None:
+    info = conn.host_info()
+    assert info.boot_id == host.boot_id and info.cpus >= 1 and info.memory_kib > 0
+    assert conn.stats().control_requests == 1
+
+
+def test_closed_host_is_unreachable(host: xvirt.sim.Host) -> None:
+    conn = xvirt.open(host.uri)
+    host.close()
+    with pytest.raises(xvirt.HostUnreachableError):
+        conn.list_domain_ids()
+    with pytest.raises(xvirt.HostUnreachableError) as err:
+        xvirt.open(host.uri)
+    assert err.value.uri == host.uri
+
+
+def test_events_carry_names(host: xvirt.sim.Host, conn: xvirt.Connection) -> None:
+    keep = host.create("keep")
+    stream = conn.events(timeout=0)
+    gone = host.create("gone")
+    conn.lookup_by_id(gone.id)  # the cache learns its name while it lives
+    host.destroy(gone.id)
+    host.rename(keep.id, "kept")
+    moved = host.reboot(keep.id)
+    seen = [(e.kind, e.name, e.id) for e in stream]
+    K = xvirt.EventKind
+    assert seen == [
+        (K.CREATED, "gone", gone.id),
+        (K.DESTROYED, "gone", gone.id),
+        (K.RENAMED, "kept", keep.id),
+        (K.REBOOTED, "kept", moved.id),
+    ]
+    assert list(conn.events(timeout=0)) == []
+
+
+def test_events_follow_a_host_reboot(host: xvirt.sim.Host, conn: xvirt.Connection) -> None:
+    stream = conn.events(timeout=0)
+    host.reboot_host()
+    rec = host.create("after")
+    events = list(stream)
+    assert [(e.kind, e.uuid, e.name) for e in events] == [
+        (xvirt.EventKind.CREATED, rec.uuid, "after")]
