@@ -77,6 +77,25 @@ def test_newcomers_between_samples_cost_exactly_one_request(k: int, samples: int
             assert conn.stats().control_requests - before == 1
 
 
+def test_bulk_sample_costs_one_snapshot_and_one_request_for_newcomers(
+    host: xvirt.sim.Host,
+) -> None:
+    recs = [host.create(f"s{i}") for i in range(30)]
+    with xvirt.open(host.uri) as conn:
+        for round_ in range(3):
+            before = conn.stats()
+            samples = conn.sample()
+            after = conn.stats()
+            assert [(s.identity.uuid, s.identity.name) for s in samples[1:]] == [
+                (r.uuid, r.name) for r in recs]
+            assert after.data_calls - before.data_calls == 1
+            assert after.control_requests - before.control_requests == (1 if round_ == 0 else 0)
+        recs.append(host.create("late"))
+        before = conn.stats()
+        assert conn.sample()[-1].identity.name == "late"
+        assert conn.stats().control_requests - before.control_requests == 1
+
+
 def test_lookup_by_name_of_newcomers_is_batched_too(host: xvirt.sim.Host) -> None:
     with xvirt.open(host.uri) as conn:
         conn.list_domain_ids()

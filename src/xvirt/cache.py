@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from xvirt.drivers.base import Driver
 from xvirt.errors import NoDomainError
-from xvirt.model import DomainInfo, EventKind, Identity
+from xvirt.model import DomainInfo, DomainSample, EventKind, Identity
 from xvirt.planes import HostEvent, IdAnswer, Resolution, TableSnapshot
 
 __all__ = ["CacheCounts", "IdentityCache"]
@@ -117,6 +117,33 @@ class IdentityCache:
             self._sync(snap.boot_id, snap.generation)
             self._reconcile(snap)
         return snap
+
+    def sample(self) -> list[DomainSample]:
+        """Every live domain with identity and info: one snapshot, at most one
+        control-plane request (for all newcomers at once)."""
+        for attempt in range(RETRIES):
+            snap = self.snapshot()
+            self._resolve(None)
+            last = attempt == RETRIES - 1
+            with self._lock:
+                if self._boot != snap.boot_id:
+                    continue
+                out: list[DomainSample] = []
+                for row in snap.rows:
+                    entry = self._entries.get(row.uuid)
+                    if entry is None or entry.domid != row.id or entry.name is None:
+                        if last:
+                            continue  # it changed under us every time: leave it out
+                        break  # changed since the snapshot: take a new one
+                    # Same ID at the snapshot and at the cache's (later) generation, with
+                    # that name at the latter: the triple held at that instant (C1).
+                    out.append(DomainSample(Identity(row.uuid, entry.name, row.id), row.info()))
+                else:
+                    self._hits += len(out)
+                    return sorted(out, key=lambda s: s.identity.id)
+                if last:
+                    return sorted(out, key=lambda s: s.identity.id)
+        return []
 
     def lookup_by_id(self, domid: int) -> Identity:
         for _ in range(RETRIES):

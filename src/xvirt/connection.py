@@ -25,6 +25,7 @@ from xvirt.model import (
     ConnStats,
     DomainEvent,
     DomainInfo,
+    DomainSample,
     EventKind,
     HostInfo,
     Identity,
@@ -86,6 +87,11 @@ class Connection:
         """Handles of all live domains, in ID order: one data-plane snapshot."""
         rows = sorted(self._live().snapshot().rows, key=lambda r: r.id)
         return [Domain(self, row.uuid) for row in rows]
+
+    def sample(self) -> list[DomainSample]:
+        """Identity and info of every live domain, in ID order, from one data-plane
+        snapshot and at most one control-plane request: what monitors want."""
+        return self._live().sample()
 
     def lookup_by_id(self, domid: int) -> Domain:
         ident = self._live().lookup_by_id(check_domid(domid))

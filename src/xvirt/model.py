@@ -16,6 +16,7 @@ __all__ = [
     "ConnStats",
     "DomainEvent",
     "DomainInfo",
+    "DomainSample",
     "DomainState",
     "EventKind",
     "HostInfo",
@@ -117,6 +118,18 @@ class DomainInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class DomainSample:
+    """One domain in a bulk sample: who it is and what it is doing.
+
+    ``info`` is from the sample's single data-plane snapshot; ``identity`` held
+    at one instant of the same call (C1).
+    """
+
+    identity: Identity
+    info: DomainInfo
+
+
+@dataclass(frozen=True, slots=True)
 class HostInfo:
     """Node facts, as xend's ``/xend/node`` and libvirt's ``getInfo`` give them."""
 
@@ -206,8 +219,8 @@ def check_name(value: object) -> str:
     """A domain name: a non-empty string without control characters or slashes."""
     if not isinstance(value, str):
         raise InvalidArgumentError(f"a domain name must be a string, not {type(value).__name__}")
-    if not value:
-        raise InvalidArgumentError("a domain name must not be empty")
+    if not value.strip():
+        raise InvalidArgumentError("a domain name must not be empty or blank")
     if len(value) > 255:
         raise InvalidArgumentError("a domain name must be at most 255 characters", name=value)
     if any(ord(c) < 32 or c in "/\x7f" for c in value):

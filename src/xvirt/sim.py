@@ -21,6 +21,7 @@ from xvirt.model import DOMID_FIRST_RESERVED
 
 __all__ = ["DOM0_UUID", "DomainRecord", "Host", "JournalEntry", "get", "names"]
 
+DEFAULT_SEED = 2006
 _registry: dict[str, Host] = {}
 _registry_lock = threading.Lock()
 
@@ -87,7 +88,9 @@ def get(name: str) -> Host | None:
         host = _registry.get(name)
     if host is None and name == "default":
         try:
-            host = Host("default", demo=True)
+            # Seeded: every process sees the same UUIDs, so one command's output
+            # can be fed to the next.
+            host = Host("default", demo=True, seed=DEFAULT_SEED)
         except InvalidArgumentError:  # another thread created it first
             with _registry_lock:
                 host = _registry.get(name)

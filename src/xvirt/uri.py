@@ -65,7 +65,8 @@ def _open_sim(uri: str, netloc: str, path: str, query: str, readonly: bool) -> D
     host = sim.get(name)
     if host is None or host.closed:
         raise HostUnreachableError(
-            f"no embedded host named {name!r} (create it with xvirt.sim.Host({name!r}))",
+            f"no embedded host named {name!r} in this process (sim:///default always "
+            f"exists; programs create others with xvirt.sim.Host({name!r}))",
             uri=uri,
         )
     return SimDriver(host, uri=uri, readonly=readonly, control_latency_ms=latency)

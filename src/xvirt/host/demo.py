@@ -23,10 +23,16 @@ _GUESTS = (
 )
 
 
+#: The demo pretends its guests have been up this long, so CPU times look lived-in.
+UPTIME_S = 3 * 3600.0
+
+
 def populate(host: HostModel, *, churn: bool = True) -> None:
     """Fill an empty host with the demo guests (and, by default, batch churn)."""
     for name, mib, vcpus, load, idle in _GUESTS:
-        rec = host.create(name, memory_kib=mib * 1024, vcpus=vcpus, load=load)
+        burnt = int(UPTIME_S * 1e9 * vcpus * (0.01 if idle else load))
+        rec = host.create(name, memory_kib=mib * 1024, vcpus=vcpus, load=load,
+                          cpu_time_ns=burnt)
         if idle:
             host.set_blocked(rec.id)
     if churn:

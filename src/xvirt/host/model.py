@@ -431,8 +431,10 @@ class HostModel:
         uuid: str | None = None,
         load: float = 0.25,
         os_type: str = "linux",
+        cpu_time_ns: int = 0,
     ) -> DomainRecord:
-        """Start a new guest (running) and return it."""
+        """Start a new guest (running) and return it; ``cpu_time_ns`` lets a demo
+        start guests that have been running for a while."""
         check_name(name)
         _positive_int(memory_kib, "memory_kib")
         max_kib = memory_kib if max_memory_kib is None else _positive_int(
@@ -447,7 +449,8 @@ class HostModel:
         with self._lock:
             now = self._enter()
             u = parse_uuid(uuid) if uuid is not None else self._new_uuid()
-            dom = self._admit(u, name, memory_kib, max_kib, vcpus, load, os_type, now, "create")
+            dom = self._admit(u, name, memory_kib, max_kib, vcpus, load, os_type, now, "create",
+                              cpu_ns=max(0, int(cpu_time_ns)))
             self._journal.append(JournalEntry("create", dom.id, dom.uuid, "ok"))
             return dom.record(now)
 

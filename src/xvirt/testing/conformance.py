@@ -401,6 +401,12 @@ def conformance_machine(
                     raise _violate("C3", f"handle {dom.uuid} answered for a gone domain")
                 if (ident.id, ident.name) != (rec.id, rec.name) or info.state != rec.state:
                     raise _violate("C3", f"handle says {ident}/{info.state}, host has {rec}")
+            # The bulk sample: exactly the host's table, names included.
+            sampled = [(s.identity.id, s.identity.uuid, s.identity.name, s.info.state)
+                       for s in conn.sample()]
+            expected = [(r.id, r.uuid, r.name, r.state) for r in sorted(truth, key=lambda r: r.id)]
+            if sampled != expected:
+                raise _violate("C1/C2", f"sample() gave {sampled}, host has {expected}")
             # Last, so the lookups above met the cache as the step left it (stale).
             ids = conn.list_domain_ids()
             if ids != sorted(by_id):

@@ -85,20 +85,6 @@ def _view(dom: xvirt.Domain) -> fmt.DomainView:
     return fmt.DomainView(dom.identity(), dom.info())
 
 
-def _live_views(conn: xvirt.Connection) -> list[fmt.DomainView]:
-    """Every live domain, in ID order; one that vanishes meanwhile is left out, as
-    it is no longer live (listing it would report a domain that does not exist)."""
-    views: list[fmt.DomainView] = []
-    for dom in conn.list_domains():
-        try:
-            views.append(_view(dom))
-        except xvirt.NoDomainError:
-            continue
-        finally:
-            dom.close()
-    return sorted(views, key=lambda v: v.identity.id)
-
-
 class _DomainCommand(click.Command):
     """Lets ``xvirt dominfo -1`` reach the lookup, which explains domain IDs,
     instead of failing as an unknown option: no option of ours looks like a number."""
@@ -141,7 +127,7 @@ def list_command(all_domains: bool, as_json: bool, uri: str | None) -> None:
     """List domains, in ID order."""
     del all_domains  # every domain xvirt can see is live: the listing is the same
     with _connection(uri) as conn:
-        views = _live_views(conn)
+        views = conn.sample()
     if as_json:
         click.echo(fmt.to_json([fmt.domain_dict(v) for v in views]), nl=False)
     else:

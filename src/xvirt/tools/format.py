@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
@@ -20,7 +19,6 @@ import xvirt
 __all__ = [
     "DOMAIN_KEYS",
     "STATE_WORDS",
-    "DomainView",
     "cpu_seconds",
     "display_width",
     "domain_dict",
@@ -57,12 +55,8 @@ DOMAIN_KEYS: Final = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class DomainView:
-    """One domain as a tool shows it: who it is and what it is doing."""
-
-    identity: xvirt.Identity
-    info: xvirt.DomainInfo
+#: One domain as a tool shows it: who it is and what it is doing.
+DomainView = xvirt.DomainSample
 
 
 def state_word(state: xvirt.DomainState) -> str:
