@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xvirt
+import xvirt.drivers.sim
 from xvirt.clock import ManualClock
 from xvirt.errors import NoDomainError, OperationFailedError
 
@@ -371,3 +372,42 @@ def _reused_ids(host: xvirt.sim.Host) -> int:
                 changes += 1
             owner[event.id] = event.uuid
     return changes
+
+
+# -- a control-plane answer older than the cache is brought forward -------------------------------
+
+
+class _LateAnswerDriver(xvirt.drivers.sim.SimDriver):
+    """Runs ``meanwhile`` after the host answered a resolve and before the cache
+    merges it, as when the answer is slow to come back."""
+
+    meanwhile: list[object] = []
+
+    def resolve(self, uuids=(), ids=()):  # type: ignore[no-untyped-def]
+        answer = super().resolve(uuids, ids)
+        while self.meanwhile:
+            step = self.meanwhile.pop(0)
+            step()  # type: ignore[operator]
+        return answer
+
+
+def test_an_answer_older_than_the_cache_is_brought_forward(host: xvirt.sim.Host) -> None:
+
+    driver = _LateAnswerDriver(host, uri=host.uri)
+    conn = xvirt.Connection(driver)
+    conn.list_domain_ids()
+    a, b, c = (host.create(n) for n in ("a", "b", "c"))
+    conn.list_domain_ids()  # all three known, nameless
+    moved: list[int] = []
+    driver.meanwhile = [
+        lambda: host.rename(a.id, "a2"),
+        lambda: moved.append(host.reboot(b.id).id),
+        lambda: host.destroy(c.id),
+        lambda: conn.list_domain_ids(),  # the cache applies those events first
+    ]
+    ident = conn.lookup_by_id(a.id).identity()
+    assert (ident.name, ident.id) == ("a2", a.id)
+    assert conn.lookup_by_name("b").id == moved[0]
+    with pytest.raises(NoDomainError):
+        conn.lookup_by_name("c")
+    assert conn.stats().control_requests == 1  # the forwarded answer was used, not re-asked

@@ -349,7 +349,7 @@ class IdentityCache:
 
     def _merge(self, answer: Resolution, asked: frozenset[str]) -> None:
         self._sync(answer.boot_id, answer.generation)
-        found = {r.uuid: [r.id, r.name] for r in answer.domains}
+        found = {r.uuid: (r.id, r.name) for r in answer.domains}
         if self._gen > answer.generation:
             # Bring the answer forward through the events applied since it was taken.
             if not self._recent or self._recent[0].seq > answer.generation + 1:
@@ -357,14 +357,14 @@ class IdentityCache:
             for e in self._recent:
                 if e.seq <= answer.generation or e.uuid not in found:
                     continue
+                domid, name = found[e.uuid]
                 if e.kind.removes:
                     del found[e.uuid]
-                elif e.kind is EventKind.RENAMED:
-                    found[e.uuid][1] = e.name
+                elif e.kind is EventKind.RENAMED and e.name is not None:
+                    found[e.uuid] = (domid, e.name)
                 elif e.kind.moves:
-                    found[e.uuid][0] = e.id
+                    found[e.uuid] = (e.id, name)
         for uuid, (domid, name) in found.items():
-            assert isinstance(domid, int) and isinstance(name, str)
             entry = self._entries.get(uuid)
             if entry is None:
                 self._add(uuid, domid, name)
