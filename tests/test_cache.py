@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -15,6 +15,7 @@ import xvirt
 import xvirt.drivers.sim
 from xvirt.clock import ManualClock
 from xvirt.errors import NoDomainError, OperationFailedError
+from xvirt.planes import Resolution
 
 _names = itertools.count()
 
@@ -381,13 +382,14 @@ class _LateAnswerDriver(xvirt.drivers.sim.SimDriver):
     """Runs ``meanwhile`` after the host answered a resolve and before the cache
     merges it, as when the answer is slow to come back."""
 
-    meanwhile: list[object] = []
+    def __init__(self, host: xvirt.sim.Host, *, uri: str) -> None:
+        super().__init__(host, uri=uri)
+        self.meanwhile: list[Callable[[], object]] = []
 
-    def resolve(self, uuids=(), ids=()):  # type: ignore[no-untyped-def]
+    def resolve(self, uuids: Sequence[str] = (), ids: Sequence[int] = ()) -> Resolution:
         answer = super().resolve(uuids, ids)
         while self.meanwhile:
-            step = self.meanwhile.pop(0)
-            step()  # type: ignore[operator]
+            self.meanwhile.pop(0)()
         return answer
 
 
