@@ -99,30 +99,23 @@ class _Domain:
         "vcpus",
     )
 
-    def __init__(
-        self,
-        domid: int,
-        uuid: str,
-        name: str,
-        memory_kib: int,
-        max_memory_kib: int,
-        vcpus: int,
-        load: float,
-        os_type: str,
-        now: float,
-        cpu_ns: int = 0,
-    ) -> None:
+    def __init__(self, domid: int, spec: SavedDomain, now: float) -> None:
         self.id = domid
-        self.uuid = uuid
-        self.name = name
+        self.uuid = spec.uuid
+        self.name = spec.name
         self.state = DomainState.RUNNING
-        self.memory_kib = memory_kib
-        self.max_memory_kib = max_memory_kib
-        self.vcpus = vcpus
-        self.load = load
-        self.os_type = os_type
-        self.cpu_ns = cpu_ns
+        self.memory_kib = spec.memory_kib
+        self.max_memory_kib = spec.max_memory_kib
+        self.vcpus = spec.vcpus
+        self.load = spec.load
+        self.os_type = spec.os_type
+        self.cpu_ns = spec.cpu_time_ns
         self.since = now
+
+    def spec(self, now: float) -> SavedDomain:
+        """What brings this domain back elsewhere: everything but its ID and state."""
+        return SavedDomain(self.uuid, self.name, self.memory_kib, self.max_memory_kib,
+                           self.vcpus, self.cpu_time(now), self.os_type, self.load)
 
     def _rate(self) -> float:
         """CPU nanoseconds burnt per wall nanosecond in the current state."""
@@ -200,18 +193,18 @@ class HostModel:
         cpus: int = 8,
         memory_kib: int = 64 * 1024 * 1024,
     ) -> None:
-        if control_latency_ms < 0:
+        if not 0 <= control_latency_ms < float("inf"):  # also refuses NaN
             raise InvalidArgumentError(
-                f"control_latency_ms must not be negative, not {control_latency_ms}"
+                f"control_latency_ms must be a finite number >= 0, not {control_latency_ms}"
             )
         self.name = name
         self.clock: Clock = clock or SystemClock()
         self.control_latency_ms = float(control_latency_ms)
         self._rng = random.Random(seed)
         self._ids = DomidAllocator(id_policy, max_domid, self._rng)
-        self._images = ImageStore(image_dir, label=name)
         self._cpus = _positive_int(cpus, "cpus")
         self._memory_kib = _positive_int(memory_kib, "memory_kib")
+        self._images = ImageStore(image_dir, label=name)  # last: may create a directory
         self._event_capacity = event_capacity
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -229,8 +222,9 @@ class HostModel:
         self._events = EventLog(self._event_capacity)
         self._ids.reset()
         now = self.clock.now()
-        dom0 = _Domain(0, DOM0_UUID, DOM0_NAME, 2 * 1024 * 1024, 2 * 1024 * 1024,
-                       min(self._cpus, 4), 0.05, "linux", now)
+        dom0_kib = 2 * 1024 * 1024
+        dom0 = _Domain(0, SavedDomain(DOM0_UUID, DOM0_NAME, dom0_kib, dom0_kib,
+                                      min(self._cpus, 4), 0, "linux", 0.05), now)
         self._by_id: dict[int, _Domain] = {0: dom0}
         self._by_uuid: dict[str, _Domain] = {DOM0_UUID: dom0}
         self._by_name: dict[str, _Domain] = {DOM0_NAME: dom0}
@@ -449,8 +443,9 @@ class HostModel:
         with self._lock:
             now = self._enter()
             u = parse_uuid(uuid) if uuid is not None else self._new_uuid()
-            dom = self._admit(u, name, memory_kib, max_kib, vcpus, load, os_type, now, "create",
-                              cpu_ns=max(0, int(cpu_time_ns)))
+            spec = SavedDomain(u, name, memory_kib, max_kib, vcpus, max(0, int(cpu_time_ns)),
+                               os_type, load)
+            dom = self._admit(spec, now, "create", EventKind.CREATED)
             self._journal.append(JournalEntry("create", dom.id, dom.uuid, "ok"))
             return dom.record(now)
 
@@ -504,20 +499,7 @@ class HostModel:
         check_image_name(image)
         with self._lock:
             now = self._enter()
-            saved = self._images.read(image)
-            dom = self._admit(
-                saved.uuid,
-                saved.name,
-                saved.memory_kib,
-                saved.max_memory_kib,
-                saved.vcpus,
-                saved.load,
-                saved.os_type,
-                now,
-                "restore",
-                cpu_ns=saved.cpu_time_ns,
-                kind=EventKind.RESTORED,
-            )
+            dom = self._admit(self._images.read(image), now, "restore", EventKind.RESTORED)
             self._images.remove(image)
             self._journal.append(JournalEntry("restore", dom.id, dom.uuid, "ok", origin))
             return dom.record(now)
@@ -544,21 +526,8 @@ class HostModel:
                 f"Domain-0 cannot {op}", domid=0, uuid=dom.uuid, name=dom.name, op=op
             )
 
-    def _admit(
-        self,
-        uuid: str,
-        name: str,
-        memory_kib: int,
-        max_memory_kib: int,
-        vcpus: int,
-        load: float,
-        os_type: str,
-        now: float,
-        op: str,
-        *,
-        cpu_ns: int = 0,
-        kind: EventKind = EventKind.CREATED,
-    ) -> _Domain:
+    def _admit(self, spec: SavedDomain, now: float, op: str, kind: EventKind) -> _Domain:
+        uuid, name = spec.uuid, spec.name
         if name in self._by_name:
             raise OperationFailedError(f"a domain named {name!r} already exists", name=name, op=op)
         if uuid in self._by_uuid:
@@ -566,8 +535,7 @@ class HostModel:
                 f"a domain with UUID {uuid} already exists", uuid=uuid, name=name, op=op
             )
         domid = self._ids.allocate(self._by_id, len(self._by_id) - 1)
-        dom = _Domain(domid, uuid, name, memory_kib, max_memory_kib, vcpus, load, os_type, now,
-                      cpu_ns)
+        dom = _Domain(domid, spec, now)
         self._by_id[domid] = dom
         self._by_uuid[uuid] = dom
         self._by_name[name] = dom
@@ -626,9 +594,7 @@ class HostModel:
                        reset_cpu=op is Op.REBOOT)
         elif op is Op.SAVE:
             image = check_image_name(arg)
-            saved = SavedDomain(dom.uuid, dom.name, dom.memory_kib, dom.max_memory_kib,
-                                dom.vcpus, dom.cpu_time(now), dom.os_type, dom.load)
-            self._images.write(image, saved)  # raises before the domain is touched
+            self._images.write(image, dom.spec(now))  # raises before the domain is touched
             self._remove(dom, EventKind.SAVED)
         elif op is Op.RENAME:
             new = check_name(arg)
