@@ -186,8 +186,8 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 def parse_uuid(value: object) -> str:
     """Canonical lower-case dashed form of a UUID given loosely, as libvirt accepts it.
 
-    Accepts 32 hex digits with dashes anywhere and surrounding spaces (libvirt
-    does); refuses braces, wrong lengths and anything else.
+    Accepts 32 hex digits with dashes or spaces anywhere and surrounding
+    whitespace (libvirt does); refuses braces, wrong lengths and anything else.
     """
     import uuid as _uuid
 
@@ -195,7 +195,7 @@ def parse_uuid(value: object) -> str:
         return str(value)
     if not isinstance(value, str):
         raise InvalidArgumentError(f"a UUID must be a string, not {type(value).__name__}")
-    digits = value.strip().replace("-", "")
+    digits = value.strip().replace("-", "").replace(" ", "")
     if len(digits) != 32 or not _HEX.issuperset(digits):
         raise InvalidArgumentError(f"invalid UUID {value!r}", uuid=value)
     d = digits.lower()

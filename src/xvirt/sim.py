@@ -42,7 +42,7 @@ class Host(HostModel):
         demo: bool = False,
         **options: Any,
     ) -> None:
-        if not isinstance(name, str) or not name or "/" in name or "?" in name:
+        if not isinstance(name, str) or not name or any(c in name for c in "/?#%"):
             raise InvalidArgumentError(f"invalid embedded host name {name!r}")
         super().__init__(
             name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from urllib.parse import parse_qsl, urlsplit
 
@@ -26,7 +27,13 @@ def open_driver(uri: str, *, readonly: bool = False) -> Driver:
         parts = urlsplit(uri)
     except ValueError as exc:
         raise InvalidArgumentError(f"malformed URI: {exc}", uri=uri) from None
+    if parts.fragment or uri.endswith("#"):
+        raise InvalidArgumentError(f"a connection URI has no '#fragment': {uri!r}", uri=uri)
     if parts.scheme == "sim":
+        if not uri.startswith("sim:///"):
+            raise InvalidArgumentError(
+                f"an embedded host URI looks like 'sim:///NAME', not {uri!r}", uri=uri
+            )
         return _open_sim(uri, parts.netloc, parts.path, parts.query, readonly)
     if not parts.scheme:
         raise InvalidArgumentError(
@@ -58,9 +65,9 @@ def _open_sim(uri: str, netloc: str, path: str, query: str, readonly: bool) -> D
             latency = float(value)
         except ValueError:
             latency = -1.0
-        if not latency >= 0:  # also refuses NaN
+        if not 0 <= latency < math.inf:  # also refuses NaN
             raise InvalidArgumentError(
-                f"control_latency_ms must be a number >= 0, not {value!r}", uri=uri
+                f"control_latency_ms must be a finite number >= 0, not {value!r}", uri=uri
             )
     host = sim.get(name)
     if host is None or host.closed:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from xvirt.errors import OperationFailedError
 from xvirt.host.model import HostModel
 
 __all__ = ["BatchChurn", "populate"]
@@ -66,6 +67,9 @@ class BatchChurn:
                 self._serial += 1
                 if start + self.lifetime <= now:
                     continue  # nobody was looking while it lived; skip it
-                rec = host.create(f"batch-{self._serial}", memory_kib=256 * 1024, vcpus=1,
-                                  load=0.9)
+                try:
+                    rec = host.create(f"batch-{self._serial}", memory_kib=256 * 1024, vcpus=1,
+                                      load=0.9)
+                except OperationFailedError:
+                    continue  # no free ID, or the name is taken: this job never runs
                 self._running.append((start + self.lifetime, rec.uuid))

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from xvirt.errors import InvalidArgumentError, OperationFailedError
+from xvirt.model import check_name, parse_uuid
 
 __all__ = ["ImageStore", "SavedDomain", "check_image_name"]
 
@@ -39,8 +40,15 @@ def check_image_name(name: object) -> str:
             "an image name must be a plain file name (no '/', '\\', NUL, or leading '.')",
             name=name.replace("\x00", "\\0"),
         )
-    if any(ord(c) < 32 for c in name):
+    if any(ord(c) < 32 or c == "\x7f" for c in name):
         raise InvalidArgumentError("an image name must not contain control characters", name=name)
+    try:
+        os.fsencode(name)
+    except UnicodeError:  # a lone surrogate: no file can have this name
+        raise InvalidArgumentError(
+            "an image name must be encodable as a file name",
+            name=name.encode("utf-8", "backslashreplace").decode(),
+        ) from None
     return name
 
 
@@ -56,6 +64,24 @@ class SavedDomain:
     cpu_time_ns: int
     os_type: str
     load: float
+
+
+def _check_saved(saved: SavedDomain) -> None:
+    """Raise ValueError (or InvalidArgumentError) unless the fields can describe a domain."""
+
+    def whole(value: object, minimum: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"bad count {value!r}")
+
+    whole(saved.memory_kib, 1)
+    whole(saved.max_memory_kib, saved.memory_kib)
+    whole(saved.vcpus, 1)
+    whole(saved.cpu_time_ns, 0)
+    if not 0 <= saved.load <= 1:  # TypeError if not a number
+        raise ValueError(f"bad load {saved.load!r}")
+    if not isinstance(saved.os_type, str) or parse_uuid(saved.uuid) != saved.uuid:
+        raise ValueError("bad os_type or UUID")
+    check_name(saved.name)
 
 
 class ImageStore:
@@ -98,7 +124,12 @@ class ImageStore:
         if final.exists():
             raise OperationFailedError(f"image {name!r} already exists", name=name, op="save")
         payload = json.dumps({"format": _FORMAT, **asdict(saved)}, sort_keys=True).encode()
-        fd, tmp = tempfile.mkstemp(prefix=".saving-", dir=self.path)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".saving-", dir=self.path)
+        except OSError as exc:  # the directory is gone, not a directory, full...
+            raise OperationFailedError(
+                f"cannot write image {name!r}: {exc.strerror}", name=name, op="save"
+            ) from None
         try:
             try:
                 os.write(fd, payload)
@@ -134,8 +165,11 @@ class ImageStore:
             data = json.loads(raw)
             if data.pop("format") != _FORMAT:
                 raise ValueError("unknown format")
-            return SavedDomain(**data)
-        except (ValueError, TypeError, KeyError, AttributeError):
+            saved = SavedDomain(**data)
+            _check_saved(saved)
+            return saved
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError,
+                InvalidArgumentError):
             raise OperationFailedError(
                 f"image {name!r} is not an xvirt domain image", name=name, op="restore"
             ) from None

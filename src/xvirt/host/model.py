@@ -204,8 +204,8 @@ class HostModel:
         self._ids = DomidAllocator(id_policy, max_domid, self._rng)
         self._cpus = _positive_int(cpus, "cpus")
         self._memory_kib = _positive_int(memory_kib, "memory_kib")
+        self._event_capacity = _positive_int(event_capacity, "event_capacity")
         self._images = ImageStore(image_dir, label=name)  # last: may create a directory
-        self._event_capacity = event_capacity
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._journal: deque[JournalEntry] = deque(maxlen=journal_capacity)
@@ -440,11 +440,16 @@ class HostModel:
         _positive_int(vcpus, "vcpus")
         if not 0.0 <= load <= 1.0:
             raise InvalidArgumentError(f"load must be within 0..1, not {load}", name=name)
+        if not isinstance(os_type, str):
+            raise InvalidArgumentError(f"os_type must be a string, not {os_type!r}", name=name)
+        if isinstance(cpu_time_ns, bool) or not isinstance(cpu_time_ns, int) or cpu_time_ns < 0:
+            raise InvalidArgumentError(
+                f"cpu_time_ns must be a non-negative integer, not {cpu_time_ns!r}", name=name
+            )
         with self._lock:
             now = self._enter()
             u = parse_uuid(uuid) if uuid is not None else self._new_uuid()
-            spec = SavedDomain(u, name, memory_kib, max_kib, vcpus, max(0, int(cpu_time_ns)),
-                               os_type, load)
+            spec = SavedDomain(u, name, memory_kib, max_kib, vcpus, cpu_time_ns, os_type, load)
             dom = self._admit(spec, now, "create", EventKind.CREATED)
             self._journal.append(JournalEntry("create", dom.id, dom.uuid, "ok"))
             return dom.record(now)

@@ -238,6 +238,7 @@ def conformance_machine(
             self.host.rename(rec.id, new)
             self.alive[rec.uuid].name = new
 
+        @precondition(lambda self: len(self.alive) >= 2)  # else too frequent: few other rules apply
         @rule()
         def reboot_host(self) -> None:
             self.host.reboot_host()
@@ -247,7 +248,11 @@ def conformance_machine(
             if self.host.boot_id == self.boot:
                 raise AssertionError("reboot_host kept the boot identity")
             self.boot = self.host.boot_id
+            self.conn.lookup_by_id(0)  # the first answer from the new boot...
+            if self.conn.stats().cache_size > 1:  # ...leaves nothing of the old one
+                raise _violate("C8", f"{self.conn.stats().cache_size} entries survived a reboot")
 
+        @precondition(lambda self: len(self.alive) >= 2)  # else too frequent: few other rules apply
         @rule()
         def restart_daemon(self) -> None:
             """C8: the daemon restarts; known domains cost no control request after."""
@@ -272,6 +277,7 @@ def conformance_machine(
             if after.cache_size < before.cache_size:
                 raise _violate("C8", "daemon restart flushed the cache")
 
+        @precondition(lambda self: bool(self.alive))  # else too frequent: few other rules apply
         @rule()
         def reconnect(self) -> None:
             """A cold cache, as a new monitoring process would have."""

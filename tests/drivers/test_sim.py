@@ -1,0 +1,230 @@
+"""The embedded driver: exact counts per channel, and latency through the injected clock."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from xvirt import sim
+from xvirt.clock import ManualClock
+from xvirt.drivers.base import Driver, PlaneCounters
+from xvirt.drivers.sim import SimDriver
+from xvirt.errors import NoDomainError, OperationFailedError
+from xvirt.host.model import JournalEntry
+from xvirt.planes import Op
+
+_serial = itertools.count()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(10.0)
+
+
+@pytest.fixture
+def host(clock: ManualClock) -> Iterator[sim.Host]:
+    h = sim.Host(f"driver-test-{next(_serial)}", clock=clock)
+    yield h
+    h.close()
+
+
+def _counts(d: Driver) -> tuple[int, int, int]:
+    c = d.counters
+    return c.data_calls, c.control_requests, c.event_requests
+
+
+Call = Callable[[SimDriver, sim.Host], object]
+
+
+def _calls(kind: str) -> list[tuple[str, Call]]:
+    def act_ok(d: SimDriver, h: sim.Host) -> None:
+        rec = h.create(f"victim-{next(_serial)}")
+        d.act(Op.PAUSE, rec.id, rec.uuid)
+
+    def act_refused(d: SimDriver, h: sim.Host) -> None:
+        rec = h.create(f"victim-{next(_serial)}")
+        with pytest.raises(NoDomainError):
+            d.act(Op.PAUSE, rec.id, "00000000-0000-0000-0000-00000000beef")
+
+    def act_failed(d: SimDriver, h: sim.Host) -> None:
+        with pytest.raises(OperationFailedError):
+            d.act(Op.DESTROY, 0, sim.DOM0_UUID)
+
+    def restore(d: SimDriver, h: sim.Host) -> None:
+        rec = h.create(f"saved-{next(_serial)}")
+        h.save(rec.id, f"img-{rec.id}")
+        d.restore(f"img-{rec.id}")
+
+    def restore_missing(d: SimDriver, h: sim.Host) -> None:
+        with pytest.raises(OperationFailedError):
+            d.restore("nothing-here")
+
+    table: dict[str, list[tuple[str, Call]]] = {
+        "data": [
+            ("snapshot", lambda d, h: d.snapshot()),
+            ("info_by_id", lambda d, h: d.info_by_id(0)),
+            ("info_by_id_missing", lambda d, h: d.info_by_id(999)),
+        ],
+        "control": [
+            ("resolve", lambda d, h: d.resolve([sim.DOM0_UUID], [0, 1, 2])),
+            ("resolve_empty", lambda d, h: d.resolve()),
+            ("resolve_names", lambda d, h: d.resolve_names(["Domain-0", "x", "y"])),
+            ("list_all", lambda d, h: d.list_all()),
+            ("host_info", lambda d, h: d.host_info()),
+            ("act", act_ok),
+            ("act_refused", act_refused),
+            ("act_failed", act_failed),
+            ("restore", restore),
+            ("restore_missing", restore_missing),
+        ],
+        "event": [
+            ("events_since", lambda d, h: d.events_since(0)),
+            ("events_since_latest", lambda d, h: d.events_since(h.generation, timeout=0)),
+        ],
+    }
+    return table[kind]
+
+
+@pytest.mark.parametrize(("label", "call"), _calls("data"))
+def test_data_plane_methods_count_exactly_one_data_call(
+    host: sim.Host, clock: ManualClock, label: str, call: Call
+) -> None:
+    host.create("a")
+    d = SimDriver(host, uri=host.uri, control_latency_ms=50)
+    t = clock.now()
+    call(d, host)
+    assert _counts(d) == (1, 0, 0)
+    assert clock.now() == t  # the data plane never waits
+
+
+@pytest.mark.parametrize(("label", "call"), _calls("control"))
+def test_control_plane_methods_count_exactly_one_request(
+    host: sim.Host, label: str, call: Call
+) -> None:
+    host.create("a")
+    d = SimDriver(host, uri=host.uri)
+    call(d, host)
+    assert _counts(d) == (0, 1, 0)
+
+
+@pytest.mark.parametrize(("label", "call"), _calls("event"))
+def test_events_since_counts_exactly_one_event_request(
+    host: sim.Host, clock: ManualClock, label: str, call: Call
+) -> None:
+    host.create("a")
+    d = SimDriver(host, uri=host.uri, control_latency_ms=50)
+    t = clock.now()
+    call(d, host)
+    assert _counts(d) == (0, 0, 1)
+    assert clock.now() == t
+
+
+def test_counts_add_up_over_many_calls(host: sim.Host) -> None:
+    d = SimDriver(host, uri=host.uri)
+    for _ in range(7):
+        d.snapshot()
+    for _ in range(3):
+        d.list_all()
+    for _ in range(5):
+        d.events_since(0)
+    assert _counts(d) == (7, 3, 5)
+
+
+def test_counters_are_per_driver(host: sim.Host) -> None:
+    d1 = SimDriver(host, uri=host.uri)
+    d2 = SimDriver(host, uri=host.uri)
+    d1.snapshot()
+    assert _counts(d2) == (0, 0, 0)
+    assert isinstance(d1.counters, PlaneCounters)
+
+
+@pytest.mark.parametrize(("label", "call"), _calls("control"))
+def test_control_latency_sleeps_through_the_clock(
+    clock: ManualClock, label: str, call: Call
+) -> None:
+    with sim.Host(f"driver-test-{next(_serial)}", clock=clock, control_latency_ms=40) as h:
+        h.create("a")
+        d = SimDriver(h, uri=h.uri)
+        t = clock.now()
+        call(d, h)
+        assert clock.now() - t == pytest.approx(0.040, abs=1e-9)
+
+
+@pytest.mark.parametrize("override", [7.0, 0.0, 250.0])
+def test_uri_latency_overrides_the_hosts(clock: ManualClock, override: float) -> None:
+    with sim.Host(f"driver-test-{next(_serial)}", clock=clock, control_latency_ms=40) as h:
+        from xvirt.uri import open_driver
+
+        d = open_driver(f"{h.uri}?control_latency_ms={override:g}")
+        t = clock.now()
+        d.list_all()
+        assert clock.now() - t == pytest.approx(override / 1000, abs=1e-9)
+        t = clock.now()
+        d.snapshot()
+        d.events_since(0)
+        assert clock.now() == t
+
+
+def test_no_latency_means_no_sleep(host: sim.Host, clock: ManualClock) -> None:
+    d = SimDriver(host, uri=host.uri)
+    t = clock.now()
+    d.list_all()
+    d.host_info()
+    assert clock.now() == t
+
+
+def test_latency_is_paid_per_request(clock: ManualClock) -> None:
+    with sim.Host(f"driver-test-{next(_serial)}", clock=clock, control_latency_ms=50) as h:
+        d = SimDriver(h, uri=h.uri)
+        t = clock.now()
+        for _ in range(20):
+            d.resolve([sim.DOM0_UUID])
+        assert clock.now() - t == pytest.approx(1.0, abs=1e-9)
+        assert _counts(d) == (0, 20, 0)
+
+
+# -- what the driver answers ---------------------------------------------------------------
+
+
+def test_restore_answers_with_the_restored_domain(host: sim.Host) -> None:
+    rec = host.create("a")
+    host.save(rec.id, "a.img")
+    d = SimDriver(host, uri=host.uri)
+    answer = d.restore("a.img")
+    (resolved,) = answer.domains
+    assert (resolved.uuid, resolved.name) == (rec.uuid, "a")
+    assert resolved.id != rec.id
+    assert answer.boot_id == host.boot_id
+    assert answer.generation == host.generation
+    assert host.journal()[-1] == JournalEntry("restore", resolved.id, rec.uuid, "ok", "client")
+
+
+def test_act_goes_through_the_identity_check(host: sim.Host) -> None:
+    a = host.create("a")
+    b = host.create("b")
+    d = SimDriver(host, uri=host.uri)
+    with pytest.raises(NoDomainError):
+        d.act(Op.DESTROY, a.id, b.uuid)
+    assert [x.name for x in host.domains()] == ["Domain-0", "a", "b"]
+    d.act(Op.DESTROY, a.id, a.uuid)
+    assert [x.name for x in host.domains()] == ["Domain-0", "b"]
+    assert host.journal()[-1].origin == "client"
+
+
+def test_answers_carry_boot_id_and_generation(host: sim.Host) -> None:
+    d = SimDriver(host, uri=host.uri)
+    host.create("a")
+    for answer in (d.snapshot(), d.info_by_id(0), d.list_all(), d.resolve(ids=[0])):
+        assert answer.boot_id == host.boot_id
+        assert answer.generation == host.generation
+    batch = d.events_since(0)
+    assert (batch.boot_id, batch.latest) == (host.boot_id, host.generation)
+    assert d.host_info().boot_id == host.boot_id
+
+
+def test_close_is_idempotent(host: sim.Host) -> None:
+    d = SimDriver(host, uri=host.uri)
+    d.close()
+    d.close()

@@ -1,0 +1,503 @@
+"""Saved images: names that can only mean a file inside the directory; no step loses a domain."""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from xvirt.clock import ManualClock
+from xvirt.errors import InvalidArgumentError, NoDomainError, OperationFailedError
+from xvirt.host import images as images_mod
+from xvirt.host.images import ImageStore, SavedDomain, check_image_name
+from xvirt.host.model import DomainRecord, HostModel
+from xvirt.model import DomainState
+
+_serial = itertools.count()
+
+BAD_NAMES = [
+    "",
+    ".",
+    "..",
+    ".hidden",
+    "./x",
+    "../escape",
+    "../../etc/passwd",
+    "/etc/passwd",
+    "/tmp/x",
+    "a/b",
+    "a/",
+    "a\\b",
+    "..\\x",
+    "a\x00b",
+    "\x00",
+    "a\nb",
+    "tab\there",
+    "\x01",
+    "bell\x07",
+    "esc\x1b[0m",
+    "del\x7f",
+    "x" * 256,
+    "\u00e9" * 128,  # 128 characters, 256 bytes
+    "\ud800",  # a lone surrogate no file name can hold
+    "a\udfffb",
+]
+NOT_STRINGS = [None, 5, b"img", Path("img"), ["img"]]
+GOOD_NAMES = ["img", "a.img", "web1-2024.save", "x" * 255, "\u00e9" * 127, "spaces in name",
+              "trailing.", "UPPER", "-dash", "\u2603 snowman", "a..b", "~tilde"]
+
+
+def _host(**kwargs: object) -> HostModel:
+    kwargs.setdefault("clock", ManualClock())
+    return HostModel(f"images-test-{next(_serial)}", **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[HostModel]:
+    h = _host(image_dir=tmp_path / "images", max_domid=20)
+    yield h
+    h.close()
+
+
+def _listing(h: HostModel) -> list[str]:
+    return sorted(os.listdir(h.image_dir))  # hidden files too
+
+
+def _alive(h: HostModel, rec: DomainRecord) -> None:
+    now = h.domain(rec.id)
+    assert (now.uuid, now.name) == (rec.uuid, rec.name)
+
+
+def _expected_ok(name: str) -> bool:
+    """The rule, stated independently of the code."""
+    if not name or name.startswith(".") or any(c in name for c in "/\\\x00"):
+        return False
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return False
+    try:
+        os.fsencode(name)
+    except UnicodeError:
+        return False
+    return len(name.encode("utf-8", "surrogatepass")) <= 255
+
+
+# -- check_image_name -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_check_refuses_bad_names(name: str) -> None:
+    with pytest.raises(InvalidArgumentError):
+        check_image_name(name)
+
+
+@pytest.mark.parametrize("name", NOT_STRINGS)
+def test_check_refuses_non_strings(name: object) -> None:
+    with pytest.raises(InvalidArgumentError, match="string"):
+        check_image_name(name)
+
+
+@pytest.mark.parametrize("name", GOOD_NAMES)
+def test_check_accepts_plain_file_names(name: str) -> None:
+    assert check_image_name(name) == name
+
+
+@given(st.text(alphabet=st.characters(exclude_categories=()), max_size=300)
+       | st.text(alphabet="./\\\x00\n\x7fa\u00e9\ud800", max_size=8))
+@settings(max_examples=300, deadline=None)
+def test_check_property(name: str) -> None:
+    if _expected_ok(name):
+        assert check_image_name(name) == name
+    else:
+        with pytest.raises(InvalidArgumentError) as exc:
+            check_image_name(name)
+        str(exc.value)  # the message itself must be printable
+        repr(exc.value)
+
+
+# -- saving ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", BAD_NAMES + NOT_STRINGS)
+def test_save_under_a_bad_name_writes_nothing_and_keeps_the_domain(
+    host: HostModel, name: str
+) -> None:
+    a = host.create("a")
+    host.save(host.create("other").id, "existing")
+    before, gen = _listing(host), host.generation
+    outside = sorted(os.listdir(Path(host.image_dir).parent))
+    with pytest.raises(InvalidArgumentError):
+        host.save(a.id, name)
+    assert _listing(host) == before
+    assert sorted(os.listdir(Path(host.image_dir).parent)) == outside
+    _alive(host, a)
+    assert host.generation == gen
+    assert host.journal()[-1].outcome.startswith("failed")
+
+
+@pytest.mark.parametrize("name", GOOD_NAMES)
+def test_save_under_a_good_name_writes_exactly_that_file(host: HostModel, name: str) -> None:
+    a = host.create("a")
+    host.save(a.id, name)
+    assert _listing(host) == [name]
+    assert host.images() == [name]
+    path = Path(host.image_dir) / name
+    assert path.is_file() and not path.is_symlink()
+    assert path.resolve().parent == Path(host.image_dir).resolve()
+    with pytest.raises(NoDomainError):
+        host.domain(a.id)
+    assert host.restore(name).uuid == a.uuid
+
+
+@given(name=st.text(max_size=40) | st.sampled_from(BAD_NAMES))
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_save_property_nothing_escapes(name: str) -> None:
+    h = _host()
+    try:
+        a = h.create("a")
+        parent = sorted(os.listdir(Path(h.image_dir).parent))
+        if _expected_ok(name):
+            h.save(a.id, name)
+            assert _listing(h) == [name]
+            rec = h.restore(name)
+            assert rec.uuid == a.uuid
+            assert _listing(h) == []
+        else:
+            with pytest.raises(InvalidArgumentError):
+                h.save(a.id, name)
+            assert _listing(h) == []
+            _alive(h, a)
+        assert sorted(os.listdir(Path(h.image_dir).parent)) == parent
+    finally:
+        h.close()
+
+
+def test_a_planted_symlink_is_refused(host: HostModel, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    os.symlink(outside, Path(host.image_dir) / "evil")
+    a = host.create("a")
+    before = _listing(host)
+    with pytest.raises(InvalidArgumentError, match="symbolic link"):
+        host.save(a.id, "evil")
+    assert outside.read_text() == "precious"
+    assert _listing(host) == before
+    _alive(host, a)
+
+
+def test_a_dangling_symlink_cannot_create_a_file_outside(host: HostModel, tmp_path: Path) -> None:
+    target = tmp_path / "not-yet"
+    os.symlink(target, Path(host.image_dir) / "evil")
+    a = host.create("a")
+    with pytest.raises(InvalidArgumentError):
+        host.save(a.id, "evil")
+    assert not target.exists()
+    _alive(host, a)
+
+
+def test_restore_through_a_planted_symlink_is_refused(host: HostModel, tmp_path: Path) -> None:
+    # a valid image outside the directory, reachable only through the link
+    other = _host(image_dir=tmp_path / "elsewhere")
+    try:
+        rec = other.create("victim")
+        other.save(rec.id, "victim.img")
+    finally:
+        other.close()
+    os.symlink(tmp_path / "elsewhere" / "victim.img", Path(host.image_dir) / "link")
+    with pytest.raises(InvalidArgumentError):
+        host.restore("link")
+    assert (tmp_path / "elsewhere" / "victim.img").is_file()  # not consumed
+    assert [d.name for d in host.domains()] == ["Domain-0"]
+
+
+def test_saving_onto_an_existing_image_is_refused(host: HostModel) -> None:
+    a = host.create("a")
+    b = host.create("b")
+    host.save(a.id, "img")
+    original = (Path(host.image_dir) / "img").read_bytes()
+    before, gen = _listing(host), host.generation
+    with pytest.raises(OperationFailedError, match="already exists") as exc:
+        host.save(b.id, "img")
+    assert exc.value.name == "img"
+    assert (Path(host.image_dir) / "img").read_bytes() == original
+    assert _listing(host) == before
+    _alive(host, b)
+    assert host.generation == gen
+    assert host.journal()[-1].outcome.startswith("failed")
+    # and the image still brings back the first domain
+    assert host.restore("img").uuid == a.uuid
+
+
+def test_saving_onto_an_existing_directory_is_refused(host: HostModel) -> None:
+    (Path(host.image_dir) / "sub").mkdir()
+    a = host.create("a")
+    with pytest.raises(OperationFailedError):
+        host.save(a.id, "sub")
+    _alive(host, a)
+
+
+def test_an_image_directory_replaced_by_a_file(host: HostModel) -> None:
+    a = host.create("a")
+    path = Path(host.image_dir)
+    path.rmdir()
+    path.write_text("not a directory")
+    with pytest.raises(OperationFailedError, match="'img'") as exc:
+        host.save(a.id, "img")
+    assert (exc.value.name, exc.value.op) == ("img", "save")
+    _alive(host, a)
+    assert host.journal()[-1].outcome.startswith("failed")
+    assert path.read_text() == "not a directory"
+
+
+def test_an_image_directory_that_vanished(host: HostModel) -> None:
+    a = host.create("a")
+    Path(host.image_dir).rmdir()
+    with pytest.raises(OperationFailedError) as exc:
+        host.save(a.id, "img")
+    assert exc.value.name == "img"
+    _alive(host, a)
+
+
+@pytest.mark.parametrize("fail", ["write", "fsync", "link"])
+def test_a_full_disk_fails_the_save_and_keeps_the_domain(
+    host: HostModel, monkeypatch: pytest.MonkeyPatch, fail: str
+) -> None:
+    a = host.create("a")
+    before = _listing(host)
+
+    def no_space(*args: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(images_mod.os, fail, no_space)
+    with pytest.raises(OperationFailedError, match="cannot write image 'img'") as exc:
+        host.save(a.id, "img")
+    monkeypatch.undo()
+    assert exc.value.name == "img"
+    assert "No space left" in str(exc.value)
+    _alive(host, a)
+    assert host.domain(a.id).state is DomainState.RUNNING
+    assert _listing(host) == before  # no temporary file left behind
+
+
+# -- restoring -------------------------------------------------------------------------------
+
+
+def test_restore_consumes_the_image(host: HostModel) -> None:
+    a = host.create("a", memory_kib=4096, max_memory_kib=8192, vcpus=3)
+    host.save(a.id, "img")
+    assert host.images() == ["img"]
+    rec = host.restore("img")
+    assert (rec.uuid, rec.name, rec.memory_kib, rec.max_memory_kib, rec.vcpus, rec.state) == (
+        a.uuid, "a", 4096, 8192, 3, DomainState.RUNNING)
+    assert host.images() == []
+    assert _listing(host) == []
+    with pytest.raises(OperationFailedError):
+        host.restore("img")
+
+
+def test_restore_of_a_missing_image(host: HostModel) -> None:
+    with pytest.raises(OperationFailedError, match="no image") as exc:
+        host.restore("nothing")
+    assert (exc.value.name, exc.value.op) == ("nothing", "restore")
+
+
+@pytest.mark.parametrize("name", BAD_NAMES + NOT_STRINGS)
+def test_restore_under_a_bad_name_is_refused(host: HostModel, name: str) -> None:
+    with pytest.raises(InvalidArgumentError):
+        host.restore(name)
+
+
+def _valid_payload() -> dict[str, object]:
+    return {"format": "xvirt-image/1", "uuid": "6695eb01-f6a4-8304-79aa-97f2502e193f",
+            "name": "x", "memory_kib": 1024, "max_memory_kib": 2048, "vcpus": 1,
+            "cpu_time_ns": 5, "os_type": "linux", "load": 0.5}
+
+
+def _corrupt(**changes: object) -> bytes:
+    data = _valid_payload()
+    for k, v in changes.items():
+        if v is _DROP:
+            del data[k]
+        else:
+            data[k] = v
+    return json.dumps(data).encode()
+
+
+_DROP = object()
+
+CORRUPT = {
+    "garbage": b"\x00\xff not json",
+    "empty": b"",
+    "list": b"[1, 2]",
+    "string": b'"xvirt-image/1"',
+    "number": b"42",
+    "deep": b"[" * 100_000,
+    "wrong-format": _corrupt(format="xvirt-image/999"),
+    "no-format": _corrupt(format=_DROP),
+    "missing-field": _corrupt(vcpus=_DROP),
+    "extra-field": _corrupt(extra=1),
+    "bad-uuid": _corrupt(uuid="zz"),
+    "uuid-not-string": _corrupt(uuid=5),
+    "empty-name": _corrupt(name=""),
+    "slash-name": _corrupt(name="a/b"),
+    "name-not-string": _corrupt(name=["x"]),
+    "memory-string": _corrupt(memory_kib="1024"),
+    "memory-zero": _corrupt(memory_kib=0),
+    "max-below-memory": _corrupt(max_memory_kib=10),
+    "vcpus-zero": _corrupt(vcpus=0),
+    "vcpus-bool": _corrupt(vcpus=True),
+    "cpu-negative": _corrupt(cpu_time_ns=-1),
+    "cpu-float": _corrupt(cpu_time_ns=1.5),
+    "load-big": _corrupt(load=7),
+    "load-string": _corrupt(load="0.5"),
+    "os-type-null": _corrupt(os_type=None),
+}
+
+
+def test_the_valid_payload_used_below_is_accepted(host: HostModel) -> None:
+    (Path(host.image_dir) / "good").write_bytes(json.dumps(_valid_payload()).encode())
+    rec = host.restore("good")
+    assert (rec.uuid, rec.name, rec.cpu_time_ns) == (_valid_payload()["uuid"], "x", 5)
+
+
+@pytest.mark.parametrize("content", CORRUPT.values(), ids=list(CORRUPT))
+def test_restore_of_a_corrupt_image_fails_and_keeps_it(host: HostModel, content: bytes) -> None:
+    (Path(host.image_dir) / "bad").write_bytes(content)
+    before, gen = host.domains(), host.generation
+    with pytest.raises(OperationFailedError, match="not an xvirt domain image") as exc:
+        host.restore("bad")
+    assert (exc.value.name, exc.value.op) == ("bad", "restore")
+    assert host.domains() == before
+    assert host.generation == gen
+    assert (Path(host.image_dir) / "bad").read_bytes() == content
+    host.node_info()  # the host is still sound
+
+
+def test_restore_of_a_directory_fails(host: HostModel) -> None:
+    (Path(host.image_dir) / "sub").mkdir()
+    with pytest.raises(OperationFailedError):
+        host.restore("sub")
+
+
+def test_restore_when_the_uuid_is_running_keeps_the_image(host: HostModel) -> None:
+    a = host.create("a")
+    host.save(a.id, "img")
+    twin = host.create("twin", uuid=a.uuid)
+    with pytest.raises(OperationFailedError, match="UUID") as exc:
+        host.restore("img")
+    assert exc.value.uuid == a.uuid
+    assert host.images() == ["img"]
+    _alive(host, twin)
+    host.destroy(twin.id)
+    assert host.restore("img").name == "a"
+
+
+def test_restore_when_the_name_is_taken_keeps_the_image(host: HostModel) -> None:
+    a = host.create("a")
+    host.save(a.id, "img")
+    usurper = host.create("a")
+    gen = host.generation
+    with pytest.raises(OperationFailedError, match="already exists") as exc:
+        host.restore("img")
+    assert exc.value.name == "a"
+    assert host.images() == ["img"]
+    assert host.generation == gen
+    _alive(host, usurper)
+    host.rename(usurper.id, "not-a")
+    assert host.restore("img").uuid == a.uuid
+
+
+def test_restore_in_a_full_id_space_keeps_the_image(tmp_path: Path) -> None:
+    h = _host(max_domid=1, image_dir=tmp_path / "img")
+    try:
+        a = h.create("a")
+        h.save(a.id, "img")
+        h.create("b")
+        with pytest.raises(OperationFailedError):
+            h.restore("img")
+        assert h.images() == ["img"]
+    finally:
+        h.close()
+
+
+def test_restore_from_an_unreadable_directory(host: HostModel) -> None:
+    a = host.create("a")
+    host.save(a.id, "img")
+    path = Path(host.image_dir)
+    (path / "img").unlink()
+    path.rmdir()
+    path.write_text("now a file")
+    with pytest.raises(OperationFailedError) as exc:
+        host.restore("img")
+    assert exc.value.name == "img"
+
+
+def test_images_survive_a_host_reboot(host: HostModel) -> None:
+    a = host.create("a")
+    host.save(a.id, "img")
+    host.reboot_host()
+    assert host.images() == ["img"]
+    assert host.restore("img").uuid == a.uuid
+
+
+# -- ImageStore alone -------------------------------------------------------------------------
+
+
+def _saved() -> SavedDomain:
+    return SavedDomain("6695eb01-f6a4-8304-79aa-97f2502e193f", "x", 1024, 2048, 2, 7, "linux",
+                       0.5)
+
+
+def test_store_round_trip(tmp_path: Path) -> None:
+    store = ImageStore(tmp_path / "s")
+    store.write("one", _saved())
+    assert store.exists("one")
+    assert store.read("one") == _saved()
+    store.remove("one")
+    assert not store.exists("one")
+    store.remove("one")  # removing twice is fine
+
+
+def test_store_names_lists_plain_files_only(tmp_path: Path) -> None:
+    store = ImageStore(tmp_path / "s")
+    store.write("b", _saved())
+    store.write("a", _saved())
+    (tmp_path / "s" / ".hidden").write_text("x")
+    (tmp_path / "s" / "dir").mkdir()
+    assert store.names() == ["a", "b"]
+
+
+def test_store_refuses_a_directory_that_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(InvalidArgumentError, match="image directory"):
+        ImageStore(tmp_path / "f")
+
+
+def test_store_creates_a_missing_directory(tmp_path: Path) -> None:
+    store = ImageStore(tmp_path / "a" / "b")
+    assert (tmp_path / "a" / "b").is_dir()
+    store.close()
+    assert (tmp_path / "a" / "b").is_dir()  # a given directory is never removed
+
+
+def test_store_owns_and_removes_a_directory_it_made() -> None:
+    store = ImageStore(None, label="owned-test")
+    assert store.path.is_dir()
+    assert store.path.name.startswith("xvirt-owned-test-images-")
+    store.write("x", _saved())
+    store.close()
+    assert not store.path.exists()
+
+
+def test_host_with_a_given_directory_leaves_it_on_close(tmp_path: Path) -> None:
+    h = _host(image_dir=tmp_path / "keep")
+    a = h.create("a")
+    h.save(a.id, "img")
+    h.close()
+    assert (tmp_path / "keep" / "img").is_file()

@@ -1,0 +1,146 @@
+"""URI -> driver: sim:///NAME reaches that host; every bad URI says which URI was bad."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+from xvirt import sim
+from xvirt.clock import ManualClock
+from xvirt.drivers.sim import SimDriver
+from xvirt.errors import HostUnreachableError, InvalidArgumentError
+from xvirt.uri import DEFAULT_URI, default_uri, open_driver
+
+_serial = itertools.count()
+
+
+@pytest.fixture
+def host() -> Iterator[sim.Host]:
+    h = sim.Host(f"uri-test-{next(_serial)}", clock=ManualClock())
+    yield h
+    h.close()
+
+
+def test_sim_uri_reaches_the_registered_host(host: sim.Host) -> None:
+    driver = open_driver(f"sim:///{host.name}")
+    assert isinstance(driver, SimDriver)
+    assert driver.host is host
+    assert driver.uri == f"sim:///{host.name}"
+    assert driver.readonly is False
+    a = host.create("a")
+    assert {r.id for r in driver.snapshot().rows} == {0, a.id}
+
+
+def test_readonly_is_passed_on(host: sim.Host) -> None:
+    assert open_driver(host.uri, readonly=True).readonly is True
+
+
+def test_latency_parameter_is_accepted(host: sim.Host) -> None:
+    driver = open_driver(f"{host.uri}?control_latency_ms=12.5")
+    assert isinstance(driver, SimDriver)
+    assert driver.host is host
+
+
+def test_default_is_created_on_demand_with_demo_content(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sim, "_registry", {})  # a fresh registry: no default yet
+    driver = open_driver("sim:///default")
+    try:
+        assert isinstance(driver, SimDriver)
+        assert sim.names() == ["default"]
+        assert sim.get("default") is driver.host
+        names = [d.name for d in driver.list_all().domains]
+        assert names[0] == "Domain-0"
+        assert {"web1", "web2", "db1", "cache1", "build1"} <= set(names)
+        # a second open reaches the same host
+        assert open_driver("sim:///default").host is driver.host
+    finally:
+        driver.host.close()
+
+
+def test_default_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert DEFAULT_URI == "sim:///default"
+    monkeypatch.delenv("XVIRT_DEFAULT_URI", raising=False)
+    assert default_uri() == DEFAULT_URI
+    monkeypatch.setenv("XVIRT_DEFAULT_URI", "sim:///lab")
+    assert default_uri() == "sim:///lab"
+    monkeypatch.setenv("XVIRT_DEFAULT_URI", "")
+    assert default_uri() == DEFAULT_URI
+
+
+def test_unknown_host_is_unreachable() -> None:
+    uri = f"sim:///no-such-host-{next(_serial)}"
+    with pytest.raises(HostUnreachableError) as exc:
+        open_driver(uri)
+    assert exc.value.uri == uri
+    assert uri in str(exc.value)
+
+
+def test_closed_host_is_unreachable() -> None:
+    h = sim.Host(f"uri-test-{next(_serial)}", clock=ManualClock())
+    uri = h.uri
+    h.close()
+    with pytest.raises(HostUnreachableError) as exc:
+        open_driver(uri)
+    assert exc.value.uri == uri
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "xen:///{name}",  # bad scheme
+        "http://localhost/{name}",
+        "{name}",  # no scheme
+        "/{name}",
+        "///{name}",
+        "sim://somehost/{name}",  # netloc present
+        "sim://{name}",
+        "sim://user@h/{name}",
+        "sim:///",  # empty name
+        "sim://",
+        "sim:///a/{name}",  # not one name
+        "sim:///{name}/",
+        "sim:///{name}?latency=5",  # unknown parameter
+        "sim:///{name}?control_latency_ms=5&x=1",
+        "sim:///{name}?control_latency_ms=-1",
+        "sim:///{name}?control_latency_ms=-0.001",
+        "sim:///{name}?control_latency_ms=nan",
+        "sim:///{name}?control_latency_ms=NaN",
+        "sim:///{name}?control_latency_ms=fast",
+        "sim:///{name}?control_latency_ms=",
+        "sim:///{name}?control_latency_ms",
+        "sim:///{name}?control_latency_ms=1,5",
+    ],
+)
+def test_bad_uris_are_invalid_and_named(host: sim.Host, template: str) -> None:
+    uri = template.format(name=host.name)
+    with pytest.raises(InvalidArgumentError) as exc:
+        open_driver(uri)
+    assert exc.value.uri == uri
+    assert repr(uri) in str(exc.value)
+
+
+@pytest.mark.parametrize("uri", ["", "   ", None, 5, b"sim:///default"])
+def test_non_strings_and_blank_are_invalid(uri: object) -> None:
+    with pytest.raises(InvalidArgumentError):
+        open_driver(uri)  # type: ignore[arg-type]
+
+
+def test_infinite_latency_is_invalid(host: sim.Host) -> None:
+    with pytest.raises(InvalidArgumentError):
+        open_driver(f"{host.uri}?control_latency_ms=inf")
+
+
+@pytest.mark.parametrize("form", ["sim:/{name}", "sim:{name}", "sim:///{name}#frag", "sim:///{name}#"])
+def test_only_the_triple_slash_form_without_fragment(host: sim.Host, form: str) -> None:
+    uri = form.format(name=host.name)
+    with pytest.raises(InvalidArgumentError) as err:
+        open_driver(uri)
+    assert err.value.uri == uri
+
+
+@pytest.mark.parametrize("name", ["a#b", "a%20b", "a?b", "a/b"])
+def test_host_names_every_uri_can_reach(name: str) -> None:
+    with pytest.raises(InvalidArgumentError):
+        sim.Host(name)
