@@ -850,3 +850,38 @@ def test_tickers_do_not_recurse(host: HostModel) -> None:
     host.add_ticker(ticker)
     host.domains()
     assert len(calls) == 1
+
+
+def test_act_validates_its_arguments_before_the_lock() -> None:
+    from xvirt.errors import InvalidArgumentError
+    from xvirt.host.model import HostModel
+    from xvirt.planes import Op
+
+    host = HostModel("act-args")
+    try:
+        for domid in ([1], -1, "1"):
+            with pytest.raises(InvalidArgumentError):
+                host.act(Op.PAUSE, domid, "0" * 32)  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgumentError):
+            host.act(Op.PAUSE, 0, "not-a-uuid")
+    finally:
+        host.close()
+
+
+def test_a_failed_restore_is_journalled_and_keeps_the_image() -> None:
+    from xvirt.errors import OperationFailedError
+    from xvirt.host.model import HostModel
+
+    host = HostModel("restore-fail")
+    try:
+        rec = host.create("a")
+        host.save(rec.id, "img")
+        host.create("a")  # the name is taken now
+        with pytest.raises(OperationFailedError):
+            host.restore("img")
+        last = host.journal()[-1]
+        assert (last.op, last.uuid) == ("restore", rec.uuid)
+        assert last.outcome.startswith("failed")
+        assert host.images() == ["img"]
+    finally:
+        host.close()

@@ -75,7 +75,8 @@ class DomainRecord:
 class JournalEntry:
     """One action the host took or refused. ``origin`` is ``client`` for
     requests that came through a driver's act-if-identity, ``host`` for the
-    host's own operations (tests, demo activity, admin)."""
+    host's own operations (tests, demo activity, admin). ``domid`` is -1 when
+    the action never had a domain ID (a restore that failed)."""
 
     op: str
     domid: int
@@ -385,6 +386,8 @@ class HostModel:
 
         A mismatch is journalled and raised as NoDomainError; nothing is done.
         """
+        check_domid(domid)
+        expected_uuid = parse_uuid(expected_uuid)
         with self._lock:
             self._enter()
             dom = self._by_id.get(domid)
@@ -504,7 +507,14 @@ class HostModel:
         check_image_name(image)
         with self._lock:
             now = self._enter()
-            dom = self._admit(self._images.read(image), now, "restore", EventKind.RESTORED)
+            saved = self._images.read(image)
+            try:
+                dom = self._admit(saved, now, "restore", EventKind.RESTORED)
+            except OperationFailedError as exc:  # the image is kept; say why in the journal
+                self._journal.append(
+                    JournalEntry("restore", -1, saved.uuid, f"failed: {exc.message}", origin)
+                )
+                raise
             self._images.remove(image)
             self._journal.append(JournalEntry("restore", dom.id, dom.uuid, "ok", origin))
             return dom.record(now)
