@@ -102,14 +102,6 @@ class IdentityCache:
         with self._lock:
             return CacheCounts(self._hits, self._misses, self._evictions, len(self._entries))
 
-    @property
-    def boot_id(self) -> str | None:
-        return self._boot
-
-    @property
-    def generation(self) -> int:
-        return self._gen
-
     def snapshot(self) -> TableSnapshot:
         """One data-plane snapshot, applied to the cache (C5 newcomers, C7 evictions)."""
         snap = self._driver.snapshot()
@@ -258,12 +250,6 @@ class IdentityCache:
             if entry is not None and entry.name is not None:
                 return entry.name
             return self._tombs.get(uuid)
-
-    def sync(self) -> None:
-        """Apply any pending events now."""
-        with self._lock:
-            if self._boot is not None:
-                self._catch_up()
 
     # -- the validated lookup -----------------------------------------------------
 
