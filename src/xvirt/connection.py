@@ -9,7 +9,7 @@ read-only connection.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from xvirt.cache import RETRIES, IdentityCache
@@ -204,36 +204,35 @@ class Domain:
     def info(self) -> DomainInfo:
         return self._cache().info(self._uuid)
 
-    def pause(self) -> None:
+    def _act(
+        self, op: Op, arg: object = None, check: Callable[[object], str] | None = None
+    ) -> None:
+        """Closed handle, then read-only, then the argument: the first problem is reported."""
         self._cache()
-        self._conn._act(Op.PAUSE, self._uuid)
+        self._conn._writable(op.value, self._uuid)
+        self._conn._act(op, self._uuid, None if check is None else check(arg))
+
+    def pause(self) -> None:
+        self._act(Op.PAUSE)
 
     def resume(self) -> None:
-        self._cache()
-        self._conn._act(Op.RESUME, self._uuid)
+        self._act(Op.RESUME)
 
     def shutdown(self) -> None:
-        self._cache()
-        self._conn._act(Op.SHUTDOWN, self._uuid)
+        self._act(Op.SHUTDOWN)
 
     def reboot(self) -> None:
-        self._cache()
-        self._conn._act(Op.REBOOT, self._uuid)
+        self._act(Op.REBOOT)
 
     def destroy(self) -> None:
-        self._cache()
-        self._conn._act(Op.DESTROY, self._uuid)
+        self._act(Op.DESTROY)
 
     def save(self, image: str) -> None:
         """Save to an image in the host's image directory; the domain stops."""
-        self._cache()
-        self._conn._writable("save", self._uuid)
-        self._conn._act(Op.SAVE, self._uuid, check_image_name(image))
+        self._act(Op.SAVE, image, check_image_name)
 
     def rename(self, new_name: str) -> None:
-        self._cache()
-        self._conn._writable("rename", self._uuid)
-        self._conn._act(Op.RENAME, self._uuid, check_name(new_name))
+        self._act(Op.RENAME, new_name, check_name)
 
     def close(self) -> None:
         """Drop the handle. Cached identities stay with the connection (C6)."""
