@@ -33,7 +33,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from xvirt.drivers.base import Driver
-from xvirt.errors import NoDomainError
+from xvirt.errors import NoDomainError, OperationFailedError
 from xvirt.model import DomainInfo, DomainSample, EventKind, Identity
 from xvirt.planes import HostEvent, IdAnswer, Resolution, TableSnapshot
 
@@ -154,8 +154,10 @@ class IdentityCache:
             if ident is not None:
                 return ident
             domid = self.relocate(uuid, domid)
-        raise NoDomainError(
-            f"domain {uuid} kept changing during the lookup", uuid=uuid, uri=self._uri
+        # Found alive every time, so not gone (C3): say it moved too often.
+        raise OperationFailedError(
+            f"domain {uuid} kept changing ID during the call; try again", uuid=uuid,
+            uri=self._uri,
         )
 
     def lookup_by_name(self, name: str) -> Identity:
@@ -199,7 +201,10 @@ class IdentityCache:
             if row is not None and row.uuid == uuid:
                 return row.info()
             domid = self.relocate(uuid, domid)
-        raise NoDomainError(f"domain {uuid} kept changing", uuid=uuid, uri=self._uri)
+        raise OperationFailedError(
+            f"domain {uuid} kept changing ID during the call; try again", uuid=uuid,
+            uri=self._uri, op="info",
+        )
 
     def domid_hint(self, uuid: str) -> int:
         """Where the cache believes the domain is; a snapshot finds it if unknown.

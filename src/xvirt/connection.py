@@ -18,6 +18,7 @@ from xvirt.errors import (
     ConnectionClosedError,
     HandleClosedError,
     NoDomainError,
+    OperationFailedError,
     ReadOnlyError,
 )
 from xvirt.host.images import check_image_name
@@ -73,8 +74,11 @@ class Connection:
                 return
             except NoDomainError:
                 domid = cache.relocate(uuid, domid)  # raises when the domain is gone
-        raise NoDomainError(
-            f"cannot {op.value}: the domain kept moving", uuid=uuid, op=op.value, uri=self.uri
+        # It was found alive every time (relocate raises once it is gone): nothing was
+        # done, and the domain exists, so this is not NoDomainError (C3).
+        raise OperationFailedError(
+            f"cannot {op.value}: the domain kept changing ID; nothing was done, try again",
+            uuid=uuid, op=op.value, uri=self.uri,
         )
 
     # -- listing and lookup -----------------------------------------------------------
