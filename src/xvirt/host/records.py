@@ -1,0 +1,399 @@
+"""The shapes of xend's records, written by our daemon and read by the xend driver.
+
+Both sides use these functions, so what the daemon writes is exactly what the
+driver reads, and both agree with the captures of real xend in
+``realdata/xend/domains/``.
+
+Reading follows libvirt where it matters for compatibility: lookup by path
+with the first match winning, numbers read like C ``strtol`` with base 0
+(``0x1f`` is hex and, as in C, a leading ``0`` means octal; xend writes
+Python ``str(int)``, which never has one), a missing number reads as 0, and
+state letters are ranked c s d p b r. It is stricter than libvirt where
+libvirt silently read garbage: a number with junk in it, a negative count or
+a value out of range is a ProtocolError naming the field, as is a missing or
+invalid uuid or name.
+
+Memory travels in MiB, as xend stored it. KiB amounts are rounded *up* to
+whole MiB, so no domain is shown smaller than it is (or as 0 MiB); to lose
+nothing, our records also carry ``(memory_kib N)`` and ``(maxmem_kib N)``.
+The reader prefers those, but only while they agree with the MiB field:
+a client that edits ``memory`` in a record and sends it back (libvirt's
+autostart sequence sends whole records back) is obeyed. Real xend records
+lack the extensions and read as MiB * 1024.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from xvirt.errors import InvalidArgumentError, ProtocolError
+from xvirt.host.sxp import Sx, child, dumps, value
+from xvirt.model import DOMID_FIRST_RESERVED, DomainState, check_name, parse_uuid
+from xvirt.planes import DomainConfig
+
+__all__ = [
+    "ParsedDomain",
+    "VmConfig",
+    "domain_record",
+    "error_sexpr",
+    "node_record",
+    "parse_domain_record",
+    "parse_error",
+    "parse_node_record",
+    "parse_state_flags",
+    "parse_vm_config",
+    "state_flags",
+    "vm_config",
+]
+
+_FLAG_ORDER = "rbpscd"  # the positions of xend's six state letters
+_PRIORITY = (  # libvirt tested the letters in this order
+    DomainState.CRASHED,
+    DomainState.SHUTDOWN,
+    DomainState.DYING,
+    DomainState.PAUSED,
+    DomainState.BLOCKED,
+    DomainState.RUNNING,
+)
+_C_SPACE = " \t\n\r\f\v"
+_INT = re.compile(rf"[{_C_SPACE}]*([+-]?)(?:0[xX]([0-9a-fA-F]+)|0([0-7]*)|([1-9][0-9]*))"
+                  rf"[{_C_SPACE}]*")
+_FLOAT = re.compile(
+    rf"[{_C_SPACE}]*\+?(?:(?P<whole>[0-9]+)(?:\.(?P<frac>[0-9]*))?|\.(?P<frac2>[0-9]+))"
+    rf"(?:[eE](?P<exp>[+-]?[0-9]+))?[{_C_SPACE}]*"
+)
+_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1  # C long on the LP64 hosts xend ran on
+_NS_MAX = 2**64 - 1  # libvirt kept CPU time in an unsigned long long
+_NUMBER_CHARS = 64  # longer number texts are refused before any conversion
+
+
+# -- state letters ---------------------------------------------------------------------------
+
+
+def state_flags(state: DomainState) -> str:
+    """xend's six-letter state string (positions r b p s c d), e.g. ``-b----``."""
+    return state.flags()
+
+
+def parse_state_flags(flags: str) -> DomainState:
+    """The state a six-letter xend string means, the highest-ranked letter winning.
+
+    ``------`` (runnable, waiting for a CPU: common in ``xm list``) reads as
+    RUNNING; libvirt said NOSTATE, which xvirt has no state for.
+    """
+    if len(flags) != 6 or any(
+        c not in ("-", want) for c, want in zip(flags, _FLAG_ORDER, strict=True)
+    ):
+        raise ProtocolError(
+            f"state {flags!r} is not six letters in the order {_FLAG_ORDER} (or '-')"
+        )
+    return next((s for s in _PRIORITY if s.letter in flags), DomainState.RUNNING)
+
+
+# -- numbers, as libvirt read them -------------------------------------------------------------
+
+
+def _strtol(text: str, field: str) -> int:
+    m = _INT.fullmatch(text) if len(text) <= _NUMBER_CHARS else None
+    if m is None:
+        raise ProtocolError(f"field {field!r}: {text!r} is not an integer")
+    sign, hex_digits, octal_digits, decimal_digits = m.groups()
+    if hex_digits is not None:
+        n = int(hex_digits, 16)
+    elif octal_digits is not None:
+        n = int(octal_digits or "0", 8)
+    else:
+        n = int(decimal_digits)
+    n = -n if sign == "-" else n
+    if not _LONG_MIN <= n <= _LONG_MAX:
+        raise ProtocolError(f"field {field!r}: {text!r} is out of range")
+    return n
+
+
+def _count(rec: Sx, path: str) -> int | None:
+    """A non-negative integer field; None when missing or present but empty."""
+    text = value(rec, path)
+    if not text:
+        return None
+    n = _strtol(text, path.rsplit("/", 1)[-1])
+    if n < 0:
+        raise ProtocolError(f"field {path.rsplit('/', 1)[-1]!r}: {text!r} is negative")
+    return n
+
+
+def _seconds_to_ns(text: str, field: str) -> int:
+    """strtod-style seconds to integer ns, exactly (no float rounding), truncated as
+    libvirt's cast did."""
+    m = _FLOAT.fullmatch(text) if len(text) <= _NUMBER_CHARS else None
+    if m is None:
+        raise ProtocolError(f"field {field!r}: {text!r} is not a number of seconds")
+    whole: str = m["whole"] or ""
+    frac: str = m["frac"] or m["frac2"] or ""
+    exp = int(m["exp"] or "0")
+    digits = int(whole + frac or "0")
+    shift = exp - len(frac) + 9  # ns = digits * 10**shift
+    if digits and shift > 20:  # >= 10**21 ns; checked before any big power is built
+        raise ProtocolError(f"field {field!r}: {text!r} is out of range")
+    ns: int = digits * 10**shift if shift >= 0 else digits // 10 ** min(-shift, _NUMBER_CHARS)
+    if ns > _NS_MAX:
+        raise ProtocolError(f"field {field!r}: {text!r} is out of range")
+    return ns
+
+
+def _mib(kib: int) -> int:
+    return -(-kib // 1024)
+
+
+def _memory_kib(rec: Sx, head: str, mib_field: str, kib_field: str) -> int | None:
+    mib = _count(rec, f"{head}/{mib_field}")
+    kib = _count(rec, f"{head}/{kib_field}")
+    if kib is not None and (mib is None or _mib(kib) == mib):
+        return kib
+    return None if mib is None else mib * 1024
+
+
+def _os_type(rec: Sx) -> str:
+    """``hvm`` if the image has an ``hvm`` part (libvirt's test), else the kind of its
+    first part (real xend only knows ``linux``), else ``linux``."""
+    image = child(rec, "image")
+    if image is None:
+        return "linux"
+    if child(image, "hvm") is not None:
+        return "hvm"
+    for part in image[1:]:
+        if isinstance(part, list) and part and isinstance(part[0], str):
+            return part[0]
+    return "linux"
+
+
+def _check_head(sx: Sx, heads: tuple[str, ...]) -> str:
+    if isinstance(sx, str) or not sx or not isinstance(sx[0], str) or sx[0] not in heads:
+        wanted = " or ".join(f"({h} ...)" for h in heads)
+        raise ProtocolError(f"expected a {wanted} record, found {dumps(sx)[:60]}")
+    return sx[0]
+
+
+# -- domain records (answers) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedDomain:
+    """A ``(domain ...)`` record as the xend driver needs it; memory in KiB."""
+
+    domid: int | None  # None: inactive (a managed domain that is not running)
+    uuid: str  # canonical dashed lower case
+    name: str
+    memory_kib: int
+    max_memory_kib: int
+    vcpus: int
+    os_type: str
+    state: DomainState | None  # None: the record has no state field
+    cpu_time_ns: int | None  # None: the record has no cpu_time field
+
+    def config(self) -> DomainConfig:
+        return DomainConfig(self.memory_kib, self.max_memory_kib, self.vcpus, self.os_type)
+
+
+def domain_record(
+    *,
+    domid: int | None,
+    uuid: str,
+    name: str,
+    memory_kib: int,
+    max_memory_kib: int,
+    vcpus: int,
+    os_type: str,
+    state: DomainState | None,
+    cpu_time_ns: int | None,
+) -> Sx:
+    """A ``(domain ...)`` record in newer xend's style: dashed uuid, bare atoms.
+
+    ``domid`` None makes an inactive record (no domid field); ``state`` and
+    ``cpu_time_ns`` None leave their fields out.
+    """
+    _check_counts(memory_kib=memory_kib, max_memory_kib=max_memory_kib, vcpus=vcpus)
+    rec: list[Sx] = ["domain"]
+    if domid is not None:
+        if not 0 <= domid < DOMID_FIRST_RESERVED:
+            raise InvalidArgumentError(f"domain ID {domid} is out of range", domid=domid)
+        rec.append(["domid", str(domid)])
+    rec += [
+        ["uuid", parse_uuid(uuid)],
+        ["name", name],
+        *_memory_fields(memory_kib, max_memory_kib),
+        ["vcpus", str(vcpus)],
+    ]
+    if state is not None:
+        rec.append(["state", state_flags(state)])
+    if cpu_time_ns is not None:
+        if cpu_time_ns < 0:
+            raise InvalidArgumentError(f"cpu_time_ns must not be negative, not {cpu_time_ns}")
+        rec.append(["cpu_time", f"{cpu_time_ns // 10**9}.{cpu_time_ns % 10**9:09d}"])
+    rec.append(["image", [os_type]])
+    return rec
+
+
+def parse_domain_record(sx: Sx) -> ParsedDomain:
+    """Read a ``(domain ...)`` answer; ProtocolError names the field that is wrong."""
+    _check_head(sx, ("domain",))
+    domid = _count(sx, "domain/domid")
+    if domid is not None and domid >= DOMID_FIRST_RESERVED:
+        raise ProtocolError(f"field 'domid': {domid} is out of range", domid=domid)
+    cpu_time = value(sx, "domain/cpu_time")
+    state = value(sx, "domain/state")
+    return ParsedDomain(
+        domid=domid,
+        uuid=_required_uuid(sx, "domain", ProtocolError),
+        name=_required_name(sx, "domain", ProtocolError),
+        memory_kib=_memory_kib(sx, "domain", "memory", "memory_kib") or 0,
+        max_memory_kib=_memory_kib(sx, "domain", "maxmem", "maxmem_kib") or 0,
+        vcpus=_count(sx, "domain/vcpus") or 0,
+        os_type=_os_type(sx),
+        state=parse_state_flags(state) if state else None,
+        cpu_time_ns=_seconds_to_ns(cpu_time, "cpu_time") if cpu_time else None,
+    )
+
+
+def _required_uuid(sx: Sx, head: str, error: type[ProtocolError | InvalidArgumentError]) -> str:
+    text = value(sx, f"{head}/uuid")
+    if not text:
+        raise error(f"the {head} record has no field 'uuid'")
+    try:
+        return parse_uuid(text)
+    except InvalidArgumentError:
+        raise error(f"field 'uuid': {text!r} is not a UUID", uuid=text) from None
+
+
+def _required_name(sx: Sx, head: str, error: type[ProtocolError | InvalidArgumentError]) -> str:
+    text = value(sx, f"{head}/name")
+    if not text:
+        raise error(f"the {head} record has no field 'name'")
+    try:
+        return check_name(text)
+    except InvalidArgumentError as e:
+        raise error(f"field 'name': {e.message}", name=text) from None
+
+
+def _memory_fields(memory_kib: int, max_memory_kib: int) -> list[Sx]:
+    return [
+        ["memory", str(_mib(memory_kib))],
+        ["maxmem", str(_mib(max_memory_kib))],
+        ["memory_kib", str(memory_kib)],
+        ["maxmem_kib", str(max_memory_kib)],
+    ]
+
+
+def _check_counts(**counts: int) -> None:
+    for field, n in counts.items():
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise InvalidArgumentError(f"{field} must be a non-negative integer, not {n!r}")
+
+
+# -- configs (what clients send with op=create and op=new) ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VmConfig:
+    """What a client asks xend to create or define; memory in KiB."""
+
+    name: str
+    uuid: str | None  # None: let the host choose
+    memory_kib: int
+    max_memory_kib: int
+    vcpus: int
+    os_type: str
+
+
+def vm_config(
+    name: str,
+    memory_kib: int,
+    max_memory_kib: int,
+    vcpus: int,
+    uuid: str | None = None,
+    os_type: str = "linux",
+) -> Sx:
+    """``(vm (name x) (memory M) (maxmem M) (vcpus n) (uuid u) (image (linux)))``, as
+    libvirt sent it, plus our KiB extensions."""
+    _check_counts(memory_kib=memory_kib, max_memory_kib=max_memory_kib, vcpus=vcpus)
+    mem = _memory_fields(memory_kib, max_memory_kib)
+    cfg: list[Sx] = ["vm", ["name", name], mem[0], mem[1], ["vcpus", str(vcpus)]]
+    if uuid is not None:
+        cfg.append(["uuid", parse_uuid(uuid)])
+    cfg += [mem[2], mem[3], ["image", [os_type]]]
+    return cfg
+
+
+def parse_vm_config(sx: Sx) -> VmConfig:
+    """Read a config sent with ``op=create``/``op=new``.
+
+    The head is ``vm``, or ``domain`` when a client sends back an edited
+    record (libvirt's autostart sequence). A malformed shape or number is a
+    ProtocolError; a well-formed but unusable value (bad name or uuid, no
+    memory, maxmem below memory, no vcpus) is an InvalidArgumentError. A
+    missing maxmem means memory; missing vcpus means 1, as in xend.
+    """
+    head = _check_head(sx, ("vm", "domain"))
+    name = _required_name(sx, head, InvalidArgumentError)
+    uuid = _required_uuid(sx, head, InvalidArgumentError) if value(sx, f"{head}/uuid") else None
+    memory = _memory_kib(sx, head, "memory", "memory_kib")
+    if not memory:
+        raise InvalidArgumentError(f"the config of {name!r} sets no memory", name=name)
+    max_memory = _memory_kib(sx, head, "maxmem", "maxmem_kib") or memory
+    if max_memory < memory:
+        raise InvalidArgumentError(
+            f"maxmem ({max_memory} KiB) is below memory ({memory} KiB)", name=name
+        )
+    vcpus = _count(sx, f"{head}/vcpus")
+    if vcpus == 0:
+        raise InvalidArgumentError("vcpus must be at least 1", name=name)
+    return VmConfig(name, uuid, memory, max_memory, vcpus or 1, _os_type(sx))
+
+
+# -- errors and the node record ---------------------------------------------------------------
+
+
+def error_sexpr(message: str) -> Sx:
+    """xend's error answer, ``(xend.err '<message>')``."""
+    return ["xend.err", message]
+
+
+def parse_error(sx: Sx) -> str | None:
+    """The message of an ``(xend.err ...)`` answer, or None if ``sx`` is not one."""
+    if isinstance(sx, str) or not sx or sx[0] != "xend.err":
+        return None
+    rest = sx[1:]
+    if len(rest) == 1 and isinstance(rest[0], str):
+        return rest[0]
+    return " ".join(dumps(item) for item in rest)
+
+
+def node_record(fields: Mapping[str, str | int]) -> Sx:
+    """``(node (key value) ...)``, in the mapping's order."""
+    rec: list[Sx] = ["node"]
+    for key, val in fields.items():
+        if not key:
+            raise InvalidArgumentError("a node field needs a non-empty name")
+        rec.append([key, str(val)])
+    return rec
+
+
+def parse_node_record(sx: Sx) -> dict[str, str]:
+    """The ``(node ...)`` fields as text; the first of a repeated key wins.
+
+    ``(key)`` gives ``""``; a value that is not one atom (newer xend's
+    ``cpu_topology``) is kept as its S-expression text.
+    """
+    _check_head(sx, ("node",))
+    out: dict[str, str] = {}
+    for i, item in enumerate(sx[1:], 1):
+        if isinstance(item, str) or not item or not isinstance(item[0], str):
+            raise ProtocolError(f"node record item {i} is not a (key value) list: {dumps(item)}")
+        rest = item[1:]
+        if len(rest) == 1 and isinstance(rest[0], str):
+            text = rest[0]
+        else:
+            text = " ".join(dumps(x) for x in rest)
+        out.setdefault(item[0], text)
+    return out
