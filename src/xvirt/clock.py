@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Protocol
 
-__all__ = ["Clock", "ManualClock", "SystemClock"]
+__all__ = ["Clock", "ManualClock", "SystemClock", "WallClock"]
 
 
 class Clock(Protocol):
@@ -30,6 +30,14 @@ class SystemClock:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
+
+
+class WallClock(SystemClock):
+    """Seconds since the epoch: what a host outliving its daemon needs, because its
+    times are saved by one process and read by another (or by another program)."""
+
+    def now(self) -> float:
+        return time.time()
 
 
 class ManualClock:

@@ -50,6 +50,21 @@ class BatchChurn:
         self._serial = 0
         self._running: deque[tuple[float, str]] = deque()  # (end time, uuid)
 
+    @classmethod
+    def resume(cls, host: HostModel) -> BatchChurn:
+        """Churn that goes on after a daemon restart: the batch guests still running
+        are adopted and end one lifetime from now (their start times were not kept)."""
+        now = host.clock.now()
+        churn = cls(now)
+        batch = sorted(
+            (int(r.name[len("batch-"):]), r.uuid) for r in host.domains()
+            if r.name.startswith("batch-") and r.name[len("batch-"):].isdigit()
+        )
+        for serial, uuid in batch:
+            churn._serial = max(churn._serial, serial)
+            churn._running.append((now + churn.lifetime, uuid))
+        return churn
+
     def __call__(self, host: HostModel, now: float) -> None:
         # Interleave starts and ends in time order so IDs are allocated as they would be.
         while True:

@@ -7,6 +7,8 @@ holds is told so (``complete=False``) and must resnapshot.
 
 from __future__ import annotations
 
+import itertools
+
 from xvirt.model import EventKind
 from xvirt.planes import HostEvent
 
@@ -41,6 +43,20 @@ class EventLog:
             del self._events[:drop]
             self._base += drop
         return event
+
+    @classmethod
+    def resume(cls, capacity: int, latest: int, events: tuple[HostEvent, ...]) -> EventLog:
+        """A log that goes on numbering from ``latest``, holding the given recent events
+        (the newest ones, consecutive, ending at ``latest``)."""
+        log = cls(capacity)
+        held = list(events[-capacity:])
+        if latest < 0 or (held and (held[-1].seq != latest or any(
+                b.seq != a.seq + 1 for a, b in itertools.pairwise(held)))):
+            raise ValueError("saved events are not consecutive up to the latest sequence number")
+        log._events = held
+        log._base = held[0].seq if held else latest + 1
+        log.latest = latest
+        return log
 
     @property
     def oldest_available(self) -> int:

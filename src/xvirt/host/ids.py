@@ -47,6 +47,17 @@ class DomidAllocator:
         """A freshly booted hypervisor starts its rover again."""
         self._rover = 0
 
+    @property
+    def rover(self) -> int:
+        """The last ID the rover gave; kept across daemon restarts like the hypervisor's."""
+        return self._rover
+
+    def resume(self, rover: int) -> None:
+        if isinstance(rover, bool) or not isinstance(rover, int) or not (
+                0 <= rover <= self.max_domid):
+            raise InvalidArgumentError(f"rover must be within 0..{self.max_domid}, not {rover!r}")
+        self._rover = rover
+
     def allocate(self, in_use: Container[int], used_count: int) -> int:
         if used_count >= self.max_domid:
             raise OperationFailedError(

@@ -16,8 +16,11 @@ import random
 import threading
 import uuid as uuidlib
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
+from typing import Protocol
 
 from xvirt.clock import Clock, SystemClock
 from xvirt.errors import (
@@ -42,6 +45,7 @@ from xvirt.planes import (
     DataRow,
     DomainConfig,
     EventBatch,
+    HostEvent,
     IdAnswer,
     Op,
     Resolution,
@@ -49,7 +53,16 @@ from xvirt.planes import (
     TableSnapshot,
 )
 
-__all__ = ["DOM0_UUID", "DomainRecord", "HostModel", "JournalEntry"]
+__all__ = [
+    "DOM0_UUID",
+    "DomainRecord",
+    "HostChange",
+    "HostModel",
+    "HostObserver",
+    "HostState",
+    "JournalEntry",
+    "LiveDomain",
+]
 
 DOM0_UUID = "00000000-0000-0000-0000-000000000000"
 DOM0_NAME = "Domain-0"
@@ -85,6 +98,63 @@ class JournalEntry:
     origin: str = "host"
 
 
+@dataclass(frozen=True, slots=True)
+class LiveDomain:
+    """Everything that makes up a live domain, for whoever keeps or mirrors the host
+    (a state file, a shared-memory table). CPU time at host-clock instant ``t`` is
+    ``cpu_ns + (t - since) * 1e9 * rate``: it grows without anything being rewritten."""
+
+    id: int
+    uuid: str
+    name: str
+    state: DomainState
+    memory_kib: int
+    max_memory_kib: int
+    vcpus: int
+    os_type: str
+    load: float
+    cpu_ns: int
+    since: float
+    rate: float
+
+    def cpu_time(self, now: float) -> int:
+        return self.cpu_ns + int((now - self.since) * 1e9 * self.rate)
+
+
+@dataclass(frozen=True, slots=True)
+class HostChange:
+    """What one request changed, handed to observers before its lock is released,
+    so nothing an answer acknowledged can be missing from what they keep."""
+
+    boot_id: str
+    generation: int
+    reset: bool  # a new boot: forget every domain and event before this change
+    domains: tuple[LiveDomain, ...]  # added or changed, in their current form
+    vacated_ids: tuple[int, ...]  # IDs no domain holds any more
+    gone_uuids: tuple[str, ...]  # domains that no longer exist
+    events: tuple[HostEvent, ...]
+    journal: tuple[JournalEntry, ...]
+    rover: int
+    daemon_epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class HostState:
+    """A host as an observer kept it: enough to bring the same host back."""
+
+    boot_id: str
+    generation: int
+    domains: tuple[LiveDomain, ...]
+    events: tuple[HostEvent, ...]
+    journal: tuple[JournalEntry, ...]
+    rover: int
+    daemon_epoch: int
+
+
+class HostObserver(Protocol):
+    def commit(self, change: HostChange) -> None: ...
+
+
 class _Domain:
     __slots__ = (
         "cpu_ns",
@@ -117,6 +187,19 @@ class _Domain:
         """What brings this domain back elsewhere: everything but its ID and state."""
         return SavedDomain(self.uuid, self.name, self.memory_kib, self.max_memory_kib,
                            self.vcpus, self.cpu_time(now), self.os_type, self.load)
+
+    def live(self) -> LiveDomain:
+        return LiveDomain(self.id, self.uuid, self.name, self.state, self.memory_kib,
+                          self.max_memory_kib, self.vcpus, self.os_type, self.load,
+                          self.cpu_ns, self.since, self._rate())
+
+    @classmethod
+    def from_live(cls, live: LiveDomain) -> _Domain:
+        dom = cls(live.id, SavedDomain(live.uuid, live.name, live.memory_kib,
+                                       live.max_memory_kib, live.vcpus, live.cpu_ns,
+                                       live.os_type, live.load), live.since)
+        dom.state = live.state
+        return dom
 
     def _rate(self) -> float:
         """CPU nanoseconds burnt per wall nanosecond in the current state."""
@@ -214,11 +297,23 @@ class HostModel:
         self._ticking = False
         self._closed = False
         self.daemon_epoch = 0
+        self._observers: list[HostObserver] = []
+        self._touched: dict[str, None] = {}  # uuids changed since the last commit, in order
+        self._vacated: set[int] = set()
+        self._journalled = 0  # entries appended since the last commit
+        self._committed_seq = 0
+        self._reset = False
         self._boot(first=True)
 
     # -- boot ---------------------------------------------------------------
 
     def _boot(self, *, first: bool = False) -> None:
+        if not first:
+            self._commit()  # what happened before the reboot belongs to the old boot
+            self._reset = True
+            self._touched.clear()
+            self._vacated.clear()
+            self._committed_seq = 0
         self.boot_id = str(uuidlib.UUID(int=self._rng.getrandbits(128), version=4))
         self._events = EventLog(self._event_capacity)
         self._ids.reset()
@@ -230,21 +325,24 @@ class HostModel:
         self._by_uuid: dict[str, _Domain] = {DOM0_UUID: dom0}
         self._by_name: dict[str, _Domain] = {DOM0_NAME: dom0}
         if not first:
+            self._touch(dom0)  # the new boot's Domain-0 is part of the reset
             self._changed.notify_all()
 
     def reboot_host(self) -> None:
         """A new boot identity: every guest is gone, IDs start again. Images stay."""
         with self._lock:
             self._check_open()
-            self._journal.append(JournalEntry("reboot_host", 0, DOM0_UUID, "ok"))
+            self._log(JournalEntry("reboot_host", 0, DOM0_UUID, "ok"))
             self._boot()
+            self._commit()
 
     def restart_daemon(self) -> None:
         """The management daemon restarts; the hypervisor, its domains and boot identity stay."""
         with self._lock:
             self._check_open()
             self.daemon_epoch += 1
-            self._journal.append(JournalEntry("restart_daemon", 0, DOM0_UUID, "ok"))
+            self._log(JournalEntry("restart_daemon", 0, DOM0_UUID, "ok"))
+            self._commit()
 
     def close(self) -> None:
         with self._lock:
@@ -255,6 +353,99 @@ class HostModel:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    # -- keeping and mirroring the host ---------------------------------------------
+
+    def add_observer(self, observer: HostObserver) -> None:
+        """Hand every later change to ``observer.commit`` inside the request that made it."""
+        with self._lock:
+            self._commit()
+            self._observers.append(observer)
+
+    def state(self) -> HostState:
+        """The whole host, for a first save or a first mirror."""
+        with self._lock:
+            doms = tuple(d.live() for d in self._by_id.values())
+            events, _ = self._events.since(self._events.oldest_available)
+            return HostState(self.boot_id, self._events.latest, doms, events,
+                             tuple(self._journal), self._ids.rover, self.daemon_epoch)
+
+    def load(self, state: HostState) -> None:
+        """Become the host ``state`` describes (a daemon starting again): same boot,
+        same domains with the same IDs, events numbered on from where they were."""
+        with self._lock:
+            self._check_open()
+            self.boot_id = state.boot_id
+            self._events = EventLog.resume(self._event_capacity, state.generation, state.events)
+            self._ids.resume(state.rover)
+            doms = [_Domain.from_live(live) for live in state.domains]
+            self._by_id = {d.id: d for d in doms}
+            self._by_uuid = {d.uuid: d for d in doms}
+            self._by_name = {d.name: d for d in doms}
+            if len(self._by_id) != len(doms) or len(self._by_uuid) != len(doms) or len(
+                    self._by_name) != len(doms) or 0 not in self._by_id:
+                raise InvalidArgumentError("saved host state is inconsistent: duplicate "
+                                           "IDs, UUIDs or names, or no Domain-0")
+            self._journal.clear()
+            self._journal.extend(state.journal)
+            self.daemon_epoch = state.daemon_epoch
+            self._touched.clear()
+            self._vacated.clear()
+            self._journalled = 0
+            self._committed_seq = state.generation
+            self._reset = False
+            self._changed.notify_all()
+
+    def tick(self) -> None:
+        """Let scheduled activity (demo churn) catch up with the clock, as any request
+        does; a daemon calls this so readers of a shared table see it too."""
+        with self._mutation():
+            pass
+
+    @contextmanager
+    def _mutation(self) -> Iterator[float]:
+        """A request that may change the host: observers see its changes before the
+        lock is released, even when it fails half-way (a refusal is journalled)."""
+        with self._lock:
+            try:
+                yield self._enter()
+            finally:
+                self._commit()
+
+    def _log(self, entry: JournalEntry) -> None:
+        self._journal.append(entry)
+        self._journalled += 1
+
+    def _touch(self, dom: _Domain) -> None:
+        self._touched[dom.uuid] = None
+
+    def _commit(self) -> None:
+        """Hand what changed since the last commit to the observers (lock held)."""
+        if not self._observers:
+            self._touched.clear()
+            self._vacated.clear()
+            self._journalled = 0
+            self._committed_seq = self._events.latest
+            self._reset = False
+            return
+        latest = self._events.latest
+        if not (self._touched or self._vacated or self._journalled or self._reset
+                or latest != self._committed_seq):
+            return
+        live = tuple(self._by_uuid[u].live() for u in self._touched if u in self._by_uuid)
+        gone = tuple(u for u in self._touched if u not in self._by_uuid)
+        vacated = tuple(sorted(i for i in self._vacated if i not in self._by_id))
+        events, _ = self._events.since(self._committed_seq)
+        journal = tuple(islice(reversed(self._journal), self._journalled))[::-1]
+        change = HostChange(self.boot_id, latest, self._reset, live, vacated, gone, events,
+                            journal, self._ids.rover, self.daemon_epoch)
+        self._touched.clear()
+        self._vacated.clear()
+        self._journalled = 0
+        self._committed_seq = latest
+        self._reset = False
+        for observer in self._observers:
+            observer.commit(change)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -316,6 +507,33 @@ class HostModel:
     @property
     def max_domid(self) -> int:
         return self._ids.max_domid
+
+    def live_view(self) -> tuple[str, int, float, tuple[LiveDomain, ...]]:
+        """Boot identity, generation, instant and every domain, in ID order, atomically:
+        what a control plane lists."""
+        with self._lock:
+            now = self._enter()
+            doms = tuple(d.live() for d in sorted(self._by_id.values(), key=lambda d: d.id))
+            return self.boot_id, self._events.latest, now, doms
+
+    def lookup(self, key: str) -> tuple[str, int, float, LiveDomain | None]:
+        """One domain by name, decimal ID or UUID, tried in that order as xend did."""
+        with self._lock:
+            now = self._enter()
+            dom = self._by_name.get(key)
+            if dom is None and key.isdigit() and key.isascii() and len(key) < 6:
+                dom = self._by_id.get(int(key))
+            if dom is None:
+                try:
+                    dom = self._by_uuid.get(parse_uuid(key))
+                except InvalidArgumentError:
+                    dom = None
+            return self.boot_id, self._events.latest, now, dom.live() if dom else None
+
+    def journal_refusal(self, op: str, domid: int, uuid: str, outcome: str) -> None:
+        """Record a request refused before it reached a domain (e.g. not authenticated)."""
+        with self._mutation():
+            self._log(JournalEntry(op, domid, uuid, f"refused: {outcome}", "client"))
 
     # -- data plane -------------------------------------------------------------
 
@@ -381,28 +599,26 @@ class HostModel:
                 boot_id=self.boot_id,
             )
 
-    def act(self, op: Op, domid: int, expected_uuid: str, arg: str | None = None) -> None:
+    def act(self, op: Op, domid: int, expected_uuid: str, arg: str | None = None,
+            *, origin: str = "client") -> None:
         """Check that ``domid`` is ``expected_uuid`` and act, in one atomic step (C4).
 
         A mismatch is journalled and raised as NoDomainError; nothing is done.
         """
         check_domid(domid)
         expected_uuid = parse_uuid(expected_uuid)
-        with self._lock:
-            self._enter()
+        with self._mutation():
             dom = self._by_id.get(domid)
             if dom is None or dom.uuid != expected_uuid:
                 outcome = "refused: no such domain" if dom is None else "refused: identity mismatch"
-                self._journal.append(
-                    JournalEntry(op.value, domid, expected_uuid, outcome, "client")
-                )
+                self._log(JournalEntry(op.value, domid, expected_uuid, outcome, origin))
                 raise NoDomainError(
                     f"domain {domid} is not {expected_uuid} any more",
                     domid=domid,
                     uuid=expected_uuid,
                     op=op.value,
                 )
-            self._perform(op, dom, arg, origin="client")
+            self._perform(op, dom, arg, origin=origin)
 
     def events_since(self, after: int, timeout: float = 0.0) -> EventBatch:
         """Events after ``after``; waits up to ``timeout`` real seconds for one."""
@@ -429,9 +645,11 @@ class HostModel:
         load: float = 0.25,
         os_type: str = "linux",
         cpu_time_ns: int = 0,
+        paused: bool = False,
+        origin: str = "host",
     ) -> DomainRecord:
-        """Start a new guest (running) and return it; ``cpu_time_ns`` lets a demo
-        start guests that have been running for a while."""
+        """Start a new guest (running, or paused as xend creates them) and return it;
+        ``cpu_time_ns`` lets a demo start guests that have been running for a while."""
         check_name(name)
         _positive_int(memory_kib, "memory_kib")
         max_kib = memory_kib if max_memory_kib is None else _positive_int(
@@ -449,12 +667,13 @@ class HostModel:
             raise InvalidArgumentError(
                 f"cpu_time_ns must be a non-negative integer, not {cpu_time_ns!r}", name=name
             )
-        with self._lock:
-            now = self._enter()
+        with self._mutation() as now:
             u = parse_uuid(uuid) if uuid is not None else self._new_uuid()
             spec = SavedDomain(u, name, memory_kib, max_kib, vcpus, cpu_time_ns, os_type, load)
             dom = self._admit(spec, now, "create", EventKind.CREATED)
-            self._journal.append(JournalEntry("create", dom.id, dom.uuid, "ok"))
+            if paused:
+                dom.set_state(DomainState.PAUSED, now)
+            self._log(JournalEntry("create", dom.id, dom.uuid, "ok", origin))
             return dom.record(now)
 
     def destroy(self, domid: int) -> None:
@@ -485,38 +704,37 @@ class HostModel:
 
     def crash(self, domid: int) -> None:
         """The guest crashes and is preserved (on_crash=preserve) until destroyed."""
-        with self._lock:
-            now = self._enter()
+        with self._mutation() as now:
             dom = self._get(domid, "crash")
             self._guest_only(dom, "crash")
             dom.set_state(DomainState.CRASHED, now)
+            self._touch(dom)
             self._events.append(EventKind.CRASHED, dom.id, dom.uuid)
-            self._journal.append(JournalEntry("crash", dom.id, dom.uuid, "ok"))
+            self._log(JournalEntry("crash", dom.id, dom.uuid, "ok"))
             self._changed.notify_all()
 
     def set_blocked(self, domid: int, blocked: bool = True) -> None:
         """Mark a running guest idle (blocked) or busy again; not a lifecycle event."""
-        with self._lock:
-            now = self._enter()
+        with self._mutation() as now:
             dom = self._get(domid, "set_blocked")
             if dom.state in _RUNNABLE:
                 dom.set_state(DomainState.BLOCKED if blocked else DomainState.RUNNING, now)
+                self._touch(dom)
 
     def restore(self, image: str, *, origin: str = "host") -> DomainRecord:
         """Bring a saved domain back: same UUID and name, a new ID; the image is consumed."""
         check_image_name(image)
-        with self._lock:
-            now = self._enter()
+        with self._mutation() as now:
             saved = self._images.read(image)
             try:
                 dom = self._admit(saved, now, "restore", EventKind.RESTORED)
             except OperationFailedError as exc:  # the image is kept; say why in the journal
-                self._journal.append(
+                self._log(
                     JournalEntry("restore", -1, saved.uuid, f"failed: {exc.message}", origin)
                 )
                 raise
             self._images.remove(image)
-            self._journal.append(JournalEntry("restore", dom.id, dom.uuid, "ok", origin))
+            self._log(JournalEntry("restore", dom.id, dom.uuid, "ok", origin))
             return dom.record(now)
 
     # -- internals ------------------------------------------------------------------
@@ -554,6 +772,7 @@ class HostModel:
         self._by_id[domid] = dom
         self._by_uuid[uuid] = dom
         self._by_name[name] = dom
+        self._touch(dom)
         self._events.append(kind, domid, uuid)
         self._changed.notify_all()
         return dom
@@ -562,11 +781,12 @@ class HostModel:
         del self._by_id[dom.id]
         del self._by_uuid[dom.uuid]
         del self._by_name[dom.name]
+        self._touch(dom)
+        self._vacated.add(dom.id)
         self._events.append(kind, dom.id, dom.uuid)
 
     def _host_op(self, op: Op, domid: int, arg: str | None = None) -> DomainRecord:
-        with self._lock:
-            now = self._enter()
+        with self._mutation() as now:
             dom = self._get(domid, op.value)
             self._perform(op, dom, arg, origin="host")
             return dom.record(now)
@@ -577,11 +797,9 @@ class HostModel:
         try:
             self._apply(op, dom, arg)
         except (OperationFailedError, InvalidArgumentError) as exc:
-            self._journal.append(
-                JournalEntry(op.value, before, dom.uuid, f"failed: {exc.message}", origin)
-            )
+            self._log(JournalEntry(op.value, before, dom.uuid, f"failed: {exc.message}", origin))
             raise
-        self._journal.append(JournalEntry(op.value, before, dom.uuid, "ok", origin))
+        self._log(JournalEntry(op.value, before, dom.uuid, "ok", origin))
         self._changed.notify_all()
 
     def _apply(self, op: Op, dom: _Domain, arg: str | None) -> None:
@@ -592,11 +810,13 @@ class HostModel:
             if dom.state not in _RUNNABLE:
                 raise _refusal(dom, op, f"domain is {dom.state.value}, not running")
             dom.set_state(DomainState.PAUSED, now)
+            self._touch(dom)
             self._events.append(EventKind.PAUSED, dom.id, dom.uuid)
         elif op is Op.RESUME:
             if dom.state is not DomainState.PAUSED:
                 raise _refusal(dom, op, f"domain is {dom.state.value}, not paused")
             dom.set_state(DomainState.RUNNING, now)
+            self._touch(dom)
             self._events.append(EventKind.RESUMED, dom.id, dom.uuid)
         elif op is Op.DESTROY:
             self._remove(dom, EventKind.DESTROYED)
@@ -620,6 +840,7 @@ class HostModel:
                 del self._by_name[dom.name]
                 dom.name = new
                 self._by_name[new] = dom
+                self._touch(dom)
                 self._events.append(EventKind.RENAMED, dom.id, dom.uuid, name=new)
         else:  # pragma: no cover - every Op is handled above
             raise AssertionError(op)
@@ -628,10 +849,12 @@ class HostModel:
         old = dom.id
         new = self._ids.allocate(self._by_id, len(self._by_id) - 1)
         del self._by_id[old]
+        self._vacated.add(old)
         dom.id = new
         self._by_id[new] = dom
         if reset_cpu:
             dom.cpu_ns = 0
             dom.since = now
         dom.set_state(DomainState.RUNNING, now)
+        self._touch(dom)
         self._events.append(kind, new, dom.uuid, old_id=old)

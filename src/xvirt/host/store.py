@@ -1,0 +1,172 @@
+"""The host's state on disk, so the host outlives its daemon as a hypervisor outlives xend.
+
+Every change is written in the request that made it, inside one SQLite
+transaction committed with ``synchronous=FULL`` before the answer goes out: an
+acknowledged operation survives SIGTERM, kill -9 or a power cut, and a
+half-written change never becomes visible (SQLite's journal rolls it back).
+SQLite because it is the standard library's well-kept transactional store:
+writing the whole host on each change would cost O(domains) per request, and a
+hand-made append log would need its own recovery code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from pathlib import Path
+
+from xvirt.errors import InvalidArgumentError, OperationFailedError
+from xvirt.host.model import HostChange, HostState, JournalEntry, LiveDomain
+from xvirt.model import DomainState, EventKind
+from xvirt.planes import HostEvent
+
+__all__ = ["HostStore"]
+
+_SCHEMA_VERSION = "1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS domains (
+    uuid TEXT PRIMARY KEY, id INTEGER NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL,
+    memory_kib INTEGER NOT NULL, max_memory_kib INTEGER NOT NULL, vcpus INTEGER NOT NULL,
+    os_type TEXT NOT NULL, load REAL NOT NULL, cpu_ns INTEGER NOT NULL, since REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, id INTEGER NOT NULL, uuid TEXT NOT NULL,
+    old_id INTEGER, name TEXT
+);
+CREATE TABLE IF NOT EXISTS journal (
+    n INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL, domid INTEGER NOT NULL,
+    uuid TEXT NOT NULL, outcome TEXT NOT NULL, origin TEXT NOT NULL
+);
+"""
+
+
+class HostStore:
+    """One host's state in ``<directory>/host.sqlite``; an observer of a HostModel."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        event_capacity: int = 4096,
+        journal_capacity: int = 100_000,
+    ) -> None:
+        self.path = Path(directory) / "host.sqlite"
+        self._event_capacity = event_capacity
+        self._journal_capacity = journal_capacity
+        try:
+            Path(directory).mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            version = self._meta().get("schema")
+        except (OSError, sqlite3.Error) as exc:
+            raise InvalidArgumentError(f"cannot use state file {str(self.path)!r}: {exc}") from None
+        if version not in (None, _SCHEMA_VERSION):
+            raise InvalidArgumentError(
+                f"state file {str(self.path)!r} has schema {version}, expected {_SCHEMA_VERSION}"
+            )
+
+    def _meta(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+
+    def load(self) -> HostState | None:
+        """The saved host, or None when nothing was ever saved here."""
+        try:
+            meta = self._meta()
+            if "boot_id" not in meta:
+                return None
+            doms = tuple(
+                LiveDomain(i, u, n, DomainState(st), m, mx, v, os_type, load, cpu, since, 0.0)
+                for (u, i, n, st, m, mx, v, os_type, load, cpu, since) in self._db.execute(
+                    "SELECT uuid, id, name, state, memory_kib, max_memory_kib, vcpus, os_type,"
+                    " load, cpu_ns, since FROM domains ORDER BY id"
+                )
+            )
+            events = tuple(
+                HostEvent(seq, EventKind(kind), i, u, old, name)
+                for (seq, kind, i, u, old, name) in self._db.execute(
+                    "SELECT seq, kind, id, uuid, old_id, name FROM events ORDER BY seq"
+                )
+            )
+            journal = tuple(
+                JournalEntry(*row) for row in self._db.execute(
+                    "SELECT op, domid, uuid, outcome, origin FROM journal ORDER BY n"
+                )
+            )
+            return HostState(meta["boot_id"], int(meta["generation"]), doms, events, journal,
+                             int(meta["rover"]), int(meta["daemon_epoch"]))
+        except (sqlite3.Error, KeyError, ValueError) as exc:
+            raise InvalidArgumentError(
+                f"state file {str(self.path)!r} is damaged: {exc}"
+            ) from None
+
+    def save(self, state: HostState) -> None:
+        """Replace whatever is stored with ``state`` (a new host, or a first save)."""
+        self._write(state.boot_id, state.generation, True, state.domains, (), state.events,
+                    state.journal, state.rover, state.daemon_epoch)
+
+    def commit(self, change: HostChange) -> None:
+        self._write(change.boot_id, change.generation, change.reset, change.domains,
+                    change.gone_uuids, change.events, change.journal, change.rover,
+                    change.daemon_epoch)
+
+    def _write(
+        self,
+        boot_id: str,
+        generation: int,
+        reset: bool,
+        domains: tuple[LiveDomain, ...],
+        gone: tuple[str, ...],
+        events: tuple[HostEvent, ...],
+        journal: tuple[JournalEntry, ...],
+        rover: int,
+        daemon_epoch: int,
+    ) -> None:
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if reset:
+                    db.execute("DELETE FROM domains")
+                    db.execute("DELETE FROM events")
+                db.executemany("DELETE FROM domains WHERE uuid = ?", [(u,) for u in gone])
+                db.executemany(
+                    "INSERT OR REPLACE INTO domains VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    [(d.uuid, d.id, d.name, d.state.value, d.memory_kib, d.max_memory_kib,
+                      d.vcpus, d.os_type, d.load, d.cpu_ns, d.since) for d in domains],
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO events VALUES (?,?,?,?,?,?)",
+                    [(e.seq, e.kind.value, e.id, e.uuid, e.old_id, e.name) for e in events],
+                )
+                if events:
+                    db.execute("DELETE FROM events WHERE seq <= ?",
+                               (generation - self._event_capacity,))
+                db.executemany(
+                    "INSERT INTO journal (op, domid, uuid, outcome, origin) VALUES (?,?,?,?,?)",
+                    [(j.op, j.domid, j.uuid, j.outcome, j.origin) for j in journal],
+                )
+                if journal:
+                    db.execute("DELETE FROM journal WHERE n <= (SELECT MAX(n) FROM journal) - ?",
+                               (self._journal_capacity,))
+                db.executemany(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                    [("schema", _SCHEMA_VERSION), ("boot_id", boot_id),
+                     ("generation", str(generation)), ("rover", str(rover)),
+                     ("daemon_epoch", str(daemon_epoch))],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise OperationFailedError(
+                f"cannot save the host's state to {str(self.path)!r}: {exc}"
+            ) from None
+
+    def close(self) -> None:
+        self._db.close()
