@@ -48,7 +48,8 @@ def _apply(host: HostModel, op: str, pick: int, serial: int) -> None:
         pass  # refusals (wrong state, no free ID) are part of the history
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 50)), max_size=40))
 def test_a_reloaded_host_is_the_same_host(tmp_path_factory: pytest.TempPathFactory,
                                           history: list[tuple[str, int]]) -> None:
@@ -86,7 +87,7 @@ def test_nothing_saved_loads_as_none(tmp_path: Path) -> None:
 
 def test_a_damaged_state_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "host.sqlite").write_bytes(b"this is not a database" * 100)
-    with pytest.raises(InvalidArgumentError, match="host.sqlite"):
+    with pytest.raises(InvalidArgumentError, match=r"host\.sqlite"):
         HostStore(tmp_path).load()
 
 
