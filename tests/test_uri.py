@@ -11,7 +11,7 @@ from xvirt import sim
 from xvirt.clock import ManualClock
 from xvirt.drivers.sim import SimDriver
 from xvirt.errors import HostUnreachableError, InvalidArgumentError
-from xvirt.uri import DEFAULT_URI, default_uri, open_driver
+from xvirt.uri import DEFAULT_URI, default_uri, open_driver, split_cache_option
 
 _serial = itertools.count()
 
@@ -144,3 +144,47 @@ def test_only_the_triple_slash_form_without_fragment(host: sim.Host, form: str) 
 def test_host_names_every_uri_can_reach(name: str) -> None:
     with pytest.raises(InvalidArgumentError):
         sim.Host(name)
+
+
+# -- xend URIs and the cache option ------------------------------------------------
+
+
+def test_xend_uris_pick_transport_and_options(tmp_path: object) -> None:
+    from xvirt.drivers.xend import XendDriver
+
+    d = open_driver("xend://127.0.0.1")
+    assert isinstance(d, XendDriver) and d._base_url == "http://127.0.0.1:8000"
+    d.close()
+    d = open_driver("xend://[::1]:9000?timeout=0.5&fast=http")
+    assert isinstance(d, XendDriver) and d._base_url == "http://[::1]:9000"
+    assert d._timeout == 0.5 and d._fast_mode == "http"
+    d.close()
+    d = open_driver("xend+unix:///run/xvirt/xend.sock", readonly=True)
+    assert isinstance(d, XendDriver) and d._unix_socket == "/run/xvirt/xend.sock" and d.readonly
+    d.close()
+
+
+@pytest.mark.parametrize("uri", [
+    "xend://", "xend://host/path", "xend://host:99999", "xend://h?bogus=1",
+    "xend://h?timeout=-1", "xend://h?timeout=inf", "xend://h?fast=carrier-pigeon",
+    "xend+unix://", "xend+unix://host/sock", "xend+unix:///", "xend://h?token_file=/nonexistent",
+])
+def test_bad_xend_uris_are_invalid_and_named(uri: str) -> None:
+    with pytest.raises(InvalidArgumentError) as err:
+        open_driver(uri)
+    assert err.value.uri == uri
+
+
+@pytest.mark.parametrize(("given", "clean", "cache"), [
+    ("sim:///default", "sim:///default", True),
+    ("sim:///default?cache=off", "sim:///default", False),
+    ("sim:///x?control_latency_ms=5&cache=off", "sim:///x?control_latency_ms=5", False),
+    ("xend://h:1?cache=on&timeout=2", "xend://h:1?timeout=2", True),
+])
+def test_cache_option_is_taken_out_of_any_uri(given: str, clean: str, cache: bool) -> None:
+    assert split_cache_option(given) == (clean, cache)
+
+
+def test_cache_option_must_be_on_or_off() -> None:
+    with pytest.raises(InvalidArgumentError, match="cache"):
+        split_cache_option("sim:///default?cache=maybe")

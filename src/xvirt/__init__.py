@@ -33,7 +33,7 @@ from xvirt.model import (
     HostInfo,
     Identity,
 )
-from xvirt.uri import DEFAULT_URI, default_uri, open_driver
+from xvirt.uri import DEFAULT_URI, default_uri, open_driver, split_cache_option
 
 __version__ = "0.1.0"
 
@@ -69,6 +69,11 @@ __all__ = [
 
 
 def open(uri: str | None = None, readonly: bool = False) -> Connection:
-    """Open a connection; ``uri`` defaults to ``$XVIRT_DEFAULT_URI`` or ``sim:///default``."""
-    driver = open_driver(default_uri() if uri is None else uri, readonly=readonly)
-    return Connection(driver, readonly=readonly)
+    """Open a connection; ``uri`` defaults to ``$XVIRT_DEFAULT_URI`` or ``sim:///default``.
+
+    ``?cache=off`` on any URI gives 2006 mode: one control-plane request per lookup."""
+    given = default_uri() if uri is None else uri
+    target, cache = split_cache_option(given)
+    driver = open_driver(target, readonly=readonly)
+    driver.uri = given
+    return Connection(driver, readonly=readonly, cache=cache)

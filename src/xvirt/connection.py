@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from xvirt.cache import RETRIES, IdentityCache
+from xvirt.direct import DirectLookup
 from xvirt.drivers.base import Driver
 from xvirt.errors import (
     ConnectionClosedError,
@@ -42,9 +43,9 @@ __all__ = ["Connection", "Domain", "EventStream"]
 class Connection:
     """An open connection to one host. Use as a context manager, or call close()."""
 
-    def __init__(self, driver: Driver, *, readonly: bool = False) -> None:
+    def __init__(self, driver: Driver, *, readonly: bool = False, cache: bool = True) -> None:
         self._driver = driver
-        self._cache = IdentityCache(driver)
+        self._cache = IdentityCache(driver) if cache else DirectLookup(driver)
         self.uri = driver.uri
         self.readonly = readonly
         self._closed = False

@@ -9,10 +9,32 @@ from urllib.parse import parse_qsl, urlsplit
 from xvirt.drivers.base import Driver
 from xvirt.errors import HostUnreachableError, InvalidArgumentError
 
-__all__ = ["DEFAULT_URI", "default_uri", "open_driver"]
+__all__ = ["DEFAULT_URI", "default_uri", "open_driver", "split_cache_option"]
 
 DEFAULT_URI = "sim:///default"
-SCHEMES = ("sim",)
+SCHEMES = ("sim", "xend", "xend+unix")
+XEND_PORT = 8000
+_XEND_PARAMS = ("timeout", "token_file", "fast")
+
+
+def split_cache_option(uri: str) -> tuple[str, bool]:
+    """Take ``cache=on|off`` out of any URI: it configures the connection, not the
+    driver. ``cache=off`` is 2006 mode (one control-plane request per lookup)."""
+    if not isinstance(uri, str) or "?" not in uri:
+        return uri, True
+    base, _, rest = uri.partition("?")
+    query, hash_, fragment = rest.partition("#")
+    kept, cache = [], True
+    for part in query.split("&"):
+        key, _, value = part.partition("=")
+        if key == "cache":
+            if value not in ("on", "off"):
+                raise InvalidArgumentError(f"cache must be 'on' or 'off', not {value!r}", uri=uri)
+            cache = value == "on"
+        else:
+            kept.append(part)
+    clean = base + ("?" + "&".join(kept) if kept else "") + hash_ + fragment
+    return clean, cache
 
 
 def default_uri() -> str:
@@ -35,6 +57,8 @@ def open_driver(uri: str, *, readonly: bool = False) -> Driver:
                 f"an embedded host URI looks like 'sim:///NAME', not {uri!r}", uri=uri
             )
         return _open_sim(uri, parts.netloc, parts.path, parts.query, readonly)
+    if parts.scheme in ("xend", "xend+unix"):
+        return _open_xend(uri, parts.scheme, parts.netloc, parts.path, parts.query, readonly)
     if not parts.scheme:
         raise InvalidArgumentError(
             f"URI {uri!r} has no scheme; expected e.g. {DEFAULT_URI!r}", uri=uri
@@ -77,3 +101,59 @@ def _open_sim(uri: str, netloc: str, path: str, query: str, readonly: bool) -> D
             uri=uri,
         )
     return SimDriver(host, uri=uri, readonly=readonly, control_latency_ms=latency)
+
+
+def _open_xend(uri: str, scheme: str, netloc: str, path: str, query: str,
+               readonly: bool) -> Driver:
+    from xvirt.drivers.xend import FAST_MODES, XendDriver
+
+    options: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key not in _XEND_PARAMS:
+            raise InvalidArgumentError(
+                f"unknown parameter {key!r} in {uri!r}; known: cache, "
+                + ", ".join(_XEND_PARAMS), uri=uri)
+        options[key] = value
+    try:
+        timeout = float(options.get("timeout", "10"))
+    except ValueError:
+        timeout = -1.0
+    if not 0 <= timeout < math.inf:
+        raise InvalidArgumentError(
+            f"timeout must be a finite number of seconds >= 0, not {options['timeout']!r}",
+            uri=uri)
+    fast = options.get("fast", "auto")
+    if fast not in FAST_MODES:
+        raise InvalidArgumentError(
+            f"fast must be one of {', '.join(FAST_MODES)}, not {fast!r}", uri=uri)
+    token_file = options.get("token_file") or os.environ.get("XVIRT_TOKEN_FILE")
+    token = _read_token(token_file, uri) if token_file else None
+    if scheme == "xend+unix":
+        if netloc or not path.startswith("/") or path == "/":
+            raise InvalidArgumentError(
+                f"a daemon socket URI looks like 'xend+unix:///path/to/xend.sock', not {uri!r}",
+                uri=uri)
+        return XendDriver(uri, unix_socket=path, readonly=readonly, token=token,
+                          timeout=timeout, fast=fast)
+    try:
+        host, port = urlsplit(f"//{netloc}").hostname, urlsplit(f"//{netloc}").port
+    except ValueError as exc:
+        raise InvalidArgumentError(f"malformed address in {uri!r}: {exc}", uri=uri) from None
+    if not host or path not in ("", "/"):
+        raise InvalidArgumentError(
+            f"a daemon URI looks like 'xend://HOST[:PORT]' (port {XEND_PORT} by default), "
+            f"not {uri!r}", uri=uri)
+    address = f"[{host}]" if ":" in host else host
+    return XendDriver(uri, base_url=f"http://{address}:{port or XEND_PORT}", readonly=readonly,
+                      token=token, timeout=timeout, fast=fast)
+
+
+def _read_token(path: str, uri: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.readline().strip()
+    except (OSError, UnicodeError) as exc:
+        raise InvalidArgumentError(f"cannot read token file {path!r}: {exc}", uri=uri) from None
+    if not token:
+        raise InvalidArgumentError(f"token file {path!r} is empty", uri=uri)
+    return token

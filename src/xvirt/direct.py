@@ -1,0 +1,99 @@
+"""2006 mode (``?cache=off``): every lookup is one control-plane request, as before xvirt.
+
+It exists so the old behaviour can be measured beside the cache on the same
+host and driver. It behaves as libvirt's xend driver did: opening the
+connection asks the daemon for the node record, each lookup by ID, name or
+UUID asks the daemon for that domain's record, and a handle remembers the ID
+it was found at to aim data-plane calls, asking again when the ID no longer
+holds that UUID. It stays correct (every answer is checked by UUID); it is
+only slow.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from xvirt.cache import CacheCounts, IdentityCache
+from xvirt.drivers.base import Driver
+from xvirt.errors import NoDomainError, OperationFailedError
+from xvirt.model import DomainInfo, DomainSample, Identity
+from xvirt.planes import Resolution, TableSnapshot
+
+__all__ = ["DirectLookup"]
+
+_TRIES = 4
+
+
+class DirectLookup(IdentityCache):
+    """The cache's interface without the cache."""
+
+    def __init__(self, driver: Driver) -> None:
+        super().__init__(driver)
+        self._drv = driver
+        self._seen_lock = threading.Lock()
+        self._seen: dict[str, Identity] = {}  # what handles were last found as
+        self._asked = 0
+        driver.host_info()  # libvirt's open: GET /xend/node/ for xend_config_format
+
+    def _found(self, answer: Resolution, what: str, **ctx: object) -> Identity:
+        with self._seen_lock:
+            self._asked += 1
+            if not answer.domains:
+                raise NoDomainError(f"no domain {what}", uri=self._uri, **ctx)  # type: ignore[arg-type]
+            d = answer.domains[0]
+            ident = Identity(d.uuid, d.name, d.id)
+            self._seen[d.uuid] = ident
+            return ident
+
+    def counts(self) -> CacheCounts:
+        with self._seen_lock:
+            return CacheCounts(0, self._asked, 0, 0)
+
+    def snapshot(self) -> TableSnapshot:
+        return self._drv.snapshot()
+
+    def sample(self) -> list[DomainSample]:
+        snap = self._drv.snapshot()
+        names = {d.uuid: d.name for d in self._drv.list_all().domains}
+        return sorted(
+            (DomainSample(Identity(r.uuid, names[r.uuid], r.id), r.info())
+             for r in snap.rows if r.uuid in names),
+            key=lambda s: s.identity.id,
+        )
+
+    def lookup_by_id(self, domid: int) -> Identity:
+        return self._found(self._drv.resolve(ids=[domid]), f"with ID {domid}", domid=domid)
+
+    def lookup_by_name(self, name: str) -> Identity:
+        return self._found(self._drv.resolve_names([name]), f"named {name!r}", name=name)
+
+    def current(self, uuid: str) -> Identity:
+        return self._found(self._drv.resolve(uuids=[uuid]), f"with UUID {uuid}", uuid=uuid)
+
+    def info(self, uuid: str) -> DomainInfo:
+        domid = self.domid_hint(uuid)
+        for _ in range(_TRIES):
+            row = self._drv.info_by_id(domid).row
+            if row is not None and row.uuid == uuid:
+                return row.info()
+            domid = self.current(uuid).id  # the ID went to someone else: ask again
+        raise OperationFailedError(f"domain {uuid} kept changing ID; try again", uuid=uuid,
+                                   uri=self._uri, op="info")
+
+    def domid_hint(self, uuid: str) -> int:
+        with self._seen_lock:
+            ident = self._seen.get(uuid)
+        return ident.id if ident is not None else self.current(uuid).id
+
+    def relocate(self, uuid: str, missed: int) -> int:
+        return self.current(uuid).id
+
+    def merge(self, answer: Resolution) -> None:
+        with self._seen_lock:
+            for d in answer.domains:
+                self._seen[d.uuid] = Identity(d.uuid, d.name, d.id)
+
+    def name_hint(self, uuid: str) -> str | None:
+        with self._seen_lock:
+            ident = self._seen.get(uuid)
+        return ident.name if ident is not None else None
