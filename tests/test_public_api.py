@@ -31,7 +31,7 @@ def test_design_names_exist() -> None:
         assert isinstance(getattr(xvirt.Domain, name), property), name
     assert set(xvirt.ConnStats.__dataclass_fields__) >= {
         "control_requests", "data_calls", "cache_hits", "cache_misses", "evictions", "cache_size"}
-    assert set(xvirt.DomainInfo.__dataclass_fields__) == {
+    assert set(xvirt.DomainInfo._fields) == {
         "state", "memory_kib", "max_memory_kib", "vcpus", "cpu_time_ns"}
     for name in ("Host", "get", "names"):
         assert hasattr(xvirt.sim, name)

@@ -11,6 +11,7 @@ carries. One lock makes each request atomic, which is what lets act-if-identity
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import threading
@@ -303,6 +304,7 @@ class HostModel:
         self._journalled = 0  # entries appended since the last commit
         self._committed_seq = 0
         self._reset = False
+        self._depth = 0
         self._boot(first=True)
 
     # -- boot ---------------------------------------------------------------
@@ -405,12 +407,21 @@ class HostModel:
     @contextmanager
     def _mutation(self) -> Iterator[float]:
         """A request that may change the host: observers see its changes before the
-        lock is released, even when it fails half-way (a refusal is journalled)."""
+        lock is released, even when it fails half-way (a refusal is journalled).
+        Nested requests (a batch, a ticker's actions) commit once, at the outermost."""
         with self._lock:
+            self._depth += 1
             try:
                 yield self._enter()
             finally:
-                self._commit()
+                self._depth -= 1
+                if self._depth == 0:
+                    self._commit()
+
+    def batch(self) -> contextlib.AbstractContextManager[float]:
+        """Several changes as one request: atomic for readers, one commit for observers
+        (an administrator creating a thousand guests pays for one durable write)."""
+        return self._mutation()
 
     def _log(self, entry: JournalEntry) -> None:
         self._journal.append(entry)

@@ -150,3 +150,13 @@ def dominfo_command(domain: str, as_json: bool, uri: str | None) -> None:
         click.echo(fmt.to_json(fmt.domain_dict(view)), nl=False)
     else:
         click.echo(fmt.dominfo_text(view), nl=False)
+
+
+def _register_servers() -> None:
+    """Server commands live in their own modules: they are not API clients."""
+    from xvirt.tools.daemon_cmd import daemon_command
+
+    main.add_command(daemon_command)
+
+
+_register_servers()

@@ -1,0 +1,5 @@
+"""``python -m xvirt`` runs the ``xvirt`` command."""
+
+from xvirt.tools.cli import main
+
+main()

@@ -1,0 +1,477 @@
+"""The xend driver: a host daemon over HTTP in xend's shape, plus its fast channel.
+
+* Control plane: httpx, keep-alive, over TCP (``xend://host:port``) or the
+  daemon's unix socket (``xend+unix:///path``). A single lookup is the request
+  libvirt's xend driver made (``GET /xend/domain/<key>?detail=1``); several at
+  once are one ``POST /xvirt/resolve`` (C5); every op carries
+  ``expected_uuid`` so the daemon checks and acts in one step (C4).
+* Data plane: the daemon's shared-memory table read in place (no round trip),
+  with the fast-channel socket held open so a dead daemon is noticed within
+  ``LIVENESS_S`` (a dead daemon's table stays true: only a daemon changes the
+  host, and a new one retires the old table before it serves). ``fast=socket``
+  asks the socket instead, and ``fast=http`` (or a daemon on another machine)
+  uses ``/xvirt/table`` over HTTP.
+* Events: ``GET /xvirt/events?after=N`` long polls.
+
+Errors of httpx, sockets and the wire format are translated here, never
+leaked. Reads are retried until the daemon answers again or ``timeout``
+seconds pass (then HostUnreachableError with the URI). A mutation is sent on a
+fresh connection and retried only if it was never sent, so a restart can never
+make the daemon apply it twice.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+from urllib.parse import quote, urlencode
+
+import httpx
+
+from xvirt.clock import Clock, SystemClock
+from xvirt.drivers.base import Driver, PlaneCounters
+from xvirt.errors import (
+    AuthError,
+    ConnectionClosedError,
+    HostUnreachableError,
+    InvalidArgumentError,
+    NoDomainError,
+    OperationFailedError,
+    ProtocolError,
+    ReadOnlyError,
+    UnsupportedError,
+    XvirtError,
+)
+from xvirt.host import records, sxp
+from xvirt.host.fastchannel import FastChannelClient
+from xvirt.host.table import TableReader
+from xvirt.model import EventKind, HostInfo
+from xvirt.planes import (
+    DataRow,
+    EventBatch,
+    HostEvent,
+    IdAnswer,
+    Op,
+    Resolution,
+    Resolved,
+    TableSnapshot,
+)
+
+__all__ = ["XendDriver"]
+
+T = TypeVar("T")
+FAST_MODES = ("auto", "table", "socket", "http")
+#: How long a liveness check of the daemon holds on the fast path.
+LIVENESS_S = 0.05
+
+_OPS: dict[Op, dict[str, str]] = {
+    Op.PAUSE: {"op": "pause"},
+    Op.RESUME: {"op": "unpause"},
+    Op.SHUTDOWN: {"op": "shutdown", "reason": "poweroff"},
+    Op.REBOOT: {"op": "shutdown", "reason": "reboot"},
+    Op.DESTROY: {"op": "destroy"},
+    Op.SAVE: {"op": "save"},
+    Op.RENAME: {"op": "rename"},
+    Op.MIGRATE: {"op": "migrate", "destination": "localhost"},
+}
+_ARG_FIELD = {Op.SAVE: "file", Op.RENAME: "name"}
+_ERRORS: dict[str, type[XvirtError]] = {
+    "no-domain": NoDomainError,
+    "invalid": InvalidArgumentError,
+    "auth": AuthError,
+    "failed": OperationFailedError,
+    "unsupported": UnsupportedError,
+    "protocol": ProtocolError,
+    "not-found": UnsupportedError,
+}
+
+
+class _Transient(Exception):
+    """The daemon could not be reached for this attempt; safe to try again."""
+
+
+class XendDriver(Driver):
+    def __init__(
+        self,
+        uri: str,
+        *,
+        base_url: str = "http://localhost:8000",
+        unix_socket: str | None = None,
+        readonly: bool = False,
+        token: str | None = None,
+        timeout: float = 10.0,
+        fast: str = "auto",
+        clock: Clock | None = None,
+    ) -> None:
+        if fast not in FAST_MODES:
+            raise InvalidArgumentError(
+                f"fast must be one of {', '.join(FAST_MODES)}, not {fast!r}", uri=uri)
+        self.uri = uri
+        self.readonly = readonly
+        self.counters = PlaneCounters()
+        self._token = token
+        self._timeout = timeout
+        self._fast_mode = fast
+        self._clock = clock or SystemClock()
+        self._base_url = base_url
+        self._unix_socket = unix_socket
+        self._http = self._client(keepalive=True)
+        self._data_lock = threading.Lock()
+        self._reader: TableReader | None = None
+        self._fast: FastChannelClient | None = None
+        self._remote_data = fast == "http"
+        self._alive_at = float("-inf")
+        self._closed = False
+
+    def _client(self, *, keepalive: bool) -> httpx.Client:
+        limits = httpx.Limits(max_keepalive_connections=8 if keepalive else 0)
+        transport = httpx.HTTPTransport(uds=self._unix_socket, limits=limits, retries=0)
+        return httpx.Client(
+            transport=transport, base_url=self._base_url,
+            timeout=httpx.Timeout(30.0, connect=min(2.0, self._timeout + 0.1)),
+            headers={"Accept-Encoding": "identity", "Accept": "application/sxp"},
+        )
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        """Run ``attempt`` until it gets through or ``timeout`` seconds have passed."""
+        deadline = self._clock.now() + self._timeout
+        pause = 0.02
+        while True:
+            try:
+                return attempt()
+            except _Transient as exc:
+                if self._closed:
+                    raise HostUnreachableError("the driver is closed", uri=self.uri) from None
+                if self._clock.now() + pause > deadline:
+                    raise HostUnreachableError(
+                        f"the xend daemon did not answer within {self._timeout:g} s ({exc})",
+                        uri=self.uri) from None
+                self._clock.sleep(pause)
+                pause = min(pause * 2, 0.5)
+
+    def _send(self, method: str, path: str, *, params: dict[str, str] | None = None,
+              form: list[tuple[str, str]] | None = None, mutation: bool = False,
+              read_timeout: float | None = None) -> httpx.Response:
+        """One HTTP exchange; transport failures become _Transient when a retry is safe."""
+        headers = {}
+        if form is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        if mutation and self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        body = urlencode(form).encode("ascii") if form is not None else None
+        timeout = httpx.Timeout(read_timeout + 5.0, connect=2.0) if read_timeout else None
+        if mutation:
+            # a fresh connection: a failure to connect means the request was never sent
+            with self._client(keepalive=False) as client:
+                try:
+                    return client.request(method, path, params=params, content=body,
+                                          headers=headers)
+                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                    raise _Transient(str(exc) or type(exc).__name__) from None
+                except httpx.TransportError as exc:
+                    raise OperationFailedError(
+                        f"the daemon went away before answering; the outcome of {path} is "
+                        f"unknown ({type(exc).__name__})", uri=self.uri) from None
+        try:
+            if timeout is None:
+                return self._http.request(method, path, params=params, content=body,
+                                          headers=headers)
+            return self._http.request(method, path, params=params, content=body,
+                                      headers=headers, timeout=timeout)
+        except httpx.TransportError as exc:
+            raise _Transient(str(exc) or type(exc).__name__) from None
+        except RuntimeError as exc:  # the client was closed under us
+            raise HostUnreachableError(f"the driver is closed ({exc})", uri=self.uri) from None
+
+    def _call(self, method: str, path: str, *, params: dict[str, str] | None = None,
+              form: list[tuple[str, str]] | None = None, mutation: bool = False,
+              read_timeout: float | None = None, op: str | None = None,
+              silent_404: bool = False) -> tuple[httpx.Response, sxp.Sx | None]:
+        response = self._retrying(lambda: self._send(
+            method, path, params=params, form=form, mutation=mutation,
+            read_timeout=read_timeout))
+        if response.status_code == 404 and silent_404:
+            return response, None
+        if response.status_code >= 300 or "X-Xvirt-Error" in response.headers:
+            raise self._error(response, path, op)
+        text = response.content
+        return response, (sxp.parse(text) if text.strip() else None)
+
+    def _error(self, response: httpx.Response, path: str, op: str | None) -> XvirtError:
+        kind = response.headers.get("X-Xvirt-Error", "")
+        message = response.text.strip()
+        try:
+            parsed = records.parse_error(sxp.parse(response.content)) if message else None
+        except ProtocolError:
+            parsed = None
+        message = parsed or message or f"HTTP {response.status_code}"
+        cls = _ERRORS.get(kind)
+        if cls is None:
+            cls = OperationFailedError if response.status_code >= 500 else ProtocolError
+            message = f"{path}: HTTP {response.status_code}: {message}"
+        if response.status_code == 401:
+            cls = AuthError
+        return cls(message, uri=self.uri, op=op)
+
+    def _meta(self, response: httpx.Response) -> tuple[str, int]:
+        boot = response.headers.get("X-Xvirt-Boot")
+        gen = response.headers.get("X-Xvirt-Generation", "")
+        if not boot or not gen.isdigit():
+            raise ProtocolError(
+                "the answer lacks the boot identity and generation headers (is this an "
+                "xvirt daemon?)", uri=self.uri)
+        return boot, int(gen)
+
+    # -- data plane ---------------------------------------------------------------------------
+
+    def _data(self, ask: Callable[[], T]) -> T:
+        self.counters.data()
+        return self._retrying(lambda: self._data_attempt(ask))
+
+    def _data_attempt(self, ask: Callable[[], T]) -> T:
+        try:
+            if self._reader is None and self._fast is None and not self._remote_data:
+                self._discover()
+            answer = ask()
+            fast = self._fast
+            if fast is not None and not fast.alive():
+                raise HostUnreachableError("the fast channel closed", uri=self.uri)
+            return answer
+        except (HostUnreachableError, ConnectionClosedError) as exc:
+            self._drop_fast()
+            raise _Transient(exc.message) from None
+        except ProtocolError:
+            self._drop_fast()
+            raise
+
+    def _discover(self) -> None:
+        """Find the fast channel (one HTTP request); fall back to HTTP when it is not
+        on this machine."""
+        with self._data_lock:
+            if self._reader is not None or self._fast is not None:
+                return
+            response = self._send("GET", "/xvirt/fast")
+            if response.status_code != 200:
+                raise self._error(response, "/xvirt/fast", None)
+            rec = sxp.parse(response.content)
+            socket_path = sxp.value(rec, "fast/socket")
+            if not socket_path or not os.path.exists(socket_path):
+                self._remote_data = True  # another machine's daemon: HTTP it is
+                return
+            fast = FastChannelClient(socket_path, uri=self.uri, timeout=2.0)
+            try:
+                if self._fast_mode in ("auto", "table"):
+                    table = fast.hello.table_path
+                    self._reader = TableReader(table, uri=self.uri)
+            except BaseException:
+                fast.close()
+                raise
+            self._fast = fast
+
+    def _drop_fast(self) -> None:
+        with self._data_lock:
+            if self._reader is not None:
+                self._reader.close()
+            if self._fast is not None:
+                self._fast.close()
+            self._reader = None
+            self._fast = None
+
+    def snapshot(self) -> TableSnapshot:
+        def ask() -> TableSnapshot:
+            if self._reader is not None:
+                return self._reader.snapshot()
+            if self._fast is not None:
+                return self._fast.snapshot()
+            _response, rec = self._call("GET", "/xvirt/table")
+            return self._table(rec)
+        return self._data(ask)
+
+    def info_by_id(self, domid: int) -> IdAnswer:
+        reader, fast = self._reader, self._fast
+        if reader is not None and fast is not None:
+            # the hot path, in line: one read of the shared table. Its answer is true
+            # even if the daemon just died (nothing else changes the host, and a new
+            # daemon retires the table before serving); whether the daemon lives is
+            # checked at most every LIVENESS_S, so a dead one is reported promptly.
+            try:
+                answer = reader.info(domid)
+                now = self._clock.now()
+                if now - self._alive_at < LIVENESS_S or fast.alive():
+                    self._alive_at = now
+                    self.counters.data()
+                    return answer
+            except (HostUnreachableError, ConnectionClosedError):
+                pass  # retired, gone or dropped by another thread: the slow path decides
+
+        def ask() -> IdAnswer:
+            if self._reader is not None:
+                return self._reader.info(domid)
+            if self._fast is not None:
+                return self._fast.info(domid)
+            _response, rec = self._call("GET", f"/xvirt/table/{domid}")
+            table = self._table(rec)
+            return IdAnswer(table.boot_id, table.generation, table.rows[0] if table.rows else None)
+        return self._data(ask)
+
+    @staticmethod
+    def _table(rec: sxp.Sx | None) -> TableSnapshot:
+        if not isinstance(rec, list) or not rec or rec[0] not in ("table", "info"):
+            raise ProtocolError("expected a (table ...) answer")
+        boot = sxp.value(rec, f"{rec[0]}/boot_id")
+        gen = sxp.value(rec, f"{rec[0]}/generation")
+        if not boot or not gen or not gen.isdigit():
+            raise ProtocolError("the table answer lacks boot_id or generation")
+        rows = []
+        for row in sxp.children(rec, "row"):
+            try:
+                rows.append(DataRow(
+                    int(sxp.value(row, "row/domid") or ""), sxp.value(row, "row/uuid") or "",
+                    records.parse_state_flags(sxp.value(row, "row/state") or ""),
+                    int(sxp.value(row, "row/memory_kib") or ""),
+                    int(sxp.value(row, "row/max_memory_kib") or ""),
+                    int(sxp.value(row, "row/vcpus") or ""),
+                    int(sxp.value(row, "row/cpu_time_ns") or "")))
+            except ValueError:
+                raise ProtocolError(f"malformed table row {sxp.dumps(row)}") from None
+        return TableSnapshot(boot, int(gen), tuple(rows))
+
+    # -- control plane --------------------------------------------------------------------------
+
+    def _resolution(self, response: httpx.Response, recs: Sequence[sxp.Sx]) -> Resolution:
+        boot, gen = self._meta(response)
+        domains = []
+        for rec in recs:
+            parsed = records.parse_domain_record(rec)
+            if parsed.domid is None:
+                continue  # inactive (managed) domains have no identity on the data plane
+            domains.append(Resolved(parsed.domid, parsed.uuid, parsed.name, parsed.config()))
+        return Resolution(boot, gen, tuple(domains))
+
+    def _lookup(self, key: str) -> Resolution:
+        """One domain the way libvirt's xend driver asked: one GET, a silent 404."""
+        self.counters.control()
+        response, rec = self._call("GET", f"/xend/domain/{key}", params={"detail": "1"},
+                                   silent_404=True)
+        return self._resolution(response, [rec] if rec is not None else [])
+
+    def _resolve_form(self, form: list[tuple[str, str]]) -> Resolution:
+        self.counters.control()
+        response, rec = self._call("POST", "/xvirt/resolve", form=form)
+        if not isinstance(rec, list) or not rec or rec[0] != "resolution":
+            raise ProtocolError("expected a (resolution ...) answer", uri=self.uri)
+        return self._resolution(response, rec[1:])
+
+    def resolve(self, uuids: Sequence[str] = (), ids: Sequence[int] = ()) -> Resolution:
+        if len(uuids) + len(ids) == 1:
+            return self._lookup(uuids[0] if uuids else str(ids[0]))
+        return self._resolve_form([("uuid", u) for u in uuids] + [("id", str(i)) for i in ids])
+
+    def resolve_names(self, names: Sequence[str]) -> Resolution:
+        if len(names) == 1:
+            answer = self._lookup(quote(names[0], safe=""))
+            # xend also matches IDs and UUIDs: keep only a domain of that name
+            return Resolution(answer.boot_id, answer.generation,
+                              tuple(d for d in answer.domains if d.name == names[0]))
+        return self._resolve_form([("name", n) for n in names])
+
+    def list_all(self) -> Resolution:
+        self.counters.control()
+        response, rec = self._call("GET", "/xend/domain", params={"detail": "1"})
+        if not isinstance(rec, list):
+            raise ProtocolError("expected a list of domain records", uri=self.uri)
+        return self._resolution(response, rec)
+
+    def act(self, op: Op, domid: int, expected_uuid: str, arg: str | None = None) -> None:
+        if self.readonly:
+            raise ReadOnlyError(f"cannot {op.value}: the connection is read-only",
+                                op=op.value, uri=self.uri)
+        form = [*list(_OPS[op].items()), ("expected_uuid", expected_uuid)]
+        if op in _ARG_FIELD:
+            form.append((_ARG_FIELD[op], arg or ""))
+        self.counters.control()
+        try:
+            self._call("POST", f"/xend/domain/{domid}", form=form, mutation=True, op=op.value)
+        except XvirtError as exc:
+            exc.domid, exc.uuid = domid, expected_uuid
+            raise
+
+    def restore(self, image: str) -> Resolution:
+        if self.readonly:
+            raise ReadOnlyError("cannot restore: the connection is read-only", op="restore",
+                                uri=self.uri)
+        self.counters.control()
+        response, rec = self._call("POST", "/xend/domain/", form=[("op", "restore"),
+                                                                 ("file", image)],
+                                   mutation=True, op="restore")
+        if rec is None:
+            raise ProtocolError("restore answered without the domain's record", uri=self.uri)
+        return self._resolution(response, [rec])
+
+    def host_info(self) -> HostInfo:
+        self.counters.control()
+        response, rec = self._call("GET", "/xend/node/")
+        if rec is None:
+            raise ProtocolError("empty node answer", uri=self.uri)
+        node = records.parse_node_record(rec)
+        boot, _ = self._meta(response)
+
+        def num(key: str, default: int = 0) -> int:
+            text = node.get(key, "")
+            return int(text) if text.isdigit() else default
+
+        cpus, nodes = num("nr_cpus", 1), num("nr_nodes", 1)
+        cores, threads = num("cores_per_socket", 1), num("threads_per_core", 1)
+        sockets = num("sockets_per_node") or max(1, cpus // max(1, nodes * cores * threads))
+        return HostInfo(
+            hostname=node.get("host", ""), hypervisor="Xen",
+            version=node.get("xvirt_version") or
+            f"{node.get('xen_major', '?')}.{node.get('xen_minor', '?')}"
+            f"{node.get('xen_extra', '')}",
+            arch=node.get("machine", ""), cpus=cpus, cpu_mhz=num("cpu_mhz"), nodes=nodes,
+            sockets_per_node=sockets, cores_per_socket=cores, threads_per_core=threads,
+            memory_kib=num("total_memory_kib") or num("total_memory") * 1024,
+            free_memory_kib=num("free_memory_kib") or num("free_memory") * 1024,
+            boot_id=boot,
+        )
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def events_since(self, after: int, timeout: float = 0.0) -> EventBatch:
+        self.counters.event()
+        _response, rec = self._call(
+            "GET", "/xvirt/events", params={"after": str(after), "timeout": f"{timeout:g}"},
+            read_timeout=timeout)
+        if not isinstance(rec, list) or not rec or rec[0] != "events":
+            raise ProtocolError("expected an (events ...) answer", uri=self.uri)
+        boot = sxp.value(rec, "events/boot_id")
+        latest = sxp.value(rec, "events/latest") or ""
+        complete = sxp.value(rec, "events/complete")
+        if not boot or not latest.isdigit() or complete not in ("0", "1"):
+            raise ProtocolError("malformed (events ...) header", uri=self.uri)
+        events = []
+        for item in sxp.children(rec, "event"):
+            try:
+                old = sxp.value(item, "event/old_id")
+                events.append(HostEvent(
+                    int(sxp.value(item, "event/seq") or ""),
+                    EventKind(sxp.value(item, "event/kind")),
+                    int(sxp.value(item, "event/domid") or ""),
+                    sxp.value(item, "event/uuid") or "",
+                    int(old) if old else None,
+                    sxp.value(item, "event/name")))
+            except ValueError:
+                raise ProtocolError(f"malformed event {sxp.dumps(item)}",
+                                    uri=self.uri) from None
+        return EventBatch(boot, int(latest), tuple(events), complete == "1")
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._drop_fast()
+            self._http.close()
+

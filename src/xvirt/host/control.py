@@ -1,0 +1,573 @@
+"""The daemon's control plane: HTTP in xend's shape, as a WSGI application.
+
+Routes, status codes and bodies follow xend as libvirt used it
+(realdata/xend/PROTOCOL.md): ``/xend/node/``, ``/xend/domain[?detail=1]``,
+``/xend/domain/<dom>``, POST ops with ``op=`` form bodies, 404 plain text for
+an unknown domain, 406 for a missing or repeated ``op``, 501 for an unknown
+one, ``(xend.err '...')`` for failures. Every answer also carries the host's
+boot identity and generation in ``X-Xvirt-Boot`` / ``X-Xvirt-Generation``
+headers, and failures an ``X-Xvirt-Error`` kind, so an xvirt client learns what
+it needs without changing a body an xend client would read.
+
+Extensions, all under ``/xvirt/``: a batch resolve (C5), ``expected_uuid`` on
+every op so the host checks and acts in one step (C4), numbered events, the
+data plane over HTTP (for clients that cannot reach the fast channel), where
+the fast channel is, and the host's own administration (the outside world
+the conformance kit plays: creating, crashing, rebooting the host).
+
+The application is built per listener: ``trusted`` for the 0600 unix socket;
+over TCP every mutating request needs ``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+from xvirt.clock import Clock
+from xvirt.errors import (
+    InvalidArgumentError,
+    NoDomainError,
+    OperationFailedError,
+    ProtocolError,
+    XvirtError,
+)
+from xvirt.host import records, sxp
+from xvirt.host.images import check_image_name
+from xvirt.host.model import HostModel, LiveDomain
+from xvirt.model import DOMID_FIRST_RESERVED, parse_uuid
+from xvirt.planes import HostEvent, Op
+
+__all__ = ["ControlApp", "ControlSettings"]
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+
+MAX_BODY = 1024 * 1024  # xend allowed 10000 bytes; a batch resolve of 5000 UUIDs needs more
+MAX_EVENT_WAIT_S = 10.0
+_SXP = "application/sxp"
+_REASONS = {200: "OK", 201: "Created", 202: "Accepted", 400: "Bad Request",
+            401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+            406: "Not Acceptable", 409: "Conflict", 411: "Length Required",
+            413: "Request Entity Too Large", 500: "Internal Server Error",
+            501: "Not Implemented"}
+
+# xend op name -> (xvirt op, status xend answered with)
+_DOMAIN_OPS: dict[str, tuple[Op, int]] = {
+    "pause": (Op.PAUSE, 200),
+    "unpause": (Op.RESUME, 200),
+    "destroy": (Op.DESTROY, 202),
+    "save": (Op.SAVE, 202),
+    "rename": (Op.RENAME, 202),
+    "migrate": (Op.MIGRATE, 202),
+}
+_SHUTDOWN_REASONS = {"poweroff": Op.SHUTDOWN, "halt": Op.SHUTDOWN, "reboot": Op.REBOOT}
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    token: str | None = None  # None: TCP listeners refuse every mutating request
+    control_latency_s: float = 0.0
+    fast_socket: str | None = None
+    table_path: str | None = None
+    instance: str = ""
+    max_event_waiters: int = 4  # long polls may hold at most this many workers
+
+
+class _Answer(Exception):
+    """Raised by a handler to answer at once (errors, mostly)."""
+
+    def __init__(self, status: int, body: str = "", *, kind: str | None = None,
+                 content_type: str = _SXP, headers: Iterable[tuple[str, str]] = ()) -> None:
+        super().__init__(body)
+        self.status = status
+        self.body = body
+        self.kind = kind
+        self.content_type = content_type
+        self.headers = list(headers)
+
+
+def _err(status: int, message: str, kind: str) -> _Answer:
+    return _Answer(status, sxp.dumps(records.error_sexpr(message)), kind=kind)
+
+
+def _translate(exc: XvirtError) -> _Answer:
+    if isinstance(exc, NoDomainError):
+        return _Answer(404, exc.message, kind="no-domain", content_type="text/plain")
+    if isinstance(exc, InvalidArgumentError):
+        return _err(400, exc.message, "invalid")
+    if isinstance(exc, ProtocolError):
+        return _err(400, exc.message, "protocol")
+    return _err(500, exc.message, "failed")
+
+
+@dataclass
+class _Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    form: dict[str, list[str]]
+    trusted: bool
+    authorization: str
+
+
+def _one(fields: Mapping[str, list[str]], key: str, *, required: bool = True) -> str | None:
+    values = fields.get(key)
+    if not values:
+        if required:
+            raise _err(400, f"missing field {key!r}", "invalid")
+        return None
+    if len(values) > 1:
+        raise _err(400, f"field {key!r} given {len(values)} times", "invalid")
+    return values[0]
+
+
+def _int(text: str | None, field: str, *, low: int = 0, high: int = 2**62) -> int:
+    if text is None or not text.isascii() or not text.isdigit() or len(text) > 19:
+        raise _err(400, f"field {field!r} must be a decimal number, not {text!r}", "invalid")
+    value = int(text)
+    if not low <= value <= high:
+        raise _err(400, f"field {field!r} must be within {low}..{high}, not {value}", "invalid")
+    return value
+
+
+def _record(dom: LiveDomain, now: float, *, runtime: bool = True) -> sxp.Sx:
+    return records.domain_record(
+        domid=dom.id, uuid=dom.uuid, name=dom.name, memory_kib=dom.memory_kib,
+        max_memory_kib=dom.max_memory_kib, vcpus=dom.vcpus, os_type=dom.os_type,
+        state=dom.state if runtime else None,
+        cpu_time_ns=dom.cpu_time(now) if runtime else None,
+    )
+
+
+def _event(e: HostEvent) -> sxp.Sx:
+    item: list[sxp.Sx] = ["event", ["seq", str(e.seq)], ["kind", e.kind.value],
+                          ["domid", str(e.id)], ["uuid", e.uuid]]
+    if e.old_id is not None:
+        item.append(["old_id", str(e.old_id)])
+    if e.name is not None:
+        item.append(["name", e.name])
+    return item
+
+
+class ControlApp:
+    """The WSGI application for one listener."""
+
+    def __init__(self, host: HostModel, settings: ControlSettings, *, trusted: bool,
+                 clock: Clock | None = None) -> None:
+        self.host = host
+        self.settings = settings
+        self.trusted = trusted
+        self._clock = clock or host.clock
+        self._waiters = threading.BoundedSemaphore(max(1, settings.max_event_waiters))
+
+    # -- WSGI ------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        boot, generation = self.host.boot_id, self.host.generation
+        try:
+            status, body, headers = self._handle(environ)
+            kind = None
+            content_type = _SXP
+        except _Answer as answer:
+            status, body, headers = answer.status, answer.body, answer.headers
+            kind, content_type = answer.kind, answer.content_type
+        except XvirtError as exc:
+            translated = _translate(exc)
+            status, body, headers = translated.status, translated.body, translated.headers
+            kind, content_type = translated.kind, translated.content_type
+        data = body.encode("utf-8")
+        out = [("Content-Type", content_type), ("Content-Length", str(len(data))),
+               ("Cache-Control", "no-cache"), ("Pragma", "no-cache"), ("Expires", "-1")]
+        for name, value in headers:
+            if name == "X-Xvirt-Boot":
+                boot = value
+            elif name == "X-Xvirt-Generation":
+                generation = int(value)
+            else:
+                out.append((name, value))
+        out += [("X-Xvirt-Boot", boot), ("X-Xvirt-Generation", str(generation))]
+        if kind:
+            out.append(("X-Xvirt-Error", kind))
+        start_response(f"{status} {_REASONS.get(status, 'Error')}", out)
+        return [data]
+
+    def _handle(self, environ: dict[str, Any]) -> tuple[int, str, list[tuple[str, str]]]:
+        req = self._parse(environ)
+        path = req.path
+        if path.startswith("/xend/"):
+            self._control_latency()
+            if path in ("/xend/node", "/xend/node/"):
+                return self._node(req)
+            if path in ("/xend/domain", "/xend/domain/"):
+                if req.method == "POST":
+                    return self._domain_dir_post(req)
+                return self._list(req)
+            if path.startswith("/xend/domain/"):
+                key = path[len("/xend/domain/"):]
+                return self._domain_post(req, key) if req.method == "POST" else self._domain(
+                    req, key)
+        elif path.startswith("/xvirt/"):
+            route = path[len("/xvirt/"):]
+            if route == "resolve":
+                self._control_latency()
+                return self._resolve(req)
+            if route == "events":
+                return self._events(req)
+            if route == "table" or route.startswith("table/"):
+                return self._table(req, route[len("table/"):] if "/" in route else None)
+            if route == "fast":
+                return self._fast(req)
+            if route == "host" or route.startswith("host/"):
+                return self._host(req, route[len("host/"):] if "/" in route else "")
+        raise _Answer(404, f"no such resource: {path}", kind="not-found",
+                      content_type="text/plain")
+
+    def _parse(self, environ: dict[str, Any]) -> _Request:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "POST", "HEAD"):
+            raise _Answer(405, sxp.dumps(records.error_sexpr(f"method {method} not allowed")),
+                          kind="invalid", headers=[("Allow", "GET, POST")])
+        try:
+            path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+            query = self._fields(environ.get("QUERY_STRING", ""))
+        except UnicodeError:
+            raise _err(400, "the request path or query is not UTF-8", "invalid") from None
+        form: dict[str, list[str]] = {}
+        if method == "POST":
+            length_text = environ.get("CONTENT_LENGTH") or "0"
+            if not length_text.isdigit():
+                raise _err(400, f"bad Content-Length {length_text!r}", "invalid")
+            length = int(length_text)
+            if length > MAX_BODY:
+                raise _err(413, f"request body of {length} bytes exceeds {MAX_BODY}", "invalid")
+            raw = environ["wsgi.input"].read(length)
+            try:
+                form = self._fields(raw.decode("utf-8"))
+            except UnicodeError:
+                raise _err(400, "the request body is not UTF-8", "invalid") from None
+        return _Request(method, path, query, form, self.trusted,
+                        environ.get("HTTP_AUTHORIZATION", ""))
+
+    @staticmethod
+    def _fields(text: str) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        try:
+            pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=20000)
+        except ValueError as exc:
+            raise _err(400, f"malformed form fields: {exc}", "invalid") from None
+        for key, value in pairs:
+            if "\x00" in key or "\x00" in value:
+                raise _err(400, "NUL byte in a form field", "invalid")
+            out.setdefault(key, []).append(value)
+        return out
+
+    def _control_latency(self) -> None:
+        if self.settings.control_latency_s > 0:
+            self._clock.sleep(self.settings.control_latency_s)
+
+    def _authorize(self, req: _Request, op: str, domid: int = -1, uuid: str = "") -> None:
+        """Mutations over TCP need the bearer token; a refusal is journalled."""
+        if req.trusted:
+            return
+        token = self.settings.token
+        given = req.authorization[7:] if req.authorization.startswith("Bearer ") else ""
+        if token is not None and given and hmac.compare_digest(given.encode(), token.encode()):
+            return
+        reason = "no token" if not given else "wrong token"
+        if token is None:
+            reason = "this listener takes no mutating requests (no token file)"
+        self.host.journal_refusal(op, domid, uuid, f"not authenticated ({reason})")
+        raise _Answer(401, sxp.dumps(records.error_sexpr(
+            f"authentication required for {op}: {reason}")), kind="auth",
+            headers=[("WWW-Authenticate", 'Bearer realm="xvirt"')])
+
+    # -- xend routes -----------------------------------------------------------------------
+
+    def _node(self, req: _Request) -> tuple[int, str, list[tuple[str, str]]]:
+        if req.method == "POST":
+            op = self._op(req)
+            if op != "reboot":
+                raise _Answer(501, f"Operation not implemented: {op}", kind="unsupported",
+                              content_type="text/plain")
+            self._authorize(req, "reboot_host")
+            self.host.reboot_host()
+            return 202, "", []
+        info = self.host.node_info()
+        fields: dict[str, str | int] = {
+            "system": "Linux", "host": info.hostname, "release": "6.1.0-xvirt",
+            "version": "#1 SMP", "machine": info.arch, "nr_cpus": info.cpus,
+            "nr_nodes": info.nodes, "cores_per_socket": info.cores_per_socket,
+            "threads_per_core": info.threads_per_core, "cpu_mhz": info.cpu_mhz,
+            "total_memory": info.memory_kib // 1024, "free_memory": info.free_memory_kib // 1024,
+            "total_memory_kib": info.memory_kib, "free_memory_kib": info.free_memory_kib,
+            "node_to_cpu": f"node0:0-{info.cpus - 1}", "xen_major": 4, "xen_minor": 17,
+            "xen_extra": ".0-xvirt", "xen_caps": "xen-3.0-x86_64 hvm-3.0-x86_64",
+            "xen_scheduler": "credit", "xen_pagesize": 4096, "xend_config_format": 4,
+            "xvirt_version": info.version, "xvirt_boot_id": info.boot_id,
+        }
+        return 200, sxp.dumps(records.node_record(fields)), [("X-Xvirt-Boot", info.boot_id)]
+
+    def _list(self, req: _Request) -> tuple[int, str, list[tuple[str, str]]]:
+        if req.method == "POST":
+            raise _Answer(405, "", kind="invalid")
+        boot, gen, now, doms = self.host.live_view()
+        state = _one(req.query, "state", required=False) or "all"
+        if state in ("halted", "inactive"):
+            doms = ()  # no managed (defined but inactive) domains on this host
+        elif state in ("running", "active", "all"):
+            pass
+        else:
+            try:
+                wanted = {"paused": "paused", "blocked": "blocked", "crashed": "crashed"}[state]
+            except KeyError:
+                raise _err(400, f"unknown state filter {state!r}", "invalid") from None
+            doms = tuple(d for d in doms if d.state.value == wanted)
+        detail = _one(req.query, "detail", required=False) == "1"
+        body: list[sxp.Sx] = [_record(d, now) for d in doms] if detail else [
+            d.name for d in doms]
+        return 200, sxp.dumps(body), [("X-Xvirt-Boot", boot), ("X-Xvirt-Generation", str(gen))]
+
+    def _find(self, key: str) -> tuple[str, int, float, LiveDomain]:
+        boot, gen, now, dom = self.host.lookup(key)
+        if dom is None:
+            # xend answered the lookup error's text; clients must not parse it
+            raise _Answer(404, f"<Fault 3: 'invalid domain:{key}'>", kind="no-domain",
+                          content_type="text/plain",
+                          headers=[("X-Xvirt-Boot", boot), ("X-Xvirt-Generation", str(gen))])
+        return boot, gen, now, dom
+
+    def _domain(self, req: _Request, key: str) -> tuple[int, str, list[tuple[str, str]]]:
+        boot, gen, now, dom = self._find(key)
+        meta = [("X-Xvirt-Boot", boot), ("X-Xvirt-Generation", str(gen))]
+        op = _one(req.query, "op", required=False)
+        if op is None:
+            return 200, sxp.dumps(_record(dom, now)), meta
+        if op == "vcpuinfo":
+            share = dom.cpu_time(now) / max(1, dom.vcpus) / 1e9
+            running = "1" if dom.state.value == "running" else "0"
+            vcpus: list[sxp.Sx] = [
+                ["vcpu", ["number", str(i)], ["online", "1"],
+                 ["blocked", "1" if dom.state.value == "blocked" else "0"],
+                 ["running", running], ["cpu_time", f"{share:.9f}"], ["cpu", str(i)],
+                 ["cpumap", [str(c) for c in range(self.host.node_info().cpus)]]]
+                for i in range(dom.vcpus)
+            ]
+            return 200, sxp.dumps(vcpus), meta
+        raise _Answer(501, f"Operation not implemented: {op}", kind="unsupported",
+                      content_type="text/plain")
+
+    @staticmethod
+    def _op(req: _Request) -> str:
+        ops = req.form.get("op", [])
+        if len(ops) != 1:
+            raise _Answer(406, "", kind="invalid")
+        return ops[0]
+
+    def _image_name(self, path: str | None) -> str:
+        """xend took a path on its host; here a path inside the image directory works
+        and names anything else are refused before a byte is written."""
+        if path is None:
+            raise _err(400, "missing field 'file'", "invalid")
+        directory = self.host.image_dir.rstrip("/") + "/"
+        name = path[len(directory):] if path.startswith(directory) else path
+        return check_image_name(name)
+
+    def _domain_post(self, req: _Request, key: str) -> tuple[int, str, list[tuple[str, str]]]:
+        op_name = self._op(req)
+        if op_name == "wait_for_devices":
+            self._find(key)
+            return 202, "", []
+        if op_name == "shutdown":
+            reason = _one(req.form, "reason", required=False) or "poweroff"
+            if reason not in _SHUTDOWN_REASONS:
+                raise _err(400, f"unknown shutdown reason {reason!r}", "invalid")
+            op, status = _SHUTDOWN_REASONS[reason], 202
+        elif op_name in _DOMAIN_OPS:
+            op, status = _DOMAIN_OPS[op_name]
+        else:
+            raise _Answer(501, f"Operation not implemented: {op_name}", kind="unsupported",
+                          content_type="text/plain")
+        expected = _one(req.form, "expected_uuid", required=False)
+        if expected is not None:
+            expected = parse_uuid(expected)
+        domid = int(key) if key.isascii() and key.isdigit() and len(key) < 6 else -1
+        self._authorize(req, op.value, domid, expected or "")
+        arg: str | None = None
+        if op is Op.SAVE:
+            arg = self._image_name(_one(req.form, "file", required=False))
+        elif op is Op.RENAME:
+            arg = _one(req.form, "name")
+        if expected is not None:
+            # C4: the ID in the path and the UUID are checked and acted on in one step
+            if domid < 0 or domid >= DOMID_FIRST_RESERVED:
+                raise _err(400, f"with expected_uuid the domain must be given by ID, not "
+                                f"{key!r}", "invalid")
+            self.host.act(op, domid, expected, arg)
+        else:
+            _, _, _, dom = self._find(key)
+            self.host.act(op, dom.id, dom.uuid, arg, origin="xend")
+        return status, "", []
+
+    def _domain_dir_post(self, req: _Request) -> tuple[int, str, list[tuple[str, str]]]:
+        op_name = self._op(req)
+        if op_name == "create":
+            self._authorize(req, "create")
+            config = records.parse_vm_config(sxp.parse(_one(req.form, "config") or ""))
+            rec = self.host.create(config.name, memory_kib=config.memory_kib,
+                                   max_memory_kib=config.max_memory_kib, vcpus=config.vcpus,
+                                   uuid=config.uuid, os_type=config.os_type, paused=True,
+                                   origin="client")
+            uuid = rec.uuid
+        elif op_name == "restore":
+            self._authorize(req, "restore")
+            image = self._image_name(_one(req.form, "file", required=False))
+            uuid = self.host.restore(image, origin="client").uuid
+        else:
+            raise _Answer(501, f"Operation not implemented: {op_name}", kind="unsupported",
+                          content_type="text/plain")
+        boot, gen, now, dom = self.host.lookup(uuid)
+        if dom is None:  # destroyed by someone else in between
+            raise NoDomainError("the new domain vanished at once", uuid=uuid, op=op_name)
+        return 201, sxp.dumps(_record(dom, now)), [
+            ("Location", f"/xend/domain/{quote(dom.name)}"), ("X-Xvirt-Boot", boot),
+            ("X-Xvirt-Generation", str(gen))]
+
+    # -- extensions ------------------------------------------------------------------------
+
+    def _resolve(self, req: _Request) -> tuple[int, str, list[tuple[str, str]]]:
+        fields = req.form if req.method == "POST" else req.query
+        if fields.get("all") == ["1"]:
+            answer = self.host.list_all()
+        elif "name" in fields:
+            if "uuid" in fields or "id" in fields:
+                raise _err(400, "resolve by name or by uuid/id, not both", "invalid")
+            answer = self.host.resolve_names(fields["name"])
+        else:
+            uuids = [parse_uuid(u) for u in fields.get("uuid", [])]
+            ids = [_int(i, "id", high=DOMID_FIRST_RESERVED - 1) for i in fields.get("id", [])]
+            answer = self.host.resolve(uuids, ids)
+        body: list[sxp.Sx] = ["resolution"]
+        for d in answer.domains:
+            body.append(records.domain_record(
+                domid=d.id, uuid=d.uuid, name=d.name, memory_kib=d.config.memory_kib,
+                max_memory_kib=d.config.max_memory_kib, vcpus=d.config.vcpus,
+                os_type=d.config.os_type, state=None, cpu_time_ns=None))
+        return 200, sxp.dumps(body), [("X-Xvirt-Boot", answer.boot_id),
+                                      ("X-Xvirt-Generation", str(answer.generation))]
+
+    def _events(self, req: _Request) -> tuple[int, str, list[tuple[str, str]]]:
+        after = _int(_one(req.query, "after"), "after")
+        wait_text = _one(req.query, "timeout", required=False) or "0"
+        try:
+            wait = float(wait_text)
+        except ValueError:
+            wait = -1.0
+        if not 0 <= wait <= 3600:
+            raise _err(400, f"timeout must be within 0..3600 seconds, not {wait_text!r}",
+                       "invalid")
+        wait = min(wait, MAX_EVENT_WAIT_S)
+        # a long poll holds a worker: past the limit, answer at once rather than starve
+        if wait > 0 and self._waiters.acquire(blocking=False):
+            try:
+                batch = self.host.events_since(after, wait)
+            finally:
+                self._waiters.release()
+        else:
+            batch = self.host.events_since(after, 0.0)
+        body: list[sxp.Sx] = ["events", ["boot_id", batch.boot_id], ["latest", str(batch.latest)],
+                              ["complete", "1" if batch.complete else "0"]]
+        body += [_event(e) for e in batch.events]
+        return 200, sxp.dumps(body), [("X-Xvirt-Boot", batch.boot_id),
+                                      ("X-Xvirt-Generation", str(batch.latest))]
+
+    def _table(
+        self, req: _Request, domid_text: str | None
+    ) -> tuple[int, str, list[tuple[str, str]]]:
+        if domid_text is None:
+            snap = self.host.data_snapshot()
+            rows, boot, gen = snap.rows, snap.boot_id, snap.generation
+            head = "table"
+        else:
+            answer = self.host.data_info(
+                _int(domid_text, "domid", high=DOMID_FIRST_RESERVED - 1))
+            rows = (answer.row,) if answer.row else ()
+            boot, gen, head = answer.boot_id, answer.generation, "info"
+        body: list[sxp.Sx] = [head, ["boot_id", boot], ["generation", str(gen)]]
+        for r in rows:
+            body.append(["row", ["domid", str(r.id)], ["uuid", r.uuid],
+                         ["state", r.state.flags()], ["memory_kib", str(r.memory_kib)],
+                         ["max_memory_kib", str(r.max_memory_kib)], ["vcpus", str(r.vcpus)],
+                         ["cpu_time_ns", str(r.cpu_time_ns)]])
+        return 200, sxp.dumps(body), [("X-Xvirt-Boot", boot), ("X-Xvirt-Generation", str(gen))]
+
+    def _fast(self, req: _Request) -> tuple[int, str, list[tuple[str, str]]]:
+        body: list[sxp.Sx] = ["fast", ["instance", self.settings.instance]]
+        if self.settings.fast_socket:
+            body.append(["socket", self.settings.fast_socket])
+        if self.settings.table_path:
+            body.append(["table", self.settings.table_path])
+        return 200, sxp.dumps(body), []
+
+    # -- the host's own administration (the outside world) ------------------------------------
+
+    def _host(self, req: _Request, what: str) -> tuple[int, str, list[tuple[str, str]]]:
+        if req.method != "POST":
+            if what == "domains":
+                boot, gen, now, doms = self.host.live_view()
+                return 200, sxp.dumps(["domains", *[_record(d, now) for d in doms]]), [
+                    ("X-Xvirt-Boot", boot), ("X-Xvirt-Generation", str(gen))]
+            if what == "journal":
+                entries: list[sxp.Sx] = [
+                    ["entry", ["op", j.op], ["domid", str(j.domid)], ["uuid", j.uuid],
+                     ["outcome", j.outcome], ["origin", j.origin]]
+                    for j in self.host.journal()]
+                return 200, sxp.dumps(["journal", *entries]), []
+            raise _Answer(404, f"no such resource: /xvirt/host/{what}", kind="not-found",
+                          content_type="text/plain")
+        op = self._op(req)
+        self._authorize(req, f"host:{op}")
+        host = self.host
+        f = req.form
+
+        def domid() -> int:
+            return _int(_one(f, "domid"), "domid", high=DOMID_FIRST_RESERVED - 1)
+
+        uuid: str | None = None
+        if op == "create":
+            name = _one(f, "name") or ""
+            memory_kib = _int(_one(f, "memory_kib"), "memory_kib", low=1)
+            vcpus = _int(_one(f, "vcpus"), "vcpus", low=1)
+            count = _one(f, "count", required=False)
+            if count is None:
+                uuid = host.create(name, memory_kib=memory_kib, vcpus=vcpus).uuid
+            else:  # NAME-0 .. NAME-(count-1), in one request and one durable write
+                with host.batch():
+                    for i in range(_int(count, "count", low=1, high=DOMID_FIRST_RESERVED)):
+                        host.create(f"{name}-{i}", memory_kib=memory_kib, vcpus=vcpus)
+        elif op in ("destroy", "shutdown", "pause", "resume", "crash"):
+            getattr(host, op)(domid())
+        elif op in ("reboot", "migrate"):
+            uuid = getattr(host, op)(domid()).uuid
+        elif op == "save":
+            host.save(domid(), _one(f, "image") or "")
+        elif op == "restore":
+            uuid = host.restore(_one(f, "image") or "").uuid
+        elif op == "rename":
+            host.rename(domid(), _one(f, "name") or "")
+        elif op == "set_blocked":
+            host.set_blocked(domid(), _one(f, "blocked", required=False) != "0")
+        elif op == "reboot_host":
+            host.reboot_host()
+        else:
+            raise _Answer(501, f"Operation not implemented: {op}", kind="unsupported",
+                          content_type="text/plain")
+        if uuid is None:
+            return 200, "", []
+        boot, gen, now, dom = host.lookup(uuid)
+        if dom is None:
+            raise OperationFailedError("the domain vanished at once", uuid=uuid, op=op)
+        return 200, sxp.dumps(_record(dom, now)), []

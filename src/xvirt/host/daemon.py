@@ -1,0 +1,352 @@
+"""``xvirt daemon``: one host served the way xend served it, plus the fast channel.
+
+The process wires four things around one HostModel:
+
+* a state store (``host.sqlite`` in the state directory) written inside every
+  request, so the host outlives the daemon: restarted after SIGTERM or kill -9
+  it comes back with the same domains, IDs, boot identity and event numbers;
+* the control plane (``control.ControlApp``) on waitress, on a 0600 unix socket
+  and/or loopback TCP, with a bounded worker pool, connection limit, idle
+  timeout and request-size limit;
+* the fast channel: the shared-memory domain table, mirrored inside every
+  request, and its unix socket (table discovery, liveness, and the same two
+  questions answered over a socket);
+* a ticker thread, so scheduled demo activity happens even when every client
+  reads only the shared table.
+
+Shutdown on SIGTERM/SIGINT is graceful: listeners close first, requests in
+flight finish, then the table is marked retired and the sockets removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import signal
+import socket
+import sys
+import threading
+import uuid as uuidlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from waitress import wasyncore
+from waitress.server import create_server
+from waitress.task import ThreadedTaskDispatcher
+
+from xvirt.clock import WallClock
+from xvirt.errors import InvalidArgumentError, XvirtError
+from xvirt.host import demo
+from xvirt.host.control import MAX_BODY, ControlApp, ControlSettings
+from xvirt.host.fastchannel import FastChannelServer
+from xvirt.host.model import HostChange, HostModel
+from xvirt.host.store import HostStore
+from xvirt.host.table import LiveRow, TableWriter, retire_abandoned
+from xvirt.planes import IdAnswer, TableSnapshot
+
+__all__ = ["Daemon", "DaemonConfig", "default_state_dir"]
+
+_DEMO_MARK = "demo"
+TICK_S = 1.0
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                            "state")
+    return Path(base) / "xvirt" / "daemon"
+
+
+@dataclass
+class DaemonConfig:
+    state_dir: Path = field(default_factory=default_state_dir)
+    unix_socket: Path | None = None  # default: <state_dir>/xend.sock; see no_unix
+    no_unix: bool = False
+    tcp: tuple[str, int] | None = None
+    token_file: Path | None = None
+    control_latency_ms: float = 0.0
+    empty: bool = False
+    reboot_host: bool = False
+    workers: int = 8
+    connection_limit: int = 100
+    idle_timeout_s: int = 30
+    id_policy: str = "sequential"
+    max_domid: int = 0x7FEF
+    name: str = "xend"
+
+    @property
+    def socket_path(self) -> Path | None:
+        if self.no_unix:
+            return None
+        return self.unix_socket or self.state_dir / "xend.sock"
+
+    @property
+    def fast_socket_path(self) -> Path:
+        return self.state_dir / "fast.sock"
+
+    @property
+    def table_path(self) -> Path:
+        return self.state_dir / "table"
+
+
+class _TableMirror:
+    """Keeps the shared table equal to the host, inside each request (an observer)."""
+
+    def __init__(self, writer: TableWriter) -> None:
+        self.writer = writer
+
+    def commit(self, change: HostChange) -> None:
+        rows = [LiveRow(d.id, d.uuid, d.state, d.memory_kib, d.max_memory_kib, d.vcpus,
+                        d.cpu_ns, d.since, d.rate) for d in change.domains]
+        self.writer.publish(change.boot_id, change.generation, rows, change.vacated_ids,
+                            reset=change.reset)
+
+
+class _FastSource:
+    """What the fast-channel socket answers from."""
+
+    def __init__(self, host: HostModel, table_path: str, instance: str) -> None:
+        self._host = host
+        self.table_path = table_path
+        self.instance = instance
+
+    def data_snapshot(self) -> TableSnapshot:
+        return self._host.data_snapshot()
+
+    def data_info(self, domid: int) -> IdAnswer:
+        return self._host.data_info(domid)
+
+
+def read_token(path: Path) -> str:
+    """The bearer token: the file's first line, which must not be empty."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeError) as exc:
+        raise InvalidArgumentError(f"cannot read token file {str(path)!r}: {exc}") from None
+    token = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if len(token) < 16:
+        raise InvalidArgumentError(
+            f"token file {str(path)!r} must hold a token of at least 16 characters")
+    return token
+
+
+class Daemon:
+    """One host daemon. ``start`` binds everything; ``serve`` runs until ``stop``."""
+
+    def __init__(self, config: DaemonConfig, *, log: TextIO = sys.stderr) -> None:
+        self.config = config
+        self._log = log
+        self._stop = threading.Event()
+        self._lockfd: int | None = None
+        self._map: dict[int, Any] = {}
+        self._servers: list[Any] = []
+        self._dispatcher: ThreadedTaskDispatcher | None = None
+        self._fast: FastChannelServer | None = None
+        self._writer: TableWriter | None = None
+        self._store: HostStore | None = None
+        self._ticker: threading.Thread | None = None
+        self.host: HostModel | None = None
+        self.tcp_address: tuple[str, int] | None = None
+
+    def say(self, message: str) -> None:
+        print(f"xvirt daemon: {message}", file=self._log, flush=True)
+
+    # -- start --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        cfg = self.config
+        if not 0 <= cfg.control_latency_ms < float("inf"):
+            raise InvalidArgumentError(
+                f"control latency must be a finite number >= 0, not {cfg.control_latency_ms}")
+        if cfg.workers < 1 or cfg.connection_limit < 1:
+            raise InvalidArgumentError("workers and connection limit must be at least 1")
+        if cfg.tcp is None and cfg.no_unix:
+            raise InvalidArgumentError("nothing to listen on: give --listen or keep the "
+                                       "unix socket")
+        token = read_token(cfg.token_file) if cfg.token_file else None
+        try:
+            cfg.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidArgumentError(
+                f"cannot use state directory {str(cfg.state_dir)!r}: {exc.strerror}") from None
+        self._lock_state_dir()
+        host = self._open_host()
+        instance = str(uuidlib.uuid4())
+        retire_abandoned(str(cfg.table_path))  # a killed daemon's readers must let go
+        self._writer = TableWriter(str(cfg.table_path))
+        mirror = _TableMirror(self._writer)
+        state = host.state()
+        self._writer.publish(state.boot_id, state.generation,
+                             [LiveRow(d.id, d.uuid, d.state, d.memory_kib, d.max_memory_kib,
+                                      d.vcpus, d.cpu_ns, d.since, d.rate)
+                              for d in state.domains], (), reset=True)
+        host.add_observer(mirror)
+        if cfg.reboot_host:
+            host.reboot_host()
+            self.say(f"host rebooted: new boot identity {host.boot_id}")
+        self._fast = FastChannelServer(
+            str(cfg.fast_socket_path), _FastSource(host, str(cfg.table_path), instance))
+        self._fast.start()
+        settings = ControlSettings(
+            token=token, control_latency_s=cfg.control_latency_ms / 1000.0,
+            fast_socket=str(cfg.fast_socket_path), table_path=str(cfg.table_path),
+            instance=instance, max_event_waiters=max(1, cfg.workers // 2))
+        self._bind(host, settings)
+        self._ticker = threading.Thread(target=self._tick, name="xvirt-ticker", daemon=True)
+        self._ticker.start()
+        where = []
+        if cfg.socket_path:
+            where.append(f"unix:{cfg.socket_path}")
+        if self.tcp_address:
+            where.append(f"http://{self.tcp_address[0]}:{self.tcp_address[1]}")
+        self.say(f"serving host {host.boot_id} ({len(state.domains)} domains, generation "
+                 f"{host.generation}) on {', '.join(where)}; state in {cfg.state_dir}")
+
+    def _lock_state_dir(self) -> None:
+        """One daemon per state directory; the lock dies with the process (kill -9 too)."""
+        path = self.config.state_dir / "lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                raise InvalidArgumentError(
+                    f"another daemon serves state directory {str(self.config.state_dir)!r}"
+                ) from None
+            raise
+        self._lockfd = fd
+
+    def _open_host(self) -> HostModel:
+        cfg = self.config
+        host = HostModel(cfg.name, clock=WallClock(), image_dir=cfg.state_dir / "images",
+                         id_policy=cfg.id_policy, max_domid=cfg.max_domid)
+        self.host = host
+        store = HostStore(cfg.state_dir)
+        self._store = store
+        saved = store.load()
+        demo_mark = cfg.state_dir / _DEMO_MARK
+        if saved is not None:
+            host.load(saved)
+            if demo_mark.exists():
+                host.add_ticker(demo.BatchChurn.resume(host))
+            host.add_observer(store)
+            host.restart_daemon()
+            self.say(f"resumed host state (daemon start #{host.daemon_epoch})")
+            return host
+        if not cfg.empty:
+            demo.populate(host, churn=True)
+            demo_mark.write_text("demo content with batch churn\n")
+        store.save(host.state())
+        host.add_observer(store)
+        return host
+
+    def _bind(self, host: HostModel, settings: ControlSettings) -> None:
+        cfg = self.config
+        self._dispatcher = ThreadedTaskDispatcher()
+        self._dispatcher.set_thread_count(cfg.workers)
+        common: dict[str, Any] = dict(
+            map=self._map, _dispatcher=self._dispatcher, connection_limit=cfg.connection_limit,
+            channel_timeout=cfg.idle_timeout_s, max_request_body_size=MAX_BODY,
+            max_request_header_size=64 * 1024, ident="xvirt", clear_untrusted_proxy_headers=True,
+            asyncore_use_poll=True,
+        )
+        if cfg.socket_path:
+            path = cfg.socket_path
+            _remove_stale_socket(path)
+            self._servers.append(create_server(
+                ControlApp(host, settings, trusted=True), unix_socket=str(path),
+                unix_socket_perms="600", **common))
+        if cfg.tcp:
+            server = create_server(ControlApp(host, settings, trusted=False),
+                                   host=cfg.tcp[0], port=cfg.tcp[1], **common)
+            self._servers.append(server)
+            host_, port = server.getsockname()  # type: ignore[union-attr]
+            self.tcp_address = (str(host_), int(port))
+
+    def _tick(self) -> None:
+        host = self.host
+        assert host is not None
+        while not self._stop.wait(TICK_S):
+            with contextlib.suppress(XvirtError):
+                host.tick()
+
+    # -- run and stop ------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            self._stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    def serve(self) -> None:
+        """Run the server loop until ``stop`` (or a signal); then shut down gracefully."""
+        while not self._stop.is_set():
+            wasyncore.loop(timeout=0.2, map=self._map, use_poll=True, count=1)
+        self._shutdown()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _shutdown(self) -> None:
+        for server in self._servers:
+            server.close()  # stop accepting
+        dispatcher = self._dispatcher
+        if dispatcher is not None:
+            # let requests in flight finish and their answers go out
+            deadline = 50
+            while deadline and any(getattr(ch, "requests", None) or getattr(
+                    ch, "total_outbufs_len", 0) for ch in list(self._map.values())):
+                wasyncore.loop(timeout=0.1, map=self._map, use_poll=True, count=1)
+                deadline -= 1
+            dispatcher.shutdown(cancel_pending=True, timeout=5)
+        wasyncore.close_all(self._map)
+        if self._fast is not None:
+            self._fast.close()
+        if self._writer is not None:
+            self._writer.close()  # marks the table retired: readers stop answering from it
+        if self.host is not None:
+            self.host.close()
+        if self._store is not None:
+            self._store.close()
+        path = self.config.socket_path
+        if path is not None:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        if self._lockfd is not None:
+            os.close(self._lockfd)
+            self._lockfd = None
+        self.say("stopped")
+
+
+def _remove_stale_socket(path: Path) -> None:
+    """A socket file left by a killed daemon is removed; a live one is not stolen
+    (the state-directory lock already guarantees no other daemon uses ours)."""
+    if not path.exists() and not path.is_symlink():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(0.5)
+        probe.connect(str(path))
+    except OSError:
+        path.unlink()
+        return
+    finally:
+        probe.close()
+    raise InvalidArgumentError(f"another server is listening on {str(path)!r}")
+
+
+def run(config: DaemonConfig, *, on_ready: Callable[[Daemon], None] | None = None) -> int:
+    """The ``xvirt daemon`` command: start, serve until signalled, stop."""
+    daemon = Daemon(config)
+    daemon.install_signal_handlers()
+    daemon.start()
+    if on_ready is not None:
+        on_ready(daemon)
+    daemon.serve()
+    return 0

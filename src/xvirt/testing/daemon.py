@@ -1,0 +1,280 @@
+"""A real ``xvirt daemon`` process for tests: started on a free port and a temporary
+socket, stopped by PID, killed with SIGKILL on demand, restarted on the same state.
+
+``DaemonTarget`` makes it a conformance-kit target: the kit plays the outside
+world through the daemon's own administration routes (over the trusted unix
+socket) and reaches the host through the xend driver, as any client would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+import xvirt
+from xvirt.connection import Connection
+from xvirt.errors import HostUnreachableError, XvirtError
+from xvirt.host import records, sxp
+from xvirt.host.model import DomainRecord, JournalEntry
+from xvirt.model import DomainState
+
+__all__ = ["DaemonProcess", "DaemonTarget", "free_port"]
+
+START_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class DaemonProcess:
+    """One daemon and its state directory (removed by ``cleanup``)."""
+
+    def __init__(self, *, tcp: bool = True, token: bool = True, empty: bool = True,
+                 control_latency_ms: float = 0.0, extra: tuple[str, ...] = (),
+                 state_dir: Path | None = None) -> None:
+        self._owned = state_dir is None
+        self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="xvirt-daemon-test-"))
+        self.socket = self.state_dir / "xend.sock"
+        self.port = free_port() if tcp else None
+        self.token: str | None = None
+        self.token_file: Path | None = None
+        if token:
+            self.token = secrets.token_hex(16)
+            self.token_file = self.state_dir / "token"
+            self.token_file.write_text(self.token + "\n")
+            self.token_file.chmod(0o600)
+        self.args = ["--state-dir", str(self.state_dir),
+                     "--control-latency-ms", str(control_latency_ms), *extra]
+        if empty:
+            self.args.append("--empty")
+        if self.port is not None:
+            self.args += ["--listen", f"127.0.0.1:{self.port}"]
+        if self.token_file is not None:
+            self.args += ["--token-file", str(self.token_file)]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = self.state_dir / "daemon.log"
+
+    @property
+    def unix_uri(self) -> str:
+        return f"xend+unix://{self.socket}"
+
+    @property
+    def tcp_uri(self) -> str:
+        if self.port is None:
+            raise ValueError("this daemon serves no TCP")
+        return f"xend://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise RuntimeError("the daemon is not running")
+        return self.proc.pid
+
+    def start(self, *more: str) -> DaemonProcess:
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("the daemon is already running")
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "xvirt", "daemon", *self.args, *more],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        self.wait_ready()
+        return self
+
+    def wait_ready(self) -> None:
+        """Until the control plane answers (bounded; no fixed sleeps)."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        transport = httpx.HTTPTransport(uds=str(self.socket))
+        with httpx.Client(transport=transport, base_url="http://localhost") as client:
+            while True:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"the daemon exited with {self.proc.returncode}: "
+                                       f"{self.log.read_text(errors='replace')[-2000:]}")
+                try:
+                    if client.get("/xend/node/").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the daemon did not start in time")
+                time.sleep(0.02)
+
+    def stop(self) -> int:
+        """SIGTERM by PID and wait: a graceful shutdown."""
+        return self._end(signal.SIGTERM)
+
+    def kill(self) -> int:
+        """SIGKILL by PID: no chance to clean up, as after a crash."""
+        return self._end(signal.SIGKILL)
+
+    def _end(self, sig: signal.Signals) -> int:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return proc.returncode if proc is not None else 0
+        os.kill(proc.pid, sig)
+        try:
+            return proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+
+    def restart(self, *more: str) -> None:
+        self.stop()
+        self.start(*more)
+
+    def cleanup(self) -> None:
+        with contextlib.suppress(Exception):
+            self.kill()
+        if self._owned:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+class _AdminHost:
+    """HostControl over the daemon's administration routes (the trusted socket)."""
+
+    def __init__(self, daemon: DaemonProcess, max_domid: int) -> None:
+        self._daemon = daemon
+        self._max_domid = max_domid
+        self._client = httpx.Client(transport=httpx.HTTPTransport(uds=str(daemon.socket)),
+                                    base_url="http://localhost", timeout=30.0)
+
+    def _post(self, op: str, **fields: Any) -> sxp.Sx | None:
+        response = self._client.post("/xvirt/host", data={"op": op, **{
+            k: str(v) for k, v in fields.items()}})
+        self._raise(response)
+        return sxp.parse(response.content) if response.content.strip() else None
+
+    @staticmethod
+    def _raise(response: httpx.Response) -> None:
+        if response.status_code >= 300:
+            kind = response.headers.get("X-Xvirt-Error", "")
+            text = response.text
+            with contextlib.suppress(XvirtError):
+                text = records.parse_error(sxp.parse(response.content)) or text
+            cls: type[XvirtError] = {
+                "no-domain": xvirt.NoDomainError, "invalid": xvirt.InvalidArgumentError,
+            }.get(kind, xvirt.OperationFailedError)
+            raise cls(text)
+
+    def _record(self, rec: sxp.Sx | None) -> DomainRecord:
+        p = records.parse_domain_record(rec if rec is not None else [])
+        assert p.domid is not None
+        return DomainRecord(p.domid, p.uuid, p.name, p.state or DomainState.RUNNING,
+                            p.memory_kib, p.max_memory_kib, p.vcpus, p.cpu_time_ns or 0)
+
+    @property
+    def boot_id(self) -> str:
+        response = self._client.get("/xend/node/")
+        self._raise(response)
+        return response.headers["X-Xvirt-Boot"]
+
+    @property
+    def max_domid(self) -> int:
+        return self._max_domid
+
+    def domains(self) -> list[DomainRecord]:
+        response = self._client.get("/xvirt/host/domains")
+        self._raise(response)
+        rec = sxp.parse(response.content)
+        assert isinstance(rec, list)
+        return [self._record(r) for r in rec[1:]]
+
+    def create(self, name: str, *, memory_kib: int = 524288, vcpus: int = 1) -> DomainRecord:
+        return self._record(self._post("create", name=name, memory_kib=memory_kib, vcpus=vcpus))
+
+    def destroy(self, domid: int) -> None:
+        self._post("destroy", domid=domid)
+
+    def shutdown(self, domid: int) -> None:
+        self._post("shutdown", domid=domid)
+
+    def pause(self, domid: int) -> None:
+        self._post("pause", domid=domid)
+
+    def resume(self, domid: int) -> None:
+        self._post("resume", domid=domid)
+
+    def crash(self, domid: int) -> None:
+        self._post("crash", domid=domid)
+
+    def reboot(self, domid: int) -> DomainRecord:
+        return self._record(self._post("reboot", domid=domid))
+
+    def migrate(self, domid: int) -> DomainRecord:
+        return self._record(self._post("migrate", domid=domid))
+
+    def save(self, domid: int, image: str) -> None:
+        self._post("save", domid=domid, image=image)
+
+    def restore(self, image: str) -> DomainRecord:
+        return self._record(self._post("restore", image=image))
+
+    def rename(self, domid: int, new_name: str) -> None:
+        self._post("rename", domid=domid, name=new_name)
+
+    def reboot_host(self) -> None:
+        self._post("reboot_host")
+
+    def restart_daemon(self) -> None:
+        self._client.close()
+        self._daemon.restart()
+        self._client = httpx.Client(transport=httpx.HTTPTransport(uds=str(self._daemon.socket)),
+                                    base_url="http://localhost", timeout=30.0)
+
+    def journal(self) -> list[JournalEntry]:
+        response = self._client.get("/xvirt/host/journal")
+        self._raise(response)
+        rec = sxp.parse(response.content)
+        assert isinstance(rec, list)
+        out = []
+        for e in rec[1:]:
+            out.append(JournalEntry(
+                sxp.value(e, "entry/op") or "", int(sxp.value(e, "entry/domid") or "0"),
+                sxp.value(e, "entry/uuid") or "", sxp.value(e, "entry/outcome") or "",
+                sxp.value(e, "entry/origin") or ""))
+        return out
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class DaemonTarget:
+    """A fresh daemon with a small, randomly allocated ID space (reuse is frequent),
+    reached through the xend driver over its unix socket (``tcp=True``: over TCP)."""
+
+    def __init__(self, *, max_domid: int = 8, tcp: bool = False, uri_params: str = "") -> None:
+        self.daemon = DaemonProcess(
+            tcp=tcp, extra=("--id-policy", "random", "--max-domid", str(max_domid)))
+        self.daemon.start()
+        self.host = _AdminHost(self.daemon, max_domid)
+        params = [uri_params] if uri_params else []
+        if tcp and self.daemon.token_file is not None:
+            params.append(f"token_file={self.daemon.token_file}")
+        base = self.daemon.tcp_uri if tcp else self.daemon.unix_uri
+        self.uri = base + (f"?{'&'.join(params)}" if params else "")
+
+    def connect(self, *, readonly: bool = False) -> Connection:
+        for _ in range(3):
+            with contextlib.suppress(HostUnreachableError):
+                return xvirt.open(self.uri, readonly=readonly)
+        return xvirt.open(self.uri, readonly=readonly)
+
+    def close(self) -> None:
+        self.host.close()
+        self.daemon.cleanup()

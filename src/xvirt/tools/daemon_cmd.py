@@ -1,0 +1,72 @@
+"""``xvirt daemon``: serve one host (see xvirt.host.daemon for what it wires)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from xvirt.errors import XvirtError
+from xvirt.host.daemon import DaemonConfig, default_state_dir, run
+from xvirt.host.ids import POLICIES
+
+__all__ = ["daemon_command"]
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise click.BadParameter(f"expected HOST:PORT (e.g. 127.0.0.1:8000), not {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@click.command("daemon")
+@click.option("--listen", metavar="HOST:PORT",
+              help="Also serve HTTP on TCP (e.g. 127.0.0.1:8000; port 0 picks a free one).")
+@click.option("--unix", "unix_socket", type=click.Path(path_type=Path), metavar="PATH",
+              help="Unix socket for the control plane (mode 0600) [default: STATE_DIR/xend.sock].")
+@click.option("--no-unix", is_flag=True, help="Serve TCP only.")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help=f"Where the host lives between runs [default: {default_state_dir()}].")
+@click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Bearer token required of mutating requests over TCP; without one, TCP "
+                   "is read-only.")
+@click.option("--control-latency-ms", type=float, default=0.0, show_default=True,
+              help="Delay every control-plane answer, to emulate 2006's xend.")
+@click.option("--empty", is_flag=True, help="Start a new host with no guests (not the demo).")
+@click.option("--reboot-host", is_flag=True,
+              help="Reboot the host on start: a new boot identity, no guests.")
+@click.option("--workers", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="HTTP worker threads.")
+@click.option("--connection-limit", type=click.IntRange(1, 10000), default=100,
+              show_default=True, help="Open HTTP connections at most.")
+@click.option("--id-policy", type=click.Choice(POLICIES), default="sequential",
+              show_default=True, help="How new domain IDs are chosen (for a new host).")
+@click.option("--max-domid", type=click.IntRange(1, 0x7FEF), default=0x7FEF,
+              help="Largest guest ID (small values make ID reuse frequent).")
+def daemon_command(
+    listen: str | None, unix_socket: Path | None, no_unix: bool, state_dir: Path | None,
+    token_file: Path | None, control_latency_ms: float, empty: bool, reboot_host: bool,
+    workers: int, connection_limit: int, id_policy: str, max_domid: int,
+) -> None:
+    """Serve a host: xend's HTTP control plane, the fast channel and events.
+
+    The host outlives the daemon: stop it (SIGTERM) or kill it, start it
+    again with the same --state-dir, and the same domains are there.
+    """
+    config = DaemonConfig(
+        state_dir=state_dir or default_state_dir(), unix_socket=unix_socket, no_unix=no_unix,
+        tcp=_address(listen) if listen else None, token_file=token_file,
+        control_latency_ms=control_latency_ms, empty=empty, reboot_host=reboot_host,
+        workers=workers, connection_limit=connection_limit, id_policy=id_policy,
+        max_domid=max_domid,
+    )
+    try:
+        code = run(config)
+    except XvirtError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise click.exceptions.Exit(1) from None
+    except OSError as exc:  # a port in use, a directory we may not write
+        click.echo(f"error: {exc.strerror or exc}", err=True)
+        raise click.exceptions.Exit(1) from None
+    raise click.exceptions.Exit(code)

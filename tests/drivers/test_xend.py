@@ -1,0 +1,205 @@
+"""The xend driver against a real ``xvirt daemon`` process (started on a free port and
+a temporary socket, stopped by PID)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+import xvirt
+from xvirt.testing.daemon import DaemonProcess
+
+GUESTS = 20
+SAMPLES = 5
+
+
+@pytest.fixture
+def daemon() -> Iterator[DaemonProcess]:
+    d = DaemonProcess()
+    d.start()
+    yield d
+    d.cleanup()
+
+
+def _admin(d: DaemonProcess) -> httpx.Client:
+    return httpx.Client(transport=httpx.HTTPTransport(uds=str(d.socket)),
+                        base_url="http://localhost")
+
+
+def _create(d: DaemonProcess, count: int, prefix: str = "g") -> None:
+    with _admin(d) as c:
+        for i in range(count):
+            r = c.post("/xvirt/host", data={"op": "create", "name": f"{prefix}{i}",
+                                            "memory_kib": "262144", "vcpus": "1"})
+            assert r.status_code == 200, r.text
+
+
+def _seed_loop(conn: xvirt.Connection) -> None:
+    """The 2006 monitoring loop: list, then look every guest up by ID, read its info,
+    free the handle."""
+    for _ in range(SAMPLES):
+        for domid in conn.list_domain_ids():
+            if domid == 0:
+                continue
+            dom = conn.lookup_by_id(domid)
+            dom.info()
+            dom.close()
+
+
+def test_seed_loop_costs_one_request_with_the_cache_and_101_without(
+        daemon: DaemonProcess) -> None:
+    _create(daemon, GUESTS)
+    with xvirt.open(daemon.unix_uri) as conn:
+        _seed_loop(conn)
+        assert conn.stats().control_requests == 1
+    with xvirt.open(daemon.unix_uri + "?cache=off") as conn:
+        _seed_loop(conn)
+        assert conn.stats().control_requests == 1 + GUESTS * SAMPLES  # open + one per lookup
+    with xvirt.open(daemon.tcp_uri) as conn:  # the same over TCP
+        _seed_loop(conn)
+        assert conn.stats().control_requests == 1
+
+
+@pytest.mark.parametrize("fast", ["table", "socket", "http"])
+def test_every_data_channel_gives_the_same_answers(daemon: DaemonProcess, fast: str) -> None:
+    _create(daemon, 3)
+    with xvirt.open(daemon.unix_uri) as ref, xvirt.open(f"{daemon.unix_uri}?fast={fast}") as c:
+        assert [s.identity for s in c.sample()] == [s.identity for s in ref.sample()]
+        dom = c.lookup_by_name("g1")
+        assert dom.info().memory_kib == 262144
+        assert c.stats().data_calls >= 2
+
+
+def test_kill_9_mid_loop_then_restart_costs_no_control_request(
+        daemon: DaemonProcess) -> None:
+    _create(daemon, GUESTS)
+    with xvirt.open(daemon.unix_uri + "?timeout=1") as conn:
+        _seed_loop(conn)
+        daemon.kill()
+        with pytest.raises(xvirt.HostUnreachableError) as err:
+            _seed_loop(conn)
+        assert err.value.uri == daemon.unix_uri + "?timeout=1"
+        daemon.start()
+        before = conn.stats().control_requests
+        _seed_loop(conn)
+        assert conn.stats().control_requests == before  # the same boot: nothing to ask
+
+
+def test_host_state_survives_sigterm_and_kill_9(daemon: DaemonProcess) -> None:
+    _create(daemon, 3)
+    with xvirt.open(daemon.unix_uri) as conn:
+        conn.lookup_by_name("g1").pause()  # acknowledged...
+        conn.lookup_by_name("g2").rename("renamed")
+        before = [(s.identity, s.info.state) for s in conn.sample()]
+        boot = conn.host_info().boot_id
+    for end in (daemon.stop, daemon.kill):
+        end()
+        daemon.start()
+        with xvirt.open(daemon.unix_uri) as conn:  # ...and still there
+            assert [(s.identity, s.info.state) for s in conn.sample()] == before
+            assert conn.host_info().boot_id == boot
+
+
+def test_reboot_host_ends_every_old_handle(daemon: DaemonProcess) -> None:
+    _create(daemon, 4)
+    with xvirt.open(daemon.unix_uri) as conn:
+        handles = [conn.lookup_by_id(i) for i in conn.list_domain_ids() if i != 0]
+        boot = conn.host_info().boot_id
+        daemon.restart("--reboot-host")
+        assert conn.host_info().boot_id != boot
+        for h in handles:
+            with pytest.raises(xvirt.NoDomainError):
+                h.info()
+        assert conn.list_domain_ids() == [0]
+
+
+def test_token_missing_or_wrong_is_an_auth_error_and_nothing_happens(
+        daemon: DaemonProcess, tmp_path: os.PathLike[str]) -> None:
+    _create(daemon, 1)
+    wrong = os.path.join(tmp_path, "wrong")
+    with open(wrong, "w") as f:
+        f.write("not-the-token-at-all\n")
+    for uri in (daemon.tcp_uri, f"{daemon.tcp_uri}?token_file={wrong}"):
+        with xvirt.open(uri) as conn:
+            dom = conn.lookup_by_name("g0")
+            with pytest.raises(xvirt.AuthError) as err:
+                dom.pause()
+            assert daemon.token is not None and daemon.token not in str(err.value)
+            assert dom.info().state is not xvirt.DomainState.PAUSED
+    with xvirt.open(f"{daemon.tcp_uri}?token_file={daemon.token_file}") as conn:
+        conn.lookup_by_name("g0").pause()
+        assert conn.lookup_by_name("g0").info().state is xvirt.DomainState.PAUSED
+    log = daemon.log.read_text()
+    assert daemon.token is not None and daemon.token not in log
+
+
+def test_image_names_cannot_escape_and_nothing_is_written(daemon: DaemonProcess) -> None:
+    _create(daemon, 1)
+    with _admin(daemon) as c:
+        for bad in ("../x", "/tmp/x", "a/../../x"):
+            r = c.post("/xend/domain/g0", data={"op": "save", "file": bad})
+            assert r.status_code == 400
+    assert not (daemon.state_dir / "x").exists()
+    assert os.listdir(daemon.state_dir / "images") == []
+    with xvirt.open(daemon.unix_uri) as conn:
+        with pytest.raises(xvirt.InvalidArgumentError):
+            conn.lookup_by_name("g0").save("../x")
+        assert conn.lookup_by_name("g0").info().state is xvirt.DomainState.RUNNING
+
+
+def test_save_and_restore_through_the_daemon(daemon: DaemonProcess) -> None:
+    _create(daemon, 2)
+    with xvirt.open(daemon.unix_uri) as conn:
+        dom = conn.lookup_by_name("g1")
+        old_id, uuid = dom.id, dom.uuid
+        dom.save("g1.img")
+        with pytest.raises(xvirt.NoDomainError):
+            dom.info()
+        back = conn.restore("g1.img")
+        assert back.uuid == uuid and back.name == "g1" and back.id != old_id
+        assert dom.id == back.id  # the old handle follows the UUID (C3)
+
+
+def test_events_reach_the_connection(daemon: DaemonProcess) -> None:
+    _create(daemon, 2)
+    with xvirt.open(daemon.unix_uri) as conn:
+        stream = conn.events(timeout=5)
+        conn.lookup_by_name("g0").pause()
+        conn.lookup_by_name("g1").rename("h1")
+        got = [next(stream), next(stream)]
+        assert [(e.kind, e.name) for e in got] == [(xvirt.EventKind.PAUSED, "g0"),
+                                                   (xvirt.EventKind.RENAMED, "h1")]
+
+
+def test_sockets_are_private_and_bad_input_does_not_kill_the_daemon(
+        daemon: DaemonProcess) -> None:
+    import socket
+
+    for path in (daemon.socket, daemon.state_dir / "fast.sock"):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    for garbage in (b"\x00\xff" * 500 + b"\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Length: -5\r\n\r\n", b"POST /xend/domain/g HTTP/1.1\r\n"
+                    b"Content-Length: 99999999999\r\n\r\nop=pause"):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(str(daemon.socket))
+            s.sendall(garbage)
+            s.shutdown(socket.SHUT_WR)
+            answer = s.recv(4096)
+            assert answer == b"" or answer.startswith(b"HTTP/1.")
+            if answer:
+                assert int(answer.split()[1]) in range(400, 500)
+    with xvirt.open(daemon.unix_uri) as conn:
+        assert conn.list_domain_ids() == [0]
+    assert daemon.proc is not None and daemon.proc.poll() is None
+
+
+def test_an_absent_daemon_is_host_unreachable_with_the_uri(tmp_path: os.PathLike[str]) -> None:
+    uri = f"xend+unix://{tmp_path}/none.sock?timeout=0.2"
+    with xvirt.open(uri) as conn, pytest.raises(xvirt.HostUnreachableError) as err:
+        conn.list_domain_ids()
+    assert err.value.uri == uri

@@ -1,0 +1,21 @@
+"""The conformance kit run through the xend driver against real daemon processes:
+every history restarts the daemon for real (SIGTERM, then a new process)."""
+
+from __future__ import annotations
+
+from xvirt.testing import check_driver
+from xvirt.testing.daemon import DaemonTarget
+
+
+def test_xend_driver_keeps_the_contract_over_the_unix_socket() -> None:
+    report = check_driver(lambda: DaemonTarget(max_domid=6), max_examples=8,
+                          stateful_step_count=30, derandomize=True)
+    assert report.id_reuses >= 10, report
+    assert report.moves >= 5, report
+    assert report.host_reboots >= 1, report
+    assert report.daemon_restarts >= 1, report
+
+
+def test_xend_driver_keeps_the_contract_over_tcp_with_http_data_plane() -> None:
+    check_driver(lambda: DaemonTarget(max_domid=5, tcp=True, uri_params="fast=http"),
+                 max_examples=4, stateful_step_count=25)
