@@ -23,6 +23,7 @@ make the daemon apply it twice.
 from __future__ import annotations
 
 import os
+import ssl
 import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -63,6 +64,9 @@ __all__ = ["XendDriver"]
 
 T = TypeVar("T")
 FAST_MODES = ("auto", "table", "socket", "http")
+#: xend:// is plain HTTP, so TLS is never used; handing httpx this (secure-default,
+#: empty) context spares it loading the CA bundle, which costs ~40 ms per client.
+_NO_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 #: How long a liveness check of the daemon holds on the fast path.
 LIVENESS_S = 0.05
 
@@ -127,9 +131,10 @@ class XendDriver(Driver):
 
     def _client(self, *, keepalive: bool) -> httpx.Client:
         limits = httpx.Limits(max_keepalive_connections=8 if keepalive else 0)
-        transport = httpx.HTTPTransport(uds=self._unix_socket, limits=limits, retries=0)
+        transport = httpx.HTTPTransport(uds=self._unix_socket, limits=limits, retries=0,
+                                        verify=_NO_TLS)
         return httpx.Client(
-            transport=transport, base_url=self._base_url,
+            transport=transport, base_url=self._base_url, verify=_NO_TLS,
             timeout=httpx.Timeout(30.0, connect=min(2.0, self._timeout + 0.1)),
             headers={"Accept-Encoding": "identity", "Accept": "application/sxp"},
         )
