@@ -203,3 +203,9 @@ def test_an_absent_daemon_is_host_unreachable_with_the_uri(tmp_path: os.PathLike
     with xvirt.open(uri) as conn, pytest.raises(xvirt.HostUnreachableError) as err:
         conn.list_domain_ids()
     assert err.value.uri == uri
+
+
+def test_sigterm_is_a_graceful_shutdown(daemon: DaemonProcess) -> None:
+    assert daemon.stop() == 0
+    assert not daemon.socket.exists()
+    assert daemon.log.read_text().rstrip().endswith("xvirt daemon: stopped")
