@@ -29,18 +29,7 @@ from xvirt.host.sxp import Sx, dumps, join_continuations, parse
 from xvirt.model import DOMID_FIRST_RESERVED, DomainState
 from xvirt.planes import DomainConfig
 
-
-def _realdata() -> Path | None:
-    for base in (
-        Path(__file__).resolve().parents[3] / "shared" / "realdata",
-        Path("/work/shared/realdata"),
-    ):
-        if (base / "xend").is_dir():
-            return base
-    return None
-
-
-REALDATA = _realdata()
+from .realdata import REALDATA
 
 PV = "596a5d21-71f4-8fb2-e068-e2386a5c413e"
 FV = "b5d70dd2-75cd-aca5-1776-9660b059d8bc"

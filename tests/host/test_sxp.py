@@ -22,18 +22,8 @@ from xvirt.host.sxp import (
     value,
 )
 
+from .realdata import REALDATA
 
-def _realdata() -> Path | None:
-    for base in (
-        Path(__file__).resolve().parents[3] / "shared" / "realdata",
-        Path("/work/shared/realdata"),
-    ):
-        if (base / "xend").is_dir():
-            return base
-    return None
-
-
-REALDATA = _realdata()
 _ABSENT = pytest.param(None, marks=pytest.mark.skip(reason="realdata/xend is not present"))
 
 
