@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from xvirt.drivers.base import Driver
 from xvirt.errors import NoDomainError, OperationFailedError
 from xvirt.model import DomainInfo, DomainSample, EventKind, Identity
-from xvirt.planes import HostEvent, IdAnswer, Resolution, TableSnapshot
+from xvirt.planes import Census, HostEvent, IdOwner, Resolution, TableSnapshot
 
 __all__ = ["CacheCounts", "IdentityCache"]
 
@@ -107,8 +108,16 @@ class IdentityCache:
         snap = self._driver.snapshot()
         with self._lock:
             self._sync(snap.boot_id, snap.generation)
-            self._reconcile(snap)
+            self._reconcile(snap.boot_id, snap.generation, [(r.id, r.uuid) for r in snap.rows])
         return snap
+
+    def census(self) -> Census:
+        """Who is alive, in one data-plane call, applied to the cache like a snapshot."""
+        census = self._driver.census()
+        with self._lock:
+            self._sync(census.boot_id, census.generation)
+            self._reconcile(census.boot_id, census.generation, census.members)
+        return census
 
     def sample(self) -> list[DomainSample]:
         """Every live domain with identity and info: one snapshot, at most one
@@ -193,7 +202,7 @@ class IdentityCache:
         """Fresh runtime info of the domain with this UUID: one data call when settled."""
         domid = self.domid_hint(uuid)
         for _ in range(RETRIES):
-            ans = self._driver.info_by_id(domid)
+            ans = self._driver.info_by_uuid(uuid, domid)
             if ans.boot_id != self._boot or ans.generation > self._gen:
                 with self._lock:
                     self._sync(ans.boot_id, ans.generation)
@@ -265,29 +274,29 @@ class IdentityCache:
         the call (the caller starts again); raises NoDomainError when no
         domain has the ID and none was expected.
         """
-        ans = self._driver.info_by_id(domid)
+        ans = self._driver.identify(domid)
         resolved = False
         while True:
             with self._lock:
                 self._sync(ans.boot_id, ans.generation)
-                row = ans.row
-                if row is None or (expect is not None and row.uuid != expect):
+                owner = ans.uuid
+                if owner is None or (expect is not None and owner != expect):
                     if expect is None:
                         self._count(resolved)
                         raise NoDomainError(
                             f"no domain with ID {domid}", domid=domid, uri=self._uri
                         )
                     return None
-                result = self._known(ans, domid, row.uuid)
+                result = self._known(ans, domid, owner)
                 if isinstance(result, Identity):
                     self._count(resolved)
                     return result
             if result is None or resolved:
                 return None
-            self._resolve(row.uuid)
+            self._resolve(owner)
             resolved = True
 
-    def _known(self, ans: IdAnswer, domid: int, uuid: str) -> Identity | _Unknown | None:
+    def _known(self, ans: IdOwner, domid: int, uuid: str) -> Identity | _Unknown | None:
         """What the cache (synced to >= ans.generation) says of ``uuid`` at ``domid``."""
         entry = self._entries.get(uuid)
         if entry is None:
@@ -400,7 +409,7 @@ class IdentityCache:
             return
         entry = self._entries.get(event.uuid)
         if entry is None:
-            self._add(event.uuid, event.id, event.name if kind is EventKind.RENAMED else None)
+            self._add(event.uuid, event.id, event.name)
             return
         if entry.domid != event.id:
             self._move(event.uuid, entry, event.id)
@@ -409,13 +418,15 @@ class IdentityCache:
         elif kind.adds:
             self._rename(event.uuid, entry, None)  # back from elsewhere: ask again
 
-    def _reconcile(self, snap: TableSnapshot) -> None:
-        """Make the entries exactly the snapshot's live set, when it is of our generation."""
-        if snap.boot_id != self._boot or snap.generation != self._gen:
+    def _reconcile(
+        self, boot_id: str, generation: int, members: Sequence[tuple[int, str]]
+    ) -> None:
+        """Make the entries exactly the live set, when it is of our generation."""
+        if boot_id != self._boot or generation != self._gen:
             return  # events have already taken us past it
-        if self._full and len(self._entries) == len(snap.rows):
+        if self._full and len(self._entries) == len(members):
             return  # events kept the set exact; nothing to do
-        live = {row.uuid: row.id for row in snap.rows}
+        live = {uuid: domid for domid, uuid in members}
         for uuid in [u for u in self._entries if u not in live]:
             self._evict(uuid)
         for uuid, domid in live.items():

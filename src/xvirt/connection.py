@@ -35,7 +35,7 @@ from xvirt.model import (
     check_name,
     parse_uuid,
 )
-from xvirt.planes import Op
+from xvirt.planes import DomainConfig, Op
 
 __all__ = ["Connection", "Domain", "EventStream"]
 
@@ -86,7 +86,7 @@ class Connection:
 
     def list_domain_ids(self) -> list[int]:
         """IDs of all live domains: one data-plane snapshot."""
-        return sorted(row.id for row in self._live().snapshot().rows)
+        return sorted(domid for domid, _ in self._live().census().members)
 
     def list_domains(self) -> list[Domain]:
         """Handles of all live domains, in ID order: one data-plane snapshot."""
@@ -109,6 +109,17 @@ class Connection:
     def lookup_by_uuid(self, uuid: object) -> Domain:
         ident = self._live().current(parse_uuid(uuid))
         return Domain(self, ident.uuid)
+
+    def defined_names(self) -> list[str]:
+        """Names of domains defined but not running (libvirt's inactive domains);
+        always empty on a Xen host, which keeps no such domains."""
+        self._live()
+        return sorted(self._driver.defined_names())
+
+    @property
+    def image_dir(self) -> str | None:
+        """Where ``save`` writes images on the host, when the driver knows it."""
+        return self._driver.image_dir
 
     def restore(self, image: str) -> Domain:
         """Bring a saved domain back: same UUID and name, a new ID."""
@@ -209,6 +220,11 @@ class Domain:
     def info(self) -> DomainInfo:
         return self._cache().info(self._uuid)
 
+    def config(self) -> DomainConfig:
+        """Memory, vCPUs, OS type, disks and interfaces: one control-plane request."""
+        self._cache()
+        return self._conn._driver.domain_config(self._uuid)
+
     def _act(
         self, op: Op, arg: object = None, check: Callable[[object], str] | None = None
     ) -> None:
@@ -261,7 +277,7 @@ class EventStream:
     def __init__(self, conn: Connection, timeout: float | None) -> None:
         self._conn = conn
         self._timeout = timeout
-        snap = conn._live().snapshot()  # "from now on": the current generation
+        snap = conn._live().census()  # "from now on": the current generation
         self._boot = snap.boot_id
         self._after = snap.generation
         self._pending: deque[DomainEvent] = deque()

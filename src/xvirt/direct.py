@@ -17,7 +17,7 @@ from xvirt.cache import CacheCounts, IdentityCache
 from xvirt.drivers.base import Driver
 from xvirt.errors import NoDomainError, OperationFailedError
 from xvirt.model import DomainInfo, DomainSample, Identity
-from xvirt.planes import Resolution, TableSnapshot
+from xvirt.planes import Census, Resolution, TableSnapshot
 
 __all__ = ["DirectLookup"]
 
@@ -51,6 +51,9 @@ class DirectLookup(IdentityCache):
 
     def snapshot(self) -> TableSnapshot:
         return self._drv.snapshot()
+
+    def census(self) -> Census:
+        return self._drv.census()
 
     def sample(self) -> list[DomainSample]:
         snap = self._drv.snapshot()

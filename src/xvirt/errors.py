@@ -36,6 +36,7 @@ class XvirtError(Exception):
         name: str | None = None,
         uuid: str | None = None,
         op: str | None = None,
+        libvirt_code: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -44,6 +45,7 @@ class XvirtError(Exception):
         self.name = name
         self.uuid = uuid
         self.op = op
+        self.libvirt_code = libvirt_code  # kept when translated from a libvirtError
 
     def context(self) -> dict[str, str | int]:
         """The fields that are set, for logs and machine-readable output."""
@@ -53,6 +55,7 @@ class XvirtError(Exception):
             "name": self.name,
             "uuid": self.uuid,
             "uri": self.uri,
+            "libvirt_code": self.libvirt_code,
         }
         return {k: v for k, v in fields.items() if v is not None}
 

@@ -15,11 +15,15 @@ from typing import NamedTuple
 from xvirt.model import DomainInfo, DomainState, EventKind
 
 __all__ = [
+    "Census",
     "DataRow",
+    "DiskConfig",
     "DomainConfig",
     "EventBatch",
     "HostEvent",
     "IdAnswer",
+    "IdOwner",
+    "NicConfig",
     "Op",
     "Resolution",
     "Resolved",
@@ -64,6 +68,47 @@ class IdAnswer(NamedTuple):
     row: DataRow | None
 
 
+class Census(NamedTuple):
+    """Who is alive at one instant, without runtime figures: ``(id, uuid)`` pairs.
+
+    What listing needs; a driver whose bulk call carries no runtime figures
+    (libvirt's listAllDomains) answers it in one call instead of a snapshot's
+    one per domain."""
+
+    boot_id: str
+    generation: int
+    members: tuple[tuple[int, str], ...]
+
+
+class IdOwner(NamedTuple):
+    """Who holds an ID at one instant; ``uuid`` is None when nobody does.
+
+    All a lookup by ID needs to validate the cache (C1): a driver whose data
+    plane cannot add runtime figures in the same call (libvirt's lookupByID)
+    answers it in one call."""
+
+    boot_id: str
+    generation: int
+    uuid: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DiskConfig:
+    """A virtual disk: where its data lives and the device the guest sees."""
+
+    source: str
+    target: str
+    readonly: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NicConfig:
+    """A virtual network interface: its MAC and the bridge it is plugged into."""
+
+    mac: str
+    bridge: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class DomainConfig:
     """The configuration the control plane knows and the data plane does not."""
@@ -72,6 +117,8 @@ class DomainConfig:
     max_memory_kib: int
     vcpus: int
     os_type: str = "linux"
+    disks: tuple[DiskConfig, ...] = ()
+    nics: tuple[NicConfig, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +128,7 @@ class Resolved:
     id: int
     uuid: str
     name: str
-    config: DomainConfig
+    config: DomainConfig | None = None  # None where it costs extra to learn (libvirt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +142,9 @@ class Resolution:
 
 @dataclass(frozen=True, slots=True)
 class HostEvent:
-    """A lifecycle change. ``name`` is set only for renames: like Xen's own
-    domain-exception events, the others carry IDs and UUIDs, not names."""
+    """A lifecycle change. ``name`` is set for renames, and for arrivals when
+    the driver learnt the name in the same observation (libvirt); Xen's own
+    domain-exception events carry IDs and UUIDs only."""
 
     seq: int
     kind: EventKind

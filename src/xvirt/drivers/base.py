@@ -19,8 +19,18 @@ import abc
 import threading
 from collections.abc import Sequence
 
+from xvirt.errors import NoDomainError
 from xvirt.model import HostInfo
-from xvirt.planes import EventBatch, IdAnswer, Op, Resolution, TableSnapshot
+from xvirt.planes import (
+    Census,
+    DomainConfig,
+    EventBatch,
+    IdAnswer,
+    IdOwner,
+    Op,
+    Resolution,
+    TableSnapshot,
+)
 
 __all__ = ["Driver", "PlaneCounters"]
 
@@ -55,6 +65,9 @@ class Driver(abc.ABC):
     uri: str
     readonly: bool
     counters: PlaneCounters
+    #: The directory save images live in, when the client can know it (save(path)
+    #: in the libvirt face accepts paths inside it and nothing else).
+    image_dir: str | None = None
 
     # -- data plane ------------------------------------------------------------
 
@@ -73,6 +86,24 @@ class Driver(abc.ABC):
         Serves C1/C2: the UUID in the answer is what validates the cache's
         ID -> UUID index on every lookup.
         """
+
+    # The three calls below have answers derived from the two above. A driver
+    # overrides them where its data plane answers them for less (libvirt).
+
+    def census(self) -> Census:
+        """Who is alive: ``(id, uuid)`` of every domain, in one data-plane call."""
+        snap = self.snapshot()
+        return Census(snap.boot_id, snap.generation, tuple((r.id, r.uuid) for r in snap.rows))
+
+    def identify(self, domid: int) -> IdOwner:
+        """Which UUID holds ``domid`` now, in one data-plane call (C1)."""
+        ans = self.info_by_id(domid)
+        return IdOwner(ans.boot_id, ans.generation, None if ans.row is None else ans.row.uuid)
+
+    def info_by_uuid(self, uuid: str, domid_hint: int) -> IdAnswer:
+        """Runtime info of ``uuid``, believed to be at ``domid_hint``: the answer's
+        row is another domain's, or None, when the belief is stale."""
+        return self.info_by_id(domid_hint)
 
     # -- control plane -----------------------------------------------------------
 
@@ -101,6 +132,18 @@ class Driver(abc.ABC):
     def restore(self, image: str) -> Resolution:
         """Restore a saved image: one request, answering with the restored domain
         (same UUID and name, a new ID, C3) at the generation that created it."""
+
+    def domain_config(self, uuid: str) -> DomainConfig:
+        """One domain's configuration: one control-plane request."""
+        for domain in self.resolve(uuids=[uuid]).domains:
+            if domain.uuid == uuid and domain.config is not None:
+                return domain.config
+        raise NoDomainError(f"no domain with UUID {uuid}", uuid=uuid, uri=self.uri)
+
+    def defined_names(self) -> list[str]:
+        """Names of domains defined but not running. A Xen host keeps none
+        (a saved image is not a domain); libvirt does."""
+        return []
 
     @abc.abstractmethod
     def host_info(self) -> HostInfo:

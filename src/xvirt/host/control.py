@@ -452,10 +452,12 @@ class ControlApp:
             answer = self.host.resolve(uuids, ids)
         body: list[sxp.Sx] = ["resolution"]
         for d in answer.domains:
+            config = d.config
+            assert config is not None  # the host model always knows its own domains'
             body.append(records.domain_record(
-                domid=d.id, uuid=d.uuid, name=d.name, memory_kib=d.config.memory_kib,
-                max_memory_kib=d.config.max_memory_kib, vcpus=d.config.vcpus,
-                os_type=d.config.os_type, state=None, cpu_time_ns=None))
+                domid=d.id, uuid=d.uuid, name=d.name, memory_kib=config.memory_kib,
+                max_memory_kib=config.max_memory_kib, vcpus=config.vcpus,
+                os_type=config.os_type, state=None, cpu_time_ns=None))
         return 200, sxp.dumps(body), [("X-Xvirt-Boot", answer.boot_id),
                                       ("X-Xvirt-Generation", str(answer.generation))]
 
