@@ -116,7 +116,7 @@ class IdentityCache:
         census = self._driver.census()
         with self._lock:
             self._sync(census.boot_id, census.generation)
-            self._reconcile(census.boot_id, census.generation, census.members)
+            self._reconcile(census.boot_id, census.generation, census.members, census.names)
         return census
 
     def sample(self) -> list[DomainSample]:
@@ -419,22 +419,29 @@ class IdentityCache:
             self._rename(event.uuid, entry, None)  # back from elsewhere: ask again
 
     def _reconcile(
-        self, boot_id: str, generation: int, members: Sequence[tuple[int, str]]
+        self, boot_id: str, generation: int, members: Sequence[tuple[int, str]],
+        names: Sequence[str] | None = None,
     ) -> None:
-        """Make the entries exactly the live set, when it is of our generation."""
+        """Make the entries exactly the live set, when it is of our generation;
+        ``names``, when given, are the members' names at that generation."""
         if boot_id != self._boot or generation != self._gen:
             return  # events have already taken us past it
         if self._full and len(self._entries) == len(members):
             return  # events kept the set exact; nothing to do
         live = {uuid: domid for domid, uuid in members}
+        named = dict(zip((uuid for _, uuid in members), names, strict=True)) if names else {}
         for uuid in [u for u in self._entries if u not in live]:
             self._evict(uuid)
         for uuid, domid in live.items():
             entry = self._entries.get(uuid)
             if entry is None:
-                self._add(uuid, domid, None)
-            elif entry.domid != domid:
+                self._add(uuid, domid, named.get(uuid))
+                continue
+            if entry.domid != domid:
                 self._move(uuid, entry, domid)
+            name = named.get(uuid)
+            if name is not None and entry.name != name:
+                self._rename(uuid, entry, name)
         self._full = True
 
     # -- index maintenance ----------------------------------------------------------------

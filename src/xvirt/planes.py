@@ -78,6 +78,8 @@ class Census(NamedTuple):
     boot_id: str
     generation: int
     members: tuple[tuple[int, str], ...]
+    #: The members' names, in the same order, where the same call told them.
+    names: tuple[str, ...] | None = None
 
 
 class IdOwner(NamedTuple):

@@ -12,7 +12,7 @@ from xvirt.errors import HostUnreachableError, InvalidArgumentError
 __all__ = ["DEFAULT_URI", "default_uri", "open_driver", "split_cache_option"]
 
 DEFAULT_URI = "sim:///default"
-SCHEMES = ("sim", "xend", "xend+unix")
+SCHEMES = ("sim", "xend", "xend+unix", "libvirt")
 XEND_PORT = 8000
 _XEND_PARAMS = ("timeout", "token_file", "fast")
 
@@ -45,6 +45,8 @@ def default_uri() -> str:
 def open_driver(uri: str, *, readonly: bool = False) -> Driver:
     if not isinstance(uri, str) or not uri.strip():
         raise InvalidArgumentError(f"a connection URI must be a non-empty string, not {uri!r}")
+    if uri.startswith("libvirt:"):
+        return _open_libvirt(uri, uri[len("libvirt:"):], readonly)
     try:
         parts = urlsplit(uri)
     except ValueError as exc:
@@ -65,7 +67,7 @@ def open_driver(uri: str, *, readonly: bool = False) -> Driver:
         )
     raise InvalidArgumentError(
         f"unsupported URI scheme {parts.scheme!r}; supported: "
-        + ", ".join(f"{s}://" for s in SCHEMES),
+        + ", ".join(f"{s}:" if s == "libvirt" else f"{s}://" for s in SCHEMES),
         uri=uri,
     )
 
@@ -146,6 +148,17 @@ def _open_xend(uri: str, scheme: str, netloc: str, path: str, query: str,
     address = f"[{host}]" if ":" in host else host
     return XendDriver(uri, base_url=f"http://{address}:{port or XEND_PORT}", readonly=readonly,
                       token=token, timeout=timeout, fast=fast)
+
+
+def _open_libvirt(uri: str, target: str, readonly: bool) -> Driver:
+    """``libvirt:`` + any libvirt URI; everything after the prefix is libvirt's."""
+    if not target.strip() or target != target.strip() or "://" not in target:
+        raise InvalidArgumentError(
+            f"a libvirt URI looks like 'libvirt:test:///default' or "
+            f"'libvirt:qemu:///system', not {uri!r}", uri=uri)
+    from xvirt.drivers.libvirt import LibvirtDriver
+
+    return LibvirtDriver(uri, target, readonly=readonly)
 
 
 def _read_token(path: str, uri: str) -> str:

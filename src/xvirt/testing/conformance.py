@@ -47,6 +47,11 @@ from xvirt.testing.targets import Target
 __all__ = ["ConformanceReport", "ContractViolation", "check_driver", "conformance_machine"]
 
 _NAMES = tuple(f"g{i}" for i in range(6))  # a small pool, so names are reused
+#: What a target may be unable to do; a target lists what it can in ``capabilities``
+#: (default: everything). A Xen host can do all of it; libvirt's test driver cannot
+#: crash a guest, rename a running one, or (in this process) reboot the host.
+CAPABILITIES = frozenset(
+    {"crash", "rename", "shutdown_paused", "reboot_host", "restart_daemon"})
 _RUNNABLE = {DomainState.RUNNING, DomainState.BLOCKED}
 
 
@@ -88,6 +93,7 @@ def conformance_machine(
             super().__init__()
             self.target = factory()
             self.host = self.target.host
+            self.caps: frozenset[str] = getattr(self.target, "capabilities", CAPABILITIES)
             self.conn: Connection = self.target.connect()
             self.alive: dict[str, _Ref] = {}  # guests only; Domain-0 is implicit
             self.images: dict[str, tuple[str, str]] = {}  # image -> (uuid, name)
@@ -130,6 +136,10 @@ def conformance_machine(
             free = [n for n in _NAMES if n not in taken]
             return data.draw(st.sampled_from(free), label="name") if free else None
 
+        def can_shut_down(self, state: DomainState) -> bool:
+            return state in _RUNNABLE or (
+                state is DomainState.PAUSED and "shutdown_paused" in self.caps)
+
         def expect(self, ok: bool, action: Callable[[], Any], what: str) -> Any:
             """Run an action whose success the model predicts; they must agree."""
             try:
@@ -161,11 +171,13 @@ def conformance_machine(
         def stop(self, data: st.DataObject, how: str) -> None:
             rec = self.pick_guest(data)
             ref = self.alive[rec.uuid]
+            if how == "crash" and "crash" not in self.caps:
+                how = "destroy"
             if how == "destroy":
                 self.host.destroy(rec.id)
                 del self.alive[rec.uuid]
             elif how == "shutdown":
-                ok = ref.state in _RUNNABLE or ref.state is DomainState.PAUSED
+                ok = self.can_shut_down(ref.state)
                 self.expect(ok, lambda: self.host.shutdown(rec.id), "shutdown")
                 if ok:
                     del self.alive[rec.uuid]
@@ -228,7 +240,7 @@ def conformance_machine(
                 del self.images[image]
                 self.alive[uuid] = _Ref(name, DomainState.RUNNING)
 
-        @precondition(lambda self: bool(self.alive))
+        @precondition(lambda self: bool(self.alive) and "rename" in self.caps)
         @rule(data=st.data())
         def rename(self, data: st.DataObject) -> None:
             rec = self.pick_guest(data)
@@ -238,7 +250,8 @@ def conformance_machine(
             self.host.rename(rec.id, new)
             self.alive[rec.uuid].name = new
 
-        @precondition(lambda self: len(self.alive) >= 2)  # else too frequent: few other rules apply
+        # both: else too frequent, few other rules apply
+        @precondition(lambda self: len(self.alive) >= 2 and "reboot_host" in self.caps)
         @rule()
         def reboot_host(self) -> None:
             self.host.reboot_host()
@@ -252,7 +265,7 @@ def conformance_machine(
             if self.conn.stats().cache_size > 1:  # ...leaves nothing of the old one
                 raise _violate("C8", f"{self.conn.stats().cache_size} entries survived a reboot")
 
-        @precondition(lambda self: len(self.alive) >= 2)  # else too frequent: few other rules apply
+        @precondition(lambda self: len(self.alive) >= 2 and "restart_daemon" in self.caps)
         @rule()
         def restart_daemon(self) -> None:
             """C8: the daemon restarts; known domains cost no control request after."""
@@ -330,11 +343,12 @@ def conformance_machine(
                 "pause": ref.state in _RUNNABLE,
                 "resume": ref.state is DomainState.PAUSED,
                 "destroy": True,
-                "shutdown": ref.state in _RUNNABLE or ref.state is DomainState.PAUSED,
+                "shutdown": self.can_shut_down(ref.state),
                 "reboot": self.free_ids() > 0,
                 "save": True,
             }[op]
             mark = len(self.host.journal())
+            others = {r.uuid: (r.id, r.name, r.state) for r in self.truth() if r.uuid != dom.uuid}
             image = f"img{next(self._images)}"
             call: Callable[[], None] = (
                 (lambda: dom.save(image)) if op == "save" else getattr(dom, op)
@@ -343,6 +357,11 @@ def conformance_machine(
             for entry in self.host.journal()[mark:]:
                 if entry.origin == "client" and entry.outcome == "ok" and entry.uuid != dom.uuid:
                     raise _violate("C4", f"{op} through handle {dom.uuid} acted on {entry}")
+            # Also without a journal: nobody but the handle's domain changed.
+            after = {r.uuid: (r.id, r.name, r.state) for r in self.truth() if r.uuid != dom.uuid}
+            if after != others:
+                raise _violate("C4", f"{op} through handle {dom.uuid} changed others: "
+                                     f"{others} -> {after}")
             if not ok or ref is None:
                 return
             if op in ("destroy", "shutdown"):

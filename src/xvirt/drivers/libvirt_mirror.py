@@ -1,0 +1,122 @@
+"""The libvirt driver's account of who is alive where, and the events that keep
+the cache exact: what a Xen host's event log gives for free, made from
+observations.
+
+libvirt has no generation: its lifecycle events arrive after the fact, on
+another thread, and may be older than an answer already in hand. So the
+driver never applies a libvirt event directly. Every libvirt answer that
+names domains (lookupByID, lookupByUUID, listAllDomains...) is an
+*observation*, taken under the driver's lock, and the mirror turns the
+difference between it and what it held into numbered ``HostEvent``s; the
+answer then carries the number of the last one as its generation. A libvirt
+event only makes the driver observe the domain it names again.
+
+Each domain's (ID, name) in the mirror thus comes from one observation, the
+latest, and observations are applied in the order they were made. That is
+what the cache's proof of C1 needs (see docs/architecture.md).
+
+Pure bookkeeping: no libvirt, no I/O, no lock (the driver holds its own).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from xvirt.host.events import EventLog
+from xvirt.model import EventKind
+from xvirt.planes import HostEvent
+
+__all__ = ["Mirror"]
+
+
+class Mirror:
+    """Live domains as last observed, and the event log that records each change."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._log = EventLog(capacity)
+        self._where: dict[str, tuple[int, str]] = {}  # uuid -> (id, name)
+        self._by_id: dict[int, str] = {}
+
+    @property
+    def generation(self) -> int:
+        return self._log.latest
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, uuid: object) -> bool:
+        return uuid in self._where
+
+    def domid(self, uuid: str) -> int | None:
+        seen = self._where.get(uuid)
+        return None if seen is None else seen[0]
+
+    def holder(self, domid: int) -> str | None:
+        return self._by_id.get(domid)
+
+    def since(self, after: int) -> tuple[tuple[HostEvent, ...], bool]:
+        return self._log.since(after)
+
+    # -- observations ----------------------------------------------------------------
+
+    def saw(self, domid: int, uuid: str, name: str,
+            arrival: EventKind = EventKind.CREATED) -> str | None:
+        """``uuid`` was live at ``domid`` named ``name``.
+
+        Returns the UUID the mirror believed at ``domid`` before, if another:
+        where that one is now is unknown, and the caller must observe it by UUID
+        before answering anyone.
+        """
+        displaced = self._by_id.get(domid)
+        if displaced == uuid:
+            displaced = None
+        if displaced is not None:
+            del self._by_id[domid]  # its location is unknown until observed again
+        seen = self._where.get(uuid)
+        if seen is None:
+            self._where[uuid] = (domid, name)
+            self._by_id[domid] = uuid
+            kind = arrival if arrival.adds or arrival.moves else EventKind.CREATED
+            self._log.append(kind, domid, uuid, name=name)
+            return displaced
+        old_id, old_name = seen
+        if old_id != domid:
+            if self._by_id.get(old_id) == uuid:
+                del self._by_id[old_id]
+            self._by_id[domid] = uuid
+            self._log.append(EventKind.REBOOTED, domid, uuid, old_id=old_id)
+        if old_name != name:
+            self._log.append(EventKind.RENAMED, domid, uuid, name=name)
+        self._where[uuid] = (domid, name)
+        return displaced
+
+    def gone(self, uuid: str, kind: EventKind = EventKind.DESTROYED) -> None:
+        """``uuid`` is not live (no such domain, or defined but not running)."""
+        seen = self._where.pop(uuid, None)
+        if seen is None:
+            return
+        if self._by_id.get(seen[0]) == uuid:
+            del self._by_id[seen[0]]
+        self._log.append(kind if kind.removes else EventKind.DESTROYED, seen[0], uuid)
+
+    def vacant(self, domid: int) -> str | None:
+        """Nobody is live at ``domid``. Returns whom the mirror believed there:
+        gone or moved, the caller must observe it by UUID to know which."""
+        uuid = self._by_id.pop(domid, None)
+        return uuid
+
+    def census(self, members: Iterable[tuple[int, str, str]]) -> None:
+        """Exactly these ``(id, uuid, name)`` are live: a complete observation."""
+        live = {uuid: (domid, name) for domid, uuid, name in members}
+        for uuid in [u for u in self._where if u not in live]:
+            self.gone(uuid)
+        for uuid, (domid, name) in sorted(live.items(), key=lambda item: item[1][0]):
+            self.saw(domid, uuid, name)
+        # Every displaced domain was resolved by the same complete observation.
+        self._by_id = {domid: uuid for uuid, (domid, _) in self._where.items()}
+
+    def note(self, uuid: str, kind: EventKind) -> None:
+        """A change that leaves identity alone (paused, resumed, crashed in place)."""
+        seen = self._where.get(uuid)
+        if seen is not None:
+            self._log.append(kind, seen[0], uuid)
