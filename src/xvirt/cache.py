@@ -108,7 +108,8 @@ class IdentityCache:
         snap = self._driver.snapshot()
         with self._lock:
             self._sync(snap.boot_id, snap.generation)
-            self._reconcile(snap.boot_id, snap.generation, [(r.id, r.uuid) for r in snap.rows])
+            self._reconcile(snap.boot_id, snap.generation, [(r.id, r.uuid) for r in snap.rows],
+                            snap.names)
         return snap
 
     def census(self) -> Census:

@@ -58,6 +58,8 @@ class TableSnapshot(NamedTuple):
     boot_id: str
     generation: int
     rows: tuple[DataRow, ...]
+    #: The rows' names, in the same order, where the same call told them (libvirt).
+    names: tuple[str, ...] | None = None
 
 
 class IdAnswer(NamedTuple):

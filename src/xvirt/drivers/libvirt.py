@@ -29,6 +29,7 @@ local event log costs no call and is not counted.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import queue
 import threading
@@ -340,7 +341,7 @@ class LibvirtDriver(Driver):
             except UnsupportedError:
                 records = [(d, {}) for d in self._census_call(self.counters.data)]
             self._mirror.census(self._remember(d) for d, _ in records)
-            rows = []
+            rows, names = [], []
             for dom, stats in records:
                 row = self._row_from_stats(dom, stats)
                 if row is None:
@@ -352,12 +353,13 @@ class LibvirtDriver(Driver):
                     row = self._row(dom.ID(), dom.UUIDString(), info)
                 if row is not None:
                     rows.append(row)
+                    names.append(dom.name())
                 else:
                     self._gone(dom.UUIDString())
             self._handles = {r.uuid: self._handles[r.uuid] for r in rows
                              if r.uuid in self._handles}
             self._publish()
-            return TableSnapshot(self._boot, self._mirror.generation, tuple(rows))
+            return TableSnapshot(self._boot, self._mirror.generation, tuple(rows), tuple(names))
 
     def identify(self, domid: int) -> IdOwner:
         with self._lock:
@@ -535,11 +537,14 @@ class LibvirtDriver(Driver):
             try:
                 xml = self._call(self.counters.control, lambda: dom.XMLDesc(0), op="XMLDesc",
                                  uuid=uuid)
+                # libvirt's own answer for the OS type can differ from the XML's <os><type>
+                # (the test driver says 'linux' for 'hvm'): report what libvirt reports.
+                os_type = self._call(self.counters.control, dom.OSType, op="OSType", uuid=uuid)
             except NoDomainError:
                 self._gone(uuid)
                 self._publish()
                 raise
-        return config_from_xml(xml, uri=self.uri)
+        return dataclasses.replace(config_from_xml(xml, uri=self.uri), os_type=str(os_type))
 
     def defined_names(self) -> list[str]:
         with self._lock:

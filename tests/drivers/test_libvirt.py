@@ -1,0 +1,215 @@
+"""The libvirt driver on libvirt's own test driver (test:///default, in this process),
+cross-checked against real captures in realdata/libvirt."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import xvirt
+from xvirt.drivers.libvirt import LibvirtDriver
+from xvirt.drivers.libvirt_binding import real_libvirt
+from xvirt.model import DomainState, EventKind
+from xvirt.planes import Op
+from xvirt.testing.libvirt_target import guest_xml
+
+URI = "libvirt:test:///default"
+DEFAULT_UUID = "6695eb01-f6a4-8304-79aa-97f2502e193f"
+
+
+def realdata() -> dict[str, Any]:
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        path = parent / "shared" / "realdata" / "libvirt" / "python-test-default.json"
+        if path.is_file():
+            return json.loads(path.read_text())  # type: ignore[no-any-return]
+    pytest.skip("realdata/libvirt is not beside this checkout")
+
+
+@pytest.fixture
+def admin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The outside world's own connection; it also keeps the test driver's state alive."""
+    monkeypatch.setenv("XVIRT_LIBVIRT_IMAGE_DIR", str(tmp_path / "images"))
+    conn = real_libvirt().open("test:///default")
+    yield conn
+    lv = real_libvirt()
+    for dom in conn.listAllDomains(0):  # leave the default host as found
+        with contextlib.suppress(lv.libvirtError):
+            if dom.name() == "test":
+                if not dom.isActive():
+                    dom.create()
+                elif dom.info()[0] == lv.VIR_DOMAIN_PAUSED:
+                    dom.resume()
+                continue
+            if dom.isActive():
+                dom.destroy()
+            if dom.isPersistent():
+                dom.undefine()
+    conn.close()
+
+
+def guests(admin: Any, n: int, first: int = 0) -> list[Any]:
+    return [admin.createXML(guest_xml(f"g{i}", f"00000000-0000-4000-8000-{i:012x}",
+                                      memory_kib=65536, vcpus=1), 0)
+            for i in range(first, first + n)]
+
+
+def test_the_default_host_matches_the_real_captures(admin: Any) -> None:
+    real = realdata()
+    with xvirt.open(URI) as conn:
+        assert conn.list_domain_ids() == real["conn.listDomainsID()"]
+        dom = conn.lookup_by_id(1)
+        assert (dom.name, dom.uuid, dom.id) == (
+            real["dom.name()"], real["dom.UUIDString()"], real["dom.ID()"])
+        state, max_kib, kib, vcpus, _cpu = real["dom.info()"]
+        info = dom.info()
+        assert state == 1 and info.state is DomainState.RUNNING
+        assert (info.max_memory_kib, info.memory_kib, info.vcpus) == (max_kib, kib, vcpus)
+        assert isinstance(info.cpu_time_ns, int) and info.cpu_time_ns > 0
+        assert dom.config().os_type == real["dom.OSType()"]
+        assert conn.lookup_by_uuid(real["dom.UUID()_hex"]) == dom
+        model, mib, cpus, mhz, nodes, sockets, cores, threads = real["conn.getInfo()"]
+        host = conn.host_info()
+        assert (host.arch, host.memory_kib, host.cpus, host.cpu_mhz) == (
+            model, mib * 1024, cpus, mhz)
+        assert (host.nodes, host.sockets_per_node, host.cores_per_socket,
+                host.threads_per_core) == (nodes, sockets, cores, threads)
+        assert host.hypervisor == real["conn.getType()"]
+        assert conn.defined_names() == real["conn.listDefinedDomains()"]
+
+
+def test_failing_lookups_match_libvirts_errors(admin: Any) -> None:
+    codes = {e["call"]: e.get("get_error_code") for e in realdata()["errors"]}
+    with xvirt.open(URI) as conn:
+        with pytest.raises(xvirt.NoDomainError):
+            conn.lookup_by_id(999)
+        assert codes["conn.lookupByID(999)"] == 42  # what the face turns NoDomainError into
+        with pytest.raises(xvirt.NoDomainError):
+            conn.lookup_by_name("nope")
+        with pytest.raises(xvirt.InvalidArgumentError):
+            conn.lookup_by_uuid("not-a-uuid")
+        with pytest.raises(xvirt.NoDomainError):
+            conn.lookup_by_uuid("00000000-0000-0000-0000-0000000000ff")
+
+
+def test_the_monitoring_loop_costs_one_call_per_lookup_and_per_info(admin: Any) -> None:
+    guests(admin, 20)
+    with xvirt.open(URI) as conn:
+        for _ in range(5):
+            ids = conn.list_domain_ids()
+            for domid in ids:
+                dom = conn.lookup_by_id(domid)
+                dom.info()
+                dom.close()
+        stats = conn.stats()
+    assert len(ids) == 21
+    # listAllDomains once a sample, lookupByID and info() once a domain: what
+    # libvirt-python's own loop costs; names came with the listing, so no request.
+    assert stats.data_calls == 5 * (1 + 2 * 21)
+    assert stats.control_requests == 0
+    assert stats.cache_size == 21
+
+
+def test_sample_is_one_bulk_call_plus_what_the_test_driver_leaves_out(admin: Any) -> None:
+    guests(admin, 3)
+    with xvirt.open(URI) as conn:
+        sample = conn.sample()
+        stats = conn.stats()
+    assert [s.identity.name for s in sample] == ["test", "g0", "g1", "g2"]
+    # getAllDomainStats, then info() for each: the test driver gives only the state group.
+    assert (stats.data_calls, stats.control_requests) == (1 + 4, 0)
+
+
+def wait_for(predicate: Any, what: str) -> None:
+    deadline = time.monotonic() + 5
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def test_libvirt_events_reach_the_cache_without_a_snapshot(admin: Any) -> None:
+    a, b = guests(admin, 2)
+    with xvirt.open(URI) as conn:
+        assert len(conn.list_domain_ids()) == 3
+        events = conn.events(timeout=5)
+        a.destroy()
+        event = next(events)
+        assert (event.kind, event.uuid, event.name) == (EventKind.DESTROYED, a.UUIDString(), "g0")
+        conn.lookup_by_id(b.ID())  # any answer brings the cache up to the event
+        assert conn.stats().cache_size == 2  # C7 without listing again
+        b.suspend()
+        assert next(events).kind is EventKind.PAUSED
+
+
+def test_actions_go_by_uuid_and_never_reach_another_domain(admin: Any) -> None:
+    (a,) = guests(admin, 1)
+    with xvirt.open(URI) as conn:
+        dom = conn.lookup_by_id(a.ID())
+        xml = a.XMLDesc(0)
+        a.destroy()
+        (b,) = guests(admin, 1, first=1)  # another domain, started since
+        with pytest.raises(xvirt.NoDomainError):
+            dom.pause()
+        assert b.info()[0] == 1 == admin.lookupByID(1).info()[0]  # nobody else paused
+        # The same UUID started again is the same domain to libvirt: the handle follows.
+        admin.createXML(xml, 0)
+        dom.pause()
+        assert admin.lookupByUUIDString(dom.uuid).info()[0] == 3
+
+
+def test_save_and_restore_follow_the_domain_to_a_new_id(admin: Any, tmp_path: Path) -> None:
+    (a,) = guests(admin, 1)
+    with xvirt.open(URI) as conn:
+        dom = conn.lookup_by_id(a.ID())
+        old_id = dom.id
+        dom.save("g0.img")
+        assert (tmp_path / "images" / "g0.img").is_file()
+        with pytest.raises(xvirt.NoDomainError):
+            dom.info()
+        back = conn.restore("g0.img")
+        assert back.uuid == dom.uuid and back.name == "g0" and back.id != old_id
+        assert dom.id == back.id  # the old handle follows it
+        with pytest.raises(xvirt.NoDomainError):
+            conn.restore("missing.img")
+
+
+def test_read_only_uses_libvirts_read_only_open(admin: Any) -> None:
+    driver = LibvirtDriver(URI, "test:///default", readonly=True)
+    try:
+        with pytest.raises(xvirt.ReadOnlyError) as info:  # libvirt itself refuses
+            driver.act(Op.PAUSE, 1, DEFAULT_UUID)
+        assert info.value.libvirt_code == real_libvirt().VIR_ERR_OPERATION_DENIED
+    finally:
+        driver.close()
+    assert admin.lookupByID(1).info()[0] == 1
+
+
+def test_operations_libvirt_refuses_are_named_errors(admin: Any) -> None:
+    with xvirt.open(URI) as conn:
+        dom = conn.lookup_by_id(1)
+        with pytest.raises(xvirt.OperationFailedError) as info:
+            dom.resume()  # not paused
+        assert info.value.libvirt_code is not None and info.value.op == "resume"
+        with pytest.raises(xvirt.OperationFailedError):
+            dom.rename("other")  # libvirt renames only inactive domains
+        assert dom.config().disks[0].target == "vda"
+
+
+def test_an_unreachable_libvirt_is_host_unreachable(tmp_path: Path) -> None:
+    uri = f"libvirt:test+unix:///default?socket={tmp_path}/none"
+    with pytest.raises(xvirt.HostUnreachableError) as info:
+        xvirt.open(uri)
+    assert info.value.libvirt_code is not None and info.value.uri == uri
+
+
+@pytest.mark.parametrize("uri", ["libvirt:", "libvirt: test:///default", "libvirt:test"])
+def test_malformed_libvirt_uris_are_refused(uri: str) -> None:
+    with pytest.raises(xvirt.InvalidArgumentError, match="libvirt:test:///default"):
+        xvirt.open(uri)
