@@ -188,3 +188,28 @@ def test_cache_option_is_taken_out_of_any_uri(given: str, clean: str, cache: boo
 def test_cache_option_must_be_on_or_off() -> None:
     with pytest.raises(InvalidArgumentError, match="cache"):
         split_cache_option("sim:///default?cache=maybe")
+
+
+def test_sim_guests_makes_a_host_of_that_size_once() -> None:
+    import xvirt
+
+    conn = xvirt.open("sim:///sized-host?guests=7")
+    again = xvirt.open("sim:///sized-host?guests=3")  # exists: the parameter makes nothing
+    try:
+        assert len(conn.list_domain_ids()) == 8  # Domain-0 and seven guests
+        assert again.list_domain_ids() == conn.list_domain_ids()
+        assert conn.lookup_by_name("guest-00007").id > 0
+    finally:
+        conn.close()
+        again.close()
+        host = xvirt.sim.get("sized-host")
+        assert host is not None
+        host.close()
+
+
+@pytest.mark.parametrize("value", ["x", "-1", "1.5", "30001", ""])
+def test_sim_guests_must_be_a_small_whole_number(value: str) -> None:
+    import xvirt
+
+    with pytest.raises(xvirt.InvalidArgumentError, match="guests must be"):
+        xvirt.open(f"sim:///never?guests={value}")

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import math
 import os
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
 from xvirt.drivers.base import Driver
 from xvirt.errors import HostUnreachableError, InvalidArgumentError
+
+if TYPE_CHECKING:
+    from xvirt import sim
 
 __all__ = ["DEFAULT_URI", "default_uri", "open_driver", "split_cache_option"]
 
@@ -15,6 +19,7 @@ DEFAULT_URI = "sim:///default"
 SCHEMES = ("sim", "xend", "xend+unix", "libvirt")
 XEND_PORT = 8000
 _XEND_PARAMS = ("timeout", "token_file", "fast")
+_MAX_SIM_GUESTS = 30000
 
 
 def split_cache_option(uri: str) -> tuple[str, bool]:
@@ -82,11 +87,19 @@ def _open_sim(uri: str, netloc: str, path: str, query: str, readonly: bool) -> D
             f"an embedded host URI looks like 'sim:///NAME', not {uri!r}", uri=uri
         )
     latency: float | None = None
+    guests: int | None = None
     for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == "guests":
+            if not value.isdigit() or not 0 <= int(value) <= _MAX_SIM_GUESTS:
+                raise InvalidArgumentError(
+                    f"guests must be a whole number 0..{_MAX_SIM_GUESTS}, not {value!r}",
+                    uri=uri)
+            guests = int(value)
+            continue
         if key != "control_latency_ms":
             raise InvalidArgumentError(
-                f"unknown parameter {key!r} in {uri!r}; known: control_latency_ms", uri=uri
-            )
+                f"unknown parameter {key!r} in {uri!r}; known: control_latency_ms, guests",
+                uri=uri)
         try:
             latency = float(value)
         except ValueError:
@@ -96,6 +109,8 @@ def _open_sim(uri: str, netloc: str, path: str, query: str, readonly: bool) -> D
                 f"control_latency_ms must be a finite number >= 0, not {value!r}", uri=uri
             )
     host = sim.get(name)
+    if host is None and guests is not None:
+        host = _populated_host(name, guests)
     if host is None or host.closed:
         raise HostUnreachableError(
             f"no embedded host named {name!r} in this process (sim:///default always "
@@ -103,6 +118,24 @@ def _open_sim(uri: str, netloc: str, path: str, query: str, readonly: bool) -> D
             uri=uri,
         )
     return SimDriver(host, uri=uri, readonly=readonly, control_latency_ms=latency)
+
+
+def _populated_host(name: str, guests: int) -> sim.Host:
+    """``sim:///NAME?guests=N``: a host of N running guests, made on first open in
+    this process (as libvirt's test driver takes a host file in its URI), so an
+    unmodified script can be pointed at a host of any size."""
+    from xvirt import sim
+
+    try:
+        host = sim.Host(name, seed=sim.DEFAULT_SEED)
+    except InvalidArgumentError:  # another thread made it first
+        made = sim.get(name)
+        assert made is not None
+        return made
+    with host.batch():
+        for i in range(guests):
+            host.create(f"guest-{i + 1:05d}", memory_kib=262144, vcpus=1)
+    return host
 
 
 def _open_xend(uri: str, scheme: str, netloc: str, path: str, query: str,
