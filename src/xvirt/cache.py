@@ -300,14 +300,17 @@ class IdentityCache:
     def _known(self, ans: IdOwner, domid: int, uuid: str) -> Identity | _Unknown | None:
         """What the cache (synced to >= ans.generation) says of ``uuid`` at ``domid``."""
         entry = self._entries.get(uuid)
+        exact = self._gen == ans.generation  # the answer's name, if any, holds now
         if entry is None:
-            if self._gen != ans.generation:
+            if not exact:
                 return _UNKNOWN
-            entry = self._add(uuid, domid, None)
+            entry = self._add(uuid, domid, ans.name)
         if entry.domid != domid:
             return None  # it moved after the data answer
         if entry.name is None:
-            return _UNKNOWN
+            if not exact or ans.name is None:
+                return _UNKNOWN
+            self._rename(uuid, entry, ans.name)
         return Identity(uuid, entry.name, domid)
 
     def _count(self, missed: bool) -> None:

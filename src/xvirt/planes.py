@@ -94,6 +94,8 @@ class IdOwner(NamedTuple):
     boot_id: str
     generation: int
     uuid: str | None
+    #: The holder's name, where the same call told it (libvirt's lookupByID does).
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,3 +213,28 @@ def test_an_unreachable_libvirt_is_host_unreachable(tmp_path: Path) -> None:
 def test_malformed_libvirt_uris_are_refused(uri: str) -> None:
     with pytest.raises(xvirt.InvalidArgumentError, match="libvirt:test:///default"):
         xvirt.open(uri)
+
+
+def test_a_lost_libvirtd_is_reported_then_reconnected_without_help() -> None:
+    from xvirt.connection import Connection
+    from xvirt.testing.libvirtd import LibvirtdProcess
+
+    with LibvirtdProcess() as daemon:
+        driver = LibvirtDriver(f"libvirt:{daemon.uri}", daemon.uri, timeout=0.5)
+        conn = Connection(driver)
+        try:
+            dom = conn.lookup_by_id(1)
+            before = conn.stats()
+            daemon.kill()  # SIGKILL: the close callback fires, calls fail
+            with pytest.raises(xvirt.HostUnreachableError) as info:
+                conn.lookup_by_id(1)
+            assert info.value.uri == f"libvirt:{daemon.uri}"
+            daemon.start()  # a fresh test driver: the same default domain is back
+            assert conn.lookup_by_id(1) == dom
+            assert dom.info().state is DomainState.RUNNING
+            after = conn.stats()
+            # What is still valid stays cached: no control request, same entries (C8).
+            assert after.control_requests == before.control_requests == 0
+            assert after.cache_size == before.cache_size == 1
+        finally:
+            conn.close()

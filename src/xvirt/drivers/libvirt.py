@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 from xvirt.clock import Clock, SystemClock
 from xvirt.drivers.base import Driver, PlaneCounters
-from xvirt.drivers.libvirt_errors import DISCONNECTED, translate
+from xvirt.drivers.libvirt_errors import translate
 from xvirt.drivers.libvirt_loop import ensure_event_loop
 from xvirt.drivers.libvirt_mirror import Mirror
 from xvirt.drivers.libvirt_xml import config_from_xml, uuid_from_xml
@@ -228,7 +228,9 @@ class LibvirtDriver(Driver):
             try:
                 return fn()
             except lv.libvirtError as exc:
-                if exc.get_error_code() not in DISCONNECTED or not self._is_lost():
+                # A dying connection fails with various codes (a system error, an RPC
+                # error, "client socket is closed" as an internal error): ask it.
+                if not self._is_lost():
                     raise translate(exc, uri=self.uri, op=op, uuid=uuid, domid=domid) from None
                 self._lost = True
                 if not retry:
@@ -372,9 +374,9 @@ class LibvirtDriver(Driver):
                     self._observe_uuid(believed, self.counters.data)
                 self._publish()
                 return IdOwner(self._boot, self._mirror.generation, None)
-            _, uuid, _ = self._saw(dom, self.counters.data)
+            _, uuid, name = self._saw(dom, self.counters.data)
             self._publish()
-            return IdOwner(self._boot, self._mirror.generation, uuid)
+            return IdOwner(self._boot, self._mirror.generation, uuid, name)
 
     def info_by_uuid(self, uuid: str, domid_hint: int) -> IdAnswer:
         with self._lock:

@@ -19,7 +19,7 @@ from xvirt.errors import (
     XvirtError,
 )
 
-__all__ = ["DISCONNECTED", "LibvirtErrorLike", "translate"]
+__all__ = ["LibvirtErrorLike", "translate"]
 
 NO_DOMAIN = 42
 INVALID_ARG = 8
@@ -29,9 +29,6 @@ AUTH_FAILED, AUTH_CANCELLED, AUTH_UNAVAILABLE = 45, 79, 94
 SYSTEM_ERROR, RPC, NO_CONNECT, INVALID_CONN = 38, 39, 5, 6
 OPERATION_UNSUPPORTED, ARGUMENT_UNSUPPORTED = 84, 74
 
-#: Codes libvirt gives when the connection itself failed (a dead daemon, a
-#: closed socket): the driver reconnects on these rather than reporting them.
-DISCONNECTED = frozenset({SYSTEM_ERROR, RPC, NO_CONNECT, INVALID_CONN})
 
 _BY_CODE: dict[int, type[XvirtError]] = {
     NO_DOMAIN: NoDomainError,

@@ -29,6 +29,7 @@ class SimDriver(Driver):
         self.uri = uri
         self.readonly = readonly
         self.counters = PlaneCounters()
+        self.image_dir = host.image_dir or None  # save(path) in the libvirt face needs it
         self._latency_s = (
             host.control_latency_ms if control_latency_ms is None else control_latency_ms
         ) / 1000.0

@@ -12,6 +12,9 @@
   asks the socket instead, and ``fast=http`` (or a daemon on another machine)
   uses ``/xvirt/table`` over HTTP.
 * Events: ``GET /xvirt/events?after=N`` long polls.
+* The image directory comes from the node record's ``xvirt_image_dir``
+  extension: read from any ``host_info()``, or fetched (one control request)
+  the first time ``image_dir`` is asked before any; real xend has none (None).
 
 Errors of httpx, sockets and the wire format are translated here, never
 leaked. Reads are retried until the daemon answers again or ``timeout``
@@ -128,6 +131,9 @@ class XendDriver(Driver):
         self._remote_data = fast == "http"
         self._alive_at = float("-inf")
         self._closed = False
+        self._image_dir: str | None = None
+        self._image_dir_known = False
+        self._image_dir_lock = threading.Lock()
 
     def _client(self, *, keepalive: bool) -> httpx.Client:
         limits = httpx.Limits(max_keepalive_connections=8 if keepalive else 0)
@@ -417,6 +423,20 @@ class XendDriver(Driver):
             raise ProtocolError("restore answered without the domain's record", uri=self.uri)
         return self._resolution(response, [rec])
 
+    @property
+    def image_dir(self) -> str | None:
+        """Where the daemon keeps save images; learnt from the node record, once."""
+        if not self._image_dir_known:
+            with self._image_dir_lock:
+                if not self._image_dir_known:
+                    self.host_info()
+        return self._image_dir
+
+    @image_dir.setter
+    def image_dir(self, path: str | None) -> None:
+        self._image_dir = path
+        self._image_dir_known = True
+
     def host_info(self) -> HostInfo:
         self.counters.control()
         response, rec = self._call("GET", "/xend/node/")
@@ -424,6 +444,11 @@ class XendDriver(Driver):
             raise ProtocolError("empty node answer", uri=self.uri)
         node = records.parse_node_record(rec)
         boot, _ = self._meta(response)
+        image_dir = node.get("xvirt_image_dir") or None
+        if image_dir is not None and not os.path.isabs(image_dir):
+            raise ProtocolError(f"field 'xvirt_image_dir': {image_dir!r} is not an absolute "
+                                "path", uri=self.uri)
+        self.image_dir = image_dir
 
         def num(key: str, default: int = 0) -> int:
             text = node.get(key, "")
