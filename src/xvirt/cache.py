@@ -307,11 +307,13 @@ class IdentityCache:
             entry = self._add(uuid, domid, ans.name)
         if entry.domid != domid:
             return None  # it moved after the data answer
-        if entry.name is None:
+        name = entry.name
+        if name is None:
             if not exact or ans.name is None:
                 return _UNKNOWN
-            self._rename(uuid, entry, ans.name)
-        return Identity(uuid, entry.name, domid)
+            name = ans.name
+            self._rename(uuid, entry, name)
+        return Identity(uuid, name, domid)
 
     def _count(self, missed: bool) -> None:
         if missed:
