@@ -236,3 +236,20 @@ def test_events_follow_a_host_reboot(host: xvirt.sim.Host, conn: xvirt.Connectio
     events = list(stream)
     assert [(e.kind, e.uuid, e.name) for e in events] == [
         (xvirt.EventKind.CREATED, rec.uuid, "after")]
+
+
+def test_config_returns_the_devices_for_one_control_request(
+        host: xvirt.sim.Host, conn: xvirt.Connection) -> None:
+    disks = (xvirt.sim.DiskConfig("phy:/dev/vg0/db", "xvda"),
+             xvirt.sim.DiskConfig("file:/srv/boot.iso", "hdc", readonly=True))
+    nics = (xvirt.sim.NicConfig("00:16:3e:00:00:42", "xenbr1"),)
+    host.create("db", memory_kib=8192, vcpus=2, disks=disks, nics=nics)
+    plain = host.create("plain")
+    dom = conn.lookup_by_name("db")
+    before = conn.stats().control_requests
+    config = dom.config()
+    assert conn.stats().control_requests == before + 1
+    assert (config.memory_kib, config.vcpus, config.disks, config.nics) == (8192, 2, disks, nics)
+    default = conn.lookup_by_id(plain.id).config()
+    assert default.disks == (xvirt.sim.DiskConfig("/var/lib/xen/images/plain.img", "xvda"),)
+    assert len(default.nics) == 1 and default.nics[0].mac.startswith("00:16:3e:")

@@ -213,3 +213,20 @@ def test_sim_guests_must_be_a_small_whole_number(value: str) -> None:
 
     with pytest.raises(xvirt.InvalidArgumentError, match="guests must be"):
         xvirt.open(f"sim:///never?guests={value}")
+
+
+def test_sim_image_dir_goes_with_guests(tmp_path: object) -> None:
+    import xvirt
+
+    conn = xvirt.open(f"sim:///imaged?guests=1&image_dir={tmp_path}")
+    try:
+        assert conn.image_dir == str(tmp_path)
+        with pytest.raises(xvirt.InvalidArgumentError, match="absolute"):
+            xvirt.open("sim:///imaged?guests=1&image_dir=relative")
+        with pytest.raises(xvirt.InvalidArgumentError, match="applies to a host made"):
+            xvirt.open("sim:///default?image_dir=/tmp")
+    finally:
+        conn.close()
+        host = xvirt.sim.get("imaged")
+        assert host is not None
+        host.close()

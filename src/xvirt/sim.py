@@ -4,7 +4,9 @@ A ``Host`` registers itself by name, so ``xvirt.open("sim:///lab")`` reaches
 that very host; ``sim:///default`` is created on first use with demo content.
 
     host = xvirt.sim.Host("lab", id_policy="random", max_domid=64)
-    rec = host.create("web1", memory_kib=524288, vcpus=2)
+    rec = host.create("web1", memory_kib=524288, vcpus=2,
+                      disks=[xvirt.sim.DiskConfig("phy:/dev/vg0/web1", "xvda")],
+                      nics=[xvirt.sim.NicConfig("00:16:3e:00:00:01", "xenbr0")])
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from xvirt.errors import InvalidArgumentError
 from xvirt.host.demo import populate
 from xvirt.host.model import DOM0_UUID, DomainRecord, HostModel, JournalEntry
 from xvirt.model import DOMID_FIRST_RESERVED
+from xvirt.planes import DiskConfig, NicConfig
 
-__all__ = ["DOM0_UUID", "DomainRecord", "Host", "JournalEntry", "get", "names"]
+__all__ = ["DOM0_UUID", "DiskConfig", "DomainRecord", "Host", "JournalEntry", "NicConfig", "get",
+           "names"]
 
 DEFAULT_SEED = 2006
 _registry: dict[str, Host] = {}

@@ -88,7 +88,14 @@ def _open_sim(uri: str, netloc: str, path: str, query: str, readonly: bool) -> D
         )
     latency: float | None = None
     guests: int | None = None
+    image_dir: str | None = None
     for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == "image_dir":
+            if not value.startswith("/"):
+                raise InvalidArgumentError(
+                    f"image_dir must be an absolute path, not {value!r}", uri=uri)
+            image_dir = value
+            continue
         if key == "guests":
             if not value.isdigit() or not 0 <= int(value) <= _MAX_SIM_GUESTS:
                 raise InvalidArgumentError(
@@ -98,7 +105,8 @@ def _open_sim(uri: str, netloc: str, path: str, query: str, readonly: bool) -> D
             continue
         if key != "control_latency_ms":
             raise InvalidArgumentError(
-                f"unknown parameter {key!r} in {uri!r}; known: control_latency_ms, guests",
+                f"unknown parameter {key!r} in {uri!r}; known: control_latency_ms, guests, "
+                "image_dir",
                 uri=uri)
         try:
             latency = float(value)
@@ -110,7 +118,10 @@ def _open_sim(uri: str, netloc: str, path: str, query: str, readonly: bool) -> D
             )
     host = sim.get(name)
     if host is None and guests is not None:
-        host = _populated_host(name, guests)
+        host = _populated_host(name, guests, image_dir)
+    elif image_dir is not None and (host is None or host.image_dir != image_dir):
+        raise InvalidArgumentError(
+            "image_dir applies to a host made by this URI (with guests=N)", uri=uri)
     if host is None or host.closed:
         raise HostUnreachableError(
             f"no embedded host named {name!r} in this process (sim:///default always "
@@ -120,14 +131,15 @@ def _open_sim(uri: str, netloc: str, path: str, query: str, readonly: bool) -> D
     return SimDriver(host, uri=uri, readonly=readonly, control_latency_ms=latency)
 
 
-def _populated_host(name: str, guests: int) -> sim.Host:
-    """``sim:///NAME?guests=N``: a host of N running guests, made on first open in
-    this process (as libvirt's test driver takes a host file in its URI), so an
-    unmodified script can be pointed at a host of any size."""
+def _populated_host(name: str, guests: int, image_dir: str | None) -> sim.Host:
+    """``sim:///NAME?guests=N[&image_dir=/path]``: a host of N running guests, made
+    on first open in this process (as libvirt's test driver takes a host file in
+    its URI), so an unmodified script can be pointed at a host of any size. Seeded:
+    the same URI gives the same UUIDs in every process."""
     from xvirt import sim
 
     try:
-        host = sim.Host(name, seed=sim.DEFAULT_SEED)
+        host = sim.Host(name, seed=sim.DEFAULT_SEED, image_dir=image_dir)
     except InvalidArgumentError:  # another thread made it first
         made = sim.get(name)
         assert made is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -71,6 +72,7 @@ def _calls(kind: str) -> list[tuple[str, Call]]:
             ("resolve", lambda d, h: d.resolve([sim.DOM0_UUID], [0, 1, 2])),
             ("resolve_empty", lambda d, h: d.resolve()),
             ("resolve_names", lambda d, h: d.resolve_names(["Domain-0", "x", "y"])),
+            ("domain_config", lambda d, h: d.domain_config(sim.DOM0_UUID)),
             ("list_all", lambda d, h: d.list_all()),
             ("host_info", lambda d, h: d.host_info()),
             ("act", act_ok),
@@ -228,3 +230,23 @@ def test_close_is_idempotent(host: sim.Host) -> None:
     d = SimDriver(host, uri=host.uri)
     d.close()
     d.close()
+
+
+def test_domain_config_has_the_domains_devices(host: sim.Host) -> None:
+    disks = (sim.DiskConfig("phy:/dev/vg0/a", "xvda"),
+             sim.DiskConfig("file:/srv/a.iso", "hdc", readonly=True))
+    nics = (sim.NicConfig("00:16:3e:00:00:0a", "xenbr1"),)
+    a = host.create("a", memory_kib=4096, vcpus=2, disks=disks, nics=nics)
+    d = SimDriver(host, uri=host.uri)
+    config = d.domain_config(a.uuid)
+    assert (config.memory_kib, config.vcpus, config.disks, config.nics) == (4096, 2, disks, nics)
+    assert _counts(d) == (0, 1, 0)
+    with pytest.raises(NoDomainError):
+        d.domain_config("00000000-0000-0000-0000-00000000beef")
+
+
+def test_image_dir_is_the_hosts(clock: ManualClock, tmp_path: Path) -> None:
+    with sim.Host(f"driver-test-{next(_serial)}", clock=clock, image_dir=tmp_path / "i") as h:
+        d = SimDriver(h, uri=h.uri)
+        assert d.image_dir == str(tmp_path / "i")
+        assert _counts(d) == (0, 0, 0)  # known in process: no request

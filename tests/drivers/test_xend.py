@@ -11,6 +11,10 @@ import httpx
 import pytest
 
 import xvirt
+from xvirt.drivers.xend import XendDriver
+from xvirt.errors import ProtocolError
+from xvirt.host import records, sxp
+from xvirt.planes import DiskConfig, NicConfig
 from xvirt.testing.daemon import DaemonProcess
 
 GUESTS = 20
@@ -209,3 +213,75 @@ def test_sigterm_is_a_graceful_shutdown(daemon: DaemonProcess) -> None:
     assert daemon.stop() == 0
     assert not daemon.socket.exists()
     assert daemon.log.read_text().rstrip().endswith("xvirt daemon: stopped")
+
+
+def test_domain_config_carries_the_devices_created_through_xends_route(
+        daemon: DaemonProcess) -> None:
+    disks = (DiskConfig("phy:/dev/vg0/web", "xvda"),
+             DiskConfig("file:/srv/boot.iso", "hdc", readonly=True))
+    nics = (NicConfig("00:16:3e:0a:0b:0c", "xenbr1"), NicConfig("00:16:3e:0a:0b:0d"))
+    config = sxp.dumps(records.vm_config("web", 256 * 1024, 256 * 1024, 1, disks=disks,
+                                         nics=nics))
+    with _admin(daemon) as c:
+        r = c.post("/xend/domain/", data={"op": "create", "config": config})
+        assert r.status_code == 201, r.text
+    _create(daemon, 1)  # the admin route: default devices
+    for uri in (daemon.unix_uri, daemon.tcp_uri):
+        with xvirt.open(uri) as conn:
+            web, g0 = conn.lookup_by_name("web"), conn.lookup_by_name("g0")
+            before = conn.stats().control_requests
+            got = web.config()
+            assert conn.stats().control_requests == before + 1
+            assert (got.memory_kib, got.disks, got.nics) == (256 * 1024, disks, nics)
+            default = g0.config()
+            assert default.disks == (DiskConfig("/var/lib/xen/images/g0.img", "xvda"),)
+            assert [n.bridge for n in default.nics] == ["xenbr0"]
+
+
+def test_image_dir_comes_from_the_node_record_once(daemon: DaemonProcess) -> None:
+    images = str(daemon.state_dir / "images")
+    with xvirt.open(daemon.unix_uri) as conn:
+        assert conn.stats().control_requests == 0
+        assert conn.image_dir == images
+        assert conn.stats().control_requests == 1  # fetched lazily, once
+        assert conn.image_dir == images
+        assert conn.stats().control_requests == 1
+    with xvirt.open(daemon.unix_uri) as conn:
+        conn.host_info()  # whoever reads the node record learns it
+        assert conn.image_dir == images
+        assert conn.stats().control_requests == 1
+    with xvirt.open(daemon.tcp_uri + "?cache=off") as conn:  # 2006 mode reads it on open
+        assert conn.image_dir == images
+        assert conn.stats().control_requests == 1
+
+
+def _node_answer(driver: XendDriver, node: str) -> None:
+    response = httpx.Response(200, headers={"X-Xvirt-Boot": "b", "X-Xvirt-Generation": "0"})
+
+    def call(method: str, path: str, **_: object) -> tuple[httpx.Response, sxp.Sx]:
+        assert (method, path) == ("GET", "/xend/node/")
+        return response, sxp.parse(node)
+
+    driver._call = call  # type: ignore[method-assign]
+
+
+def test_a_node_record_without_the_extension_means_no_image_dir() -> None:
+    driver = XendDriver("xend://real-xend", base_url="http://127.0.0.1:9")
+    try:
+        _node_answer(driver, "(node (host dom0) (nr_cpus 4) (xend_config_format 4))")
+        assert driver.image_dir is None  # real xend does not say
+        assert driver.counters.control_requests == 1
+        assert driver.image_dir is None
+        assert driver.counters.control_requests == 1
+    finally:
+        driver.close()
+
+
+def test_a_relative_image_dir_is_a_protocol_error() -> None:
+    driver = XendDriver("xend://odd", base_url="http://127.0.0.1:9")
+    try:
+        _node_answer(driver, "(node (host dom0) (xvirt_image_dir images))")
+        with pytest.raises(ProtocolError, match="xvirt_image_dir"):
+            driver.host_info()
+    finally:
+        driver.close()

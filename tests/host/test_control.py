@@ -15,6 +15,7 @@ from xvirt.host import records, sxp
 from xvirt.host.control import MAX_BODY, ControlApp, ControlSettings
 from xvirt.host.model import HostModel
 from xvirt.model import DomainState
+from xvirt.planes import DiskConfig, NicConfig, Resolution, Resolved
 
 TOKEN = "s3cret-token-0123456789"
 
@@ -189,6 +190,100 @@ def test_node_record(host: HostModel) -> None:
     assert node["xend_config_format"] == "4"
     assert node["xvirt_boot_id"] == host.boot_id
     assert int(node["total_memory"]) * 1024 == host.node_info().memory_kib
+    assert node["xvirt_image_dir"] == host.image_dir and Path(host.image_dir).is_absolute()
+
+
+def test_the_image_directory_is_told_as_an_absolute_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    h = HostModel("rel", clock=ManualClock(), image_dir="relative/images")
+    try:
+        node = records.parse_node_record(_sx(_client(h).get("/xend/node/")))
+        assert node["xvirt_image_dir"] == str(tmp_path / "relative" / "images")
+    finally:
+        h.close()
+
+
+# -- devices ------------------------------------------------------------------------------
+
+WEB_DISK = "(device (vbd (dev xvda) (uname /var/lib/xen/images/web.img) (mode w)))"
+
+
+def test_domain_records_carry_devices_as_xend_wrote_them(host: HostModel) -> None:
+    c = _client(host)
+    web = host.domains()[1]
+    mac = f"00:16:3e:{int(web.uuid[:2], 16) & 0x7F:02x}:{web.uuid[2:4]}:{web.uuid[4:6]}"
+    text = c.get("/xend/domain/web", params={"detail": "1"}).text
+    assert text.endswith(
+        f"(image (linux)) {WEB_DISK} (device (vif (mac {mac}) (bridge xenbr0)"
+        " (script vif-bridge))))")
+    listed = [records.parse_domain_record(x) for x in _sx(c.get("/xend/domain?detail=1"))]
+    assert [(p.name, len(p.disks), len(p.nics)) for p in listed] == [
+        ("Domain-0", 0, 0), ("web", 1, 1), ("db", 1, 1)]
+    resolved = _sx(c.post("/xvirt/resolve", data={"name": ["web"]}))
+    assert isinstance(resolved, list)
+    assert records.parse_domain_record(resolved[1]).config() == host.resolve(
+        [web.uuid]).domains[0].config
+
+
+def test_create_takes_the_configs_vbd_and_vif_devices(host: HostModel) -> None:
+    config = (
+        "(vm (name 'new')(memory 256)(maxmem 256)(vcpus 1)"
+        "(image (linux (kernel '/boot/vmlinuz')))"
+        "(device (vbd (dev 'xvda')(uname 'phy:/dev/vg0/new')(mode 'w')))"
+        "(device (tap (dev 'xvdb:disk')(uname 'tap:aio:/srv/data.img')(mode 'w')))"
+        "(device (vbd (dev 'hdc:cdrom')(uname 'file:/srv/boot.iso')(mode 'r')))"
+        "(device (vif (mac '00:16:3E:01:02:03')(bridge 'xenbr1')(script 'vif-bridge')))"
+        "(device (vfb (type vnc))))"
+    )
+    r = _client(host).post("/xend/domain/", data={"op": "create", "config": config})
+    assert r.status_code == 201, r.text
+    p = records.parse_domain_record(_sx(r))
+    expected = (
+        (DiskConfig("phy:/dev/vg0/new", "xvda"), DiskConfig("tap:aio:/srv/data.img", "xvdb"),
+         DiskConfig("file:/srv/boot.iso", "hdc", readonly=True)),
+        (NicConfig("00:16:3e:01:02:03", "xenbr1"),),
+    )
+    assert (p.disks, p.nics) == expected
+    truth = host.resolve([p.uuid]).domains[0].config
+    assert truth is not None and (truth.disks, truth.nics) == expected
+
+
+def test_create_without_devices_gets_the_defaults(host: HostModel) -> None:
+    config = sxp.dumps(records.vm_config("plain", 256 * 1024, 256 * 1024, 1))
+    p = records.parse_domain_record(_sx(_client(host).post(
+        "/xend/domain/", data={"op": "create", "config": config})))
+    assert p.disks == (DiskConfig("/var/lib/xen/images/plain.img", "xvda"),)
+    assert [n.bridge for n in p.nics] == ["xenbr0"]
+
+
+@pytest.mark.parametrize(
+    ("device", "kind", "words"),
+    [
+        ("(vbd (dev 'vda')(uname 'file:/x'))", "invalid", "Xen device name"),
+        ("(vbd (dev 'xvda'))", "invalid", "source"),
+        ("(vif (mac '01:00:5e:00:00:01'))", "invalid", "unicast"),
+        ("(vif (bridge 'xenbr0'))", "protocol", "no field 'mac'"),
+        ("(vbd (uname 'file:/x'))", "protocol", "no device name"),
+    ],
+)
+def test_create_refuses_bad_devices_saying_which(host: HostModel, device: str, kind: str,
+                                                 words: str) -> None:
+    config = f"(vm (name 'bad')(memory 256)(device {device}))"
+    r = _client(host).post("/xend/domain/", data={"op": "create", "config": config})
+    assert r.status_code == 400 and r.headers["X-Xvirt-Error"] == kind
+    assert words in (records.parse_error(_sx(r)) or "")
+    assert [d.name for d in host.domains()] == ["Domain-0", "web", "db"]
+
+
+def test_a_resolution_without_configuration_is_a_named_failure(
+        host: HostModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    web = host.domains()[1]
+    bare = Resolution(host.boot_id, host.generation, (Resolved(web.id, web.uuid, "web"),))
+    monkeypatch.setattr(host, "resolve", lambda uuids=(), ids=(): bare)
+    r = _client(host).post("/xvirt/resolve", data={"uuid": [web.uuid]})
+    assert r.status_code == 500 and r.headers["X-Xvirt-Error"] == "failed"
+    assert records.parse_error(_sx(r)) == "the host gave no configuration for domain 'web'"
 
 
 def test_control_latency_is_paid_on_the_control_plane_only(host: HostModel) -> None:

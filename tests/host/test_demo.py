@@ -11,6 +11,7 @@ from xvirt.clock import ManualClock
 from xvirt.host.demo import UPTIME_S, BatchChurn, populate
 from xvirt.host.model import HostModel
 from xvirt.model import DomainState, EventKind
+from xvirt.planes import DiskConfig
 
 _serial = itertools.count()
 DEMO = ["web1", "web2", "db1", "cache1", "build1"]
@@ -48,6 +49,23 @@ def test_populate_adds_the_demo_guests(host: HostModel) -> None:
     assert (doms["db1"].memory_kib, doms["db1"].vcpus) == (4096 * 1024, 4)
     assert doms["cache1"].state is DomainState.BLOCKED
     assert all(doms[n].state is DomainState.RUNNING for n in DEMO if n != "cache1")
+
+
+def test_demo_guests_have_disks_and_interfaces(host: HostModel) -> None:
+    populate(host, churn=False)
+    configs = {d.name: d.config for d in host.list_all().domains}
+    for name in DEMO:
+        config = configs[name]
+        assert config is not None and config.nics
+        assert config.disks[0] == DiskConfig(f"/var/lib/xen/images/{name}.img", "xvda")
+    db1, build1, cache1 = configs["db1"], configs["build1"], configs["cache1"]
+    assert db1 is not None and build1 is not None and cache1 is not None
+    assert [d.target for d in db1.disks] == ["xvda", "xvdb"]
+    assert [n.bridge for n in db1.nics] == ["xenbr0", "xenbr1"]
+    assert build1.disks[1].readonly
+    assert [n.bridge for n in cache1.nics] == ["xenbr1"]
+    macs = [n.mac for c in configs.values() if c is not None for n in c.nics]
+    assert len(set(macs)) == len(macs)  # no two demo interfaces share a MAC
 
 
 def test_demo_guests_look_lived_in_and_burn_cpu(host: HostModel, clock: ManualClock) -> None:

@@ -19,6 +19,7 @@ from xvirt.host import images as images_mod
 from xvirt.host.images import ImageStore, SavedDomain, check_image_name
 from xvirt.host.model import DomainRecord, HostModel
 from xvirt.model import DomainState
+from xvirt.planes import DiskConfig, NicConfig
 
 _serial = itertools.count()
 
@@ -357,6 +358,19 @@ CORRUPT = {
     "load-big": _corrupt(load=7),
     "load-string": _corrupt(load="0.5"),
     "os-type-null": _corrupt(os_type=None),
+    "disks-not-a-list": _corrupt(disks=5),
+    "disk-not-an-object": _corrupt(disks=["xvda"]),
+    "disk-missing-field": _corrupt(disks=[{"source": "/a.img"}]),
+    "disk-extra-field": _corrupt(disks=[{"source": "/a", "target": "xvda", "readonly": False,
+                                         "x": 1}]),
+    "disk-bad-target": _corrupt(disks=[{"source": "/a", "target": "c:", "readonly": False}]),
+    "disk-empty-source": _corrupt(disks=[{"source": "", "target": "xvda", "readonly": False}]),
+    "disk-readonly-string": _corrupt(disks=[{"source": "/a", "target": "xvda",
+                                             "readonly": "no"}]),
+    "nics-string": _corrupt(nics="00:16:3e:00:00:01"),
+    "nic-bad-mac": _corrupt(nics=[{"mac": "00:16:3e", "bridge": None}]),
+    "nic-multicast": _corrupt(nics=[{"mac": "01:00:5e:00:00:01", "bridge": None}]),
+    "nic-not-canonical": _corrupt(nics=[{"mac": "00:16:3E:00:00:01", "bridge": None}]),
 }
 
 
@@ -364,6 +378,30 @@ def test_the_valid_payload_used_below_is_accepted(host: HostModel) -> None:
     (Path(host.image_dir) / "good").write_bytes(json.dumps(_valid_payload()).encode())
     rec = host.restore("good")
     assert (rec.uuid, rec.name, rec.cpu_time_ns) == (_valid_payload()["uuid"], "x", 5)
+
+
+def test_an_image_from_before_devices_restores_with_the_default_devices(
+        host: HostModel) -> None:
+    (Path(host.image_dir) / "old").write_bytes(json.dumps(_valid_payload()).encode())
+    config = host.resolve([host.restore("old").uuid]).domains[0].config
+    assert config is not None
+    assert config.disks == (DiskConfig("/var/lib/xen/images/x.img", "xvda"),)
+    assert config.nics == (NicConfig("00:16:3e:66:95:eb", "xenbr0"),)  # from the UUID
+
+
+def test_an_image_keeps_the_devices_it_was_saved_with(host: HostModel) -> None:
+    disks = (DiskConfig("phy:/dev/vg/a", "xvdb", readonly=True),)
+    nics = (NicConfig("00:16:3e:0a:0b:0c", None), NicConfig("02:00:00:00:00:01", "br-lan"))
+    a = host.create("a", disks=disks, nics=nics)
+    host.save(a.id, "img")
+    payload = json.loads((Path(host.image_dir) / "img").read_bytes())
+    assert payload["disks"] == [{"source": "phy:/dev/vg/a", "target": "xvdb", "readonly": True}]
+    config = host.resolve([host.restore("img").uuid]).domains[0].config
+    assert config is not None and (config.disks, config.nics) == (disks, nics)
+    b = host.create("b", disks=(), nics=())  # none stays none
+    host.save(b.id, "none")
+    config = host.resolve([host.restore("none").uuid]).domains[0].config
+    assert config is not None and (config.disks, config.nics) == ((), ())
 
 
 @pytest.mark.parametrize("content", CORRUPT.values(), ids=list(CORRUPT))

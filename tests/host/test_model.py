@@ -22,7 +22,7 @@ from xvirt.errors import (
 )
 from xvirt.host.model import DOM0_UUID, DomainRecord, HostModel, JournalEntry
 from xvirt.model import DomainState, HostInfo
-from xvirt.planes import Op
+from xvirt.planes import DiskConfig, DomainConfig, NicConfig, Op
 
 _serial = itertools.count()
 
@@ -167,7 +167,106 @@ def test_whatever_create_accepts_survives_save_and_restore(
         back = h.restore("img")
         assert (back.uuid, back.name, back.memory_kib, back.max_memory_kib, back.vcpus,
                 back.cpu_time_ns) == (rec.uuid, name, memory, memory + extra, vcpus, cpu)
-        assert h.resolve([rec.uuid]).domains[0].config.os_type == os_type
+        assert _config(h, rec.uuid).os_type == os_type
+    finally:
+        h.close()
+
+
+# -- devices --------------------------------------------------------------------------
+
+
+def _config(h: HostModel, uuid: str) -> DomainConfig:
+    config = h.resolve([uuid]).domains[0].config
+    assert config is not None
+    return config
+
+
+def test_a_domain_created_without_devices_gets_xens_defaults(host: HostModel) -> None:
+    rec = host.create("web1", uuid="6695eb01-f6a4-8304-79aa-97f2502e193f")
+    config = _config(host, rec.uuid)
+    assert config.disks == (DiskConfig("/var/lib/xen/images/web1.img", "xvda"),)
+    assert config.nics == (NicConfig("00:16:3e:66:95:eb", "xenbr0"),)
+    # only what is not given defaults; () means none
+    other = host.create("other", disks=(), nics=[NicConfig("02:00:00:00:00:0A")])
+    assert (_config(host, other.uuid).disks, _config(host, other.uuid).nics) == (
+        (), (NicConfig("02:00:00:00:00:0a"),))
+
+
+def test_domain0_has_no_virtual_devices(host: HostModel) -> None:
+    assert (_config(host, DOM0_UUID).disks, _config(host, DOM0_UUID).nics) == ((), ())
+
+
+def test_create_takes_disks_and_nics_in_order(host: HostModel) -> None:
+    disks = [DiskConfig("phy:/dev/vg0/db", "xvda"), DiskConfig("tap:aio:/d.img", "xvdb"),
+             DiskConfig("file:/boot.iso", "hdc", readonly=True)]
+    nics = [NicConfig("00:16:3E:00:00:01", "xenbr0"), NicConfig("00:16:3e:00:00:02")]
+    rec = host.create("db", disks=iter(disks), nics=nics)
+    config = _config(host, rec.uuid)
+    assert config.disks == tuple(disks)
+    assert config.nics == (NicConfig("00:16:3e:00:00:01", "xenbr0"),
+                           NicConfig("00:16:3e:00:00:02"))
+    assert host.list_all().domains[1].config == config
+    assert host.resolve_names(["db"]).domains[0].config == config
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"disks": [DiskConfig("", "xvda")]}, "source"),
+        ({"disks": [DiskConfig("/a", "vda")]}, "Xen device name"),
+        ({"disks": [DiskConfig("/a", "xvda"), DiskConfig("/b", "xvda")]}, "two disks"),
+        ({"disks": "xvda"}, "DiskConfig"),
+        ({"nics": [NicConfig("01:00:00:00:00:01")]}, "unicast"),
+        ({"nics": [NicConfig("00:16:3e:00:00")]}, "six hex octets"),
+        ({"nics": [NicConfig("00:16:3e:00:00:01", "")]}, "bridge"),
+        ({"nics": None, "disks": [None]}, "DiskConfig"),
+    ],
+)
+def test_create_refuses_bad_devices_naming_the_domain(
+        host: HostModel, kwargs: dict[str, object], words: str) -> None:
+    gen = host.generation
+    with pytest.raises(InvalidArgumentError, match=words) as exc:
+        host.create("bad", **kwargs)  # type: ignore[arg-type]
+    assert exc.value.name == "bad"
+    assert _names(host) == ["Domain-0"] and host.generation == gen
+
+
+_DISKS = st.lists(
+    st.builds(DiskConfig, st.text(st.characters(min_codepoint=32, exclude_categories=["Cs"]),
+                                  min_size=1, max_size=20).filter(lambda t: "\x7f" not in t),
+              st.from_regex(r"(xvd|hd|sd)[a-z]{1,2}", fullmatch=True), st.booleans()),
+    max_size=3, unique_by=lambda d: d.target)
+_NICS = st.lists(
+    st.builds(NicConfig,
+              st.binary(min_size=6, max_size=6).filter(lambda b: not b[0] & 1 and any(b)).map(
+                  lambda b: b.hex(":")),
+              st.none() | st.from_regex(r"[a-z][a-z0-9]{0,14}", fullmatch=True)),
+    max_size=3, unique_by=lambda n: n.mac)
+
+
+@given(disks=_DISKS, nics=_NICS,
+       ops=st.lists(st.sampled_from(["save", "reboot", "migrate", "rename", "pause", "crash"]),
+                    max_size=8))
+@settings(max_examples=60, deadline=None)
+def test_devices_survive_every_lifecycle_step(
+        disks: list[DiskConfig], nics: list[NicConfig], ops: list[str]) -> None:
+    h = _host()
+    try:
+        rec = h.create("d", disks=disks, nics=nics)
+        for n, op in enumerate(ops):
+            domid = h.resolve([rec.uuid]).domains[0].id
+            try:
+                if op == "save":
+                    h.save(domid, f"img{n}")
+                    h.restore(f"img{n}")
+                elif op == "rename":
+                    h.rename(domid, f"d{n}")
+                else:
+                    getattr(h, op)(domid)
+            except OperationFailedError:
+                pass  # pausing a paused or crashed domain is refused; that is history too
+        config = _config(h, rec.uuid)
+        assert (config.disks, config.nics) == (tuple(disks), tuple(nics))
     finally:
         h.close()
 
@@ -713,6 +812,7 @@ def test_resolve_by_uuid_and_id(host: HostModel) -> None:
     found = {r.uuid: r for r in res.domains}
     assert set(found) == {a.uuid, b.uuid}
     ra = found[a.uuid]
+    assert ra.config is not None
     assert (ra.id, ra.name, ra.config.memory_kib, ra.config.vcpus, ra.config.os_type) == (
         a.id, "a", 2048, 2, "hvm")
     # the same domain asked for twice is answered once

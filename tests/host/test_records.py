@@ -14,9 +14,11 @@ from xvirt.errors import InvalidArgumentError, ProtocolError
 from xvirt.host.records import (
     ParsedDomain,
     VmConfig,
+    device_entries,
     domain_record,
     error_sexpr,
     node_record,
+    parse_devices,
     parse_domain_record,
     parse_error,
     parse_node_record,
@@ -27,7 +29,7 @@ from xvirt.host.records import (
 )
 from xvirt.host.sxp import Sx, dumps, join_continuations, parse
 from xvirt.model import DOMID_FIRST_RESERVED, DomainState
-from xvirt.planes import DomainConfig
+from xvirt.planes import DiskConfig, DomainConfig, NicConfig
 
 from .realdata import REALDATA
 
@@ -73,6 +75,55 @@ FACTS: dict[str, tuple[int, str, str, int, int, int, str, DomainState | None, in
     "sexpr2xml-vif-rate.sexpr": _FVTEST,
 }
 
+# The disks and vifs of every capture, read from the files by hand: vbd and tap
+# entries are disks, uname is kept as given, dev loses ioemu: and :disk/:cdrom,
+# mode r is read-only; vfb, vkbd, console and pci entries are not disks or vifs.
+_LVM = DiskConfig("phy:/dev/MainVG/GuestVG", "xvda")
+_SOME = DiskConfig("file:/root/some.img", "xvda")
+_FOO = DiskConfig("file:/root/foo.img", "hda")
+_ISO = DiskConfig("file:/root/boot.iso", "hdc", readonly=True)
+_FV_NIC = NicConfig("00:16:3e:1b:b1:47", "xenbr0")
+_FV_DEVICES = ((_FOO,), (_FV_NIC,))
+DEVICES: dict[str, tuple[tuple[DiskConfig, ...], tuple[NicConfig, ...]]] = {
+    "sexpr2xml-boot-grub.sexpr": ((_LVM,), ()),
+    "sexpr2xml-curmem.sexpr": ((DiskConfig("tap:aio:/xen/rhel5.img", "xvda"),),
+                               (NicConfig("00:16:3e:1d:06:15", "xenbr0"),)),
+    "sexpr2xml-disk-block.sexpr": ((_LVM,), ()),
+    "sexpr2xml-disk-drv-blktap-qcow.sexpr": ((DiskConfig("tap:qcow:/root/some.img", "xvda"),),
+                                             ()),
+    "sexpr2xml-fv-autoport.sexpr": (
+        (DiskConfig("phy:/iscsi/winxp", "hda"),
+         DiskConfig("file:/net/heaped/export/netimage/windows/xp-sp2-vol.iso", "hdc",
+                    readonly=True)),
+        (NicConfig("00:16:3e:1b:e8:18", "e1000g0"),)),
+    "sexpr2xml-fv-empty-kernel.sexpr": ((_FOO, _ISO), (_FV_NIC,)),
+    "sexpr2xml-fv-kernel.sexpr": ((_SOME,), ()),  # dev 'ioemu:xvda'
+    "sexpr2xml-fv-localtime.sexpr": _FV_DEVICES,
+    "sexpr2xml-fv-net-netfront.sexpr": _FV_DEVICES,
+    "sexpr2xml-fv-serial-tcp-telnet.sexpr": _FV_DEVICES,
+    "sexpr2xml-fv-sound-all.sexpr": _FV_DEVICES,
+    "sexpr2xml-fv-usbtablet.sexpr": _FV_DEVICES,
+    "sexpr2xml-fv-utc.sexpr": _FV_DEVICES,
+    "sexpr2xml-fv-v2.sexpr": ((_FOO, _ISO), (_FV_NIC,)),
+    "sexpr2xml-fv.sexpr": _FV_DEVICES,
+    "sexpr2xml-net-bridged.sexpr": ((_SOME,), (NicConfig("00:11:22:33:44:55", "xenbr2"),)),
+    # an empty CD-ROM drive: a vbd without uname
+    "sexpr2xml-no-source-cdrom.sexpr": (
+        (DiskConfig("phy:/dev/sda8", "hda"), DiskConfig("", "hdc", readonly=True)),
+        (NicConfig("00:16:3e:0a:7b:39", "xenbr0"),)),
+    "sexpr2xml-pci-devs.sexpr": ((_LVM,), ()),
+    "sexpr2xml-pv-bootloader-cmdline.sexpr": ((_SOME,), ()),
+    "sexpr2xml-pv-bootloader.sexpr": ((_SOME,), ()),
+    "sexpr2xml-pv-localtime.sexpr": ((_SOME,), ()),
+    "sexpr2xml-pv-vcpus.sexpr": ((_SOME,), ()),
+    "sexpr2xml-pv-vfb-orig.sexpr": ((_SOME,), ()),
+    "sexpr2xml-pv-vfb-type-crash.sexpr": (
+        (DiskConfig("phy:/dev/vg_dom0test/test2vm", "xvda"),),
+        (NicConfig("00:16:36:68:9f:5d", "virbr0"),)),
+    "sexpr2xml-pv.sexpr": ((_SOME,), ()),
+    "sexpr2xml-vif-rate.sexpr": ((_FOO, _ISO), (_FV_NIC,)),
+}
+
 
 def _domain_files() -> list[object]:
     if REALDATA is None:  # pragma: no cover - the captures live beside the project
@@ -82,7 +133,9 @@ def _domain_files() -> list[object]:
 
 def _expected(name: str) -> ParsedDomain:
     domid, dom, uuid, mem, maxmem, vcpus, os_type, state, cpu = FACTS[name]
-    return ParsedDomain(domid, uuid, dom, mem * 1024, maxmem * 1024, vcpus, os_type, state, cpu)
+    disks, nics = DEVICES[name]
+    return ParsedDomain(domid, uuid, dom, mem * 1024, maxmem * 1024, vcpus, os_type, state, cpu,
+                        disks, nics)
 
 
 @pytest.mark.parametrize("path", _domain_files())
@@ -93,23 +146,31 @@ def test_every_capture_gives_the_documented_facts(path: Path) -> None:
     if "-" not in text.split("(uuid", 1)[1].split(")", 1)[0]:  # 32 hex digits, quoted
         assert parsed.uuid.count("-") == 4
     assert parsed.config() == DomainConfig(
-        parsed.memory_kib, parsed.max_memory_kib, parsed.vcpus, parsed.os_type
+        parsed.memory_kib, parsed.max_memory_kib, parsed.vcpus, parsed.os_type, *DEVICES[path.name]
     )
+    # what our daemon writes of those devices reads back as the same devices
+    assert parse_devices(["domain", *device_entries(parsed.disks, parsed.nics)]) == (
+        parsed.disks, parsed.nics)
 
 
 def test_the_table_covers_every_capture() -> None:
     if REALDATA is None:  # pragma: no cover
         pytest.skip("realdata/xend is not present")
-    assert set(FACTS) == {p.name for p in (REALDATA / "xend" / "domains").iterdir()}
+    assert set(FACTS) == set(DEVICES) == {
+        p.name for p in (REALDATA / "xend" / "domains").iterdir()}
 
 
 def test_the_unbalanced_captures_read_leniently() -> None:
     if REALDATA is None:  # pragma: no cover
         pytest.skip("realdata/xend is not present")
+    nics = {  # net-routed's vif is routed, not bridged: it has no bridge
+        "sexpr2xml-net-routed.sexpr": (NicConfig("00:11:22:33:44:55"),),
+        "sexpr2xml-pv-vfb-new.sexpr": (),
+    }
     for path in sorted((REALDATA / "xend" / "domains-unbalanced").iterdir()):
         parsed = parse_domain_record(parse(path.read_text(), lenient=True))
         assert parsed == ParsedDomain(6, PV, "pvtest", 420 * 1024, 420 * 1024, 2, "linux",
-                                      None, None)
+                                      None, None, (_SOME,), nics[path.name])
 
 
 def test_a_capture_is_accepted_as_a_config_too() -> None:
@@ -118,7 +179,8 @@ def test_a_capture_is_accepted_as_a_config_too() -> None:
         pytest.skip("realdata/xend is not present")
     text = (REALDATA / "xend" / "domains" / "sexpr2xml-curmem.sexpr").read_text()
     assert parse_vm_config(parse(text)) == VmConfig(
-        "rhel5", "4f77abd2-3019-58e8-3bab-6fbf2118f880", 175 * 1024, 385 * 1024, 1, "linux"
+        "rhel5", "4f77abd2-3019-58e8-3bab-6fbf2118f880", 175 * 1024, 385 * 1024, 1, "linux",
+        *DEVICES["sexpr2xml-curmem.sexpr"]
     )
 
 
@@ -380,6 +442,10 @@ _NAMES = st.text(
 ).filter(str.strip)
 
 
+_TARGETS = st.from_regex(r"(xvd|hd|sd)[a-z]{1,3}([1-9][0-9]?)?", fullmatch=True)
+_MACS = st.binary(min_size=6, max_size=6).map(lambda b: b.hex(":"))
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     domid=st.none() | st.integers(0, DOMID_FIRST_RESERVED - 1),
@@ -391,19 +457,90 @@ _NAMES = st.text(
     os_type=st.sampled_from(["linux", "hvm"]) | st.text(max_size=8),
     state=st.none() | st.sampled_from(DomainState),
     cpu_time_ns=st.none() | st.integers(0, 2**64 - 1),
+    disks=st.lists(st.builds(DiskConfig, st.text(max_size=30), _TARGETS, st.booleans()),
+                   max_size=4).map(tuple),
+    nics=st.lists(st.builds(NicConfig, _MACS, st.none() | st.text(min_size=1, max_size=15)),
+                  max_size=4).map(tuple),
 )
 def test_what_the_daemon_writes_the_driver_reads(
     domid: int | None, uuid: str, name: str, memory_kib: int, extra_kib: int, vcpus: int,
     os_type: str, state: DomainState | None, cpu_time_ns: int | None,
+    disks: tuple[DiskConfig, ...], nics: tuple[NicConfig, ...],
 ) -> None:
     rec = domain_record(domid=domid, uuid=uuid, name=name, memory_kib=memory_kib,
                         max_memory_kib=memory_kib + extra_kib, vcpus=vcpus, os_type=os_type,
-                        state=state, cpu_time_ns=cpu_time_ns)
+                        state=state, cpu_time_ns=cpu_time_ns, disks=disks, nics=nics)
     wire = parse(dumps(rec).encode())
     assert parse_domain_record(wire) == ParsedDomain(
         domid, uuid, name, memory_kib, memory_kib + extra_kib, vcpus, os_type, state,
-        cpu_time_ns,
+        cpu_time_ns, disks, nics,
     )
+
+
+# -- devices --------------------------------------------------------------------------------
+
+
+def test_devices_are_written_as_xend_wrote_them() -> None:
+    rec = domain_record(
+        domid=1, uuid=U, name="x", memory_kib=1024, max_memory_kib=1024, vcpus=1,
+        os_type="linux", state=None, cpu_time_ns=None,
+        disks=(DiskConfig("file:/root/some.img", "xvda"),
+               DiskConfig("phy:/dev/sr0", "hdc", readonly=True)),
+        nics=(NicConfig("00:11:22:33:44:55", "xenbr2"), NicConfig("00:16:3e:00:00:01")),
+    )
+    assert dumps(rec).endswith(
+        "(image (linux))"
+        " (device (vbd (dev xvda) (uname file:/root/some.img) (mode w)))"
+        " (device (vbd (dev hdc) (uname phy:/dev/sr0) (mode r)))"
+        " (device (vif (mac 00:11:22:33:44:55) (bridge xenbr2) (script vif-bridge)))"
+        " (device (vif (mac 00:16:3e:00:00:01))))"
+    )
+
+
+def _devices(*entries: str) -> tuple[tuple[DiskConfig, ...], tuple[NicConfig, ...]]:
+    return parse_devices(_rec(*BASE, *entries))
+
+
+def test_devices_are_read_tolerantly() -> None:
+    assert _devices(
+        "(device (vkbd (backend 0)))",
+        "(device (tap2 (dev 'ioemu:xvdb:disk') (uname tap2:aio:/x.img) (mode 'w!')))",
+        "(device (vbd (dev sda) (uname phy:/dev/sdb)))",  # no mode: writable, as xend
+        "(device (vbd (dev hdd:cdrom) (uname file:/a.iso) (mode ro)))",
+        "(device (vif (mac 00:16:3E:AA:BB:CC) (bridge) (type ioemu)))",
+        "(device (pci (dev (domain 0x0) (bus 0x1))))",
+    ) == (
+        (DiskConfig("tap2:aio:/x.img", "xvdb"), DiskConfig("phy:/dev/sdb", "sda"),
+         DiskConfig("file:/a.iso", "hdd", readonly=True)),
+        (NicConfig("00:16:3e:aa:bb:cc"),),  # lower case; an empty bridge is no bridge
+    )
+    assert _devices() == ((), ())
+
+
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [
+        ("(device)", r"device 1 is not \(device \(kind"),
+        ("(device vbd)", "device 1 is not"),
+        ("(device (vbd (dev xvda)) (vif (mac 00:16:3e:00:00:01)))", "device 1 is not"),
+        ("(device ((vbd)))", "device 1 is not"),
+        ("(device (vbd (uname file:/x)))", r"device 1 \(vbd\): no device name"),
+        ("(device (tap (dev ioemu:) (uname file:/x)))", r"device 1 \(tap\): no device name"),
+        ("(device (vbd (dev (xvda))))", "field 'dev' is not one value"),
+        ("(device (vbd (dev xvda) (mode x)))", "field 'mode' is 'x'"),
+        ("(device (vif (bridge xenbr0)))", r"device 1 \(vif\): no field 'mac'"),
+        ("(device (vif (mac 00:16:3e)))", "field 'mac'"),
+        ("(device (vif (mac 00:16:3e:00:00:01 extra)))", "field 'mac' is not one value"),
+    ],
+)
+def test_malformed_devices_are_a_protocol_error_naming_the_entry(entry: str, words: str) -> None:
+    with pytest.raises(ProtocolError, match=words):
+        parse_domain_record(_rec(*BASE, entry))
+
+
+def test_the_entry_number_counts_device_entries() -> None:
+    with pytest.raises(ProtocolError, match=r"device 3 \(vif\)"):
+        _devices("(device (vbd (dev xvda)))", "(device (vfb))", "(device (vif))")
 
 
 # -- configs --------------------------------------------------------------------------------
@@ -417,7 +554,7 @@ LIBVIRT_CONFIG = (
 
 def test_a_config_as_libvirt_sent_it() -> None:
     assert parse_vm_config(parse(LIBVIRT_CONFIG)) == VmConfig(
-        "x", U, 420 * 1024, 512 * 1024, 2, "linux"
+        "x", U, 420 * 1024, 512 * 1024, 2, "linux", (DiskConfig("file:/img", "xvda"),), ()
     )
 
 
@@ -438,6 +575,20 @@ def test_config_defaults_follow_xend() -> None:
     assert parse_vm_config(parse("(vm (name a) (memory 64))")) == VmConfig(
         "a", None, 65536, 65536, 1, "linux"
     )
+
+
+def test_a_config_with_devices_gives_exactly_those() -> None:
+    disks = (DiskConfig("phy:/dev/vg/a", "xvda"), DiskConfig("file:/b.iso", "hdc", True))
+    nics = (NicConfig("00:16:3e:01:02:03", "xenbr1"),)
+    cfg = vm_config("a", 1024, 1024, 1, disks=disks, nics=nics)
+    assert parse_vm_config(parse(dumps(cfg))) == VmConfig("a", None, 1024, 1024, 1, "linux",
+                                                          disks, nics)
+    # a disk but no vif: the domain gets no vif (the config is complete)
+    only_disk = parse_vm_config(vm_config("a", 1024, 1024, 1, disks=disks))
+    assert (only_disk.disks, only_disk.nics) == (disks, ())
+    # no disk or vif at all (other kinds do not count): the host's defaults
+    bare = parse_vm_config(parse("(vm (name a) (memory 1) (device (vfb (type vnc))))"))
+    assert (bare.disks, bare.nics) == (None, None)
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 
 from xvirt.clock import ManualClock
 from xvirt.errors import InvalidArgumentError, XvirtError
-from xvirt.host.model import HostModel
+from xvirt.host.model import DOM0_UUID, HostModel
 from xvirt.host.store import HostStore
+from xvirt.model import DomainState
+from xvirt.planes import DiskConfig, DomainConfig, NicConfig
 
 OPS = ["create", "destroy", "pause", "resume", "reboot", "migrate", "save", "restore",
        "rename", "crash", "reboot_host", "set_blocked"]
@@ -27,7 +29,13 @@ def _apply(host: HostModel, op: str, pick: int, serial: int) -> None:
     guests = [d for d in host.domains() if d.id != 0]
     try:
         if op == "create":
-            host.create(f"g{serial}", memory_kib=1024 * (1 + pick % 4), vcpus=1 + pick % 3)
+            disks: list[DiskConfig] | None = None  # odd picks: the defaults
+            nics: list[NicConfig] | None = None
+            if pick % 2 == 0:
+                disks = [DiskConfig(f"phy:/dev/vg/g{serial}", "xvdb", readonly=pick % 4 == 0)]
+                nics = [NicConfig(f"02:00:00:00:00:{pick:02x}", None if pick % 3 else "br1")]
+            host.create(f"g{serial}", memory_kib=1024 * (1 + pick % 4), vcpus=1 + pick % 3,
+                        disks=disks, nics=nics)
         elif op == "restore":
             images = host.images()
             if images:
@@ -70,6 +78,7 @@ def test_a_reloaded_host_is_the_same_host(tmp_path_factory: pytest.TempPathFacto
     assert again.boot_id == host.boot_id
     assert again.generation == host.generation
     assert again.domains() == host.domains()  # IDs, names, states, CPU time
+    assert _configs(again) == _configs(host)  # memory, devices
     assert again.journal() == host.journal()
     events = host.events_since(max(0, host.generation - 10))
     assert again.events_since(max(0, host.generation - 10)) == events
@@ -79,6 +88,10 @@ def test_a_reloaded_host_is_the_same_host(tmp_path_factory: pytest.TempPathFacto
         again.create("after", memory_kib=1024)
         assert again.generation == host.generation
     store.close()
+
+
+def _configs(host: HostModel) -> list[DomainConfig | None]:
+    return [d.config for d in host.list_all().domains]
 
 
 def test_nothing_saved_loads_as_none(tmp_path: Path) -> None:
@@ -138,3 +151,97 @@ def test_the_id_rover_goes_on_where_it_was(tmp_path: Path) -> None:
     assert saved is not None
     again.load(saved)
     assert again.create("d").id == host.create("d").id == 4  # not 3: no early reuse
+
+
+U = "6695eb01-f6a4-8304-79aa-97f2502e193f"
+
+
+def _version_1_file(directory: Path) -> None:
+    """A state file as the daemon wrote it before domains had devices (schema 1)."""
+    db = sqlite3.connect(directory / "host.sqlite")
+    db.executescript("""
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE domains (
+        uuid TEXT PRIMARY KEY, id INTEGER NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL,
+        memory_kib INTEGER NOT NULL, max_memory_kib INTEGER NOT NULL, vcpus INTEGER NOT NULL,
+        os_type TEXT NOT NULL, load REAL NOT NULL, cpu_ns INTEGER NOT NULL, since REAL NOT NULL
+    );
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, id INTEGER NOT NULL, uuid TEXT NOT NULL,
+        old_id INTEGER, name TEXT
+    );
+    CREATE TABLE journal (
+        n INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL, domid INTEGER NOT NULL,
+        uuid TEXT NOT NULL, outcome TEXT NOT NULL, origin TEXT NOT NULL
+    );
+    """)
+    db.executemany("INSERT INTO meta VALUES (?, ?)", [
+        ("schema", "1"), ("boot_id", "b0000000-0000-4000-8000-000000000001"),
+        ("generation", "1"), ("rover", "1"), ("daemon_epoch", "0")])
+    db.executemany("INSERT INTO domains VALUES (?,?,?,?,?,?,?,?,?,?,?)", [
+        (DOM0_UUID, 0, "Domain-0", "running", 2097152, 2097152, 4, "linux", 0.05, 0, 1000.0),
+        (U, 1, "web", "paused", 524288, 524288, 2, "linux", 0.25, 7, 1000.0)])
+    db.execute("INSERT INTO events VALUES (1, 'created', 1, ?, NULL, NULL)", (U,))
+    db.execute("INSERT INTO journal (op, domid, uuid, outcome, origin) VALUES "
+               "('create', 1, ?, 'ok', 'host')", (U,))
+    db.commit()
+    db.close()
+
+
+def test_a_state_file_from_before_devices_loads_with_the_default_devices(
+        tmp_path: Path) -> None:
+    _version_1_file(tmp_path)
+    clock = ManualClock(1000.0)
+    store = HostStore(tmp_path)
+    saved = store.load()
+    assert saved is not None
+    host = HostModel("kept", clock=clock, image_dir=tmp_path / "images")
+    host.load(saved)
+    assert [(d.id, d.name, d.state) for d in host.domains()] == [
+        (0, "Domain-0", DomainState.RUNNING), (1, "web", DomainState.PAUSED)]
+    dom0, web = _configs(host)
+    assert dom0 is not None and (dom0.disks, dom0.nics) == ((), ())
+    assert web is not None
+    assert web.disks == (DiskConfig("/var/lib/xen/images/web.img", "xvda"),)
+    assert web.nics == (NicConfig("00:16:3e:66:95:eb", "xenbr0"),)
+    # the file now takes devices: a change is written and read back in full
+    host.add_observer(store)
+    host.create("db", disks=[DiskConfig("phy:/dev/vg/db", "xvda")], nics=())
+    host.rename(1, "web2")
+    again = HostModel("kept", clock=clock, image_dir=tmp_path / "images")
+    reloaded = HostStore(tmp_path).load()
+    assert reloaded is not None
+    again.load(reloaded)
+    assert _configs(again) == _configs(host)
+    assert again.domains() == host.domains()
+    db = sqlite3.connect(tmp_path / "host.sqlite")
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+    db.close()
+
+
+def test_a_state_file_of_an_unknown_schema_is_refused(tmp_path: Path) -> None:
+    _version_1_file(tmp_path)
+    db = sqlite3.connect(tmp_path / "host.sqlite")
+    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
+    db.commit()
+    db.close()
+    with pytest.raises(InvalidArgumentError, match="schema 99"):
+        HostStore(tmp_path)
+    columns = [r[1] for r in sqlite3.connect(tmp_path / "host.sqlite").execute(
+        "PRAGMA table_info(domains)")]
+    assert "disks" not in columns  # a file it cannot read is not touched
+
+
+@pytest.mark.parametrize("column", ["disks", "nics"])
+@pytest.mark.parametrize("junk", ["not json", "5", '[{"x": 1}]', '["a"]'])
+def test_damaged_devices_are_named(tmp_path: Path, column: str, junk: str) -> None:
+    host = _host(tmp_path, ManualClock())
+    host.create("a")
+    store = HostStore(tmp_path)
+    store.save(host.state())
+    db = sqlite3.connect(tmp_path / "host.sqlite")
+    db.execute(f"UPDATE domains SET {column} = ? WHERE name = 'a'", (junk,))
+    db.commit()
+    db.close()
+    with pytest.raises(InvalidArgumentError, match="damaged"):
+        store.load()

@@ -22,6 +22,7 @@ over TCP every mutating request needs ``Authorization: Bearer <token>``.
 from __future__ import annotations
 
 import hmac
+import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from xvirt.host import records, sxp
 from xvirt.host.images import check_image_name
 from xvirt.host.model import HostModel, LiveDomain
 from xvirt.model import DOMID_FIRST_RESERVED, parse_uuid
-from xvirt.planes import HostEvent, Op
+from xvirt.planes import DomainConfig, HostEvent, Op, Resolved
 
 __all__ = ["ControlApp", "ControlSettings"]
 
@@ -139,8 +140,16 @@ def _record(dom: LiveDomain, now: float, *, runtime: bool = True) -> sxp.Sx:
         domid=dom.id, uuid=dom.uuid, name=dom.name, memory_kib=dom.memory_kib,
         max_memory_kib=dom.max_memory_kib, vcpus=dom.vcpus, os_type=dom.os_type,
         state=dom.state if runtime else None,
-        cpu_time_ns=dom.cpu_time(now) if runtime else None,
+        cpu_time_ns=dom.cpu_time(now) if runtime else None, disks=dom.disks, nics=dom.nics,
     )
+
+
+def _config(d: Resolved) -> DomainConfig:
+    """What a resolve answer writes; the host model always knows its own domains'."""
+    if d.config is None:
+        raise OperationFailedError(f"the host gave no configuration for domain {d.name!r}",
+                                   domid=d.id, uuid=d.uuid, name=d.name, op="resolve")
+    return d.config
 
 
 def _event(e: HostEvent) -> sxp.Sx:
@@ -308,6 +317,7 @@ class ControlApp:
             "xen_extra": ".0-xvirt", "xen_caps": "xen-3.0-x86_64 hvm-3.0-x86_64",
             "xen_scheduler": "credit", "xen_pagesize": 4096, "xend_config_format": 4,
             "xvirt_version": info.version, "xvirt_boot_id": info.boot_id,
+            "xvirt_image_dir": os.path.abspath(self.host.image_dir),
         }
         return 200, sxp.dumps(records.node_record(fields)), [("X-Xvirt-Boot", info.boot_id)]
 
@@ -419,7 +429,8 @@ class ControlApp:
             config = records.parse_vm_config(sxp.parse(_one(req.form, "config") or ""))
             rec = self.host.create(config.name, memory_kib=config.memory_kib,
                                    max_memory_kib=config.max_memory_kib, vcpus=config.vcpus,
-                                   uuid=config.uuid, os_type=config.os_type, paused=True,
+                                   uuid=config.uuid, os_type=config.os_type,
+                                   disks=config.disks, nics=config.nics, paused=True,
                                    origin="client")
             uuid = rec.uuid
         elif op_name == "restore":
@@ -452,12 +463,12 @@ class ControlApp:
             answer = self.host.resolve(uuids, ids)
         body: list[sxp.Sx] = ["resolution"]
         for d in answer.domains:
-            config = d.config
-            assert config is not None  # the host model always knows its own domains'
+            config = _config(d)
             body.append(records.domain_record(
                 domid=d.id, uuid=d.uuid, name=d.name, memory_kib=config.memory_kib,
                 max_memory_kib=config.max_memory_kib, vcpus=config.vcpus,
-                os_type=config.os_type, state=None, cpu_time_ns=None))
+                os_type=config.os_type, state=None, cpu_time_ns=None, disks=config.disks,
+                nics=config.nics))
         return 200, sxp.dumps(body), [("X-Xvirt-Boot", answer.boot_id),
                                       ("X-Xvirt-Generation", str(answer.generation))]
 

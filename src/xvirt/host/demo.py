@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections import deque
 
 from xvirt.errors import OperationFailedError
+from xvirt.host.devices import default_disks
 from xvirt.host.model import HostModel
+from xvirt.planes import DiskConfig, NicConfig
 
 __all__ = ["BatchChurn", "populate"]
 
@@ -22,6 +24,14 @@ _GUESTS = (
     ("cache1", 512, 1, 0.0, True),
     ("build1", 2048, 2, 0.80, False),
 )
+# Beyond each guest's root disk and one vif on xenbr0 (the defaults), so that a
+# configuration view has something to show: xend's other disk kinds and a
+# second bridge.
+_EXTRA_DISKS = {
+    "db1": (DiskConfig("phy:/dev/vg0/db1-data", "xvdb"),),
+    "build1": (DiskConfig("file:/var/lib/xen/images/toolchain.iso", "xvdc", readonly=True),),
+}
+_BRIDGES = {"db1": ("xenbr0", "xenbr1"), "cache1": ("xenbr1",)}
 
 
 #: The demo pretends its guests have been up this long, so CPU times look lived-in.
@@ -30,10 +40,13 @@ UPTIME_S = 3 * 3600.0
 
 def populate(host: HostModel, *, churn: bool = True) -> None:
     """Fill an empty host with the demo guests (and, by default, batch churn)."""
-    for name, mib, vcpus, load, idle in _GUESTS:
+    for serial, (name, mib, vcpus, load, idle) in enumerate(_GUESTS, 1):
         burnt = int(UPTIME_S * 1e9 * vcpus * (0.01 if idle else load))
+        disks = default_disks(name) + _EXTRA_DISKS.get(name, ())
+        nics = tuple(NicConfig(f"00:16:3e:00:{serial:02x}:{i:02x}", bridge)
+                     for i, bridge in enumerate(_BRIDGES.get(name, ("xenbr0",))))
         rec = host.create(name, memory_kib=mib * 1024, vcpus=vcpus, load=load,
-                          cpu_time_ns=burnt)
+                          cpu_time_ns=burnt, disks=disks, nics=nics)
         if idle:
             host.set_blocked(rec.id)
     if churn:

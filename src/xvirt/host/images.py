@@ -14,11 +14,14 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from xvirt.errors import InvalidArgumentError, OperationFailedError
+from xvirt.host.devices import check_disks, check_nics, default_disks, default_nics
 from xvirt.model import check_name, parse_uuid
+from xvirt.planes import DiskConfig, NicConfig
 
 __all__ = ["ImageStore", "SavedDomain", "check_image_name"]
 
@@ -64,6 +67,22 @@ class SavedDomain:
     cpu_time_ns: int
     os_type: str
     load: float
+    disks: tuple[DiskConfig, ...] = ()
+    nics: tuple[NicConfig, ...] = ()
+
+
+def _from_json(data: dict[str, Any]) -> SavedDomain:
+    """An image's fields as a SavedDomain; an image from before domains had devices
+    gets the devices a domain created without any gets."""
+    disks = data.pop("disks", None)
+    nics = data.pop("nics", None)
+    saved = SavedDomain(**data)
+    return replace(
+        saved,
+        disks=default_disks(saved.name) if disks is None else tuple(
+            DiskConfig(**d) for d in disks),
+        nics=default_nics(saved.uuid) if nics is None else tuple(NicConfig(**n) for n in nics),
+    )
 
 
 def _check_saved(saved: SavedDomain) -> None:
@@ -82,6 +101,8 @@ def _check_saved(saved: SavedDomain) -> None:
     if not isinstance(saved.os_type, str) or parse_uuid(saved.uuid) != saved.uuid:
         raise ValueError("bad os_type or UUID")
     check_name(saved.name)
+    if check_disks(saved.disks) != saved.disks or check_nics(saved.nics) != saved.nics:
+        raise ValueError("devices not in canonical form")
 
 
 class ImageStore:
@@ -165,7 +186,7 @@ class ImageStore:
             data = json.loads(raw)
             if data.pop("format") != _FORMAT:
                 raise ValueError("unknown format")
-            saved = SavedDomain(**data)
+            saved = _from_json(data)
             _check_saved(saved)
             return saved
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError,

@@ -30,6 +30,7 @@ from xvirt.errors import (
     NoDomainError,
     OperationFailedError,
 )
+from xvirt.host.devices import check_disks, check_nics, default_disks, default_nics
 from xvirt.host.events import EventLog
 from xvirt.host.ids import DomidAllocator
 from xvirt.host.images import ImageStore, SavedDomain, check_image_name
@@ -44,10 +45,12 @@ from xvirt.model import (
 )
 from xvirt.planes import (
     DataRow,
+    DiskConfig,
     DomainConfig,
     EventBatch,
     HostEvent,
     IdAnswer,
+    NicConfig,
     Op,
     Resolution,
     Resolved,
@@ -117,6 +120,8 @@ class LiveDomain:
     cpu_ns: int
     since: float
     rate: float
+    disks: tuple[DiskConfig, ...] = ()
+    nics: tuple[NicConfig, ...] = ()
 
     def cpu_time(self, now: float) -> int:
         return self.cpu_ns + int((now - self.since) * 1e9 * self.rate)
@@ -159,11 +164,13 @@ class HostObserver(Protocol):
 class _Domain:
     __slots__ = (
         "cpu_ns",
+        "disks",
         "id",
         "load",
         "max_memory_kib",
         "memory_kib",
         "name",
+        "nics",
         "os_type",
         "since",
         "state",
@@ -183,22 +190,26 @@ class _Domain:
         self.os_type = spec.os_type
         self.cpu_ns = spec.cpu_time_ns
         self.since = now
+        self.disks = spec.disks
+        self.nics = spec.nics
 
     def spec(self, now: float) -> SavedDomain:
         """What brings this domain back elsewhere: everything but its ID and state."""
         return SavedDomain(self.uuid, self.name, self.memory_kib, self.max_memory_kib,
-                           self.vcpus, self.cpu_time(now), self.os_type, self.load)
+                           self.vcpus, self.cpu_time(now), self.os_type, self.load,
+                           self.disks, self.nics)
 
     def live(self) -> LiveDomain:
         return LiveDomain(self.id, self.uuid, self.name, self.state, self.memory_kib,
                           self.max_memory_kib, self.vcpus, self.os_type, self.load,
-                          self.cpu_ns, self.since, self._rate())
+                          self.cpu_ns, self.since, self._rate(), self.disks, self.nics)
 
     @classmethod
     def from_live(cls, live: LiveDomain) -> _Domain:
         dom = cls(live.id, SavedDomain(live.uuid, live.name, live.memory_kib,
                                        live.max_memory_kib, live.vcpus, live.cpu_ns,
-                                       live.os_type, live.load), live.since)
+                                       live.os_type, live.load, live.disks, live.nics),
+                  live.since)
         dom.state = live.state
         return dom
 
@@ -246,7 +257,8 @@ class _Domain:
             self.id,
             self.uuid,
             self.name,
-            DomainConfig(self.memory_kib, self.max_memory_kib, self.vcpus, self.os_type),
+            DomainConfig(self.memory_kib, self.max_memory_kib, self.vcpus, self.os_type,
+                         self.disks, self.nics),
         )
 
 
@@ -656,11 +668,16 @@ class HostModel:
         load: float = 0.25,
         os_type: str = "linux",
         cpu_time_ns: int = 0,
+        disks: Iterable[DiskConfig] | None = None,
+        nics: Iterable[NicConfig] | None = None,
         paused: bool = False,
         origin: str = "host",
     ) -> DomainRecord:
         """Start a new guest (running, or paused as xend creates them) and return it;
-        ``cpu_time_ns`` lets a demo start guests that have been running for a while."""
+        ``cpu_time_ns`` lets a demo start guests that have been running for a while.
+
+        ``disks``/``nics`` None gives the defaults (``/var/lib/xen/images/<name>.img``
+        on xvda; one vif on xenbr0 with a MAC from the UUID); ``()`` gives none."""
         check_name(name)
         _positive_int(memory_kib, "memory_kib")
         max_kib = memory_kib if max_memory_kib is None else _positive_int(
@@ -678,9 +695,15 @@ class HostModel:
             raise InvalidArgumentError(
                 f"cpu_time_ns must be a non-negative integer, not {cpu_time_ns!r}", name=name
             )
+        try:
+            disk_specs = default_disks(name) if disks is None else check_disks(disks)
+            nic_specs = None if nics is None else check_nics(nics)
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(exc.message, name=name) from None
         with self._mutation() as now:
             u = parse_uuid(uuid) if uuid is not None else self._new_uuid()
-            spec = SavedDomain(u, name, memory_kib, max_kib, vcpus, cpu_time_ns, os_type, load)
+            spec = SavedDomain(u, name, memory_kib, max_kib, vcpus, cpu_time_ns, os_type, load,
+                               disk_specs, default_nics(u) if nic_specs is None else nic_specs)
             dom = self._admit(spec, now, "create", EventKind.CREATED)
             if paused:
                 dom.set_state(DomainState.PAUSED, now)

@@ -20,6 +20,14 @@ The reader prefers those, but only while they agree with the MiB field:
 a client that edits ``memory`` in a record and sends it back (libvirt's
 autostart sequence sends whole records back) is obeyed. Real xend records
 lack the extensions and read as MiB * 1024.
+
+Devices are xend's ``(device (vbd (dev xvda) (uname file:/img) (mode w)))`` and
+``(device (vif (mac 00:16:3e:..) (bridge xenbr0) (script vif-bridge)))``
+entries. Reading takes ``vbd``, ``tap`` and ``tap2`` as disks and ``vif`` as
+interfaces and skips every other kind (vfb, vkbd, console, pci); ``uname`` is
+kept as given (``file:``, ``phy:``, ``tap:aio:`` ...); ``dev`` loses xend's
+``ioemu:`` prefix and ``:disk``/``:cdrom`` suffix; mode ``r`` means read-only.
+An empty CD-ROM drive has no ``uname`` and reads as source ``""``.
 """
 
 from __future__ import annotations
@@ -29,16 +37,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from xvirt.errors import InvalidArgumentError, ProtocolError
-from xvirt.host.sxp import Sx, child, dumps, value
+from xvirt.host.devices import parse_mac
+from xvirt.host.sxp import Sx, child, children, dumps, value
 from xvirt.model import DOMID_FIRST_RESERVED, DomainState, check_name, parse_uuid
-from xvirt.planes import DomainConfig
+from xvirt.planes import DiskConfig, DomainConfig, NicConfig
 
 __all__ = [
     "ParsedDomain",
     "VmConfig",
+    "device_entries",
     "domain_record",
     "error_sexpr",
     "node_record",
+    "parse_devices",
     "parse_domain_record",
     "parse_error",
     "parse_node_record",
@@ -67,6 +78,9 @@ _FLOAT = re.compile(
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1  # C long on the LP64 hosts xend ran on
 _NS_MAX = 2**64 - 1  # libvirt kept CPU time in an unsigned long long
 _NUMBER_CHARS = 64  # longer number texts are refused before any conversion
+_DISK_KINDS = ("vbd", "tap", "tap2")
+_READONLY_MODES = ("r", "ro")
+_WRITABLE_MODES = ("w", "rw", "w!", "")
 
 
 # -- state letters ---------------------------------------------------------------------------
@@ -191,9 +205,12 @@ class ParsedDomain:
     os_type: str
     state: DomainState | None  # None: the record has no state field
     cpu_time_ns: int | None  # None: the record has no cpu_time field
+    disks: tuple[DiskConfig, ...] = ()
+    nics: tuple[NicConfig, ...] = ()
 
     def config(self) -> DomainConfig:
-        return DomainConfig(self.memory_kib, self.max_memory_kib, self.vcpus, self.os_type)
+        return DomainConfig(self.memory_kib, self.max_memory_kib, self.vcpus, self.os_type,
+                            self.disks, self.nics)
 
 
 def domain_record(
@@ -207,11 +224,13 @@ def domain_record(
     os_type: str,
     state: DomainState | None,
     cpu_time_ns: int | None,
+    disks: tuple[DiskConfig, ...] = (),
+    nics: tuple[NicConfig, ...] = (),
 ) -> Sx:
     """A ``(domain ...)`` record in newer xend's style: dashed uuid, bare atoms.
 
     ``domid`` None makes an inactive record (no domid field); ``state`` and
-    ``cpu_time_ns`` None leave their fields out.
+    ``cpu_time_ns`` None leave their fields out. Devices follow the image.
     """
     _check_counts(memory_kib=memory_kib, max_memory_kib=max_memory_kib, vcpus=vcpus)
     rec: list[Sx] = ["domain"]
@@ -232,6 +251,7 @@ def domain_record(
             raise InvalidArgumentError(f"cpu_time_ns must not be negative, not {cpu_time_ns}")
         rec.append(["cpu_time", f"{cpu_time_ns // 10**9}.{cpu_time_ns % 10**9:09d}"])
     rec.append(["image", [os_type]])
+    rec += device_entries(disks, nics)
     return rec
 
 
@@ -243,6 +263,7 @@ def parse_domain_record(sx: Sx) -> ParsedDomain:
         raise ProtocolError(f"field 'domid': {domid} is out of range", domid=domid)
     cpu_time = value(sx, "domain/cpu_time")
     state = value(sx, "domain/state")
+    disks, nics = parse_devices(sx)
     return ParsedDomain(
         domid=domid,
         uuid=_required_uuid(sx, "domain", ProtocolError),
@@ -253,6 +274,8 @@ def parse_domain_record(sx: Sx) -> ParsedDomain:
         os_type=_os_type(sx),
         state=parse_state_flags(state) if state else None,
         cpu_time_ns=_seconds_to_ns(cpu_time, "cpu_time") if cpu_time else None,
+        disks=disks,
+        nics=nics,
     )
 
 
@@ -291,6 +314,83 @@ def _check_counts(**counts: int) -> None:
             raise InvalidArgumentError(f"{field} must be a non-negative integer, not {n!r}")
 
 
+# -- devices --------------------------------------------------------------------------------
+
+
+def device_entries(disks: tuple[DiskConfig, ...], nics: tuple[NicConfig, ...]) -> list[Sx]:
+    """``(device (vbd ...))`` for each disk, then ``(device (vif ...))`` for each interface."""
+    out: list[Sx] = [
+        ["device", ["vbd", ["dev", d.target], ["uname", d.source],
+                    ["mode", "r" if d.readonly else "w"]]]
+        for d in disks
+    ]
+    for n in nics:
+        vif: list[Sx] = ["vif", ["mac", n.mac]]
+        if n.bridge is not None:
+            vif += [["bridge", n.bridge], ["script", "vif-bridge"]]
+        out.append(["device", vif])
+    return out
+
+
+def _device_field(dev: list[Sx], key: str, where: str) -> str | None:
+    """A device's field as text; None when absent; a list value is malformed."""
+    item = child(dev, key)
+    if item is None:
+        return None
+    if len(item) == 1:
+        return ""
+    if len(item) != 2 or not isinstance(item[1], str):
+        raise ProtocolError(f"{where}: field {key!r} is not one value: {dumps(item)[:60]}")
+    return item[1]
+
+
+def _disk(dev: list[Sx], where: str) -> DiskConfig:
+    target = _device_field(dev, "dev", where)
+    if target and target.startswith("ioemu:"):
+        target = target[len("ioemu:"):]
+    target = (target or "").partition(":")[0]  # hda:disk, hdc:cdrom
+    if not target:
+        raise ProtocolError(f"{where}: no device name in field 'dev'")
+    mode = _device_field(dev, "mode", where) or ""
+    if mode not in _READONLY_MODES + _WRITABLE_MODES:
+        raise ProtocolError(f"{where}: field 'mode' is {mode!r}, not r or w")
+    return DiskConfig(_device_field(dev, "uname", where) or "", target, mode in _READONLY_MODES)
+
+
+def _nic(dev: list[Sx], where: str) -> NicConfig:
+    mac = _device_field(dev, "mac", where)
+    if not mac:
+        raise ProtocolError(f"{where}: no field 'mac'")
+    try:
+        mac = parse_mac(mac)
+    except InvalidArgumentError as exc:
+        raise ProtocolError(f"{where}: field 'mac': {exc.message}") from None
+    return NicConfig(mac, _device_field(dev, "bridge", where) or None)
+
+
+def parse_devices(sx: Sx) -> tuple[tuple[DiskConfig, ...], tuple[NicConfig, ...]]:
+    """The disks and interfaces of a domain record or config, in their order.
+
+    Kinds other than disks and vifs are skipped; a ``device`` entry that is not
+    ``(device (kind ...))``, or a disk or vif missing what names it, is a
+    ProtocolError saying which entry."""
+    disks: list[DiskConfig] = []
+    nics: list[NicConfig] = []
+    for n, entry in enumerate(children(sx, "device"), 1):
+        body = entry[1:]
+        if len(body) != 1 or isinstance(body[0], str) or not body[0] or not isinstance(
+                body[0][0], str):
+            raise ProtocolError(f"device {n} is not (device (kind ...)): {dumps(entry)[:60]}")
+        dev = body[0]
+        kind = dev[0]
+        where = f"device {n} ({kind})"
+        if kind in _DISK_KINDS:
+            disks.append(_disk(dev, where))
+        elif kind == "vif":
+            nics.append(_nic(dev, where))
+    return tuple(disks), tuple(nics)
+
+
 # -- configs (what clients send with op=create and op=new) ------------------------------------
 
 
@@ -304,6 +404,10 @@ class VmConfig:
     max_memory_kib: int
     vcpus: int
     os_type: str
+    # None: the config names no disk or vif, and the host gives the defaults;
+    # otherwise the config's devices are all the domain gets.
+    disks: tuple[DiskConfig, ...] | None = None
+    nics: tuple[NicConfig, ...] | None = None
 
 
 def vm_config(
@@ -313,15 +417,17 @@ def vm_config(
     vcpus: int,
     uuid: str | None = None,
     os_type: str = "linux",
+    disks: tuple[DiskConfig, ...] = (),
+    nics: tuple[NicConfig, ...] = (),
 ) -> Sx:
-    """``(vm (name x) (memory M) (maxmem M) (vcpus n) (uuid u) (image (linux)))``, as
-    libvirt sent it, plus our KiB extensions."""
+    """``(vm (name x) (memory M) (maxmem M) (vcpus n) (uuid u) (image (linux))
+    (device ...) ...)``, as libvirt sent it, plus our KiB extensions."""
     _check_counts(memory_kib=memory_kib, max_memory_kib=max_memory_kib, vcpus=vcpus)
     mem = _memory_fields(memory_kib, max_memory_kib)
     cfg: list[Sx] = ["vm", ["name", name], mem[0], mem[1], ["vcpus", str(vcpus)]]
     if uuid is not None:
         cfg.append(["uuid", parse_uuid(uuid)])
-    cfg += [mem[2], mem[3], ["image", [os_type]]]
+    cfg += [mem[2], mem[3], ["image", [os_type]], *device_entries(disks, nics)]
     return cfg
 
 
@@ -332,7 +438,8 @@ def parse_vm_config(sx: Sx) -> VmConfig:
     record (libvirt's autostart sequence). A malformed shape or number is a
     ProtocolError; a well-formed but unusable value (bad name or uuid, no
     memory, maxmem below memory, no vcpus) is an InvalidArgumentError. A
-    missing maxmem means memory; missing vcpus means 1, as in xend.
+    missing maxmem means memory; missing vcpus means 1, as in xend. Device
+    values (targets, MACs, bridges) are the host's to judge when it creates.
     """
     head = _check_head(sx, ("vm", "domain"))
     name = _required_name(sx, head, InvalidArgumentError)
@@ -348,7 +455,10 @@ def parse_vm_config(sx: Sx) -> VmConfig:
     vcpus = _count(sx, f"{head}/vcpus")
     if vcpus == 0:
         raise InvalidArgumentError("vcpus must be at least 1", name=name)
-    return VmConfig(name, uuid, memory, max_memory, vcpus or 1, _os_type(sx))
+    disks, nics = parse_devices(sx)
+    if not disks and not nics:
+        return VmConfig(name, uuid, memory, max_memory, vcpus or 1, _os_type(sx))
+    return VmConfig(name, uuid, memory, max_memory, vcpus or 1, _os_type(sx), disks, nics)
 
 
 # -- errors and the node record ---------------------------------------------------------------

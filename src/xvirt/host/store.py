@@ -12,24 +12,32 @@ hand-made append log would need its own recovery code.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
+from dataclasses import asdict
 from pathlib import Path
 
 from xvirt.errors import InvalidArgumentError, OperationFailedError
-from xvirt.host.model import HostChange, HostState, JournalEntry, LiveDomain
+from xvirt.host.devices import default_disks, default_nics
+from xvirt.host.model import DOM0_UUID, HostChange, HostState, JournalEntry, LiveDomain
 from xvirt.model import DomainState, EventKind
-from xvirt.planes import HostEvent
+from xvirt.planes import DiskConfig, HostEvent, NicConfig
 
 __all__ = ["HostStore"]
 
-_SCHEMA_VERSION = "1"
+# 2 added the domains' devices (JSON lists); a version 1 file gains the columns on
+# open, and its domains, stored without devices, get the defaults on load.
+_SCHEMA_VERSION = "2"
+_READABLE = (None, "1", _SCHEMA_VERSION)
+_DEVICE_COLUMNS = ("disks", "nics")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS domains (
     uuid TEXT PRIMARY KEY, id INTEGER NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL,
     memory_kib INTEGER NOT NULL, max_memory_kib INTEGER NOT NULL, vcpus INTEGER NOT NULL,
-    os_type TEXT NOT NULL, load REAL NOT NULL, cpu_ns INTEGER NOT NULL, since REAL NOT NULL
+    os_type TEXT NOT NULL, load REAL NOT NULL, cpu_ns INTEGER NOT NULL, since REAL NOT NULL,
+    disks TEXT, nics TEXT
 );
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, id INTEGER NOT NULL, uuid TEXT NOT NULL,
@@ -62,12 +70,21 @@ class HostStore:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
             version = self._meta().get("schema")
+            if version in _READABLE:
+                self._add_device_columns()
         except (OSError, sqlite3.Error) as exc:
             raise InvalidArgumentError(f"cannot use state file {str(self.path)!r}: {exc}") from None
-        if version not in (None, _SCHEMA_VERSION):
+        if version not in _READABLE:
             raise InvalidArgumentError(
                 f"state file {str(self.path)!r} has schema {version}, expected {_SCHEMA_VERSION}"
             )
+
+    def _add_device_columns(self) -> None:
+        """Bring a version 1 file's domains table up to date (NULL: devices not stored)."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(domains)")}
+        for column in _DEVICE_COLUMNS:
+            if column not in have:
+                self._db.execute(f"ALTER TABLE domains ADD COLUMN {column} TEXT")
 
     def _meta(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -79,10 +96,12 @@ class HostStore:
             if "boot_id" not in meta:
                 return None
             doms = tuple(
-                LiveDomain(i, u, n, DomainState(st), m, mx, v, os_type, load, cpu, since, 0.0)
-                for (u, i, n, st, m, mx, v, os_type, load, cpu, since) in self._db.execute(
+                LiveDomain(i, u, n, DomainState(st), m, mx, v, os_type, load, cpu, since, 0.0,
+                           *_devices(u, n, disks, nics))
+                for (u, i, n, st, m, mx, v, os_type, load, cpu, since, disks, nics)
+                in self._db.execute(
                     "SELECT uuid, id, name, state, memory_kib, max_memory_kib, vcpus, os_type,"
-                    " load, cpu_ns, since FROM domains ORDER BY id"
+                    " load, cpu_ns, since, disks, nics FROM domains ORDER BY id"
                 )
             )
             events = tuple(
@@ -98,7 +117,7 @@ class HostStore:
             )
             return HostState(meta["boot_id"], int(meta["generation"]), doms, events, journal,
                              int(meta["rover"]), int(meta["daemon_epoch"]))
-        except (sqlite3.Error, KeyError, ValueError) as exc:
+        except (sqlite3.Error, KeyError, ValueError, TypeError) as exc:
             raise InvalidArgumentError(
                 f"state file {str(self.path)!r} is damaged: {exc}"
             ) from None
@@ -134,9 +153,11 @@ class HostStore:
                     db.execute("DELETE FROM events")
                 db.executemany("DELETE FROM domains WHERE uuid = ?", [(u,) for u in gone])
                 db.executemany(
-                    "INSERT OR REPLACE INTO domains VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT OR REPLACE INTO domains VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [(d.uuid, d.id, d.name, d.state.value, d.memory_kib, d.max_memory_kib,
-                      d.vcpus, d.os_type, d.load, d.cpu_ns, d.since) for d in domains],
+                      d.vcpus, d.os_type, d.load, d.cpu_ns, d.since,
+                      json.dumps([asdict(x) for x in d.disks]),
+                      json.dumps([asdict(x) for x in d.nics])) for d in domains],
                 )
                 db.executemany(
                     "INSERT OR REPLACE INTO events VALUES (?,?,?,?,?,?)",
@@ -170,3 +191,16 @@ class HostStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _devices(uuid: str, name: str, disks: str | None, nics: str | None
+             ) -> tuple[tuple[DiskConfig, ...], tuple[NicConfig, ...]]:
+    """A row's devices; a row written before devices were stored (NULL) gets the
+    defaults of a domain created without any (Domain-0 has none)."""
+    guest = uuid != DOM0_UUID
+    return (
+        (default_disks(name) if guest else ()) if disks is None else tuple(
+            DiskConfig(**d) for d in json.loads(disks)),
+        (default_nics(uuid) if guest else ()) if nics is None else tuple(
+            NicConfig(**n) for n in json.loads(nics)),
+    )
