@@ -154,9 +154,11 @@ def dominfo_command(domain: str, as_json: bool, uri: str | None) -> None:
 
 def _register_servers() -> None:
     """Server commands live in their own modules: they are not API clients."""
+    from xvirt.tools.compat_cmd import compat_command
     from xvirt.tools.daemon_cmd import daemon_command
 
     main.add_command(daemon_command)
+    main.add_command(compat_command)
 
 
 _register_servers()
