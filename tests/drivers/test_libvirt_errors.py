@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from xvirt import errors
-from xvirt.drivers.libvirt_binding import real_libvirt
+from xvirt.compat.binding import real_libvirt
 from xvirt.drivers.libvirt_errors import translate
 
 

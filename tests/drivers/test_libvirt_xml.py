@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xvirt.drivers.libvirt_binding import real_libvirt
+from xvirt.compat.binding import real_libvirt
 from xvirt.drivers.libvirt_xml import config_from_xml, uuid_from_xml
 from xvirt.errors import ProtocolError
 from xvirt.planes import DiskConfig, NicConfig

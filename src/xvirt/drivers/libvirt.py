@@ -29,7 +29,6 @@ local event log costs no call and is not counted.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import queue
 import threading
@@ -110,7 +109,7 @@ def default_image_dir() -> str:
 
 
 def _binding() -> Any:
-    from xvirt.drivers.libvirt_binding import real_libvirt
+    from xvirt.compat.binding import real_libvirt
 
     return real_libvirt()
 
@@ -539,14 +538,11 @@ class LibvirtDriver(Driver):
             try:
                 xml = self._call(self.counters.control, lambda: dom.XMLDesc(0), op="XMLDesc",
                                  uuid=uuid)
-                # libvirt's own answer for the OS type can differ from the XML's <os><type>
-                # (the test driver says 'linux' for 'hvm'): report what libvirt reports.
-                os_type = self._call(self.counters.control, dom.OSType, op="OSType", uuid=uuid)
             except NoDomainError:
                 self._gone(uuid)
                 self._publish()
                 raise
-        return dataclasses.replace(config_from_xml(xml, uri=self.uri), os_type=str(os_type))
+        return config_from_xml(xml, uri=self.uri)
 
     def defined_names(self) -> list[str]:
         with self._lock:

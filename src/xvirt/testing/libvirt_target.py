@@ -43,7 +43,7 @@ _DEFAULT = "test"  # the test driver's own guest, back after every libvirtd rest
 
 
 def _binding() -> Any:
-    from xvirt.drivers.libvirt_binding import real_libvirt
+    from xvirt.compat.binding import real_libvirt
 
     return real_libvirt()
 

@@ -1,0 +1,104 @@
+"""libvirt's listing filters (virConnectListAllDomains, virConnectGetAllDomainStats)
+and bulk statistics records, over xvirt's samples.
+
+What xvirt knows decides each filter: live domains are active; Xen hosts'
+domains are transient, libvirt's taken as persistent; xvirt domains have no
+managed save image, autostart, snapshot or checkpoint, so those filters keep
+all (NO_*) or none.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xvirt.compat import _constants as c
+from xvirt.model import DomainInfo
+
+__all__ = [
+    "LIST_FLAGS",
+    "STATE_BITS",
+    "STATS_FILTERS",
+    "STATS_FLAGS",
+    "SUPPORTED_STATS",
+    "Candidate",
+    "keep",
+    "stats_record",
+]
+
+STATE_BITS = (c.VIR_CONNECT_LIST_DOMAINS_RUNNING | c.VIR_CONNECT_LIST_DOMAINS_PAUSED
+               | c.VIR_CONNECT_LIST_DOMAINS_SHUTOFF | c.VIR_CONNECT_LIST_DOMAINS_OTHER)
+_ACTIVITY = c.VIR_CONNECT_LIST_DOMAINS_ACTIVE | c.VIR_CONNECT_LIST_DOMAINS_INACTIVE
+_PERSISTENCE = c.VIR_CONNECT_LIST_DOMAINS_PERSISTENT | c.VIR_CONNECT_LIST_DOMAINS_TRANSIENT
+_ABSENT_FEATURES = {  # "has it" bit -> "has not" bit; no xvirt domain has any
+    c.VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE: c.VIR_CONNECT_LIST_DOMAINS_NO_MANAGEDSAVE,
+    c.VIR_CONNECT_LIST_DOMAINS_AUTOSTART: c.VIR_CONNECT_LIST_DOMAINS_NO_AUTOSTART,
+    c.VIR_CONNECT_LIST_DOMAINS_HAS_SNAPSHOT: c.VIR_CONNECT_LIST_DOMAINS_NO_SNAPSHOT,
+    c.VIR_CONNECT_LIST_DOMAINS_HAS_CHECKPOINT: c.VIR_CONNECT_LIST_DOMAINS_NO_CHECKPOINT,
+}
+LIST_FLAGS = STATE_BITS | _ACTIVITY | _PERSISTENCE | sum(
+    has | has_not for has, has_not in _ABSENT_FEATURES.items())
+
+# getAllDomainStats takes the same filter bits (the same values) and three of its own.
+STATS_FILTERS = STATE_BITS | _ACTIVITY | _PERSISTENCE
+STATS_FLAGS = (STATS_FILTERS | c.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
+               | c.VIR_CONNECT_GET_ALL_DOMAINS_STATS_BACKING
+               | c.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ENFORCE_STATS)
+SUPPORTED_STATS = (c.VIR_DOMAIN_STATS_STATE | c.VIR_DOMAIN_STATS_CPU_TOTAL
+                   | c.VIR_DOMAIN_STATS_BALLOON | c.VIR_DOMAIN_STATS_VCPU)
+
+
+class Candidate:
+    """A domain as the filters see it."""
+
+    __slots__ = ("active", "persistent", "state")
+
+    def __init__(self, *, active: bool, persistent: bool, state: int | None) -> None:
+        self.active = active
+        self.persistent = persistent
+        self.state = state  # libvirt's virDomainState; None when not asked for
+
+
+def _pair(flags: int, yes: int, no: int, value: bool) -> bool:
+    if not flags & (yes | no) or (flags & yes and flags & no):
+        return True
+    return bool(flags & yes) == value
+
+
+def keep(flags: int, dom: Candidate) -> bool:
+    """Whether a domain passes ``flags``, with libvirt's semantics (each group
+    restricts only when one of its bits is set)."""
+    if not _pair(flags, c.VIR_CONNECT_LIST_DOMAINS_ACTIVE,
+                 c.VIR_CONNECT_LIST_DOMAINS_INACTIVE, dom.active):
+        return False
+    if not _pair(flags, c.VIR_CONNECT_LIST_DOMAINS_PERSISTENT,
+                 c.VIR_CONNECT_LIST_DOMAINS_TRANSIENT, dom.persistent):
+        return False
+    for has, has_not in _ABSENT_FEATURES.items():
+        if not _pair(flags, has, has_not, False):
+            return False
+    if flags & STATE_BITS:
+        state = dom.state if dom.active else c.VIR_DOMAIN_SHUTOFF
+        match = {
+            c.VIR_DOMAIN_RUNNING: c.VIR_CONNECT_LIST_DOMAINS_RUNNING,
+            c.VIR_DOMAIN_PAUSED: c.VIR_CONNECT_LIST_DOMAINS_PAUSED,
+            c.VIR_DOMAIN_SHUTOFF: c.VIR_CONNECT_LIST_DOMAINS_SHUTOFF,
+        }.get(state if state is not None else -1, c.VIR_CONNECT_LIST_DOMAINS_OTHER)
+        return bool(flags & match)
+    return True
+
+
+def stats_record(groups: int, state: int, info: DomainInfo) -> dict[str, Any]:
+    """libvirt's typed-parameter keys for the groups xvirt can fill."""
+    record: dict[str, Any] = {}
+    if groups & c.VIR_DOMAIN_STATS_STATE:
+        record["state.state"] = state
+        record["state.reason"] = 0  # xvirt does not know why: *_UNKNOWN
+    if groups & c.VIR_DOMAIN_STATS_CPU_TOTAL:
+        record["cpu.time"] = info.cpu_time_ns
+    if groups & c.VIR_DOMAIN_STATS_BALLOON:
+        record["balloon.current"] = info.memory_kib
+        record["balloon.maximum"] = info.max_memory_kib
+    if groups & c.VIR_DOMAIN_STATS_VCPU:
+        record["vcpu.current"] = info.vcpus
+        record["vcpu.maximum"] = info.vcpus
+    return record

@@ -1,0 +1,191 @@
+"""A libvirt-python compatible face over any xvirt driver.
+
+Existing libvirt-python scripts run unmodified on xvirt, through
+``xvirt compat -- python script.py`` (which makes ``import libvirt`` resolve
+here) or ``import xvirt.compat.libvirt as libvirt``. Built on xvirt's public
+API only, so it serves every driver: ``sim:``, ``xend:``/``xend+unix:`` and
+``libvirt:`` (any other URI, e.g. ``test:///default``, is a libvirt URI and
+goes to the libvirt driver).
+
+Scripts see libvirtError only (never an xvirt error or AttributeError); a
+call the face does not serve raises libvirtError VIR_ERR_NO_SUPPORT naming
+it. The ``VIR_*`` constants have libvirt 9.0.0's values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import xvirt
+from xvirt.compat import _constants as _c
+from xvirt.compat._connect import LIB_VERSION, virConnect
+from xvirt.compat._constants import *  # noqa: F403 - the VIR_* names are the API
+from xvirt.compat._domain import virDomain
+from xvirt.compat._errors import ErrorTuple, error, get_last, libvirtError, register_handler
+from xvirt.compat._errors import reset_last as _reset_last
+from xvirt.compat._events import LOOP as _LOOP
+from xvirt.compat._translate import backend_for as _backend_for
+from xvirt.compat._translate import translate as _translate
+from xvirt.compat._unsupported import unsupported as _unsupported
+from xvirt.compat._uri import resolve as _resolve
+from xvirt.compat.binding import real_libvirt as _real_libvirt
+from xvirt.errors import InvalidArgumentError, XvirtError
+
+#: Marks this module as the face (xvirt.compat.binding tells it from the real binding).
+__xvirt_face__ = True
+
+__all__ = [
+    "libvirtError", "virConnect", "virDomain",
+    "open", "openReadOnly", "openAuth", "getVersion",
+    "registerErrorHandler", "virGetLastError", "virResetLastError",
+    "virGetLastErrorMessage", "virGetLastErrorCode", "virGetLastErrorDomain",
+    "virEventRegisterDefaultImpl", "virEventRunDefaultImpl",
+    "virEventAddTimeout", "virEventUpdateTimeout", "virEventRemoveTimeout",
+    *[name for name in dir(_c) if name.startswith("VIR_")],
+]
+
+
+# -- connections ----------------------------------------------------------------------------
+
+def _open(name: object, readonly: bool, func: str) -> virConnect:
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"{func}() argument 1 must be str or None, not {type(name).__name__}")
+    if isinstance(name, str) and "\x00" in name:
+        raise ValueError("embedded null character")
+    given, target = _resolve(name)
+    try:
+        xconn = xvirt.open(target, readonly=readonly)
+    except InvalidArgumentError as exc:
+        if exc.libvirt_code is not None:
+            raise _translate(exc, _backend_for(target), func) from None
+        raise error(_c.VIR_ERR_NO_CONNECT, _c.VIR_FROM_NONE, f"{given}: {exc.message}") from None
+    except XvirtError as exc:
+        raise _translate(exc, _backend_for(target), func) from None
+    return virConnect(xconn, given)
+
+
+def open(name: str | None = None) -> virConnect:
+    """A read-write connection; ``name`` None: $LIBVIRT_DEFAULT_URI, $XVIRT_COMPAT_URI,
+    else ``sim:///default``."""
+    return _open(name, False, "virConnectOpen")
+
+
+def openReadOnly(name: str | None = None) -> virConnect:
+    """A read-only connection: mutating calls raise VIR_ERR_OPERATION_DENIED."""
+    return _open(name, True, "virConnectOpenReadOnly")
+
+
+def openAuth(uri: str | None, auth: Sequence[Any], flags: int = 0) -> virConnect:
+    """``auth`` is ``[credtypes, callback, cbdata]``; xvirt's hosts ask for no
+    credentials, so the callback is not called. VIR_CONNECT_RO in ``flags``
+    opens read-only."""
+    if not isinstance(auth, Sequence) or isinstance(auth, str) or len(auth) != 3:
+        raise TypeError("openAuth: auth must be [credtypes, callback, cbdata]")
+    if not isinstance(flags, int):
+        raise TypeError(f"an integer is required for flags, not {type(flags).__name__}")
+    allowed = _c.VIR_CONNECT_RO | _c.VIR_CONNECT_NO_ALIASES
+    if flags & ~allowed or flags < 0:
+        raise error(_c.VIR_ERR_INVALID_ARG, _c.VIR_FROM_NONE,
+                    f"unsupported flags (0x{flags & ~allowed:x}) in function virConnectOpenAuth")
+    return _open(uri, bool(flags & _c.VIR_CONNECT_RO), "virConnectOpenAuth")
+
+
+def getVersion(name: str | None = None) -> int | tuple[int, int]:
+    """The library version (9.0.0's API is what the face follows); with a driver
+    name, ``(library version, driver version)`` as libvirt-python gives it."""
+    if name is None:
+        return LIB_VERSION
+    if not isinstance(name, str):
+        raise TypeError(f"getVersion() argument must be str or None, not {type(name).__name__}")
+    return LIB_VERSION, LIB_VERSION
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+def registerErrorHandler(f: Callable[[Any, ErrorTuple], object] | None, ctx: Any) -> int:
+    """``f(ctx, err)`` for every error (err: libvirt's 9-tuple); None: print to stderr."""
+    return register_handler(f, ctx)
+
+
+def virGetLastError() -> ErrorTuple | None:
+    return get_last()
+
+
+def virResetLastError() -> None:
+    _reset_last()
+
+
+def virGetLastErrorMessage() -> str:
+    last = get_last()
+    return "no error" if last is None else last[2]
+
+
+def virGetLastErrorCode() -> int:
+    last = get_last()
+    return _c.VIR_ERR_OK if last is None else last[0]
+
+
+def virGetLastErrorDomain() -> int:
+    last = get_last()
+    return _c.VIR_FROM_NONE if last is None else last[1]
+
+
+# -- the event loop -----------------------------------------------------------------------------
+
+def virEventRegisterDefaultImpl() -> int:
+    """Register the default loop: needed before domainEventRegisterAny, as in libvirt."""
+    _LOOP.registered = True
+    return 0
+
+
+def virEventRunDefaultImpl() -> int:
+    """One iteration: blocks (briefly, on a condition) until an event or a timer is
+    due, and runs their callbacks on this thread."""
+    return _LOOP.run_once()
+
+
+def virEventAddTimeout(timeout: int, cb: Callable[[int, Any], object], opaque: Any) -> int:
+    """``cb(timer, opaque)`` every ``timeout`` ms (-1: disabled, 0: every iteration)."""
+    if not isinstance(timeout, int):
+        raise TypeError(f"an integer is required for timeout, not {type(timeout).__name__}")
+    return _LOOP.add_timeout(timeout, cb, opaque)
+
+
+def virEventUpdateTimeout(timer: int, timeout: int) -> None:
+    _LOOP.update_timeout(timer, timeout)
+
+
+def virEventRemoveTimeout(timer: int) -> int:
+    if _LOOP.remove_timeout(timer) < 0:
+        raise error(_c.VIR_ERR_INVALID_ARG, _c.VIR_FROM_EVENT,
+                    f"no timer with id {timer}")
+    return 0
+
+
+# -- what libvirt's C part calls back by name ---------------------------------------------------
+# libvirtmod looks these up in sys.modules["libvirt"], which under ``xvirt compat`` is
+# this module: they forward to the real binding the libvirt driver uses.
+
+def _dispatchEventHandleCallback(*args: Any) -> Any:
+    return _real_libvirt()._dispatchEventHandleCallback(*args)
+
+
+def _dispatchEventTimeoutCallback(*args: Any) -> Any:
+    return _real_libvirt()._dispatchEventTimeoutCallback(*args)
+
+
+def _eventInvokeHandleCallback(*args: Any) -> Any:
+    return _real_libvirt()._eventInvokeHandleCallback(*args)
+
+
+def _eventInvokeTimeoutCallback(*args: Any) -> Any:
+    return _real_libvirt()._eventInvokeTimeoutCallback(*args)
+
+
+def __getattr__(name: str) -> object:
+    """Any other libvirt-python function: VIR_ERR_NO_SUPPORT when called. Unknown
+    constants stay AttributeError (a script can test for them)."""
+    if name.startswith("VIR_"):
+        raise AttributeError(f"module 'libvirt' (xvirt's face) has no constant {name!r}")
+    return _unsupported("libvirt", name, _c.VIR_FROM_NONE)

@@ -1,0 +1,58 @@
+"""Fixtures for the libvirt face: private embedded hosts, face connections, and a
+collecting error handler (libvirt's default prints every error to stderr)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import xvirt
+import xvirt.compat.libvirt as face
+from xvirt.clock import ManualClock
+
+_names = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def reported() -> Iterator[list[Any]]:
+    """Every error the face reports (instead of stderr lines); reset after the test."""
+    seen: list[Any] = []
+    face.registerErrorHandler(lambda _ctx, e: seen.append(e), None)
+    face.virResetLastError()
+    yield seen
+    face.registerErrorHandler(None, None)
+    face.virResetLastError()
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    d = tmp_path / "images"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def host(images: Path) -> Iterator[xvirt.sim.Host]:
+    h = xvirt.sim.Host(f"compat-{next(_names)}", clock=ManualClock(), image_dir=images)
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def conn(host: xvirt.sim.Host) -> Iterator[face.virConnect]:
+    c = face.open(host.uri)
+    assert c._xvirt.image_dir == host.image_dir  # the driver tells it: save(path) works
+    yield c
+    if not c._xvirt.closed:
+        c.close()
+
+
+@pytest.fixture
+def ro(host: xvirt.sim.Host) -> Iterator[face.virConnect]:
+    c = face.openReadOnly(host.uri)
+    yield c
+    c.close()
