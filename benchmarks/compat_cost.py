@@ -28,10 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from daemon_cost import _populate  # noqa: E402
-from report import PLOTS, REPO, REPORT, command_line, write_section  # noqa: E402
+from daemon_cost import _populate
+from report import PLOTS, REPO, REPORT, command_line, write_section
 
-from xvirt.testing.daemon import DaemonProcess  # noqa: E402
+from xvirt.testing.daemon import DaemonProcess
 
 SCRIPT = REPO / "benchmarks" / "scripts" / "loop2006.py"
 PLOT = PLOTS / "compat_cost.png"

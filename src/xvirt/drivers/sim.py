@@ -11,7 +11,7 @@ from xvirt.drivers.base import Driver, PlaneCounters
 from xvirt.errors import NoDomainError
 from xvirt.host.model import HostModel
 from xvirt.model import HostInfo
-from xvirt.planes import EventBatch, IdAnswer, Op, Resolution, TableSnapshot
+from xvirt.planes import EventBatch, IdAnswer, IdOwner, Op, Resolution, TableSnapshot
 
 __all__ = ["SimDriver"]
 
@@ -48,6 +48,14 @@ class SimDriver(Driver):
     def info_by_id(self, domid: int) -> IdAnswer:
         self.counters.data()
         return self.host.data_info(domid)
+
+    def info_by_uuid(self, uuid: str, domid_hint: int) -> IdAnswer:
+        self.counters.data()
+        return self.host.data_info(domid_hint)
+
+    def identify(self, domid: int) -> IdOwner:
+        self.counters.data()
+        return self.host.data_owner(domid)
 
     # control plane
 

@@ -50,6 +50,7 @@ from xvirt.planes import (
     EventBatch,
     HostEvent,
     IdAnswer,
+    IdOwner,
     NicConfig,
     Op,
     Resolution,
@@ -230,15 +231,12 @@ class _Domain:
         self.state = state
 
     def row(self, now: float) -> DataRow:
-        return DataRow(
-            self.id,
-            self.uuid,
-            self.state,
-            self.memory_kib,
-            self.max_memory_kib,
-            self.vcpus,
-            self.cpu_time(now),
-        )
+        # The hot path of every data-plane call: cpu_time() in line (a third of it).
+        state = self.state
+        rate = (self.load if state is DomainState.RUNNING else _IDLE_LOAD
+                if state is DomainState.BLOCKED else 0.0) * self.vcpus
+        return DataRow(self.id, self.uuid, state, self.memory_kib, self.max_memory_kib,
+                       self.vcpus, self.cpu_ns + int((now - self.since) * 1e9 * rate))
 
     def record(self, now: float) -> DomainRecord:
         return DomainRecord(
@@ -565,6 +563,14 @@ class HostModel:
             now = self._enter()
             rows = tuple(d.row(now) for d in self._by_id.values())
             return TableSnapshot(self.boot_id, self._events.latest, rows)
+
+    def data_owner(self, domid: int) -> IdOwner:
+        """Who holds ``domid``: what a lookup by ID validates with, without the
+        runtime figures (and their CPU-time arithmetic) it does not need."""
+        with self._lock:
+            self._enter()
+            dom = self._by_id.get(domid)
+            return IdOwner(self.boot_id, self._events.latest, dom.uuid if dom else None)
 
     def data_info(self, domid: int) -> IdAnswer:
         with self._lock:
