@@ -201,7 +201,8 @@ class IdentityCache:
 
     def info(self, uuid: str) -> DomainInfo:
         """Fresh runtime info of the domain with this UUID: one data call when settled."""
-        domid = self.domid_hint(uuid)
+        entry = self._entries.get(uuid)  # a racy read is only a hint: the answer is checked
+        domid = entry.domid if entry is not None else self.domid_hint(uuid)
         for _ in range(RETRIES):
             ans = self._driver.info_by_uuid(uuid, domid)
             if ans.boot_id != self._boot or ans.generation > self._gen:

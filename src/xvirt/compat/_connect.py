@@ -217,6 +217,11 @@ class virConnect:
 
     @api("virDomainLookupByID")
     def lookupByID(self, id: int) -> virDomain:
+        if type(id) is int and 0 <= id <= _INT_MAX:  # the monitoring loop's path
+            try:
+                return virDomain(self, self._xvirt.lookup_by_id(id))
+            except (NoDomainError, InvalidArgumentError):  # out of Xen's range: none
+                raise not_found(self._backend, "id", id, lookup=True) from None
         if not isinstance(id, int):
             raise TypeError(f"'{type(id).__name__}' object cannot be interpreted as an integer")
         if id > _INT_MAX or id < -_INT_MAX - 1:
