@@ -42,6 +42,7 @@ __all__ = ["CacheCounts", "IdentityCache"]
 
 #: How often a lookup starts again when the domain changed under it.
 RETRIES = 8
+_tuple_new = tuple.__new__  # builds a named tuple without its Python-level __new__
 
 
 class _Entry:
@@ -277,11 +278,18 @@ class IdentityCache:
         domain has the ID and none was expected.
         """
         ans = self._driver.identify(domid)
+        owner = ans.uuid
+        with self._lock:  # the steady state, in line: a settled entry that agrees
+            if ans.boot_id == self._boot and ans.generation <= self._gen:
+                entry = self._entries.get(owner) if owner is not None else None
+                if (entry is not None and entry.domid == domid and entry.name is not None
+                        and (expect is None or owner == expect)):
+                    self._hits += 1
+                    return _tuple_new(Identity, (owner, entry.name, domid))
         resolved = False
         while True:
             with self._lock:
                 self._sync(ans.boot_id, ans.generation)
-                owner = ans.uuid
                 if owner is None or (expect is not None and owner != expect):
                     if expect is None:
                         self._count(resolved)

@@ -6,7 +6,7 @@ import pytest
 
 import xvirt.compat.libvirt as face
 from xvirt import errors
-from xvirt.compat._translate import Backend, backend_for, translate
+from xvirt.compat._translate import Backend, api, backend_for, translate
 
 SIM = backend_for("sim:///default")
 
@@ -72,3 +72,52 @@ def test_the_test_drivers_lookups_are_terse_and_others_detailed() -> None:
         "Domain not found: no domain with matching id 999")
     assert not_found(SIM, "name", "nope", lookup=True).get_error_message() == (
         "Domain not found: no domain with matching name 'nope'")
+
+
+# -- the api wrapper ---------------------------------------------------------------------
+
+
+class _Face:
+    """A face object whose methods raise xvirt errors, wrapped as the face's are."""
+
+    def _translate(self, exc: errors.XvirtError, func: str) -> face.libvirtError:
+        return translate(exc, SIM, func)
+
+    @api("virNothing")
+    def nothing(self) -> str:
+        raise errors.NoDomainError("none")
+
+    @api("virOne")
+    def one(self, id: int) -> int:
+        if id < 0:
+            raise errors.InvalidArgumentError(f"id {id}")
+        return id * 2
+
+    @api("virMany")
+    def many(self, a: int, b: int = 1, *, flags: int = 0) -> tuple[int, int, int]:
+        if flags:
+            raise errors.UnsupportedError("flags")
+        return a, b, flags
+
+
+def test_wrapped_methods_translate_whatever_their_arguments() -> None:
+    f = _Face()
+    for call, code, func in [(f.nothing, 42, "virNothing"), (lambda: f.one(-1), 8, "virOne"),
+                             (lambda: f.one(id=-1), 8, "virOne"),
+                             (lambda: f.many(1, flags=1), 3, "virMany")]:
+        with pytest.raises(face.libvirtError) as info:
+            call()
+        assert info.value.get_error_code() == code
+        assert func in info.value.get_error_message() or code != 3
+
+
+def test_wrapped_methods_take_arguments_as_python_would() -> None:
+    f = _Face()
+    assert (f.one(3), f.one(id=3)) == (6, 6)
+    assert f.many(1) == (1, 1, 0)
+    assert f.many(1, b=2) == (1, 2, 0)
+    assert (_Face.one.__name__, _Face.nothing.__name__) == ("one", "nothing")
+    for wrong in (lambda: f.one(), lambda: f.one(1, 2), lambda: f.one(ident=1),  # type: ignore
+                  lambda: f.nothing(1)):  # type: ignore[call-arg]
+        with pytest.raises(TypeError):
+            wrong()

@@ -67,6 +67,9 @@ def _calls(kind: str) -> list[tuple[str, Call]]:
             ("snapshot", lambda d, h: d.snapshot()),
             ("info_by_id", lambda d, h: d.info_by_id(0)),
             ("info_by_id_missing", lambda d, h: d.info_by_id(999)),
+            ("census", lambda d, h: d.census()),
+            ("identify", lambda d, h: d.identify(1)),
+            ("info_by_uuid", lambda d, h: d.info_by_uuid(sim.DOM0_UUID, 0)),
         ],
         "control": [
             ("resolve", lambda d, h: d.resolve([sim.DOM0_UUID], [0, 1, 2])),
@@ -121,6 +124,20 @@ def test_events_since_counts_exactly_one_event_request(
     call(d, host)
     assert _counts(d) == (0, 0, 1)
     assert clock.now() == t
+
+
+def test_census_and_identify_agree_with_the_snapshot(host: sim.Host) -> None:
+    for name in "abc":
+        host.create(name)
+    host.destroy(host.create("gone").id)
+    d = SimDriver(host, uri=host.uri)
+    snap = d.snapshot()
+    census = d.census()
+    assert census == (snap.boot_id, snap.generation,
+                      tuple((r.id, r.uuid) for r in snap.rows), None)
+    for row in snap.rows:
+        assert d.identify(row.id) == (snap.boot_id, snap.generation, row.uuid, None)
+    assert d.identify(999).uuid is None
 
 
 def test_counts_add_up_over_many_calls(host: sim.Host) -> None:

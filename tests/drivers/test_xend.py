@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 import xvirt
-from xvirt.drivers.xend import XendDriver
+from xvirt.clock import ManualClock
+from xvirt.drivers.xend import LIVENESS_S, XendDriver
 from xvirt.errors import ProtocolError
 from xvirt.host import records, sxp
 from xvirt.planes import DiskConfig, NicConfig
@@ -91,6 +92,27 @@ def test_kill_9_mid_loop_then_restart_costs_no_control_request(
         before = conn.stats().control_requests
         _seed_loop(conn)
         assert conn.stats().control_requests == before  # the same boot: nothing to ask
+
+
+def test_lookups_alone_notice_a_dead_daemon_within_the_liveness_interval(
+        daemon: DaemonProcess) -> None:
+    """The shared table stays readable after a kill -9; the liveness check, made at
+    least every LIVENESS_S of a steady stream of lookups, is what reports it."""
+    _create(daemon, 2)
+    clock = ManualClock(1000.0)
+    driver = XendDriver(daemon.unix_uri, unix_socket=str(daemon.socket), timeout=1,
+                        clock=clock)
+    try:
+        domid = next(i for i, _ in driver.census().members if i != 0)
+        owner = driver.identify(domid).uuid
+        daemon.kill()
+        assert driver.identify(domid).uuid == owner  # still true: nobody changed the host
+        with pytest.raises(xvirt.HostUnreachableError):
+            for _ in range(3):  # each call within LIVENESS_S of the one before
+                clock.advance(LIVENESS_S * 0.6)
+                driver.identify(domid)
+    finally:
+        driver.close()
 
 
 def test_host_state_survives_sigterm_and_kill_9(daemon: DaemonProcess) -> None:

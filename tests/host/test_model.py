@@ -146,7 +146,7 @@ def test_create_refuses_bad_arguments(host: HostModel, kwargs: dict[str, object]
 
 @given(
     name=st.text(min_size=1, max_size=20).filter(
-        lambda n: "/" not in n and all(ord(c) >= 32 and c != "\x7f" for c in n)),
+        lambda n: n.strip() and "/" not in n and all(ord(c) >= 32 and c != "\x7f" for c in n)),
     memory=st.integers(1, 2**40),
     extra=st.integers(0, 2**20),
     vcpus=st.integers(1, 512),

@@ -84,8 +84,13 @@ def test_published_rows_come_back_by_snapshot_and_by_id(
     assert snap.rows == tuple(_data(r, 100.0) for r in sorted(rows, key=lambda r: r.id))
     for r in rows:
         assert reader.info(r.id).row == _data(r, 100.0)
+        assert reader.owner(r.id) == (BOOT, 5, r.uuid, None)
     absent = reader.info(4)
     assert (absent.boot_id, absent.generation, absent.row) == (BOOT, 5, None)
+    assert reader.owner(4) == (BOOT, 5, None, None)
+    census = reader.census()
+    assert census == (BOOT, 5, tuple((r.id, r.uuid) for r in sorted(rows, key=lambda r: r.id)),
+                      None)
 
 
 def test_every_answer_carries_the_current_boot_and_generation(
@@ -93,7 +98,8 @@ def test_every_answer_carries_the_current_boot_and_generation(
 ) -> None:
     writer.publish(BOOT, 1, [_row(1)])
     writer.publish(BOOT, 2, [], [])  # a generation bump alone is published too
-    for answer in (reader.snapshot(), reader.info(1), reader.info(2)):
+    for answer in (reader.snapshot(), reader.info(1), reader.info(2), reader.census(),
+                   reader.owner(1), reader.owner(2)):
         assert (answer.boot_id, answer.generation) == (BOOT, 2)
 
 
@@ -203,8 +209,9 @@ def test_a_closed_writer_retires_its_table(writer: TableWriter, reader: TableRea
     with pytest.raises(HostUnreachableError, match="retired") as info:
         reader.info(1)
     assert info.value.uri == "xen+fast:///test"
-    with pytest.raises(HostUnreachableError, match="retired"):
-        reader.snapshot()
+    for read in (reader.snapshot, reader.census, lambda: reader.owner(1)):
+        with pytest.raises(HostUnreachableError, match="retired"):
+            read()
     with pytest.raises(ConnectionClosedError):
         writer.publish(BOOT, 2)
     assert os.path.exists(writer.path)  # close is not unlink
@@ -217,15 +224,16 @@ def test_a_closed_reader_says_so(writer: TableWriter, reader: TableReader) -> No
     writer.publish(BOOT, 1, [_row(1)])
     reader.close()
     reader.close()
-    with pytest.raises(ConnectionClosedError):
-        reader.info(1)
-    with pytest.raises(ConnectionClosedError):
-        reader.snapshot()
+    for read in (lambda: reader.info(1), reader.snapshot, reader.census,
+                 lambda: reader.owner(1)):
+        with pytest.raises(ConnectionClosedError):
+            read()
 
 
 def test_an_unpublished_table_does_not_answer(writer: TableWriter, reader: TableReader) -> None:
-    with pytest.raises(HostUnreachableError, match="not been published"):
-        reader.info(0)
+    for read in (lambda: reader.info(0), lambda: reader.owner(0), reader.census):
+        with pytest.raises(HostUnreachableError, match="not been published"):
+            read()
 
 
 @pytest.mark.parametrize(
@@ -267,6 +275,10 @@ def test_a_writer_stuck_mid_update_makes_readers_give_up(writer: TableWriter, pa
             r.info(1)
         with pytest.raises(ProtocolError, match="inconsistent"):
             r.snapshot()
+        with pytest.raises(ProtocolError, match="inconsistent"):
+            r.owner(1)
+        with pytest.raises(ProtocolError, match="inconsistent"):
+            r.census()
 
 
 def test_a_read_spoilt_by_a_write_is_retried(
@@ -323,6 +335,8 @@ def test_info_refuses_impossible_domids(
     writer.publish(BOOT, 1, [_row(1)])
     with pytest.raises(InvalidArgumentError):
         reader.info(domid)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError):
+        reader.owner(domid)  # type: ignore[arg-type]
 
 
 def test_uuids_are_read_back_in_canonical_form(writer: TableWriter, reader: TableReader) -> None:
@@ -401,6 +415,12 @@ class TableAgainstADict(RuleBasedStateMachine):
             answer = self.reader.info(d)
             assert (answer.boot_id, answer.generation) == (self.boot, self.generation)
             assert answer.row == (_data(self.ref[d], self.now) if d in self.ref else None)
+            owner = self.reader.owner(d)
+            assert owner == (self.boot, self.generation,
+                             self.ref[d].uuid if d in self.ref else None, None)
+        census = self.reader.census()
+        assert census == (self.boot, self.generation,
+                          tuple((d, self.ref[d].uuid) for d in sorted(self.ref)), None)
 
     def teardown(self) -> None:
         if hasattr(self, "writer"):
@@ -430,6 +450,10 @@ def _check_whole(reader: TableReader, seen: list[int]) -> None:
     assert len(snap.rows) == (_ROWS + 1 if g % 2 else _ROWS)
     one = reader.info(g % _ROWS)
     assert one.row is not None and one.row.memory_kib == one.generation
+    census = reader.census()  # the extra row exists exactly on odd generations
+    assert len(census.members) == (_ROWS + 1 if census.generation % 2 else _ROWS)
+    owner = reader.owner(_ROWS)
+    assert (owner.uuid is not None) == bool(owner.generation % 2), f"torn owner at {g}"
     seen.append(g)
 
 

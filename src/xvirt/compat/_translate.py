@@ -15,9 +15,10 @@ failures ``VIR_FROM_RPC``, as in libvirt.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
 
 from xvirt.compat import _constants as c
 from xvirt.compat._errors import error, libvirtError, raw_error
@@ -145,17 +146,52 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+_UNSET: Any = object()
+
+
+def _arity(method: Callable[..., object]) -> int | None:
+    """0 or 1 when ``method`` takes just that many plain required arguments
+    after ``self``, else None."""
+    params = list(inspect.signature(method).parameters.values())[1:]
+    plain = all(p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in params)
+    return len(params) if plain and len(params) <= 1 else None
+
+
 def api(func: str) -> Callable[[Callable[Concatenate[S, P], R]], Callable[Concatenate[S, P], R]]:
-    """Mark a method as serving libvirt's ``func``: xvirt errors become libvirtError."""
+    """Mark a method as serving libvirt's ``func``: xvirt errors become libvirtError.
+
+    A monitoring loop calls ``lookupByID`` and ``info`` for every domain of every
+    sample, and forwarding ``*args, **kwargs`` costs three times what the call
+    itself does (0.4 us against 0.1 us measured); so methods taking nothing or
+    one plain argument get wrappers that forward just that, keywords still
+    accepted.
+    """
 
     def wrap(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
-        @functools.wraps(method)
-        def call(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        arity = _arity(method)
+        target: Callable[..., R] = method
+
+        def general(self: S, /, *args: Any, **kwargs: Any) -> R:
             try:
-                return method(self, *args, **kwargs)
+                return target(self, *args, **kwargs)
             except XvirtError as exc:
                 raise self._translate(exc, func) from None
 
-        return call
+        def nothing(self: S) -> R:
+            try:
+                return target(self)
+            except XvirtError as exc:
+                raise self._translate(exc, func) from None
+
+        def one(self: S, arg: object = _UNSET, /, *args: Any, **kwargs: Any) -> R:
+            if arg is _UNSET or args or kwargs:  # by keyword, or a wrong count: as called
+                return general(self, *((() if arg is _UNSET else (arg,)) + args), **kwargs)
+            try:
+                return target(self, arg)
+            except XvirtError as exc:
+                raise self._translate(exc, func) from None
+
+        chosen: Callable[..., R] = general if arity is None else (nothing, one)[arity]
+        return cast(Callable[Concatenate[S, P], R], functools.wraps(method)(chosen))
 
     return wrap

@@ -214,7 +214,7 @@ class LibvirtDriver(Driver):
             self._publish()
             return
 
-    def _call(self, count: Callable[[], None], fn: Callable[[], T], *, retry: bool = True,
+    def _call(self, count: Callable[[], object], fn: Callable[[], T], *, retry: bool = True,
               op: str | None = None, uuid: str | None = None,
               domid: int | None = None) -> T:
         """One libvirt call, counted; errors translated; reads survive a reconnect."""
@@ -260,7 +260,7 @@ class LibvirtDriver(Driver):
         self._handles[uuid] = dom
         return dom.ID(), uuid, dom.name()
 
-    def _saw(self, dom: Any, count: Callable[[], None],
+    def _saw(self, dom: Any, count: Callable[[], object],
              arrival: EventKind = EventKind.CREATED) -> tuple[int, str, str]:
         domid, uuid, name = self._remember(dom)
         displaced = self._mirror.saw(domid, uuid, name, arrival)
@@ -272,7 +272,7 @@ class LibvirtDriver(Driver):
         self._handles.pop(uuid, None)
         self._mirror.gone(uuid, kind)
 
-    def _observe_uuid(self, uuid: str, count: Callable[[], None],
+    def _observe_uuid(self, uuid: str, count: Callable[[], object],
                       arrival: EventKind = EventKind.CREATED,
                       departure: EventKind = EventKind.DESTROYED) -> Any | None:
         """Where ``uuid`` is now (one call); its handle, or None when not live."""
@@ -287,7 +287,7 @@ class LibvirtDriver(Driver):
         self._saw(dom, count, arrival)
         return dom
 
-    def _census_call(self, count: Callable[[], None]) -> list[Any]:
+    def _census_call(self, count: Callable[[], object]) -> list[Any]:
         doms: list[Any] = self._call(count, lambda: self._conn.listAllDomains(_ACTIVE),
                                      op="listAllDomains")
         members = [self._remember(d) for d in doms]

@@ -11,7 +11,7 @@ from xvirt.drivers.base import Driver, PlaneCounters
 from xvirt.errors import NoDomainError
 from xvirt.host.model import HostModel
 from xvirt.model import HostInfo
-from xvirt.planes import EventBatch, IdAnswer, IdOwner, Op, Resolution, TableSnapshot
+from xvirt.planes import Census, EventBatch, IdAnswer, IdOwner, Op, Resolution, TableSnapshot
 
 __all__ = ["SimDriver"]
 
@@ -52,6 +52,10 @@ class SimDriver(Driver):
     def info_by_uuid(self, uuid: str, domid_hint: int) -> IdAnswer:
         self.counters.data()
         return self.host.data_info(domid_hint)
+
+    def census(self) -> Census:
+        self.counters.data()
+        return self.host.data_census()
 
     def identify(self, domid: int) -> IdOwner:
         self.counters.data()

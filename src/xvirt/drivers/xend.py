@@ -53,10 +53,12 @@ from xvirt.host.fastchannel import FastChannelClient
 from xvirt.host.table import TableReader
 from xvirt.model import EventKind, HostInfo
 from xvirt.planes import (
+    Census,
     DataRow,
     EventBatch,
     HostEvent,
     IdAnswer,
+    IdOwner,
     Op,
     Resolution,
     Resolved,
@@ -93,6 +95,10 @@ _ERRORS: dict[str, type[XvirtError]] = {
     "protocol": ProtocolError,
     "not-found": UnsupportedError,
 }
+
+
+def _census(reader: TableReader, _domid: int) -> Census:
+    return reader.census()
 
 
 class _Transient(Exception):
@@ -302,22 +308,43 @@ class XendDriver(Driver):
             return self._table(rec)
         return self._data(ask)
 
-    def info_by_id(self, domid: int) -> IdAnswer:
+    def _from_table(self, read: Callable[[TableReader, int], T], domid: int) -> T | None:
+        """The hot path: one read of the shared table, or None for the slow path.
+
+        The answer is true even if the daemon just died (nothing else changes
+        the host, and a new daemon retires the table before serving); whether
+        the daemon lives is checked at most every LIVENESS_S, so a dead one is
+        reported promptly."""
         reader, fast = self._reader, self._fast
-        if reader is not None and fast is not None:
-            # the hot path, in line: one read of the shared table. Its answer is true
-            # even if the daemon just died (nothing else changes the host, and a new
-            # daemon retires the table before serving); whether the daemon lives is
-            # checked at most every LIVENESS_S, so a dead one is reported promptly.
-            try:
-                answer = reader.info(domid)
-                now = self._clock.now()
-                if now - self._alive_at < LIVENESS_S or fast.alive():
-                    self._alive_at = now
-                    self.counters.data()
-                    return answer
-            except (HostUnreachableError, ConnectionClosedError):
-                pass  # retired, gone or dropped by another thread: the slow path decides
+        if reader is None or fast is None:
+            return None
+        try:
+            answer = read(reader, domid)  # fixed arity: *args forwarding costs 0.4 us
+        except (HostUnreachableError, ConnectionClosedError):
+            return None  # retired, gone or dropped by another thread: the slow path decides
+        now = self._clock.now()
+        if now - self._alive_at >= LIVENESS_S:
+            if not fast.alive():
+                return None
+            self._alive_at = now
+        self.counters.data()
+        return answer
+
+    def census(self) -> Census:
+        # A sample starts with a listing: it always asks whether the daemon lives
+        # (one poll, no round trip), so a loop notices a death at its next sample.
+        self._alive_at = float("-inf")
+        answer = self._from_table(_census, 0)
+        return super().census() if answer is None else answer
+
+    def identify(self, domid: int) -> IdOwner:
+        answer = self._from_table(TableReader.owner, domid)
+        return super().identify(domid) if answer is None else answer
+
+    def info_by_id(self, domid: int) -> IdAnswer:
+        answer = self._from_table(TableReader.info, domid)
+        if answer is not None:
+            return answer
 
         def ask() -> IdAnswer:
             if self._reader is not None:

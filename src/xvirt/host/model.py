@@ -44,6 +44,7 @@ from xvirt.model import (
     parse_uuid,
 )
 from xvirt.planes import (
+    Census,
     DataRow,
     DiskConfig,
     DomainConfig,
@@ -563,6 +564,13 @@ class HostModel:
             now = self._enter()
             rows = tuple(d.row(now) for d in self._by_id.values())
             return TableSnapshot(self.boot_id, self._events.latest, rows)
+
+    def data_census(self) -> Census:
+        """Who is alive, without the runtime figures listing does not need."""
+        with self._lock:
+            self._enter()
+            members = tuple((d.id, d.uuid) for d in self._by_id.values())
+            return Census(self.boot_id, self._events.latest, members)
 
     def data_owner(self, domid: int) -> IdOwner:
         """Who holds ``domid``: what a lookup by ID validates with, without the
