@@ -600,7 +600,9 @@ class TableReader:
         """The header and ``unpack`` of one slot, read at one instant (the seqlock)."""
         if type(domid) is not int or not 0 <= domid < SLOT_COUNT:
             check_domid(domid)  # raises InvalidArgumentError with the reason
-        m, words = self._mapped()
+        m, words = self._map, self._words
+        if m is None or words is None:
+            m, words = self._mapped()  # raises: closed
         at = _SLOTS_OFFSET + domid * _SLOT_BYTES
         tries = 0
         try:
