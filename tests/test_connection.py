@@ -253,3 +253,63 @@ def test_config_returns_the_devices_for_one_control_request(
     default = conn.lookup_by_id(plain.id).config()
     assert default.disks == (xvirt.sim.DiskConfig("/var/lib/xen/images/plain.img", "xvda"),)
     assert len(default.nics) == 1 and default.nics[0].mac.startswith("00:16:3e:")
+
+
+# -- a wedged domain ------------------------------------------------------------------------
+
+
+def test_a_wedged_domain_is_reported_beside_the_others(
+    host: xvirt.sim.Host, conn: xvirt.Connection
+) -> None:
+    good, wedged = host.create("good"), host.create("wedged")
+    conn.sample()  # both known: what follows costs no control request
+    before = conn.stats()
+    clock: ManualClock = host.clock  # type: ignore[assignment]
+    t = clock.now()
+    host.stall(wedged.id)
+    found = conn.survey()
+    assert clock.now() - t == pytest.approx(2.0)  # the per-domain timeout, waited once
+    assert [s.identity.name for s in found.samples] == ["Domain-0", "good"]
+    assert [(f.identity.uuid, f.identity.name, f.identity.id) for f in found.failures] == [
+        (wedged.uuid, "wedged", wedged.id)]
+    error = found.failures[0].error
+    assert isinstance(error, xvirt.OperationFailedError)
+    assert (error.domid, error.uuid) == (wedged.id, wedged.uuid)
+    after = conn.stats()
+    assert after.control_requests == before.control_requests  # still known: nothing to ask
+    assert after.evictions == before.evictions  # alive, so kept (C7 evicts only the gone)
+    assert conn.list_domain_ids() == [0, good.id, wedged.id]
+    dom = conn.lookup_by_id(wedged.id)  # who it is does not need its figures
+    assert dom.name == "wedged"
+    with pytest.raises(xvirt.OperationFailedError, match="did not answer"):
+        dom.info()
+    with pytest.raises(xvirt.OperationFailedError, match="did not answer"):
+        conn.sample()  # all or an error; survey() is for partial answers
+    assert conn.lookup_by_id(good.id).info().state is not None
+    host.unstall(wedged.id)
+    assert [f.identity.name for f in conn.survey().failures] == []
+    assert len(conn.sample()) == 3
+
+
+def test_the_per_domain_timeout_is_a_uri_option(host: xvirt.sim.Host) -> None:
+    wedged = host.create("wedged")
+    host.stall(wedged.id)
+    clock: ManualClock = host.clock  # type: ignore[assignment]
+    with xvirt.open(host.uri + "?domain_timeout_ms=250") as conn:
+        t = clock.now()
+        assert len(conn.survey().failures) == 1
+        assert clock.now() - t == pytest.approx(0.25)
+    with pytest.raises(xvirt.InvalidArgumentError, match="domain_timeout_ms"):
+        xvirt.open(host.uri + "?domain_timeout_ms=-1")
+
+
+def test_survey_without_the_cache_agrees(host: xvirt.sim.Host) -> None:
+    host.create("good")
+    wedged = host.create("wedged")
+    host.stall(wedged.id)
+    with xvirt.open(host.uri) as cached, xvirt.open(host.uri + "?cache=off") as direct:
+        a, b = cached.survey(), direct.survey()
+    assert [s.identity for s in a.samples] == [s.identity for s in b.samples]
+    assert [(f.identity, str(f.error)) for f in a.failures] == [
+        (f.identity, str(f.error)) for f in b.failures]
+    assert [f.identity.name for f in a.failures] == ["wedged"]

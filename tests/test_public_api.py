@@ -9,7 +9,8 @@ import xvirt.errors
 def test_all_is_pinned() -> None:
     assert sorted(xvirt.__all__) == sorted([
         "DEFAULT_URI", "AuthError", "ConnStats", "Connection", "ConnectionClosedError",
-        "Domain", "DomainEvent", "DomainInfo", "DomainSample", "DomainState", "EventKind",
+        "Domain", "DomainEvent", "DomainFailure", "DomainInfo", "DomainSample", "DomainState",
+        "EventKind", "Survey",
         "EventStream",
         "HandleClosedError", "HostInfo", "HostUnreachableError", "Identity",
         "InvalidArgumentError", "NoDomainError", "OperationFailedError", "ProtocolError",
@@ -21,7 +22,8 @@ def test_all_is_pinned() -> None:
 
 
 def test_design_names_exist() -> None:
-    for name in ("list_domain_ids", "list_domains", "sample", "lookup_by_id", "lookup_by_name",
+    for name in ("list_domain_ids", "list_domains", "sample", "survey", "lookup_by_id",
+                 "lookup_by_name",
                  "lookup_by_uuid", "host_info", "stats", "events", "close", "restore",
                  "__enter__", "__exit__"):
         assert callable(getattr(xvirt.Connection, name)), name

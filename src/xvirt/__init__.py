@@ -26,12 +26,14 @@ from xvirt.errors import (
 from xvirt.model import (
     ConnStats,
     DomainEvent,
+    DomainFailure,
     DomainInfo,
     DomainSample,
     DomainState,
     EventKind,
     HostInfo,
     Identity,
+    Survey,
 )
 from xvirt.uri import DEFAULT_URI, default_uri, open_driver, split_cache_option
 
@@ -45,6 +47,7 @@ __all__ = [
     "ConnectionClosedError",
     "Domain",
     "DomainEvent",
+    "DomainFailure",
     "DomainInfo",
     "DomainSample",
     "DomainState",
@@ -59,6 +62,7 @@ __all__ = [
     "OperationFailedError",
     "ProtocolError",
     "ReadOnlyError",
+    "Survey",
     "UnsupportedError",
     "XvirtError",
     "__version__",

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from xvirt.drivers.base import Driver
 from xvirt.errors import NoDomainError, OperationFailedError
-from xvirt.model import DomainInfo, DomainSample, EventKind, Identity
+from xvirt.model import DomainFailure, DomainInfo, DomainSample, EventKind, Identity, Survey
 from xvirt.planes import Census, HostEvent, IdOwner, Resolution, TableSnapshot
 
 __all__ = ["CacheCounts", "IdentityCache"]
@@ -109,8 +109,10 @@ class IdentityCache:
         snap = self._driver.snapshot()
         with self._lock:
             self._sync(snap.boot_id, snap.generation)
-            self._reconcile(snap.boot_id, snap.generation, [(r.id, r.uuid) for r in snap.rows],
-                            snap.names)
+            names: Sequence[str | None] | None = snap.names
+            if names is not None and snap.unanswered:  # aligned with members()
+                names = (*names, *(u.name for u in snap.unanswered))
+            self._reconcile(snap.boot_id, snap.generation, snap.members(), names)
         return snap
 
     def census(self) -> Census:
@@ -121,32 +123,36 @@ class IdentityCache:
             self._reconcile(census.boot_id, census.generation, census.members, census.names)
         return census
 
-    def sample(self) -> list[DomainSample]:
-        """Every live domain with identity and info: one snapshot, at most one
-        control-plane request (for all newcomers at once)."""
+    def survey(self) -> Survey:
+        """Every live domain with identity and info (or why its info is missing):
+        one snapshot, at most one control-plane request (for all newcomers at once)."""
         for attempt in range(RETRIES):
             snap = self.snapshot()
             self._resolve(None)
-            last = attempt == RETRIES - 1
             with self._lock:
                 if self._boot != snap.boot_id:
                     continue
-                out: list[DomainSample] = []
-                for row in snap.rows:
-                    entry = self._entries.get(row.uuid)
-                    if entry is None or entry.domid != row.id or entry.name is None:
-                        if last:
-                            continue  # it changed under us every time: leave it out
-                        break  # changed since the snapshot: take a new one
-                    # Same ID at the snapshot and at the cache's (later) generation, with
-                    # that name at the latter: the triple held at that instant (C1).
-                    out.append(DomainSample(Identity(row.uuid, entry.name, row.id), row.info()))
-                else:
-                    self._hits += len(out)
-                    return sorted(out, key=lambda s: s.identity.id)
-                if last:
-                    return sorted(out, key=lambda s: s.identity.id)
-        return []
+                answered = [(self._named(r.id, r.uuid), r) for r in snap.rows]
+                missed = [(self._named(u.id, u.uuid), u) for u in snap.unanswered]
+                if attempt < RETRIES - 1 and (
+                        any(i is None for i, _ in answered) or any(i is None for i, _ in missed)):
+                    continue  # changed since the snapshot: take a new one
+                # (Left out on the last try: it changed under us every time.)
+                samples = [DomainSample(i, r.info()) for i, r in answered if i is not None]
+                failures = [DomainFailure(i, u.error) for i, u in missed if i is not None]
+                self._hits += len(samples) + len(failures)
+                return Survey(sorted(samples, key=lambda s: s.identity.id),
+                              sorted(failures, key=lambda f: f.identity.id))
+        return Survey([], [])
+
+    def _named(self, domid: int, uuid: str) -> Identity | None:
+        """The identity of a snapshot's member, when the cache, synced to the
+        snapshot's generation or later, still has it at that ID with a name: the
+        triple held at the cache's generation, an instant of the call (C1)."""
+        entry = self._entries.get(uuid)
+        if entry is None or entry.domid != domid or entry.name is None:
+            return None
+        return Identity(uuid, entry.name, domid)
 
     def lookup_by_id(self, domid: int) -> Identity:
         for _ in range(RETRIES):
@@ -435,7 +441,7 @@ class IdentityCache:
 
     def _reconcile(
         self, boot_id: str, generation: int, members: Sequence[tuple[int, str]],
-        names: Sequence[str] | None = None,
+        names: Sequence[str | None] | None = None,
     ) -> None:
         """Make the entries exactly the live set, when it is of our generation;
         ``names``, when given, are the members' names at that generation."""

@@ -31,6 +31,7 @@ from xvirt.model import (
     EventKind,
     HostInfo,
     Identity,
+    Survey,
     check_domid,
     check_name,
     parse_uuid,
@@ -95,8 +96,20 @@ class Connection:
 
     def sample(self) -> list[DomainSample]:
         """Identity and info of every live domain, in ID order, from one data-plane
-        snapshot and at most one control-plane request: what monitors want."""
-        return self._live().sample()
+        snapshot and at most one control-plane request: what monitors want.
+
+        Raises the error of the first domain whose figures could not be read;
+        :meth:`survey` reports such domains beside the others instead."""
+        found = self._live().survey()
+        if found.failures:
+            raise found.failures[0].error
+        return found.samples
+
+    def survey(self) -> Survey:
+        """:meth:`sample`, except that a domain whose figures could not be read
+        (an error, or no answer within the per-domain timeout) is reported in
+        ``failures`` and the others are still answered: what exporters want."""
+        return self._live().survey()
 
     def lookup_by_id(self, domid: int) -> Domain:
         ident = self._live().lookup_by_id(check_domid(domid))

@@ -16,7 +16,7 @@ import threading
 from xvirt.cache import CacheCounts, IdentityCache
 from xvirt.drivers.base import Driver
 from xvirt.errors import NoDomainError, OperationFailedError
-from xvirt.model import DomainInfo, DomainSample, Identity
+from xvirt.model import DomainFailure, DomainInfo, DomainSample, Identity, Survey
 from xvirt.planes import Census, Resolution, TableSnapshot
 
 __all__ = ["DirectLookup"]
@@ -55,13 +55,14 @@ class DirectLookup(IdentityCache):
     def census(self) -> Census:
         return self._drv.census()
 
-    def sample(self) -> list[DomainSample]:
+    def survey(self) -> Survey:
         snap = self._drv.snapshot()
         names = {d.uuid: d.name for d in self._drv.list_all().domains}
-        return sorted(
-            (DomainSample(Identity(r.uuid, names[r.uuid], r.id), r.info())
-             for r in snap.rows if r.uuid in names),
-            key=lambda s: s.identity.id,
+        return Survey(
+            sorted((DomainSample(Identity(r.uuid, names[r.uuid], r.id), r.info())
+                    for r in snap.rows if r.uuid in names), key=lambda s: s.identity.id),
+            sorted((DomainFailure(Identity(u.uuid, names[u.uuid], u.id), u.error)
+                    for u in snap.unanswered if u.uuid in names), key=lambda f: f.identity.id),
         )
 
     def lookup_by_id(self, domid: int) -> Identity:

@@ -10,18 +10,20 @@ import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from xvirt.errors import InvalidArgumentError
+from xvirt.errors import InvalidArgumentError, XvirtError
 
 __all__ = [
     "DOMID_FIRST_RESERVED",
     "ConnStats",
     "DomainEvent",
+    "DomainFailure",
     "DomainInfo",
     "DomainSample",
     "DomainState",
     "EventKind",
     "HostInfo",
     "Identity",
+    "Survey",
     "check_domid",
     "check_name",
     "parse_uuid",
@@ -130,6 +132,24 @@ class DomainSample:
 
     identity: Identity
     info: DomainInfo
+
+
+@dataclass(frozen=True, slots=True)
+class DomainFailure:
+    """A live domain of a survey whose figures could not be read: ``error`` says
+    why (an error of the layer below, or no answer within the per-domain timeout)."""
+
+    identity: Identity
+    error: XvirtError
+
+
+@dataclass(frozen=True, slots=True)
+class Survey:
+    """Every live domain at one instant: those that answered, with their figures,
+    and those that did not, with the reason. One bad domain never hides the rest."""
+
+    samples: list[DomainSample]
+    failures: list[DomainFailure]
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from xvirt.errors import XvirtError
 from xvirt.model import DomainInfo, DomainState, EventKind
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "Resolution",
     "Resolved",
     "TableSnapshot",
+    "Unanswered",
 ]
 
 
@@ -56,6 +58,16 @@ _tuple_new = tuple.__new__
 assert DataRow._fields[2:] == DomainInfo._fields
 
 
+class Unanswered(NamedTuple):
+    """A live domain whose figures the data plane did not give: an error, or no
+    answer within the per-domain timeout. It is alive: listing keeps it."""
+
+    id: int
+    uuid: str
+    error: XvirtError
+    name: str | None = None
+
+
 class TableSnapshot(NamedTuple):
     """The whole domain table at one instant."""
 
@@ -64,6 +76,12 @@ class TableSnapshot(NamedTuple):
     rows: tuple[DataRow, ...]
     #: The rows' names, in the same order, where the same call told them (libvirt).
     names: tuple[str, ...] | None = None
+    #: Live domains listed without figures (a wedged domain must not fail the rest).
+    unanswered: tuple[Unanswered, ...] = ()
+
+    def members(self) -> list[tuple[int, str]]:
+        """``(id, uuid)`` of every live domain, answered or not."""
+        return [(r.id, r.uuid) for r in self.rows] + [(u.id, u.uuid) for u in self.unanswered]
 
 
 class IdAnswer(NamedTuple):

@@ -87,6 +87,7 @@ def _open_sim(uri: str, netloc: str, path: str, query: str, readonly: bool) -> D
             f"an embedded host URI looks like 'sim:///NAME', not {uri!r}", uri=uri
         )
     latency: float | None = None
+    domain_timeout: float | None = None
     guests: int | None = None
     image_dir: str | None = None
     for key, value in parse_qsl(query, keep_blank_values=True):
@@ -103,19 +104,15 @@ def _open_sim(uri: str, netloc: str, path: str, query: str, readonly: bool) -> D
                     uri=uri)
             guests = int(value)
             continue
-        if key != "control_latency_ms":
+        if key == "control_latency_ms":
+            latency = _milliseconds(key, value, uri)
+        elif key == "domain_timeout_ms":
+            domain_timeout = _milliseconds(key, value, uri)
+        else:
             raise InvalidArgumentError(
-                f"unknown parameter {key!r} in {uri!r}; known: control_latency_ms, guests, "
-                "image_dir",
+                f"unknown parameter {key!r} in {uri!r}; known: control_latency_ms, "
+                "domain_timeout_ms, guests, image_dir",
                 uri=uri)
-        try:
-            latency = float(value)
-        except ValueError:
-            latency = -1.0
-        if not 0 <= latency < math.inf:  # also refuses NaN
-            raise InvalidArgumentError(
-                f"control_latency_ms must be a finite number >= 0, not {value!r}", uri=uri
-            )
     host = sim.get(name)
     if host is None and guests is not None:
         host = _populated_host(name, guests, image_dir)
@@ -128,7 +125,18 @@ def _open_sim(uri: str, netloc: str, path: str, query: str, readonly: bool) -> D
             f"exists; programs create others with xvirt.sim.Host({name!r}))",
             uri=uri,
         )
-    return SimDriver(host, uri=uri, readonly=readonly, control_latency_ms=latency)
+    return SimDriver(host, uri=uri, readonly=readonly, control_latency_ms=latency,
+                     domain_timeout_ms=domain_timeout)
+
+
+def _milliseconds(key: str, value: str, uri: str) -> float:
+    try:
+        ms = float(value)
+    except ValueError:
+        ms = -1.0
+    if not 0 <= ms < math.inf:  # also refuses NaN
+        raise InvalidArgumentError(f"{key} must be a finite number >= 0, not {value!r}", uri=uri)
+    return ms
 
 
 def _populated_host(name: str, guests: int, image_dir: str | None) -> sim.Host:

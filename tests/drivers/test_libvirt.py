@@ -239,3 +239,39 @@ def test_a_lost_libvirtd_is_reported_then_reconnected_without_help() -> None:
             assert after.cache_size == before.cache_size == 1
         finally:
             conn.close()
+
+
+def test_one_domain_whose_info_fails_does_not_fail_the_survey(
+        admin: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    lv = real_libvirt()
+    guests(admin, 3)
+
+    class Timeout(lv.libvirtError):  # type: ignore[misc, name-defined]
+        def get_error_code(self) -> int:
+            return int(lv.VIR_ERR_OPERATION_TIMEOUT)
+
+        def get_error_message(self) -> str:
+            return "Timed out during operation: cannot acquire state change lock"
+
+    real_info = lv.virDomain.info
+
+    def info(dom: Any) -> Any:
+        if dom.name() == "g1":
+            raise Timeout("timeout")
+        return real_info(dom)
+
+    with xvirt.open(URI) as conn:
+        conn.sample()
+        before = conn.stats()
+        monkeypatch.setattr(lv.virDomain, "info", info)
+        found = conn.survey()
+        assert [s.identity.name for s in found.samples] == ["test", "g0", "g2"]
+        assert [f.identity.name for f in found.failures] == ["g1"]
+        error = found.failures[0].error
+        assert isinstance(error, xvirt.OperationFailedError)
+        assert error.libvirt_code == lv.VIR_ERR_OPERATION_TIMEOUT
+        assert "state change lock" in str(error)
+        assert conn.stats().evictions == before.evictions  # alive: kept
+        assert "g1" in [conn.lookup_by_id(i).name for i in conn.list_domain_ids()]
+        monkeypatch.setattr(lv.virDomain, "info", real_info)
+        assert [s.identity.name for s in conn.survey().samples] == ["test", "g0", "g1", "g2"]

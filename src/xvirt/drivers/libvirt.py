@@ -46,6 +46,7 @@ from xvirt.drivers.libvirt_loop import ensure_event_loop
 from xvirt.drivers.libvirt_mirror import Mirror
 from xvirt.drivers.libvirt_xml import config_from_xml, uuid_from_xml
 from xvirt.errors import (
+    ConnectionClosedError,
     HostUnreachableError,
     NoDomainError,
     OperationFailedError,
@@ -64,6 +65,7 @@ from xvirt.planes import (
     Resolution,
     Resolved,
     TableSnapshot,
+    Unanswered,
 )
 
 __all__ = ["LibvirtDriver", "default_image_dir", "domain_state"]
@@ -346,7 +348,7 @@ class LibvirtDriver(Driver):
             except UnsupportedError:
                 records = [(d, {}) for d in self._census_call(self.counters.data)]
             self._mirror.census(self._remember(d) for d, _ in records)
-            rows, names = [], []
+            rows, names, unanswered = [], [], []
             for dom, stats in records:
                 row = self._row_from_stats(dom, stats)
                 if row is None:
@@ -355,16 +357,23 @@ class LibvirtDriver(Driver):
                     except NoDomainError:
                         self._gone(dom.UUIDString())
                         continue
+                    except (HostUnreachableError, ConnectionClosedError):
+                        raise  # the host, not this domain: nothing can be answered
+                    except XvirtError as exc:  # this domain only: the others are served
+                        unanswered.append(
+                            Unanswered(dom.ID(), dom.UUIDString(), exc, dom.name()))
+                        continue
                     row = self._row(dom.ID(), dom.UUIDString(), info)
                 if row is not None:
                     rows.append(row)
                     names.append(dom.name())
                 else:
                     self._gone(dom.UUIDString())
-            self._handles = {r.uuid: self._handles[r.uuid] for r in rows
-                             if r.uuid in self._handles}
+            alive = [r.uuid for r in rows] + [u.uuid for u in unanswered]
+            self._handles = {u: self._handles[u] for u in alive if u in self._handles}
             self._publish()
-            return TableSnapshot(self._boot, self._mirror.generation, tuple(rows), tuple(names))
+            return TableSnapshot(self._boot, self._mirror.generation, tuple(rows), tuple(names),
+                                 tuple(unanswered))
 
     def identify(self, domid: int) -> IdOwner:
         with self._lock:

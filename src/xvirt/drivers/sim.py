@@ -8,12 +8,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from xvirt.drivers.base import Driver, PlaneCounters
-from xvirt.errors import NoDomainError
+from xvirt.errors import NoDomainError, OperationFailedError
 from xvirt.host.model import HostModel
 from xvirt.model import HostInfo
 from xvirt.planes import Census, EventBatch, IdAnswer, IdOwner, Op, Resolution, TableSnapshot
 
-__all__ = ["SimDriver"]
+__all__ = ["DOMAIN_TIMEOUT_MS", "SimDriver"]
+
+#: How long a data-plane call waits for one domain's figures before giving up.
+DOMAIN_TIMEOUT_MS = 2000.0
 
 
 class SimDriver(Driver):
@@ -24,6 +27,7 @@ class SimDriver(Driver):
         uri: str,
         readonly: bool = False,
         control_latency_ms: float | None = None,
+        domain_timeout_ms: float | None = None,
     ) -> None:
         self.host = host
         self.uri = uri
@@ -33,6 +37,8 @@ class SimDriver(Driver):
         self._latency_s = (
             host.control_latency_ms if control_latency_ms is None else control_latency_ms
         ) / 1000.0
+        self._domain_timeout_s = (
+            DOMAIN_TIMEOUT_MS if domain_timeout_ms is None else domain_timeout_ms) / 1000.0
 
     def _control(self) -> None:
         self.counters.control()
@@ -41,17 +47,28 @@ class SimDriver(Driver):
 
     # data plane
 
+    def _wait_in_vain(self) -> None:
+        """A wedged domain's answer never comes: the call waits its per-domain
+        timeout (on the host's clock: tests do not really wait), then gives up."""
+        self.host.clock.sleep(self._domain_timeout_s)
+
     def snapshot(self) -> TableSnapshot:
         self.counters.data()
-        return self.host.data_snapshot()
+        snap = self.host.data_snapshot()
+        if snap.unanswered:  # the waits overlap: one timeout for all of them
+            self._wait_in_vain()
+        return snap
 
     def info_by_id(self, domid: int) -> IdAnswer:
         self.counters.data()
-        return self.host.data_info(domid)
+        try:
+            return self.host.data_info(domid)
+        except OperationFailedError:
+            self._wait_in_vain()
+            raise
 
     def info_by_uuid(self, uuid: str, domid_hint: int) -> IdAnswer:
-        self.counters.data()
-        return self.host.data_info(domid_hint)
+        return self.info_by_id(domid_hint)
 
     def census(self) -> Census:
         self.counters.data()

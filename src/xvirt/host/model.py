@@ -57,6 +57,7 @@ from xvirt.planes import (
     Resolution,
     Resolved,
     TableSnapshot,
+    Unanswered,
 )
 
 __all__ = [
@@ -308,6 +309,7 @@ class HostModel:
         self._tickers: list[Callable[[HostModel, float], None]] = []
         self._ticking = False
         self._closed = False
+        self._stalled: set[str] = set()  # UUIDs whose figures never come (stall())
         self.daemon_epoch = 0
         self._observers: list[HostObserver] = []
         self._touched: dict[str, None] = {}  # uuids changed since the last commit, in order
@@ -327,6 +329,7 @@ class HostModel:
             self._touched.clear()
             self._vacated.clear()
             self._committed_seq = 0
+            self._stalled.clear()  # a new boot: none of those domains exists
         self.boot_id = str(uuidlib.UUID(int=self._rng.getrandbits(128), version=4))
         self._events = EventLog(self._event_capacity)
         self._ids.reset()
@@ -562,8 +565,30 @@ class HostModel:
     def data_snapshot(self) -> TableSnapshot:
         with self._lock:
             now = self._enter()
-            rows = tuple(d.row(now) for d in self._by_id.values())
-            return TableSnapshot(self.boot_id, self._events.latest, rows)
+            stalled = self._stalled
+            rows = tuple(d.row(now) for d in self._by_id.values() if d.uuid not in stalled)
+            unanswered = tuple(Unanswered(d.id, d.uuid, self._no_answer(d))
+                               for d in self._by_id.values() if d.uuid in stalled)
+            return TableSnapshot(self.boot_id, self._events.latest, rows,
+                                 unanswered=unanswered)
+
+    # -- fault injection: a wedged domain ----------------------------------------
+
+    def stall(self, domid: int) -> None:
+        """From now on the domain's figures never come (a wedged domain): snapshots
+        list it as unanswered and info by ID raises. It follows the domain's UUID."""
+        with self._lock:
+            self._enter()
+            self._stalled.add(self._get(domid, "stall").uuid)
+
+    def unstall(self, domid: int) -> None:
+        with self._lock:
+            self._enter()
+            self._stalled.discard(self._get(domid, "unstall").uuid)
+
+    def _no_answer(self, dom: _Domain) -> OperationFailedError:
+        return OperationFailedError(f"domain {dom.id} ({dom.name}) did not answer",
+                                    domid=dom.id, uuid=dom.uuid, op="info")
 
     def data_census(self) -> Census:
         """Who is alive, without the runtime figures listing does not need."""
@@ -584,6 +609,8 @@ class HostModel:
         with self._lock:
             now = self._enter()
             dom = self._by_id.get(domid)
+            if dom is not None and dom.uuid in self._stalled:
+                raise self._no_answer(dom)
             return IdAnswer(self.boot_id, self._events.latest, dom.row(now) if dom else None)
 
     # -- control plane ----------------------------------------------------------
