@@ -159,6 +159,9 @@ def _register_servers() -> None:
 
     main.add_command(daemon_command)
     main.add_command(compat_command)
+    from xvirt.tools.bench import bench_command
+
+    main.add_command(bench_command)
 
 
 _register_servers()
