@@ -155,7 +155,10 @@ class IdentityCache:
         return Identity(uuid, entry.name, domid)
 
     def lookup_by_id(self, domid: int) -> Identity:
-        for _ in range(RETRIES):
+        ident = self._check(domid, None)  # the loop below only when the domain moved
+        if ident is not None:
+            return ident
+        for _ in range(RETRIES - 1):
             ident = self._check(domid, None)
             if ident is not None:
                 return ident
@@ -210,8 +213,12 @@ class IdentityCache:
         """Fresh runtime info of the domain with this UUID: one data call when settled."""
         entry = self._entries.get(uuid)  # a racy read is only a hint: the answer is checked
         domid = entry.domid if entry is not None else self.domid_hint(uuid)
+        ans = self._driver.info_by_uuid(uuid, domid)
+        row = ans.row
+        if (row is not None and row.uuid == uuid and ans.boot_id == self._boot
+                and ans.generation <= self._gen):
+            return row.info()  # settled, and there: the loop below only when not
         for _ in range(RETRIES):
-            ans = self._driver.info_by_uuid(uuid, domid)
             if ans.boot_id != self._boot or ans.generation > self._gen:
                 with self._lock:
                     self._sync(ans.boot_id, ans.generation)
@@ -219,6 +226,7 @@ class IdentityCache:
             if row is not None and row.uuid == uuid:
                 return row.info()
             domid = self.relocate(uuid, domid)
+            ans = self._driver.info_by_uuid(uuid, domid)
         raise OperationFailedError(
             f"domain {uuid} kept changing ID during the call; try again", uuid=uuid,
             uri=self._uri, op="info",

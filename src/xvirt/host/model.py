@@ -74,6 +74,7 @@ __all__ = [
 DOM0_UUID = "00000000-0000-0000-0000-000000000000"
 DOM0_NAME = "Domain-0"
 _IDLE_LOAD = 0.01  # fraction of a vCPU a blocked (idle) guest still burns
+_tuple_new = tuple.__new__  # builds a named tuple without its Python-level __new__
 _RUNNABLE = frozenset({DomainState.RUNNING, DomainState.BLOCKED})
 
 
@@ -237,8 +238,9 @@ class _Domain:
         state = self.state
         rate = (self.load if state is DomainState.RUNNING else _IDLE_LOAD
                 if state is DomainState.BLOCKED else 0.0) * self.vcpus
-        return DataRow(self.id, self.uuid, state, self.memory_kib, self.max_memory_kib,
-                       self.vcpus, self.cpu_ns + int((now - self.since) * 1e9 * rate))
+        return _tuple_new(DataRow, (  # no named-tuple __new__: see planes.DataRow
+            self.id, self.uuid, state, self.memory_kib, self.max_memory_kib, self.vcpus,
+            self.cpu_ns + int((now - self.since) * 1e9 * rate)))
 
     def record(self, now: float) -> DomainRecord:
         return DomainRecord(
@@ -486,7 +488,8 @@ class HostModel:
 
     def _enter(self) -> float:
         """Start a request: checks, runs tickers, returns the request's instant."""
-        self._check_open()
+        if self._closed:
+            self._check_open()  # raises
         now = self.clock.now()
         if self._tickers and not self._ticking:
             self._ticking = True
@@ -603,15 +606,18 @@ class HostModel:
         with self._lock:
             self._enter()
             dom = self._by_id.get(domid)
-            return IdOwner(self.boot_id, self._events.latest, dom.uuid if dom else None)
+            return _tuple_new(IdOwner, (self.boot_id, self._events.latest,
+                                        dom.uuid if dom else None, None))
 
     def data_info(self, domid: int) -> IdAnswer:
         with self._lock:
             now = self._enter()
             dom = self._by_id.get(domid)
-            if dom is not None and dom.uuid in self._stalled:
+            if dom is None:
+                return _tuple_new(IdAnswer, (self.boot_id, self._events.latest, None))
+            if dom.uuid in self._stalled:
                 raise self._no_answer(dom)
-            return IdAnswer(self.boot_id, self._events.latest, dom.row(now) if dom else None)
+            return _tuple_new(IdAnswer, (self.boot_id, self._events.latest, dom.row(now)))
 
     # -- control plane ----------------------------------------------------------
 
