@@ -75,7 +75,7 @@ fi
 stamp="$venv/.installed-$(sha256sum "$root/pyproject.toml" | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
     echo "xvirt: installing Python packages into $venv" >&2
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root[test]"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root[test,bench]"
     rm -f "$venv"/.installed-*
     touch "$stamp"
 fi
