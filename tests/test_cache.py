@@ -15,7 +15,7 @@ import xvirt
 import xvirt.drivers.sim
 from xvirt.clock import ManualClock
 from xvirt.errors import NoDomainError, OperationFailedError
-from xvirt.planes import Resolution
+from xvirt.planes import Resolution, TableSnapshot
 
 _names = itertools.count()
 
@@ -424,3 +424,22 @@ def test_an_answer_older_than_the_cache_is_brought_forward(host: xvirt.sim.Host)
     with pytest.raises(NoDomainError):
         conn.lookup_by_name("c")
     assert conn.stats().control_requests == 1  # the forwarded answer was used, not re-asked
+
+
+class _RebootingDriver(xvirt.drivers.sim.SimDriver):
+    """The host reboots (and starts a new guest) right after every snapshot, so
+    no snapshot's guest can ever be named."""
+
+    def snapshot(self) -> TableSnapshot:
+        snap = super().snapshot()
+        self.host.reboot_host()
+        self.host.create("a")
+        return snap
+
+
+def test_a_survey_never_answers_empty_when_the_host_keeps_rebooting(
+        host: xvirt.sim.Host) -> None:
+    host.create("a")
+    conn = xvirt.Connection(_RebootingDriver(host, uri=host.uri))
+    with pytest.raises(OperationFailedError, match="kept changing"):
+        conn.survey()  # leaving "a" out would read as "a is gone"

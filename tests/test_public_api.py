@@ -14,7 +14,8 @@ def test_all_is_pinned() -> None:
         "EventStream",
         "HandleClosedError", "HostInfo", "HostUnreachableError", "Identity",
         "InvalidArgumentError", "NoDomainError", "OperationFailedError", "ProtocolError",
-        "ReadOnlyError", "UnsupportedError", "XvirtError", "__version__", "errors", "open",
+        "ReadOnlyError", "UnsupportedError", "XvirtError", "__version__", "default_uri", "errors",
+        "open",
         "sim",
     ])
     for name in xvirt.__all__:

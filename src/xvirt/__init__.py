@@ -66,6 +66,7 @@ __all__ = [
     "UnsupportedError",
     "XvirtError",
     "__version__",
+    "default_uri",
     "errors",
     "open",
     "sim",

@@ -126,24 +126,32 @@ class IdentityCache:
     def survey(self) -> Survey:
         """Every live domain with identity and info (or why its info is missing):
         one snapshot, at most one control-plane request (for all newcomers at once)."""
-        for attempt in range(RETRIES):
+        for _ in range(RETRIES):
             snap = self.snapshot()
             self._resolve(None)
             with self._lock:
                 if self._boot != snap.boot_id:
                     continue
-                answered = [(self._named(r.id, r.uuid), r) for r in snap.rows]
-                missed = [(self._named(u.id, u.uuid), u) for u in snap.unanswered]
-                if attempt < RETRIES - 1 and (
-                        any(i is None for i, _ in answered) or any(i is None for i, _ in missed)):
-                    continue  # changed since the snapshot: take a new one
-                # (Left out on the last try: it changed under us every time.)
-                samples = [DomainSample(i, r.info()) for i, r in answered if i is not None]
-                failures = [DomainFailure(i, u.error) for i, u in missed if i is not None]
-                self._hits += len(samples) + len(failures)
-                return Survey(sorted(samples, key=lambda s: s.identity.id),
-                              sorted(failures, key=lambda f: f.identity.id))
-        return Survey([], [])
+                samples, failures = [], []
+                for row in snap.rows:
+                    ident = self._named(row.id, row.uuid)
+                    if ident is None:
+                        break  # changed since the snapshot: take a new one
+                    samples.append(DomainSample(ident, row.info()))
+                else:
+                    for miss in snap.unanswered:
+                        ident = self._named(miss.id, miss.uuid)
+                        if ident is None:
+                            break
+                        failures.append(DomainFailure(ident, miss.error))
+                    else:
+                        self._hits += len(samples) + len(failures)
+                        return Survey(sorted(samples, key=lambda s: s.identity.id),
+                                      sorted(failures, key=lambda f: f.identity.id))
+        # Never a partial answer: a domain left out would read as a domain gone.
+        raise OperationFailedError(
+            f"the host kept changing during each of {RETRIES} tries; try again",
+            uri=self._uri, op="survey")
 
     def _named(self, domid: int, uuid: str) -> Identity | None:
         """The identity of a snapshot's member, when the cache, synced to the

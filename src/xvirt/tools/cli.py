@@ -162,6 +162,12 @@ def _register_servers() -> None:
     from xvirt.tools.bench import bench_command
 
     main.add_command(bench_command)
+    from xvirt.tools.top import top_command
+
+    main.add_command(top_command)
+    from xvirt.tools.exporter import exporter_command
+
+    main.add_command(exporter_command)
 
 
 _register_servers()

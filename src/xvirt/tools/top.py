@@ -1,0 +1,466 @@
+"""``xvirt top``: virt-top / xentop for xvirt hosts, interactive or in batch.
+
+Data comes only from the public API: ``conn.host_info()`` once per host (and
+again only after the host failed to answer, since it may have rebooted or been
+replaced), then one ``conn.survey()`` per refresh, which in steady state costs
+zero control-plane requests; each refresh's cost is read from ``conn.stats()``
+and shown. The arithmetic is in :mod:`xvirt.tools.top_model`, the screen in
+:mod:`xvirt.tools.top_screen`; this module fetches, loops and writes the batch,
+CSV (virt-top's layout) and JSON outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import IO, NoReturn, Protocol
+
+import click
+
+import xvirt
+from xvirt.clock import Clock, SystemClock
+from xvirt.tools import format as fmt
+from xvirt.tools.top_model import (
+    COLUMNS,
+    SORT_KEYS,
+    SORT_LABELS,
+    Cost,
+    CpuTracker,
+    HostFrame,
+    parse_delay,
+    row_cells,
+    sorted_lines,
+    state_counts,
+    summary_lines,
+)
+
+__all__ = [
+    "CSV_DOMAIN_COLUMNS",
+    "CSV_HOST_COLUMNS",
+    "DEFAULT_DELAY_S",
+    "CsvWriter",
+    "Fleet",
+    "HostWatcher",
+    "JsonWriter",
+    "TextWriter",
+    "TopEnv",
+    "top_command",
+]
+
+#: virt-top's default delay between refreshes (``-d``), in seconds.
+DEFAULT_DELAY_S = 3.0
+
+#: virt-top's CSV columns: the host's, then these for each domain, in ID order.
+CSV_HOST_COLUMNS = (
+    "Hostname", "Time", "Arch", "Physical CPUs", "Count", "Running", "Blocked", "Paused",
+    "Shutdown", "Shutoff", "Crashed", "Active", "Inactive", "%CPU",
+    "Total hardware memory (KB)", "Total memory (KB)", "Total guest memory (KB)",
+    "Total CPU time (ns)",
+)
+CSV_DOMAIN_COLUMNS = (
+    "Domain ID", "Domain name", "CPU (ns)", "%CPU", "Mem (bytes)", "%Mem",
+    "Block RDRQ", "Block WRRQ", "Net RXBY", "Net TXBY",
+)
+
+_ZERO_STATS = xvirt.ConnStats(0, 0, 0, 0, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class TopEnv:
+    """What top takes from its surroundings, so tests can give it a ManualClock
+    (``CliRunner().invoke(main, args, obj=TopEnv(clock=...))``) and never sleep.
+
+    ``clock`` measures elapsed time and does the batch loop's waiting; ``wall``
+    gives the time of day printed with each refresh."""
+
+    clock: Clock = field(default_factory=SystemClock)
+    wall: Callable[[], float] = time.time
+
+
+# -- fetching ---------------------------------------------------------------------------
+
+class HostWatcher:
+    """One host: its connection, its facts (fetched once) and its CPU deltas.
+
+    :meth:`refresh` never raises an xvirt error: a host that does not answer
+    gives a frame saying why, and the next refresh tries again (reopening the
+    connection if it was never made; an open one reconnects by itself)."""
+
+    def __init__(self, uri: str, clock: Clock) -> None:
+        self.uri = uri
+        self._clock = clock
+        self._conn: xvirt.Connection | None = None
+        self._info: xvirt.HostInfo | None = None
+        self._info_stale = True
+        self._tracker = CpuTracker()
+        self._closed = False
+
+    @property
+    def connection(self) -> xvirt.Connection | None:
+        """The connection, once open: its ``stats()`` are what each frame's cost is from."""
+        return self._conn
+
+    def connect(self) -> None:
+        """Open the read-only connection now (raises what ``xvirt.open`` raises)."""
+        if self._closed:  # a refresh still under way when top quit must not reopen it
+            raise xvirt.ConnectionClosedError("xvirt top is closing", uri=self.uri)
+        if self._conn is None:
+            self._conn = xvirt.open(self.uri, readonly=True)
+
+    def refresh(self) -> HostFrame:
+        before = self._conn.stats() if self._conn is not None else _ZERO_STATS
+        try:
+            self.connect()
+            assert self._conn is not None
+            conn = self._conn
+            if self._info_stale:
+                self._learn_host(conn.host_info())
+            assert self._info is not None
+            now = self._clock.now()  # before the survey, as virt-top: the snapshot's instant
+            survey = conn.survey()
+        except xvirt.XvirtError as exc:
+            self._info_stale = True  # when it answers again it may be another boot
+            after = self._conn.stats() if self._conn is not None else _ZERO_STATS
+            return HostFrame(self.uri, self._info, None, (), Cost.between(before, after),
+                             error=str(exc) or type(exc).__name__)
+        rows, elapsed = self._tracker.step(now, survey, self._info.cpus, self._info.memory_kib)
+        return HostFrame(self.uri, self._info, elapsed, rows,
+                         Cost.between(before, conn.stats()))
+
+    def _learn_host(self, info: xvirt.HostInfo) -> None:
+        if self._info is not None and info.boot_id != self._info.boot_id:
+            self._tracker.reset()  # a new boot: no figure from before it means anything now
+        self._info = info
+        self._info_stale = False
+
+    def close(self) -> None:
+        self._closed = True
+        if self._conn is not None:
+            self._conn.close()
+
+
+class Fleet:
+    """The hosts of one ``xvirt top``, refreshed together: in parallel when there are
+    several, so a refresh takes as long as the slowest host, not the sum of all.
+
+    The threads are daemons: quitting never waits for a host that does not answer."""
+
+    def __init__(self, uris: Sequence[str], clock: Clock) -> None:
+        self.watchers = [HostWatcher(uri, clock) for uri in uris]
+
+    def connect(self, *, strict: bool) -> None:
+        """Open every connection; an unreachable host raises only when ``strict``
+        (the interactive view shows it and keeps retrying); anything else, such as
+        a malformed URI or a refused login, always raises: retrying cannot help."""
+        for watcher in self.watchers:
+            try:
+                watcher.connect()
+            except xvirt.HostUnreachableError:
+                if strict:
+                    raise
+
+    def refresh(self) -> list[HostFrame]:
+        if len(self.watchers) == 1:
+            return [self.watchers[0].refresh()]
+        frames: list[HostFrame | None] = [None] * len(self.watchers)
+        crashes: list[BaseException] = []
+
+        def one(i: int) -> None:
+            try:
+                frames[i] = self.watchers[i].refresh()
+            except BaseException as exc:  # a bug, not a host's error: re-raised below
+                crashes.append(exc)
+
+        threads = [threading.Thread(target=one, args=(i,), name=f"xvirt-top-{i}", daemon=True)
+                   for i in range(len(self.watchers))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if crashes:
+            raise crashes[0]
+        return [f for f in frames if f is not None]
+
+    def close(self) -> None:
+        for watcher in self.watchers:
+            watcher.close()
+
+
+# -- outputs ----------------------------------------------------------------------------
+
+class Writer(Protocol):
+    def write(self, frames: Sequence[HostFrame], wall: float) -> None: ...
+
+
+def _clock_text(wall: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(wall))
+
+
+_LEFT = frozenset({"HOST", "STATE", "NAME"})  # words; the other columns are numbers
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Columns separated by two spaces, numbers right-aligned and words left-aligned
+    as in top, the last column (the name) unpadded; cells escaped so a name cannot
+    break a line."""
+    table = [[fmt.safe_text(c) for c in header], *([fmt.safe_text(c) for c in r] for r in rows)]
+    widths = [max(fmt.display_width(r[i]) for r in table) for i in range(len(header))]
+    lines = []
+    for r in table:
+        cells = []
+        for name, cell, width in zip(header[:-1], r, widths, strict=False):
+            pad = " " * (width - fmt.display_width(cell))
+            cells.append(cell + pad if name in _LEFT else pad + cell)
+        lines.append("  ".join([*cells, r[-1]]).rstrip() + "\n")
+    return "".join(lines)
+
+
+class TextWriter:
+    """Batch mode's plain text, like ``top -b``: a block per refresh."""
+
+    def __init__(self, out: IO[str], delay_s: float, sort: str) -> None:
+        self._out, self._delay, self._sort = out, delay_s, sort
+
+    def write(self, frames: Sequence[HostFrame], wall: float) -> None:
+        parts = [f"xvirt top - {_clock_text(wall)}  delay {self._delay:g} s  "
+                 f"sorted by {SORT_LABELS[self._sort]}\n"]
+        for frame in frames:
+            parts.extend(line + "\n" for line in summary_lines(frame, self._delay))
+        parts.append("\n")
+        several = len(frames) > 1
+        header = ("HOST", *COLUMNS) if several else COLUMNS
+        lines = sorted_lines(frames, self._sort)
+        parts.append(_table(header, [
+            ((f.label,) if several else ()) + row_cells(r) for f, r in lines]))
+        for f, r in lines:
+            if r.error is not None:
+                parts.append(f"no answer from {r.name} (ID {r.id}) on {f.label}: {r.error}\n")
+        parts.append("\n")
+        self._out.write("".join(parts))
+        self._out.flush()
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+class CsvWriter:
+    """virt-top's CSV: a header row, then one row per host per refresh (its columns,
+    then each domain's, in ID order). A host that did not answer gets no row for
+    that refresh. Figures xvirt cannot know (block and network I/O, inactive
+    domains) are left empty, as virt-top leaves statistics it could not get."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self._out = out
+        self._csv = csv.writer(out)
+        self._csv.writerow([*CSV_HOST_COLUMNS, *CSV_DOMAIN_COLUMNS])
+        out.flush()
+
+    def write(self, frames: Sequence[HostFrame], wall: float) -> None:
+        for frame in frames:
+            if frame.error is None and frame.info is not None:
+                self._csv.writerow(self._row(frame, frame.info, _clock_text(wall)))
+        self._out.flush()
+
+    @staticmethod
+    def _row(frame: HostFrame, info: xvirt.HostInfo, clock: str) -> list[str]:
+        c = state_counts(frame.rows)
+        delta = frame.cpu_delta_ns
+        # Xen's 's' (shut down) is libvirt's SHUTOFF and 'd' (dying) its SHUTDOWN,
+        # as libvirt's xend driver and xvirt's libvirt face map them.
+        row = [
+            info.hostname, clock, info.arch, str(info.cpus), str(len(frame.rows)),
+            str(c["running"]), str(c["blocked"]), str(c["paused"]), str(c["dying"]),
+            str(c["shutdown"]), str(c["crashed"]), str(len(frame.rows)), "",
+            _number(frame.cpu_percent), str(info.memory_kib), str(frame.used_memory_kib),
+            str(frame.guest_memory_kib), "" if delta is None else str(delta),
+        ]
+        for r in frame.rows:
+            row += [
+                str(r.id), r.name,
+                "" if r.cpu_delta_ns is None else str(r.cpu_delta_ns), _number(r.cpu_percent),
+                "" if r.memory_kib is None else str(r.memory_kib * 1024),
+                "" if r.memory_kib is None or info.memory_kib <= 0
+                else str(100 * r.memory_kib // info.memory_kib),
+                "", "", "", "",
+            ]
+        return row
+
+
+class JsonWriter:
+    """One JSON object per refresh, one per line; names carry their units."""
+
+    def __init__(self, out: IO[str], delay_s: float) -> None:
+        self._out, self._delay, self._iteration = out, delay_s, 0
+
+    def write(self, frames: Sequence[HostFrame], wall: float) -> None:
+        self._iteration += 1
+        record = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall)),
+            "iteration": self._iteration,
+            "delay_s": self._delay,
+            "hosts": [host_dict(f) for f in frames],
+        }
+        self._out.write(json.dumps(record) + "\n")
+        self._out.flush()
+
+
+def host_dict(frame: HostFrame) -> dict[str, object]:
+    """One host of a JSON refresh; figures unknown at this refresh are null."""
+    info = frame.info
+    return {
+        "uri": frame.uri,
+        "hostname": None if info is None else info.hostname,
+        "arch": None if info is None else info.arch,
+        "cpus": None if info is None else info.cpus,
+        "memory_kib": None if info is None else info.memory_kib,
+        "used_memory_kib": frame.used_memory_kib,
+        "guest_memory_kib": frame.guest_memory_kib,
+        "elapsed_s": frame.elapsed_s,
+        "cpu_percent": frame.cpu_percent,
+        "cpu_delta_ns": frame.cpu_delta_ns,
+        "domains_by_state": state_counts(frame.rows),
+        "cost": {"control_requests": frame.cost.control_requests,
+                 "data_calls": frame.cost.data_calls},
+        "error": frame.error,
+        "domains": [
+            {"id": r.id, "name": r.name, "uuid": r.uuid, "state": r.state.value,
+             "memory_kib": r.memory_kib, "memory_percent": r.memory_percent,
+             "vcpus": r.vcpus, "cpu_time_ns": r.cpu_time_ns, "cpu_delta_ns": r.cpu_delta_ns,
+             "cpu_percent": r.cpu_percent}
+            for r in frame.rows if r.state is not None
+        ],
+        "failures": [{"id": r.id, "name": r.name, "uuid": r.uuid, "error": r.error}
+                     for r in frame.rows if r.state is None],
+    }
+
+
+# -- the loops ----------------------------------------------------------------------------
+
+def run_batch(fetch: Callable[[], Sequence[HostFrame]], writers: Sequence[Writer], env: TopEnv,
+              delay_s: float, iterations: int | None) -> None:
+    """Refresh every ``delay_s`` seconds (the wait on ``env.clock``) until
+    ``iterations`` refreshes have been written, or for ever."""
+    done = 0
+    while True:
+        started = env.clock.now()
+        frames = fetch()
+        wall = env.wall()
+        for writer in writers:
+            writer.write(frames, wall)
+        done += 1
+        if iterations is not None and done >= iterations:
+            return
+        env.clock.sleep(max(0.0, started + delay_s - env.clock.now()))
+
+
+def _default_uri() -> str:
+    """The URI ``xvirt.open(None)`` opens, named up front so a host that is down
+    can still be named on the screen."""
+    return xvirt.default_uri()
+
+
+def _fail(message: str) -> NoReturn:
+    """As the other commands: one ``error:`` line on stderr, exit status 1."""
+    click.echo("error: " + " ".join(message.splitlines()), err=True)
+    raise click.exceptions.Exit(1)
+
+
+def _iterations(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not text.strip().isdigit() or int(text) < 1:
+        _fail(f"--iterations must be a whole number >= 1, not {text!r}")
+    return int(text)
+
+
+def _open_csv(path: str) -> IO[str]:
+    if path == "-":
+        return sys.stdout
+    try:
+        return open(path, "w", newline="", encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot write the CSV file {path!r}: {exc.strerror or exc}")
+
+
+@click.command("top")
+@click.option("-b", "--batch", is_flag=True,
+              help="Print plain text at each refresh instead of the full-screen view.")
+@click.option("-n", "--iterations", metavar="N", default=None,
+              help="Stop after N refreshes [default: never].")
+@click.option("-d", "--delay", metavar="SECONDS", default=str(DEFAULT_DELAY_S),
+              show_default=True, help="Seconds between refreshes.")
+@click.option("-o", "--sort", type=click.Choice(SORT_KEYS), default="cpu", show_default=True,
+              help="Sort order (keys c/P, m/M, t/T, i, n change it on the screen).")
+@click.option("--csv", "csv_path", metavar="FILE",
+              help="Also write virt-top's CSV layout to FILE ('-': stdout, instead of text).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object per refresh, one per line (implies --batch).")
+@click.option("-c", "--connect", "--uri", "uris", metavar="URI", multiple=True,
+              help="Host to watch; repeat to watch several in one view "
+                   "[default: $XVIRT_DEFAULT_URI or sim:///default].")
+@click.pass_context
+def top_command(ctx: click.Context, batch: bool, iterations: str | None, delay: str, sort: str,
+                csv_path: str | None, as_json: bool, uris: tuple[str, ...]) -> None:
+    """Show the domains of one or more hosts, refreshed, as virt-top and xentop do.
+
+    %CPU is the share of the host's CPUs a domain used since the previous
+    refresh (blank on the first refresh that sees it). Keys on the screen: c/P
+    %CPU, m/M memory, t/T CPU time, i ID, n name; d/s delay; space refresh; q quit.
+    """
+    env = ctx.find_object(TopEnv) or TopEnv()
+    try:
+        delay_s = parse_delay(delay)
+    except ValueError as exc:
+        _fail(f"--delay: {exc}")
+    count = _iterations(iterations)
+    if as_json and csv_path == "-":
+        _fail("--json and --csv - both want stdout; give --csv a file name")
+    interactive = not (batch or as_json or csv_path == "-")
+    if interactive and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        _fail("the full-screen view needs a terminal; use --batch, --json or --csv -")
+    fleet = Fleet(list(uris) or [_default_uri()], env.clock)
+    csv_out: IO[str] | None = None
+    try:
+        try:
+            fleet.connect(strict=not interactive)
+        except xvirt.XvirtError as exc:
+            _fail(str(exc))
+        writers: list[Writer] = []
+        if csv_path is not None:
+            csv_out = _open_csv(csv_path)
+            writers.append(CsvWriter(csv_out))
+        if as_json:
+            writers.append(JsonWriter(sys.stdout, delay_s))
+        elif csv_path != "-":
+            writers.append(TextWriter(sys.stdout, delay_s, sort))
+        if interactive:
+            _run_screen(fleet, env, [w for w in writers if not isinstance(w, TextWriter)],
+                        delay_s, sort, count)
+        else:
+            # Ctrl-C ends batch mode, as it ends top -b: what was written stands.
+            with contextlib.suppress(KeyboardInterrupt):
+                run_batch(fleet.refresh, writers, env, delay_s, count)
+    finally:
+        fleet.close()
+        if csv_out is not None and csv_out is not sys.stdout:
+            csv_out.close()
+
+
+def _run_screen(fleet: Fleet, env: TopEnv, writers: Sequence[Writer], delay_s: float, sort: str,
+                iterations: int | None) -> None:
+    from xvirt.tools.top_screen import TopApp  # Textual loads only for the screen
+
+    def fetch() -> list[HostFrame]:
+        frames = fleet.refresh()
+        for writer in writers:  # the CSV file, if any: virt-top logs it from the screen too
+            writer.write(frames, env.wall())
+        return frames
+
+    TopApp(fetch, delay_s=delay_s, sort=sort, iterations=iterations, wall=env.wall).run()

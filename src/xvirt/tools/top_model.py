@@ -1,0 +1,269 @@
+"""What ``xvirt top`` shows, computed from facts already fetched: no I/O, no clock.
+
+%CPU follows virt-top: a domain's share is ``100 * delta cpu_time_ns / (elapsed
+ns * host CPUs)`` and the host's is the sum of its domains'. The previous figure
+is found by UUID, never by ID: IDs change on reboot, migration and restore and
+are reused, so a figure kept by ID would subtract one domain's CPU time from
+another's and show a spike (or a negative share) that never happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
+
+import xvirt
+
+__all__ = [
+    "COLUMNS",
+    "SORT_KEYS",
+    "SORT_LABELS",
+    "Cost",
+    "CpuTracker",
+    "DomainRow",
+    "HostFrame",
+    "cpu_time_text",
+    "parse_delay",
+    "row_cells",
+    "sorted_lines",
+    "state_counts",
+    "summary_lines",
+]
+
+#: Sort orders, as virt-top's ``-o`` names them.
+SORT_KEYS: Final = ("cpu", "mem", "time", "id", "name")
+SORT_LABELS: Final[Mapping[str, str]] = MappingProxyType(
+    {"cpu": "%CPU", "mem": "memory", "time": "CPU time", "id": "ID", "name": "name"}
+)
+#: The columns of a domain row, in display order (NAME last, as in virt-top).
+COLUMNS: Final = ("ID", "STATE", "%CPU", "%MEM", "MEM(k)", "VCPUS", "TIME", "NAME")
+#: Word for a domain whose figures could not be read, in state counts.
+NO_ANSWER: Final = "no answer"
+
+
+@dataclass(frozen=True, slots=True)
+class DomainRow:
+    """One domain at one refresh. ``state`` None: it did not answer (``error`` says why).
+
+    ``cpu_delta_ns`` and ``cpu_percent`` are None when there is nothing to
+    subtract: the first refresh that sees the domain, or its CPU time restarted
+    (a reboot resets it), or no time elapsed."""
+
+    uuid: str
+    id: int
+    name: str
+    state: xvirt.DomainState | None
+    memory_kib: int | None
+    vcpus: int | None
+    cpu_time_ns: int | None
+    cpu_delta_ns: int | None
+    cpu_percent: float | None
+    memory_percent: float | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What one refresh cost one connection, from ``conn.stats()`` before and after."""
+
+    control_requests: int
+    data_calls: int
+
+    @classmethod
+    def between(cls, before: xvirt.ConnStats, after: xvirt.ConnStats) -> Cost:
+        return cls(after.control_requests - before.control_requests,
+                   after.data_calls - before.data_calls)
+
+
+@dataclass(frozen=True, slots=True)
+class HostFrame:
+    """One host at one refresh. ``info`` is the last host facts known (None until the
+    host first answered); ``error`` says why this refresh got no domains."""
+
+    uri: str
+    info: xvirt.HostInfo | None
+    elapsed_s: float | None
+    rows: tuple[DomainRow, ...]
+    cost: Cost
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The host's own name once known, else the URI it was asked for by."""
+        return self.info.hostname if self.info is not None else self.uri
+
+    @property
+    def used_memory_kib(self) -> int:
+        """Sum of the memory of the domains that answered (Domain-0 included)."""
+        return sum(r.memory_kib for r in self.rows if r.memory_kib is not None)
+
+    @property
+    def guest_memory_kib(self) -> int:
+        """:attr:`used_memory_kib` without Domain-0 (virt-top's "guest memory")."""
+        return sum(r.memory_kib for r in self.rows if r.memory_kib is not None and r.id != 0)
+
+    @property
+    def cpu_percent(self) -> float | None:
+        """virt-top's host %CPU: the sum of the domains' (None on a first refresh)."""
+        if self.elapsed_s is None or self.error is not None:
+            return None
+        return sum(r.cpu_percent for r in self.rows if r.cpu_percent is not None)
+
+    @property
+    def cpu_delta_ns(self) -> int | None:
+        """CPU time all domains used since the previous refresh (None on a first one)."""
+        if self.elapsed_s is None or self.error is not None:
+            return None
+        return sum(r.cpu_delta_ns for r in self.rows if r.cpu_delta_ns is not None)
+
+
+class CpuTracker:
+    """Each domain's CPU time at the previous refresh, by UUID, and when that was.
+
+    Only the domains of the previous refresh are kept (as virt-top does), so a
+    domain that did not answer, or was away, starts again with a blank %CPU
+    instead of an average over a gap the elapsed time would not match."""
+
+    def __init__(self) -> None:
+        self._previous: dict[str, int] = {}
+        self._when: float | None = None
+
+    def reset(self) -> None:
+        """Forget everything: the host is another one (a new boot)."""
+        self._previous.clear()
+        self._when = None
+
+    def step(self, now: float, survey: xvirt.Survey, cpus: int,
+             host_memory_kib: int) -> tuple[tuple[DomainRow, ...], float | None]:
+        """Rows for ``survey`` taken at ``now`` (seconds), and the elapsed seconds
+        since the previous step (None on the first)."""
+        elapsed = None if self._when is None else now - self._when
+        usable = elapsed is not None and elapsed > 0 and cpus > 0
+        capacity_ns = (elapsed or 0.0) * 1e9 * cpus
+        rows: list[DomainRow] = []
+        current: dict[str, int] = {}
+        for sample in survey.samples:
+            ident, info = sample.identity, sample.info
+            current[ident.uuid] = info.cpu_time_ns
+            before = self._previous.get(ident.uuid)
+            delta = None
+            if usable and before is not None and info.cpu_time_ns >= before:
+                delta = info.cpu_time_ns - before
+            rows.append(DomainRow(
+                uuid=ident.uuid, id=ident.id, name=ident.name, state=info.state,
+                memory_kib=info.memory_kib, vcpus=info.vcpus, cpu_time_ns=info.cpu_time_ns,
+                cpu_delta_ns=delta,
+                cpu_percent=None if delta is None else 100.0 * delta / capacity_ns,
+                memory_percent=(100.0 * info.memory_kib / host_memory_kib
+                                if host_memory_kib > 0 else None),
+            ))
+        for failure in survey.failures:
+            ident = failure.identity
+            rows.append(DomainRow(
+                uuid=ident.uuid, id=ident.id, name=ident.name, state=None, memory_kib=None,
+                vcpus=None, cpu_time_ns=None, cpu_delta_ns=None, cpu_percent=None,
+                memory_percent=None, error=str(failure.error) or NO_ANSWER,
+            ))
+        self._previous = current
+        self._when = now
+        rows.sort(key=lambda r: r.id)
+        return tuple(rows), elapsed
+
+
+def parse_delay(text: str) -> float:
+    """A delay in seconds as a user types it: a finite number > 0 (ValueError if not)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):  # also refuses NaN
+        raise ValueError(f"a delay is a number of seconds > 0, not {text.strip()!r}")
+    return value
+
+
+# -- sorting ------------------------------------------------------------------------
+
+def _sort_value(row: DomainRow, key: str) -> float | str:
+    if key == "cpu":
+        return row.cpu_percent if row.cpu_percent is not None else -1.0
+    if key == "mem":
+        return row.memory_kib if row.memory_kib is not None else -1
+    if key == "time":
+        return row.cpu_time_ns if row.cpu_time_ns is not None else -1
+    if key == "id":
+        return row.id
+    if key == "name":
+        return row.name
+    raise ValueError(f"unknown sort key {key!r}; known: {', '.join(SORT_KEYS)}")
+
+
+def sorted_lines(frames: Iterable[HostFrame], key: str) -> list[tuple[HostFrame, DomainRow]]:
+    """Every domain of every host, in ``key`` order: biggest first for %CPU, memory
+    and CPU time (unknown figures last), smallest first for ID and name; ties by
+    host, then ID, so the order is stable from one refresh to the next."""
+    lines = [(f, r) for f in frames for r in f.rows]
+    lines.sort(key=lambda fr: (fr[0].label, fr[1].id))
+    lines.sort(key=lambda fr: _sort_value(fr[1], key), reverse=key in ("cpu", "mem", "time"))
+    return lines
+
+
+# -- text shared by the screen and batch mode -----------------------------------------
+
+def cpu_time_text(cpu_time_ns: int) -> str:
+    """CPU time as top's TIME+ column: minutes:seconds.hundredths."""
+    hundredths = cpu_time_ns // 10_000_000
+    minutes, rest = divmod(hundredths, 6000)
+    return f"{minutes}:{rest // 100:02d}.{rest % 100:02d}"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def row_cells(row: DomainRow) -> tuple[str, ...]:
+    """A row's cells under :data:`COLUMNS`; ``-`` where a figure is unknown, ``?``
+    as the state of a domain that did not answer."""
+    return (
+        str(row.id),
+        "?" if row.state is None else row.state.flags(),
+        _percent(row.cpu_percent),
+        _percent(row.memory_percent),
+        "-" if row.memory_kib is None else str(row.memory_kib),
+        "-" if row.vcpus is None else str(row.vcpus),
+        "-" if row.cpu_time_ns is None else cpu_time_text(row.cpu_time_ns),
+        row.name,
+    )
+
+
+def state_counts(rows: Sequence[DomainRow]) -> dict[str, int]:
+    """Domains by state (every state, zeros included), then those that did not answer."""
+    counts = {state.value: 0 for state in xvirt.DomainState}
+    counts[NO_ANSWER] = 0
+    for r in rows:
+        counts[NO_ANSWER if r.state is None else r.state.value] += 1
+    return counts
+
+
+def _gib(kib: int) -> str:
+    return f"{kib / 1048576:.1f} GiB"
+
+
+def summary_lines(frame: HostFrame, delay_s: float) -> list[str]:
+    """The header of one host: who it is, its capacity, its domains by state, the
+    host's %CPU and what the refresh cost; or why it could not be read."""
+    info = frame.info
+    name = frame.uri if info is None else f"{info.hostname} ({frame.uri})"
+    if frame.error is not None:
+        return [f"{name}: unreachable: {frame.error} (retrying every {delay_s:g} s)"]
+    assert info is not None  # a refresh without error has the host's facts
+    counts = state_counts(frame.rows)
+    by_state = ", ".join(f"{n} {word}" for word, n in counts.items())
+    return [
+        f"{name}  {info.arch}  {info.cpus} CPUs  memory {_gib(info.memory_kib)} total, "
+        f"{_gib(frame.used_memory_kib)} used by domains",
+        f"  domains: {len(frame.rows)} total: {by_state}",
+        f"  %CPU {_percent(frame.cpu_percent)}  refresh cost: "
+        f"{frame.cost.control_requests} control requests, {frame.cost.data_calls} data calls",
+    ]

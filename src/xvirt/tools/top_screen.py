@@ -1,0 +1,245 @@
+"""The full-screen view of ``xvirt top``, on Textual.
+
+The screen never waits for a host: each refresh runs in a worker whose fetch
+happens on a daemon thread, so keys keep working while a slow host answers and
+quitting never waits for one that does not. Frames come from a ``fetch``
+callable (:class:`xvirt.tools.top.Fleet` in use, anything in tests); the
+arithmetic and the text of each cell come from :mod:`xvirt.tools.top_model`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import ClassVar, TypeVar
+
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Input, Static
+
+from xvirt.tools import format as fmt
+from xvirt.tools.top_model import (
+    COLUMNS,
+    SORT_LABELS,
+    HostFrame,
+    parse_delay,
+    row_cells,
+    sorted_lines,
+    summary_lines,
+)
+
+__all__ = ["DelayInput", "TopApp"]
+
+T = TypeVar("T")
+
+#: Columns whose cells are numbers, right-aligned as in top.
+_NUMERIC = frozenset({"ID", "%CPU", "%MEM", "MEM(k)", "VCPUS", "TIME"})
+
+
+def _off_thread(fetch: Callable[[], T]) -> asyncio.Future[T]:
+    """Run ``fetch`` on a daemon thread; the future settles on the app's loop.
+
+    Not ``run_in_executor``: the loop's executor is joined when the app exits, so
+    quitting would wait for a host that takes its full timeout to fail."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():  # cancelled: the app is quitting
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]  # None only with an error
+
+    def run() -> None:
+        try:
+            result, error = fetch(), None
+        except BaseException as exc:  # handed to the worker, which reports it
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="xvirt-top-fetch", daemon=True).start()
+    return future
+
+
+class DelayInput(Input):
+    """The delay prompt; Escape leaves it without changing anything."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "cancel", show=False)]
+
+    class Cancelled(Message):
+        """The user left the prompt with Escape."""
+
+    def action_cancel(self) -> None:
+        self.post_message(self.Cancelled())
+
+
+class TopApp(App[None]):
+    """virt-top's screen: a header per host, then one row per domain."""
+
+    TITLE = "xvirt top"
+    ENABLE_COMMAND_PALETTE = False
+    CSS = """
+    #summary { height: auto; padding: 0 1; }
+    #domains { height: 1fr; }
+    #prompt { display: none; }
+    #prompt.asking { display: block; }
+    #status { height: 1; padding: 0 1; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("c", "sort('cpu')", "%CPU"),
+        Binding("P", "sort('cpu')", "%CPU", show=False),
+        Binding("m", "sort('mem')", "memory"),
+        Binding("M", "sort('mem')", "memory", show=False),
+        Binding("t", "sort('time')", "CPU time"),
+        Binding("T", "sort('time')", "CPU time", show=False),
+        Binding("i", "sort('id')", "ID"),
+        Binding("n", "sort('name')", "name"),
+        Binding("d", "ask_delay", "delay"),
+        Binding("s", "ask_delay", "delay", show=False),
+        Binding("space", "refresh_now", "refresh"),
+        Binding("q", "quit", "quit"),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True),  # as in top
+    ]
+
+    def __init__(self, fetch: Callable[[], Sequence[HostFrame]], *, delay_s: float,
+                 sort: str, iterations: int | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self._fetch = fetch
+        self.delay_s = delay_s
+        self.sort_key = sort
+        self._iterations = iterations
+        self._wall = wall
+        self.frames: list[HostFrame] = []
+        self.refreshes = 0
+        self._stamp: float | None = None
+        self._fetching = False
+        self._timer: Timer | None = None
+        self._columns: tuple[str, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        yield Static("connecting...", id="summary")
+        yield DataTable(id="domains", cursor_type="row", zebra_stripes=True)
+        yield DelayInput(id="prompt")
+        yield Static("", id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).focus()
+        self.action_refresh_now()
+
+    # -- refreshing -----------------------------------------------------------------
+
+    def action_refresh_now(self) -> None:
+        """Refresh at once (space, as in top), then every ``delay_s`` seconds."""
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        if not self._fetching:
+            self._fetching = True
+            self._refresh_worker()
+
+    @work(group="refresh", exit_on_error=True)
+    async def _refresh_worker(self) -> None:
+        frames = await _off_thread(self._fetch)
+        self._fetching = False
+        self._show(frames)
+
+    def _show(self, frames: Sequence[HostFrame]) -> None:
+        self.frames = list(frames)
+        self.refreshes += 1
+        self._stamp = self._wall()
+        self._draw()
+        if self._iterations is not None and self.refreshes >= self._iterations:
+            self.exit()
+            return
+        self._timer = self.set_timer(self.delay_s, self.action_refresh_now)
+
+    # -- drawing --------------------------------------------------------------------
+
+    def _draw(self) -> None:
+        stamp = "" if self._stamp is None else time.strftime(
+            "%H:%M:%S", time.localtime(self._stamp))
+        lines = [f"xvirt top - {stamp}  delay {self.delay_s:g} s  "
+                 f"sorted by {SORT_LABELS[self.sort_key]}"]
+        for frame in self.frames:
+            lines.extend(fmt.safe_text(line) for line in summary_lines(frame, self.delay_s))
+        self.query_one("#summary", Static).update(Text("\n".join(lines)))
+        self._fill_table()
+
+    def _fill_table(self) -> None:
+        table: DataTable[Text] = self.query_one(DataTable)
+        several = len(self.frames) > 1
+        columns = ("HOST", *COLUMNS) if several else COLUMNS
+        chosen = None
+        if table.row_count:
+            with contextlib.suppress(Exception):  # no row under the cursor any more
+                chosen = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        if columns != self._columns:
+            table.clear(columns=True)
+            for name in columns:
+                table.add_column(Text(name, justify="right" if name in _NUMERIC else "left"),
+                                 key=name)
+            self._columns = columns
+        else:
+            table.clear()
+        index = {id(f): i for i, f in enumerate(self.frames)}
+        for frame, row in sorted_lines(self.frames, self.sort_key):
+            cells = ((frame.label,) if several else ()) + row_cells(row)
+            key = f"{index[id(frame)]}:{row.uuid}"  # a UUID is unique on one host
+            table.add_row(*(
+                Text(fmt.safe_text(cell), justify="right" if name in _NUMERIC else "left")
+                for name, cell in zip(columns, cells, strict=True)), key=key)
+            if key == chosen:
+                table.move_cursor(row=table.row_count - 1)
+
+    # -- keys -------------------------------------------------------------------------
+
+    def action_sort(self, key: str) -> None:
+        self.sort_key = key
+        self._say(f"sorted by {SORT_LABELS[key]}")
+        self._draw()
+
+    def action_ask_delay(self) -> None:
+        prompt = self.query_one(DelayInput)
+        prompt.value = ""
+        prompt.placeholder = (f"delay in seconds (now {self.delay_s:g}); "
+                              "Enter to set, Escape to cancel")
+        prompt.add_class("asking")
+        prompt.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._close_prompt()
+        try:
+            delay = parse_delay(event.value)
+        except ValueError as exc:
+            self._say(f"{exc}; the delay stays {self.delay_s:g} s")
+            return
+        self.delay_s = delay
+        self._say(f"delay set to {delay:g} s")
+        if self._timer is not None:  # waiting: wait the new delay from now
+            self._timer.stop()
+            self._timer = self.set_timer(delay, self.action_refresh_now)
+        self._draw()
+
+    def on_delay_input_cancelled(self, _: DelayInput.Cancelled) -> None:
+        self._close_prompt()
+        self._say(f"delay unchanged: {self.delay_s:g} s")
+
+    def _close_prompt(self) -> None:
+        self.query_one(DelayInput).remove_class("asking")
+        self.query_one(DataTable).focus()
+
+    def _say(self, message: str) -> None:
+        self.query_one("#status", Static).update(Text(message))

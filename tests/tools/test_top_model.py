@@ -1,0 +1,257 @@
+"""The arithmetic of ``xvirt top``: %CPU by UUID, sorting, cells, host totals.
+
+Surveys are built by hand here, so each figure is known exactly; the same
+arithmetic against real hosts is in test_top.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import xvirt
+from xvirt.tools.top_model import (
+    COLUMNS,
+    Cost,
+    CpuTracker,
+    DomainRow,
+    HostFrame,
+    cpu_time_text,
+    parse_delay,
+    row_cells,
+    sorted_lines,
+    state_counts,
+    summary_lines,
+)
+
+A = "aaaaaaaa-0000-0000-0000-000000000001"
+B = "bbbbbbbb-0000-0000-0000-000000000002"
+C = "cccccccc-0000-0000-0000-000000000003"
+RUNNING = xvirt.DomainState.RUNNING
+HOST_KIB = 1 << 20
+
+
+def sample(uuid: str, domid: int, name: str, cpu_ns: int, *, vcpus: int = 1,
+           memory_kib: int = 1024, state: xvirt.DomainState = RUNNING) -> xvirt.DomainSample:
+    return xvirt.DomainSample(xvirt.Identity(uuid, name, domid),
+                              xvirt.DomainInfo(state, memory_kib, memory_kib, vcpus, cpu_ns))
+
+
+def survey(*samples: xvirt.DomainSample,
+           failures: tuple[xvirt.DomainFailure, ...] = ()) -> xvirt.Survey:
+    return xvirt.Survey(list(samples), list(failures))
+
+
+def by_uuid(rows: tuple[DomainRow, ...]) -> dict[str, DomainRow]:
+    return {r.uuid: r for r in rows}
+
+
+# -- %CPU -----------------------------------------------------------------------------
+
+
+def test_first_refresh_has_no_cpu_percent_and_no_elapsed() -> None:
+    rows, elapsed = CpuTracker().step(10.0, survey(sample(A, 1, "a", 5_000_000_000)), 4, HOST_KIB)
+    assert elapsed is None
+    assert rows[0].cpu_percent is None and rows[0].cpu_delta_ns is None
+    assert rows[0].cpu_time_ns == 5_000_000_000  # the total is known, only the share is not
+    assert row_cells(rows[0])[2] == "-"
+
+
+def test_cpu_percent_is_virt_tops_formula() -> None:
+    """100 * delta cpu ns / (elapsed ns * host CPUs): 3 s of one vCPU on 4 CPUs is 25 %."""
+    tracker = CpuTracker()
+    tracker.step(10.0, survey(sample(A, 1, "a", 1_000_000_000)), 4, HOST_KIB)
+    rows, elapsed = tracker.step(13.0, survey(sample(A, 1, "a", 4_000_000_000)), 4, HOST_KIB)
+    assert elapsed == 3.0
+    assert rows[0].cpu_delta_ns == 3_000_000_000
+    assert rows[0].cpu_percent == pytest.approx(25.0)
+
+
+def test_deltas_follow_the_uuid_across_an_id_change() -> None:
+    tracker = CpuTracker()
+    tracker.step(0.0, survey(sample(A, 1, "a", 0)), 2, HOST_KIB)
+    rows, _ = tracker.step(2.0, survey(sample(A, 7, "a", 1_000_000_000)), 2, HOST_KIB)
+    assert rows[0].id == 7
+    assert rows[0].cpu_percent == pytest.approx(25.0)
+
+
+def test_a_reused_id_is_a_newcomer_not_a_spike() -> None:
+    """ID 1 passes from A (little CPU time) to B (ten hours of it): by ID that would
+    be a share of thousands of percent; by UUID B is simply new."""
+    tracker = CpuTracker()
+    tracker.step(0.0, survey(sample(A, 1, "a", 1_000)), 2, HOST_KIB)
+    ten_hours = 10 * 3600 * 10**9
+    rows, _ = tracker.step(3.0, survey(sample(B, 1, "b", ten_hours)), 2, HOST_KIB)
+    assert 100.0 * (ten_hours - 1_000) / (3e9 * 2) > 100_000  # what keying by ID would show
+    assert (rows[0].uuid, rows[0].id, rows[0].cpu_percent) == (B, 1, None)
+
+
+def test_cpu_time_going_backwards_is_a_restart_not_a_negative_share() -> None:
+    tracker = CpuTracker()
+    tracker.step(0.0, survey(sample(A, 1, "a", 9_000_000_000)), 2, HOST_KIB)
+    rows, _ = tracker.step(3.0, survey(sample(A, 2, "a", 1_000)), 2, HOST_KIB)  # rebooted
+    assert rows[0].cpu_percent is None and rows[0].cpu_delta_ns is None
+    rows, _ = tracker.step(6.0, survey(sample(A, 2, "a", 3_000_001_000)), 2, HOST_KIB)
+    assert rows[0].cpu_percent == pytest.approx(50.0)
+
+
+def test_only_the_previous_refresh_counts() -> None:
+    """A domain missing from one refresh (away, or not answering) starts again blank:
+    an average over a gap the elapsed time does not cover would be wrong."""
+    tracker = CpuTracker()
+    tracker.step(0.0, survey(sample(A, 1, "a", 0), sample(B, 2, "b", 0)), 1, HOST_KIB)
+    tracker.step(1.0, survey(sample(B, 2, "b", 10**9)), 1, HOST_KIB)
+    rows, _ = tracker.step(2.0, survey(sample(A, 1, "a", 2 * 10**9),
+                                       sample(B, 2, "b", 2 * 10**9)), 1, HOST_KIB)
+    assert by_uuid(rows)[A].cpu_percent is None
+    assert by_uuid(rows)[B].cpu_percent == pytest.approx(100.0)
+
+
+def test_no_elapsed_time_gives_no_share() -> None:
+    tracker = CpuTracker()
+    tracker.step(5.0, survey(sample(A, 1, "a", 0)), 1, HOST_KIB)
+    rows, elapsed = tracker.step(5.0, survey(sample(A, 1, "a", 10)), 1, HOST_KIB)
+    assert elapsed == 0.0 and rows[0].cpu_percent is None
+
+
+def test_reset_forgets_every_domain() -> None:
+    tracker = CpuTracker()
+    tracker.step(0.0, survey(sample(A, 1, "a", 0)), 1, HOST_KIB)
+    tracker.reset()
+    rows, elapsed = tracker.step(1.0, survey(sample(A, 1, "a", 10**9)), 1, HOST_KIB)
+    assert elapsed is None and rows[0].cpu_percent is None
+
+
+def test_a_failure_is_a_row_without_figures() -> None:
+    failure = xvirt.DomainFailure(xvirt.Identity(C, "stuck", 3),
+                                  xvirt.OperationFailedError("domain 3 (stuck) did not answer"))
+    rows, _ = CpuTracker().step(0.0, survey(sample(A, 1, "a", 0), failures=(failure,)), 1,
+                                HOST_KIB)
+    stuck = by_uuid(rows)[C]
+    assert (stuck.id, stuck.name, stuck.state, stuck.memory_kib) == (3, "stuck", None, None)
+    assert stuck.error is not None and "did not answer" in stuck.error
+    assert row_cells(stuck) == ("3", "?", "-", "-", "-", "-", "-", "stuck")
+
+
+def test_memory_percent_is_of_the_host() -> None:
+    rows, _ = CpuTracker().step(0.0, survey(sample(A, 1, "a", 0, memory_kib=HOST_KIB // 4)), 1,
+                                HOST_KIB)
+    assert rows[0].memory_percent == pytest.approx(25.0)
+
+
+# -- host totals ---------------------------------------------------------------------------
+
+
+def frame(rows: tuple[DomainRow, ...], elapsed: float | None = 1.0, *,
+          error: str | None = None, uri: str = "sim:///t") -> HostFrame:
+    info = xvirt.HostInfo("t.sim", "Xen", "4", "x86_64", 2, 2400, 1, 1, 1, 2, HOST_KIB,
+                          HOST_KIB // 2, "boot")
+    return HostFrame(uri, info, elapsed, rows, Cost(0, 1), error=error)
+
+
+def test_host_totals_sum_the_domains() -> None:
+    tracker = CpuTracker()
+    tracker.step(0.0, survey(sample(xvirt.sim.DOM0_UUID, 0, "Domain-0", 0, memory_kib=100),
+                             sample(A, 1, "a", 0, memory_kib=10)), 2, HOST_KIB)
+    rows, elapsed = tracker.step(
+        1.0, survey(sample(xvirt.sim.DOM0_UUID, 0, "Domain-0", 10**9, memory_kib=100),
+                    sample(A, 1, "a", 5 * 10**8, memory_kib=10),
+                    sample(B, 2, "b", 7, memory_kib=1)), 2, HOST_KIB)
+    f = frame(rows, elapsed)
+    assert f.used_memory_kib == 111
+    assert f.guest_memory_kib == 11  # Domain-0 is not a guest
+    assert f.cpu_delta_ns == 15 * 10**8  # the newcomer adds nothing yet
+    assert f.cpu_percent == pytest.approx(75.0)
+    assert f.label == "t.sim"
+    assert frame(rows, None).cpu_percent is None  # a first refresh knows no share
+
+
+def test_state_counts_have_every_state_and_no_answer() -> None:
+    rows = (
+        DomainRow(A, 1, "a", RUNNING, 1, 1, 1, None, None, None),
+        DomainRow(B, 2, "b", xvirt.DomainState.PAUSED, 1, 1, 1, None, None, None),
+        DomainRow(C, 3, "c", None, None, None, None, None, None, None, "no"),
+    )
+    counts = state_counts(rows)
+    assert list(counts) == [s.value for s in xvirt.DomainState] + ["no answer"]
+    assert (counts["running"], counts["paused"], counts["no answer"], counts["crashed"]) == (
+        1, 1, 1, 0)
+
+
+def test_summary_says_why_a_host_is_missing() -> None:
+    lines = summary_lines(frame((), None, error="connection refused"), 3.0)
+    assert lines == ["t.sim (sim:///t): unreachable: connection refused (retrying every 3 s)"]
+
+
+def test_summary_of_a_host_shows_capacity_states_and_cost() -> None:
+    rows = (DomainRow(A, 1, "a", RUNNING, 2048, 1, 1, 10, 12.5, 0.2),)
+    text = "\n".join(summary_lines(frame(rows), 3.0))
+    for part in ("t.sim (sim:///t)", "2 CPUs", "1.0 GiB total", "1 total", "1 running",
+                 "%CPU 12.5", "0 control requests, 1 data calls"):
+        assert part in text
+
+
+# -- sorting and cells ---------------------------------------------------------------------
+
+
+def rows_for_sorting() -> tuple[DomainRow, ...]:
+    return (
+        DomainRow(A, 1, "zeta", RUNNING, 300, 1, 50, 5, 10.0, 1.0),
+        DomainRow(B, 2, "alpha", RUNNING, 100, 1, 900, 9, 30.0, 1.0),
+        DomainRow(C, 3, "mid", RUNNING, 200, 1, 10, None, None, 1.0),
+        DomainRow("dddddddd-0000-0000-0000-000000000004", 4, "gone-quiet", None, None, None,
+                  None, None, None, None, "no answer"),
+    )
+
+
+@pytest.mark.parametrize(("key", "names"), [
+    ("cpu", ["alpha", "zeta", "mid", "gone-quiet"]),  # unknown shares last
+    ("mem", ["zeta", "mid", "alpha", "gone-quiet"]),
+    ("time", ["alpha", "zeta", "mid", "gone-quiet"]),
+    ("id", ["zeta", "alpha", "mid", "gone-quiet"]),
+    ("name", ["alpha", "gone-quiet", "mid", "zeta"]),
+])
+def test_sort_orders(key: str, names: list[str]) -> None:
+    assert [r.name for _, r in sorted_lines([frame(rows_for_sorting())], key)] == names
+
+
+def test_sorting_spans_hosts_and_ties_go_by_host_then_id() -> None:
+    one = frame((DomainRow(A, 1, "x", RUNNING, 5, 1, 1, 1, 1.0, 1.0),), uri="sim:///1")
+    other_info = xvirt.HostInfo("a.sim", "Xen", "4", "x86_64", 2, 2400, 1, 1, 1, 2, HOST_KIB,
+                                0, "b")
+    two = HostFrame("sim:///2", other_info, 1.0,
+                    (DomainRow(B, 1, "y", RUNNING, 5, 1, 1, 1, 1.0, 1.0),
+                     DomainRow(C, 0, "z", RUNNING, 9, 1, 1, 1, 1.0, 1.0)), Cost(0, 1))
+    assert [r.name for _, r in sorted_lines([one, two], "mem")] == ["z", "y", "x"]
+    with pytest.raises(ValueError, match="unknown sort key"):
+        sorted_lines([one], "colour")
+
+
+def test_cells_line_up_with_the_columns() -> None:
+    row = DomainRow(A, 12, "web1", xvirt.DomainState.BLOCKED, 524288, 2, 61_230_000_000, 1,
+                    3.14159, 0.78)
+    cells = row_cells(row)
+    assert len(cells) == len(COLUMNS)
+    assert dict(zip(COLUMNS, cells, strict=True)) == {
+        "ID": "12", "STATE": "-b----", "%CPU": "3.1", "%MEM": "0.8", "MEM(k)": "524288",
+        "VCPUS": "2", "TIME": "1:01.23", "NAME": "web1"}
+
+
+@pytest.mark.parametrize(("ns", "text"), [
+    (0, "0:00.00"), (999_999_999, "0:00.99"), (61_230_000_000, "1:01.23"),
+    (3 * 3600 * 10**9, "180:00.00"),
+])
+def test_cpu_time_text_is_tops_time_plus(ns: int, text: str) -> None:
+    assert cpu_time_text(ns) == text
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "abc", "", "nan", "inf", "-inf", "1e999"])
+def test_parse_delay_refuses_what_is_not_a_positive_finite_number(text: str) -> None:
+    with pytest.raises(ValueError, match="seconds > 0"):
+        parse_delay(text)
+
+
+@pytest.mark.parametrize(("text", "value"), [("3", 3.0), (" 0.5 ", 0.5), ("1e-3", 0.001)])
+def test_parse_delay_accepts_seconds(text: str, value: float) -> None:
+    assert math.isclose(parse_delay(text), value)
