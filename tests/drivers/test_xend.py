@@ -307,3 +307,17 @@ def test_a_relative_image_dir_is_a_protocol_error() -> None:
             driver.host_info()
     finally:
         driver.close()
+
+
+def test_a_resolve_answer_larger_than_a_request_may_be_is_read(daemon: DaemonProcess) -> None:
+    """Every newcomer is named by one request (C5), whatever the host's size: at
+    14 000 guests the answer is over 4 MiB, the parser's limit for requests."""
+    with _admin(daemon) as c:
+        r = c.post("/xvirt/host", data={"op": "create", "name": "guest", "count": "14000",
+                                        "memory_kib": "65536", "vcpus": "1"}, timeout=120)
+        assert r.status_code == 200, r.text
+    with xvirt.open(daemon.unix_uri, readonly=True) as conn:
+        before = conn.stats().control_requests
+        found = conn.sample()
+        assert len(found) == 14001
+        assert conn.stats().control_requests == before + 1
