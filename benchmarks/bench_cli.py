@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     classic = ["--repeats", "1"] if args.quick else []
     scaling = ["--domains", "20,200" if args.quick else "20,200,1000,5000",
                "--control-latency-ms", "1", "--repeats", "1" if args.quick else "3",
-               "--plot", str(PLOT)]
+               "--plot", str(PLOT.relative_to(REPO))]
     PLOT.parent.mkdir(parents=True, exist_ok=True)
     first = bench(classic)
     print(first, flush=True)
