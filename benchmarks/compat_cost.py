@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from daemon_cost import _populate
-from report import PLOTS, REPO, REPORT, command_line, write_section
+from report import PLOTS, REPO, REPORT, command_line, line_plot, write_section
 
 from xvirt.testing.daemon import DaemonProcess
 
@@ -109,26 +109,11 @@ def measure(guests: int, samples: int, runs: int, workdir: Path) -> list[Cell]:
 
 
 def plot(cells: Sequence[Cell]) -> None:
-    import matplotlib
+    line_plot(PLOT, {name: [(c.guests, c.median * 1e3) for c in cells if c.config == name]
+                     for name in CONFIGS},
+              xlabel="running domains", ylabel="one sample of the 2006 loop, ms (median)",
+              title="the same libvirt-python script, four ways")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for name, marker in zip(CONFIGS, "os^v", strict=True):
-        mine = sorted((c for c in cells if c.config == name), key=lambda c: c.guests)
-        ax.plot([c.guests for c in mine], [c.median * 1e3 for c in mine], marker + "-",
-                label=name)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("running domains")
-    ax.set_ylabel("one sample of the 2006 loop, ms (median)")
-    ax.set_title("the same libvirt-python script, four ways")
-    ax.legend()
-    fig.tight_layout()
-    PLOT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(PLOT, dpi=110)
-    plt.close(fig)
 
 
 def render(cells: Sequence[Cell], command: str, quick: bool) -> str:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from daemon_cost import _populate
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from report import PLOTS, REPO, REPORT, command_line, machine_lines, write_section
+from report import PLOTS, REPO, REPORT, command_line, line_plot, machine_lines, write_section
 
 from xvirt.testing.daemon import DaemonProcess
 from xvirt.tools.exporter_metrics import HostReader, SurveyRunner, XvirtCollector
@@ -135,27 +135,11 @@ def control_total(text: bytes) -> float:
 
 
 def plot(rows: Sequence[Row]) -> None:
-    import matplotlib
+    line_plot(PLOT, {name: [(r.domains, r.median * 1e3) for r in rows if r.config == name]
+                     for name in dict.fromkeys(r.config for r in rows)},
+              xlabel="running domains", ylabel="one scrape, ms (median)",
+              title="scrape time on a host daemon")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for name, marker in zip(dict.fromkeys(r.config for r in rows), "os", strict=True):
-        mine = sorted((r for r in rows if r.config == name), key=lambda r: r.domains)
-        ax.plot([r.domains for r in mine], [r.median * 1e3 for r in mine], marker + "-",
-                label=name)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("running domains")
-    ax.set_ylabel("one scrape, ms (median)")
-    ax.set_title("scrape time on a host daemon")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    PLOT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(PLOT, dpi=110)
-    plt.close(fig)
 
 
 def render(rows: Sequence[Row], command: str, quick: bool) -> str:

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compat_cost import node_file
 from daemon_cost import _populate, naive_sample
-from report import PLOTS, REPO, REPORT, command_line, machine_lines, write_section
+from report import PLOTS, REPO, REPORT, command_line, line_plot, machine_lines, write_section
 
 import xvirt
 from xvirt.compat.binding import real_libvirt
@@ -127,27 +127,11 @@ def measure(guests: int, samples: int, workdir: Path) -> list[Row]:
 
 
 def plot(rows: Sequence[Row]) -> None:
-    import matplotlib
+    line_plot(PLOT, {name: [(r.domains, r.median * 1e3) for r in rows if r.config == name]
+                     for name in CONFIGS},
+              xlabel="running domains", ylabel="one sample, ms (median)",
+              title="the 2006 loop on every driver, beside libvirt-python")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    for name, marker in zip(CONFIGS, "osD^v", strict=True):
-        mine = sorted((r for r in rows if r.config == name), key=lambda r: r.domains)
-        ax.plot([r.domains for r in mine], [r.median * 1e3 for r in mine], marker + "-",
-                label=name)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("running domains")
-    ax.set_ylabel("one sample, ms (median)")
-    ax.set_title("the 2006 loop on every driver, beside libvirt-python")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    PLOT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(PLOT, dpi=110)
-    plt.close(fig)
 
 
 def render(rows: Sequence[Row], command: str, quick: bool) -> str:

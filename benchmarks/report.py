@@ -7,7 +7,7 @@ import datetime as dt
 import os
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,3 +56,28 @@ def write_section(name: str, markdown: str, *, order: Sequence[str] = ()) -> Non
         text = text.rstrip() + "\n\n" + block
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(text, encoding="utf-8")
+
+
+def line_plot(path: Path, series: Mapping[str, Sequence[tuple[float, float]]], *,
+              xlabel: str, ylabel: str, title: str) -> None:
+    """One line per series on log-log axes, as every scaling plot of the report is."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for (name, points), marker in zip(series.items(), "osD^v<>", strict=False):
+        ordered = sorted(points)
+        ax.plot([x for x, _ in ordered], [y for _, y in ordered], marker + "-", label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
