@@ -539,3 +539,15 @@ def test_host_with_a_given_directory_leaves_it_on_close(tmp_path: Path) -> None:
     h.save(a.id, "img")
     h.close()
     assert (tmp_path / "keep" / "img").is_file()
+
+
+def test_a_symlink_swapped_in_after_the_check_is_not_followed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = ImageStore(tmp_path / "images")
+    outside = tmp_path / "outside.img"
+    outside.write_text("{}")
+    (tmp_path / "images" / "img").symlink_to(outside)
+    # As if the name had been a plain file when _path_of checked it.
+    monkeypatch.setattr(store, "_path_of", lambda name: store.path / name)
+    with pytest.raises(OperationFailedError, match="became a symbolic link"):
+        store.read("img")

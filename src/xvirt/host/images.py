@@ -10,6 +10,7 @@ loses a domain.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -173,14 +174,19 @@ class ImageStore:
     def read(self, name: str) -> SavedDomain:
         path = self._path_of(name)
         try:
-            raw = path.read_bytes()
+            # O_NOFOLLOW: a symlink swapped in after _path_of's check is refused too.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as f:
+                raw = f.read()
         except FileNotFoundError:
             raise OperationFailedError(
                 f"no image named {name!r}", name=name, op="restore"
             ) from None
         except OSError as exc:
+            why = ("it became a symbolic link, which could escape the image directory"
+                   if exc.errno == errno.ELOOP else exc.strerror)
             raise OperationFailedError(
-                f"cannot read image {name!r}: {exc.strerror}", name=name, op="restore"
+                f"cannot read image {name!r}: {why}", name=name, op="restore"
             ) from None
         try:
             data = json.loads(raw)
