@@ -380,6 +380,18 @@ def test_sockets_and_state_are_private_even_under_umask_0(
     assert os.lstat(state).st_uid == os.getuid()
 
 
+def test_a_state_directory_open_to_others_is_made_private(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+    d = DaemonProcess(tcp=False, token=False, state_dir=state)
+    try:
+        d.start()
+        assert stat.S_IMODE(os.lstat(state).st_mode) == 0o700
+    finally:
+        d.cleanup()
+
+
 # -- the token never shows -----------------------------------------------------------------------
 
 

@@ -170,6 +170,10 @@ class Daemon:
         token = read_token(cfg.token_file) if cfg.token_file else None
         try:
             cfg.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if cfg.state_dir.stat().st_mode & 0o077:
+                # The host's state, its images and the table are the daemon's alone; the
+                # files in it follow the umask, so the directory is what keeps them private.
+                cfg.state_dir.chmod(0o700)
         except OSError as exc:
             raise InvalidArgumentError(
                 f"cannot use state directory {str(cfg.state_dir)!r}: {exc.strerror}") from None
