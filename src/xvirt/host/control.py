@@ -248,7 +248,7 @@ class ControlApp:
         form: dict[str, list[str]] = {}
         if method == "POST":
             length_text = environ.get("CONTENT_LENGTH") or "0"
-            if not length_text.isdigit():
+            if not (length_text.isascii() and length_text.isdigit()):  # not "²": int() refuses
                 raise _err(400, f"bad Content-Length {length_text!r}", "invalid")
             length = int(length_text)
             if length > MAX_BODY:
