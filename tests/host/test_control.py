@@ -156,6 +156,20 @@ def test_tcp_mutations_need_the_token_and_refusals_are_journalled(host: HostMode
     assert r.status_code == 200 and host.domain(1).state is DomainState.PAUSED
 
 
+def test_the_auth_scheme_is_case_insensitive_the_token_is_not(host: HostModel) -> None:
+    c = _client(host, trusted=False)
+    for scheme in ("bearer", "BEARER", "Bearer"):
+        r = c.post("/xend/domain/1", data={"op": "pause"},
+                   headers={"Authorization": f"{scheme} {TOKEN}"})
+        assert r.status_code == 200, scheme
+        c.post("/xend/domain/1", data={"op": "unpause"},
+               headers={"Authorization": f"{scheme} {TOKEN}"})
+    r = c.post("/xend/domain/1", data={"op": "pause"},
+               headers={"Authorization": f"Bearer {TOKEN.upper()}"})
+    assert r.status_code == 401
+    assert host.domain(1).state is DomainState.RUNNING
+
+
 def test_batch_resolve_answers_many_in_one_request(host: HostModel) -> None:
     c = _client(host)
     uuids = [d.uuid for d in host.domains()]

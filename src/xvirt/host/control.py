@@ -283,7 +283,9 @@ class ControlApp:
         if req.trusted:
             return
         token = self.settings.token
-        given = req.authorization[7:] if req.authorization.startswith("Bearer ") else ""
+        scheme, _, given = req.authorization.partition(" ")
+        if scheme.lower() != "bearer":  # auth schemes are case-insensitive (RFC 9110)
+            given = ""
         if token is not None and given and hmac.compare_digest(given.encode(), token.encode()):
             return
         reason = "no token" if not given else "wrong token"
