@@ -443,3 +443,57 @@ def test_a_survey_never_answers_empty_when_the_host_keeps_rebooting(
     conn = xvirt.Connection(_RebootingDriver(host, uri=host.uri))
     with pytest.raises(OperationFailedError, match="kept changing"):
         conn.survey()  # leaving "a" out would read as "a is gone"
+
+
+class _OnceAfterSnapshot(xvirt.drivers.sim.SimDriver):
+    """Runs ``then`` once, right after the next snapshot is taken: that snapshot is
+    stale by the time the cache checks it."""
+
+    def __init__(self, host: xvirt.sim.Host, *, uri: str) -> None:
+        super().__init__(host, uri=uri)
+        self.then: Callable[[], object] | None = None
+
+    def snapshot(self) -> TableSnapshot:
+        snap = super().snapshot()
+        then, self.then = self.then, None
+        if then is not None:
+            then()
+        return snap
+
+
+def test_a_survey_answers_for_the_snapshots_instant_when_the_host_moves_on(
+        host: xvirt.sim.Host) -> None:
+    a, b = host.create("a"), host.create("b")
+    driver = _OnceAfterSnapshot(host, uri=host.uri)
+    conn = xvirt.Connection(driver)
+    conn.sample()  # "a" and "b" named
+    c = host.create("c")  # a newcomer: its naming brings the cache past the snapshot
+    moved: list[int] = []
+    driver.then = lambda: (moved.append(host.reboot(a.id).id), host.destroy(b.id))
+    found = conn.survey()
+    # Each identity held at the snapshot's instant: "a" at the ID it had then (it has
+    # another now), and "b", destroyed since, as it was then.
+    got = {s.identity.name: (s.identity.id, s.identity.uuid) for s in found.samples}
+    assert got == {"Domain-0": (0, xvirt.sim.DOM0_UUID), "a": (a.id, a.uuid),
+                   "b": (b.id, b.uuid), "c": (c.id, c.uuid)}
+    assert moved and moved[0] != a.id
+    assert conn.stats().control_requests == 2  # one for a and b, one for c: no retry
+
+
+def test_a_rename_after_the_snapshot_is_not_guessed_across(host: xvirt.sim.Host) -> None:
+    a = host.create("a")
+    driver = _OnceAfterSnapshot(host, uri=host.uri)
+    conn = xvirt.Connection(driver)
+    conn.sample()
+    host.create("c")
+    moved: list[int] = []
+
+    def reboot_and_rename() -> None:
+        moved.append(host.reboot(a.id).id)
+        host.rename(moved[0], "a2")
+
+    driver.then = reboot_and_rename
+    got = {s.identity.uuid: (s.identity.id, s.identity.name) for s in conn.survey().samples}
+    # Its name at the snapshot is not known from the events: never guessed; the
+    # survey takes a new snapshot instead.
+    assert got[a.uuid] == (moved[0], "a2")

@@ -134,13 +134,13 @@ class IdentityCache:
                     continue
                 samples, failures = [], []
                 for row in snap.rows:
-                    ident = self._named(row.id, row.uuid)
+                    ident = self._named(row.id, row.uuid, snap.generation)
                     if ident is None:
                         break  # changed since the snapshot: take a new one
                     samples.append(DomainSample(ident, row.info()))
                 else:
                     for miss in snap.unanswered:
-                        ident = self._named(miss.id, miss.uuid)
+                        ident = self._named(miss.id, miss.uuid, snap.generation)
                         if ident is None:
                             break
                         failures.append(DomainFailure(ident, miss.error))
@@ -153,14 +153,27 @@ class IdentityCache:
             f"the host kept changing during each of {RETRIES} tries; try again",
             uri=self._uri, op="survey")
 
-    def _named(self, domid: int, uuid: str) -> Identity | None:
-        """The identity of a snapshot's member, when the cache, synced to the
-        snapshot's generation or later, still has it at that ID with a name: the
-        triple held at the cache's generation, an instant of the call (C1)."""
+    def _named(self, domid: int, uuid: str, gen: int) -> Identity | None:
+        """The identity of a member of a snapshot taken at generation ``gen``; the
+        cache, synced since, is at ``self._gen >= gen``. None when it cannot say."""
         entry = self._entries.get(uuid)
-        if entry is None or entry.domid != domid or entry.name is None:
+        if entry is not None and entry.domid == domid and entry.name is not None:
+            return Identity(uuid, entry.name, domid)  # held at self._gen: an instant (C1)
+        # It moved or went after the snapshot, where it held ``domid``: under the name
+        # it has had since, unless the events after ``gen`` renamed it (or are unknown).
+        name = entry.name if entry is not None else self._tombs.get(uuid)
+        if name is None or not self._unrenamed_since(uuid, gen):
             return None
-        return Identity(uuid, entry.name, domid)
+        return Identity(uuid, name, domid)  # held at ``gen``: an instant of the call (C1)
+
+    def _unrenamed_since(self, uuid: str, gen: int) -> bool:
+        """Whether every event applied after ``gen`` is in the ring and none renamed ``uuid``."""
+        if self._gen == gen:
+            return True
+        if not self._recent or self._recent[0].seq > gen + 1:
+            return False
+        return not any(e.seq > gen and e.uuid == uuid and e.kind is EventKind.RENAMED
+                       for e in self._recent)
 
     def lookup_by_id(self, domid: int) -> Identity:
         ident = self._check(domid, None)  # the loop below only when the domain moved
