@@ -76,6 +76,8 @@ _NO_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 #: each with its configuration, about 330 bytes) is some 11 MB: the parser's default
 #: (4 MiB, sized for requests) would refuse it; a bound stays against a runaway server.
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
+#: The shortest wait for an answer, so that ``timeout=0`` still lets one be read.
+MIN_READ_S = 0.1
 #: How long a liveness check of the daemon holds on the fast path.
 LIVENESS_S = 0.05
 
@@ -151,7 +153,10 @@ class XendDriver(Driver):
                                         verify=_NO_TLS)
         return httpx.Client(
             transport=transport, base_url=self._base_url, verify=_NO_TLS,
-            timeout=httpx.Timeout(30.0, connect=min(2.0, self._timeout + 0.1)),
+            # an answer that does not come within the URI's timeout is not coming: a
+            # stalled daemon must not hold the caller for longer (a long poll sets its own)
+            timeout=httpx.Timeout(max(self._timeout, MIN_READ_S),
+                                  connect=min(2.0, self._timeout + 0.1)),
             headers={"Accept-Encoding": "identity", "Accept": "application/sxp"},
         )
 
@@ -220,7 +225,17 @@ class XendDriver(Driver):
         if response.status_code >= 300 or "X-Xvirt-Error" in response.headers:
             raise self._error(response, path, op)
         text = response.content
-        return response, (sxp.parse(text, max_bytes=MAX_ANSWER_BYTES) if text.strip() else None)
+        try:
+            return response, (sxp.parse(text, max_bytes=MAX_ANSWER_BYTES) if text.strip()
+                              else None)
+        except ProtocolError as exc:
+            raise self._stamped(exc) from None
+
+    def _stamped(self, exc: XvirtError) -> XvirtError:
+        """``exc`` naming this driver's URI: the wire-format parsers know no URI."""
+        if exc.uri is None:
+            exc.uri = self.uri
+        return exc
 
     def _error(self, response: httpx.Response, path: str, op: str | None) -> XvirtError:
         kind = response.headers.get("X-Xvirt-Error", "")
@@ -265,9 +280,9 @@ class XendDriver(Driver):
         except (HostUnreachableError, ConnectionClosedError) as exc:
             self._drop_fast()
             raise _Transient(exc.message) from None
-        except ProtocolError:
+        except ProtocolError as exc:
             self._drop_fast()
-            raise
+            raise self._stamped(exc) from None
 
     def _discover(self) -> None:
         """Find the fast channel (one HTTP request); fall back to HTTP when it is not
@@ -388,7 +403,10 @@ class XendDriver(Driver):
         boot, gen = self._meta(response)
         domains = []
         for rec in recs:
-            parsed = records.parse_domain_record(rec)
+            try:
+                parsed = records.parse_domain_record(rec)
+            except ProtocolError as exc:
+                raise self._stamped(exc) from None
             if parsed.domid is None:
                 continue  # inactive (managed) domains have no identity on the data plane
             domains.append(Resolved(parsed.domid, parsed.uuid, parsed.name, parsed.config()))
@@ -473,7 +491,10 @@ class XendDriver(Driver):
         response, rec = self._call("GET", "/xend/node/")
         if rec is None:
             raise ProtocolError("empty node answer", uri=self.uri)
-        node = records.parse_node_record(rec)
+        try:
+            node = records.parse_node_record(rec)
+        except ProtocolError as exc:
+            raise self._stamped(exc) from None
         boot, _ = self._meta(response)
         image_dir = node.get("xvirt_image_dir") or None
         if image_dir is not None and not os.path.isabs(image_dir):

@@ -28,6 +28,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from waitress import wasyncore
+from waitress.channel import HTTPChannel
 from waitress.server import create_server
 from waitress.task import ThreadedTaskDispatcher
 
@@ -53,6 +55,7 @@ __all__ = ["Daemon", "DaemonConfig", "default_state_dir"]
 
 _DEMO_MARK = "demo"
 TICK_S = 1.0
+SWEEP_S = 0.25  # how often the serve loop looks for idle and slow connections
 
 
 def default_state_dir() -> Path:
@@ -149,6 +152,7 @@ class Daemon:
         self._writer: TableWriter | None = None
         self._store: HostStore | None = None
         self._ticker: threading.Thread | None = None
+        self._partial: dict[int, tuple[object, float]] = {}  # fd -> (request, first seen)
         self.host: HostModel | None = None
         self.tcp_address: tuple[str, int] | None = None
 
@@ -257,7 +261,7 @@ class Daemon:
             map=self._map, _dispatcher=self._dispatcher, connection_limit=cfg.connection_limit,
             channel_timeout=cfg.idle_timeout_s, max_request_body_size=MAX_BODY,
             max_request_header_size=64 * 1024, ident="xvirt", clear_untrusted_proxy_headers=True,
-            asyncore_use_poll=True,
+            asyncore_use_poll=True, cleanup_interval=max(1, min(cfg.idle_timeout_s, 30) // 2),
         )
         if cfg.socket_path:
             path = cfg.socket_path
@@ -290,9 +294,39 @@ class Daemon:
 
     def serve(self) -> None:
         """Run the server loop until ``stop`` (or a signal); then shut down gracefully."""
+        next_sweep = 0.0
         while not self._stop.is_set():
             wasyncore.loop(timeout=0.2, map=self._map, use_poll=True, count=1)
+            now = time.monotonic()
+            if now >= next_sweep:
+                next_sweep = now + SWEEP_S
+                self._sweep(now)
         self._shutdown()
+
+    def _sweep(self, now: float) -> None:
+        """Cut connections that hold a slot without using it: idle ones, and ones whose
+        request has been arriving for longer than the idle timeout (a client sending a
+        byte at a time keeps waitress's own idle clock fresh, and would hold its slot
+        for ever). A request being served or an answer being sent is never cut."""
+        timeout = float(self.config.idle_timeout_s)
+        seen: dict[int, tuple[object, float]] = {}
+        for fd, channel in list(self._map.items()):
+            if not isinstance(channel, HTTPChannel) or channel.will_close:
+                continue
+            if channel.requests or channel.total_outbufs_len:
+                continue  # busy: a worker has it, or its answer is going out
+            partial = channel.request
+            if partial is None:
+                # idle between requests: waitress's wall-clock stamp of the last byte
+                if time.time() - channel.last_activity > timeout:
+                    channel.will_close = True
+                continue
+            first = self._partial.get(fd)
+            started = first[1] if first is not None and first[0] is partial else now
+            seen[fd] = (partial, started)
+            if now - started > timeout:
+                channel.will_close = True
+        self._partial = seen
 
     def stop(self) -> None:
         self._stop.set()

@@ -40,6 +40,9 @@ def _address(text: str) -> tuple[str, int]:
               help="HTTP worker threads.")
 @click.option("--connection-limit", type=click.IntRange(1, 10000), default=100,
               show_default=True, help="Open HTTP connections at most.")
+@click.option("--idle-timeout", type=click.IntRange(1, 3600), default=30, show_default=True,
+              help="Seconds before an idle connection, or one whose request is still "
+                   "arriving, is closed.")
 @click.option("--id-policy", type=click.Choice(POLICIES), default="sequential",
               show_default=True, help="How new domain IDs are chosen (for a new host).")
 @click.option("--max-domid", type=click.IntRange(1, 0x7FEF), default=0x7FEF,
@@ -47,7 +50,7 @@ def _address(text: str) -> tuple[str, int]:
 def daemon_command(
     listen: str | None, unix_socket: Path | None, no_unix: bool, state_dir: Path | None,
     token_file: Path | None, control_latency_ms: float, empty: bool, reboot_host: bool,
-    workers: int, connection_limit: int, id_policy: str, max_domid: int,
+    workers: int, connection_limit: int, idle_timeout: int, id_policy: str, max_domid: int,
 ) -> None:
     """Serve a host: xend's HTTP control plane, the fast channel and events.
 
@@ -58,7 +61,8 @@ def daemon_command(
         state_dir=state_dir or default_state_dir(), unix_socket=unix_socket, no_unix=no_unix,
         tcp=_address(listen) if listen else None, token_file=token_file,
         control_latency_ms=control_latency_ms, empty=empty, reboot_host=reboot_host,
-        workers=workers, connection_limit=connection_limit, id_policy=id_policy,
+        workers=workers, connection_limit=connection_limit,
+        idle_timeout_s=idle_timeout, id_policy=id_policy,
         max_domid=max_domid,
     )
     try:
