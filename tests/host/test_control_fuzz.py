@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gc
 import io
-import os
 import random
 import shutil
 import tempfile
@@ -27,49 +26,19 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
-from hypothesis import HealthCheck, given, settings, target
+from hypothesis import given, target
 from hypothesis import strategies as st
 
+from tests.host.fuzzing import LONG, fuzz, fuzz_settings
 from xvirt.clock import ManualClock
 from xvirt.host import control, records, sxp
 from xvirt.host.control import ControlApp, ControlSettings
 from xvirt.host.model import HostModel
 
-LONG = os.environ.get("XVIRT_LONG_RUN") == "1"
-ROUND = 20_000
 PER_INPUT_S = 3.0  # a create of count=32751 domains is the slowest legitimate request
 TOKEN = "fuzz-token-0123456789"
 WEB_UUID = "5f0a6a0e-7e57-4b1d-9000-000000000001"
 STATUSES = {200, 201, 202, 400, 401, 404, 405, 406, 413, 500, 501}
-
-
-def _examples(short: int) -> int:
-    return int(os.environ.get("XVIRT_FUZZ_EXAMPLES", 1_000_000 if LONG else short))
-
-
-def _settings(n: int) -> settings:
-    return settings(max_examples=n, derandomize=not LONG, deadline=None, database=None,
-                    suppress_health_check=list(HealthCheck))
-
-
-def fuzz(name: str, short: int, run: Callable[[int], Callable[[], None]],
-         count: Callable[[], int]) -> None:
-    """Run ``run(n)()`` until ``count()`` reaches the target, in rounds; report the rate."""
-    wanted = _examples(short)
-    start = time.perf_counter()
-    while count() < wanted:
-        before = count()
-        run(min(ROUND, wanted - count()) if LONG else wanted)()
-        if count() == before or not LONG:
-            break
-    elapsed = time.perf_counter() - start
-    line = (f"FUZZ {name}: {count()} inputs in {elapsed:.1f} s "
-            f"({count() / max(elapsed, 1e-9):.0f}/s)")
-    print(line)
-    report = os.environ.get("XVIRT_FUZZ_REPORT")
-    if report:
-        with open(report, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
 
 
 @pytest.fixture(autouse=True)
@@ -247,7 +216,7 @@ def test_fuzz_control_plane_requests(base: Path) -> None:
     n = [0]
 
     def run(k: int) -> Callable[[], None]:
-        @_settings(k)
+        @fuzz_settings(k)
         @given(st.lists(requests(), min_size=1, max_size=3))
         def one(reqs: list[tuple[bool, str | None, dict[str, Any]]]) -> None:
             host = Host(base)

@@ -18,7 +18,6 @@ Short and derandomized by default; ``XVIRT_LONG_RUN=1`` runs ``XVIRT_FUZZ_EXAMPL
 from __future__ import annotations
 
 import gc
-import os
 import random
 import select
 import struct
@@ -30,9 +29,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, target
+from hypothesis import given, target
 from hypothesis import strategies as st
 
+from tests.host.fuzzing import LONG, fuzz, fuzz_settings
 from xvirt.errors import ConnectionClosedError, HostUnreachableError, ProtocolError
 from xvirt.host.fastchannel import (
     MAX_REQUEST,
@@ -46,40 +46,9 @@ from xvirt.host.table import SLOT_COUNT
 from xvirt.model import DomainState
 from xvirt.planes import DataRow, IdAnswer, TableSnapshot
 
-LONG = os.environ.get("XVIRT_LONG_RUN") == "1"
-ROUND = 20_000
 PER_INPUT_S = 2.0
 BOOT = "0b0e1d00-0000-4000-8000-000000000001"
 URI = "xen+fast:///fuzz"
-
-
-def _examples(short: int) -> int:
-    return int(os.environ.get("XVIRT_FUZZ_EXAMPLES", 1_000_000 if LONG else short))
-
-
-def _settings(n: int) -> settings:
-    return settings(max_examples=n, derandomize=not LONG, deadline=None, database=None,
-                    suppress_health_check=list(HealthCheck))
-
-
-def fuzz(name: str, short: int, run: Callable[[int], Callable[[], None]],
-         count: Callable[[], int]) -> None:
-    """Run ``run(n)()`` until ``count()`` reaches the target, in rounds; report the rate."""
-    wanted = _examples(short)
-    start = time.perf_counter()
-    while count() < wanted:
-        before = count()
-        run(min(ROUND, wanted - count()) if LONG else wanted)()
-        if count() == before or not LONG:
-            break
-    elapsed = time.perf_counter() - start
-    line = (f"FUZZ {name}: {count()} inputs in {elapsed:.1f} s "
-            f"({count() / max(elapsed, 1e-9):.0f}/s)")
-    print(line)
-    report = os.environ.get("XVIRT_FUZZ_REPORT")
-    if report:
-        with open(report, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
 
 
 class Source:
@@ -289,7 +258,7 @@ def test_fuzz_fast_channel_server_framing(server: tuple[FastChannelServer, Sourc
     n = [0]
 
     def run(k: int) -> Callable[[], None]:
-        @_settings(k)
+        @fuzz_settings(k)
         @given(client_streams(), st.integers(0, 7))
         def one(stream: tuple[bytes, list[bytes | object]], fail: int) -> None:
             n[0] += 1
@@ -427,7 +396,7 @@ def test_fuzz_fast_channel_client_decoding(server: tuple[FastChannelServer, Sour
     n = [0]
 
     def run(k: int) -> Callable[[], None]:
-        @_settings(k)
+        @fuzz_settings(k)
         @given(daemon_streams(real), calls)
         def one(script: list[bytes | object], todo: list[Call]) -> None:
             n[0] += 1
@@ -447,7 +416,7 @@ def test_fuzz_fast_channel_round_trip(server: tuple[FastChannelServer, Source]) 
                        st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1))
 
     def run(k: int) -> Callable[[], None]:
-        @_settings(k)
+        @fuzz_settings(k)
         @given(st.dictionaries(st.integers(0, SLOT_COUNT - 1), fields, max_size=8))
         def one(table: dict[int, tuple[str, DomainState, int, int, int, int]]) -> None:
             n[0] += 1

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 import random
 import re
 import time
@@ -21,47 +20,15 @@ import tracemalloc
 from collections.abc import Callable
 
 import pytest
-from hypothesis import HealthCheck, given, settings, target
+from hypothesis import given, target
 from hypothesis import strategies as st
 
+from tests.host.fuzzing import LONG, fuzz, fuzz_settings
 from tests.host.realdata import REALDATA
 from xvirt.errors import ProtocolError
 from xvirt.host.sxp import Sx, dumps, join_continuations, parse
 
-LONG = os.environ.get("XVIRT_LONG_RUN") == "1"
-
-
-def _examples(short: int) -> int:
-    return int(os.environ.get("XVIRT_FUZZ_EXAMPLES", 1_000_000 if LONG else short))
-
-
-ROUND = 20_000  # examples per Hypothesis engine in the long run (its memory grows per run)
 PER_INPUT_S = 2.0  # "no hang": a generous bound per input, far above the linear parse time
-
-
-def _settings(n: int) -> settings:
-    return settings(max_examples=n, derandomize=not LONG, deadline=None, database=None,
-                    suppress_health_check=list(HealthCheck))
-
-
-def fuzz(name: str, short: int, run: Callable[[int], Callable[[], None]],
-         count: Callable[[], int]) -> None:
-    """Run ``run(n)()`` until ``count()`` reaches the target, in rounds; report the rate."""
-    wanted = _examples(short)
-    start = time.perf_counter()
-    while count() < wanted:
-        before = count()
-        run(min(ROUND, wanted - count()) if LONG else wanted)()
-        if count() == before or not LONG:
-            break  # the strategy's space is exhausted, or the short run is done
-    elapsed = time.perf_counter() - start
-    line = (f"FUZZ {name}: {count()} inputs in {elapsed:.1f} s "
-            f"({count() / max(elapsed, 1e-9):.0f}/s)")
-    print(line)
-    report = os.environ.get("XVIRT_FUZZ_REPORT")
-    if report:
-        with open(report, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
 
 
 # -- the oracle -------------------------------------------------------------------------------
@@ -161,7 +128,7 @@ def test_fuzz_sxp_arbitrary_bytes_and_text() -> None:
     n = [0]
 
     def run(k: int) -> Callable[[], None]:
-        @_settings(k)
+        @fuzz_settings(k)
         @given(st.binary(max_size=512) | st.text(max_size=256)
                | st.text(st.sampled_from(list("()'\"\\ \n\x00ab")), max_size=256))
         def one(data: str | bytes) -> None:
@@ -177,7 +144,7 @@ def test_fuzz_sxp_mutations_of_captures_and_writer_output() -> None:
     n = [0]
 
     def run(k: int) -> Callable[[], None]:
-        @_settings(k)
+        @fuzz_settings(k)
         @given(mutated(), st.booleans())
         def one(data: bytes, as_text: bool) -> None:
             n[0] += 1
@@ -195,7 +162,7 @@ def test_fuzz_sxp_round_trip_of_every_tree() -> None:
     n = [0]
 
     def run(k: int) -> Callable[[], None]:
-        @_settings(k)
+        @fuzz_settings(k)
         @given(trees)
         def one(sx: Sx) -> None:
             n[0] += 1
