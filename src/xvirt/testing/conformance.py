@@ -43,6 +43,7 @@ from xvirt.connection import Connection, Domain
 from xvirt.errors import HandleClosedError, NoDomainError, OperationFailedError
 from xvirt.host.model import DomainRecord
 from xvirt.model import DomainState
+from xvirt.testing.observers import Readers, Snapshot, Timeline, judge
 from xvirt.testing.targets import Target
 
 __all__ = ["ConformanceReport", "ContractViolation", "check_driver", "conformance_machine"]
@@ -77,16 +78,33 @@ class ConformanceReport:
     moves: int = 0  # a guest changed ID (reboot, migrate, restore)
     host_reboots: int = 0
     daemon_restarts: int = 0
+    concurrent_answers: int = 0  # readers' answers judged against the timeline
 
 
 def _violate(clause: str, detail: str) -> ContractViolation:
     return ContractViolation(f"{clause} violated: {detail}")
 
 
+#: Gone UUIDs looked up after each step: a rotating slice, so every one is asked
+#: again now and then while a long history's cost per step stays bounded.
+_GONE_PER_STEP = 6
+
+
+def _snapshot(records: list[DomainRecord]) -> Snapshot:
+    return {r.uuid: (r.id, r.name, r.state) for r in records}
+
+
 def conformance_machine(
-    factory: Callable[[], Target], report: ConformanceReport | None = None
+    factory: Callable[[], Target], report: ConformanceReport | None = None,
+    *, readers: int = 0, restart_gap: int = 0,
 ) -> type[RuleBasedStateMachine]:
-    """A state machine class bound to ``factory``; run it with hypothesis."""
+    """A state machine class bound to ``factory``; run it with hypothesis.
+
+    ``readers`` > 0 runs that many client threads beside the history, each answer
+    judged against the host's states during its call (see ``observers``).
+    ``restart_gap``: at least that many steps between host reboots and daemon
+    restarts (a real daemon takes a while to restart; long runs space them out).
+    """
     tally = report if report is not None else ConformanceReport()
 
     class Conformance(RuleBasedStateMachine):
@@ -108,14 +126,37 @@ def conformance_machine(
             self.id_owner: dict[int, str] = {}
             self.uuid_at: dict[str, int] = {}
             self.steps = 0
+            self.last_disruption = -restart_gap
             for rec in self.host.domains():
                 if rec.id != 0:
                     self.alive[rec.uuid] = _Ref(rec.name, rec.state)
                 self.seen_uuids.add(rec.uuid)
+            self.known: tuple[str, ...] = tuple(sorted(self.seen_uuids))
+            self.timeline = Timeline([_snapshot(self.truth())])
+            self.readers: Readers | None = None
+            if readers:
+                self.readers = Readers(
+                    lambda: self.target.connect(readonly=True), self.timeline, readers,
+                    names=_NAMES, known=lambda: self.known, max_domid=self.host.max_domid)
 
         def teardown(self) -> None:
-            self.conn.close()
-            self.target.close()
+            try:
+                if self.readers is not None:
+                    self.readers.stop()
+                    self.timeline.advance(_snapshot(self.truth()))
+                    self.judge_readers()
+            finally:
+                self.conn.close()
+                self.target.close()
+
+        def judge_readers(self) -> None:
+            """Judge every reader answer whose call's window is over."""
+            assert self.readers is not None
+            for ob in self.readers.take(self.timeline.now()):
+                tally.concurrent_answers += 1
+                fault = judge(ob, self.timeline)
+                if fault is not None:
+                    raise _violate("C1/C2 (concurrent reader)", fault)
 
         # -- helpers ---------------------------------------------------------------
 
@@ -207,6 +248,7 @@ def conformance_machine(
         def move(self, data: st.DataObject, reboot: bool) -> None:
             """Reboot or migrate: same UUID and name, a new ID."""
             rec = self.pick_guest(data)
+            self.timeline.touch(rec.uuid)
             act = self.host.reboot if reboot else self.host.migrate
             new = self.expect(self.free_ids() > 0, lambda: act(rec.id), "reboot/migrate")
             if new is not None:
@@ -252,9 +294,14 @@ def conformance_machine(
             self.alive[rec.uuid].name = new
 
         # both: else too frequent, few other rules apply
-        @precondition(lambda self: len(self.alive) >= 2 and "reboot_host" in self.caps)
+        def may_disrupt(self) -> bool:
+            return len(self.alive) >= 2 and self.steps - self.last_disruption >= restart_gap
+
+        @precondition(lambda self: self.may_disrupt() and "reboot_host" in self.caps)
         @rule()
         def reboot_host(self) -> None:
+            self.timeline.disrupt()
+            self.last_disruption = self.steps
             self.host.reboot_host()
             self.alive.clear()
             self.pre_boot_handles = [h for h in self.handles]
@@ -271,7 +318,7 @@ def conformance_machine(
                 raise _violate("C8", f"{self.conn.stats().cache_size} entries survived a "
                                      f"reboot to {live} live domains")
 
-        @precondition(lambda self: len(self.alive) >= 2 and "restart_daemon" in self.caps)
+        @precondition(lambda self: self.may_disrupt() and "restart_daemon" in self.caps)
         @rule()
         def restart_daemon(self) -> None:
             """C8: the daemon restarts; known domains cost no control request after."""
@@ -279,6 +326,8 @@ def conformance_machine(
             for r in known:
                 self.conn.lookup_by_id(r.id)  # make every domain known and named
             before = self.conn.stats()
+            self.timeline.disrupt()
+            self.last_disruption = self.steps
             self.host.restart_daemon()
             tally.daemon_restarts += 1
             if self.host.boot_id != self.boot:
@@ -353,6 +402,8 @@ def conformance_machine(
                 "reboot": self.free_ids() > 0,
                 "save": True,
             }[op]
+            if op == "reboot":
+                self.timeline.touch(dom.uuid)
             mark = len(self.host.journal())
             others = {r.uuid: (r.id, r.name, r.state) for r in self.truth() if r.uuid != dom.uuid}
             image = f"img{next(self._images)}"
@@ -381,14 +432,20 @@ def conformance_machine(
 
         @invariant()
         def host_matches_model(self) -> None:
-            truth = {r.uuid: r for r in self.truth() if r.id != 0}
+            records = self.truth()
+            if self.readers is not None:
+                self.timeline.advance(_snapshot(records))
+                self.judge_readers()
+            truth = {r.uuid: r for r in records if r.id != 0}
             if set(truth) != set(self.alive):
                 raise AssertionError(f"host has {sorted(truth)}, model {sorted(self.alive)}")
             for uuid, ref in self.alive.items():
                 rec = truth[uuid]
                 if (rec.name, rec.state) != (ref.name, ref.state):
                     raise AssertionError(f"host has {rec}, model {ref}")
-            self.seen_uuids.update(truth)
+            if not self.seen_uuids.issuperset(truth):
+                self.seen_uuids.update(truth)
+                self.known = tuple(sorted(self.seen_uuids))
             tally.steps += 1
             self.steps += 1
             for uuid, rec in truth.items():
@@ -412,7 +469,11 @@ def conformance_machine(
                 checks.append((partial(conn.lookup_by_id, domid), by_id.get(domid), f"ID {domid}"))
             for name in sorted(self.seen_names | set(by_name)):
                 checks.append((partial(conn.lookup_by_name, name), by_name.get(name), repr(name)))
-            for uuid in sorted(self.seen_uuids):
+            gone = sorted(self.seen_uuids - set(by_uuid))
+            if len(gone) > _GONE_PER_STEP:
+                first = (self.steps * _GONE_PER_STEP) % len(gone)
+                gone = (gone[first:] + gone[:first])[:_GONE_PER_STEP]
+            for uuid in sorted(by_uuid) + gone:
                 checks.append((partial(conn.lookup_by_uuid, uuid), by_uuid.get(uuid), uuid))
             # Start somewhere else each step, so every kind of lookup meets a stale cache.
             start = (self.steps * 7) % len(checks)
@@ -484,15 +545,19 @@ def check_driver(
     *,
     max_examples: int = 60,
     stateful_step_count: int = 40,
+    readers: int = 0,
+    restart_gap: int = 0,
+    report: ConformanceReport | None = None,
     **hypothesis_settings: Any,
 ) -> ConformanceReport:
     """Run the conformance state machine against targets made by ``factory``.
 
     Raises (with hypothesis's minimal failing history) on any violation;
-    returns what the histories exercised.
+    returns what the histories exercised (added to ``report`` if given).
+    ``readers``: client threads sampling and looking up beside each history.
     """
-    report = ConformanceReport()
-    machine = conformance_machine(factory, report)
+    report = report if report is not None else ConformanceReport()
+    machine = conformance_machine(factory, report, readers=readers, restart_gap=restart_gap)
     run_state_machine_as_test(
         machine,
         settings=settings(

@@ -62,7 +62,8 @@ class HostControl(Protocol):
 class Target(Protocol):
     """A host under test and the driver that reaches it."""
 
-    host: HostControl
+    @property
+    def host(self) -> HostControl: ...
 
     def connect(self, *, readonly: bool = False) -> Connection: ...
 

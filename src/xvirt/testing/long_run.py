@@ -1,0 +1,132 @@
+"""The conformance kit's long run: random histories by the hundred thousand steps.
+
+    python -m xvirt.testing.long_run --steps 100000 --drivers sim,daemon,libvirt
+
+Each driver runs fresh, non-derandomized histories in rounds (a fresh Hypothesis
+engine per round, so its bookkeeping does not pile up) until ``--steps`` steps are
+checked, with ``--readers`` client threads judged beside every history, the
+random ID policy on a small ID space (libvirt hands out IDs itself: it never
+reuses one). It prints what was exercised and how fast; any violation stops it
+with the failing history and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from hypothesis import Phase
+
+from xvirt.testing.conformance import ConformanceReport, check_driver
+from xvirt.testing.targets import SimTarget, Target
+
+__all__ = ["DRIVERS", "Plan", "main", "run"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one driver's histories are run."""
+
+    factory: Callable[[], Target]
+    history: int  # steps per history, at most
+    restart_gap: int  # steps between host reboots and daemon restarts, at least
+
+
+def _sim() -> Target:
+    return SimTarget(id_policy="random", max_domid=6)
+
+
+def _daemon() -> Target:
+    from xvirt.testing.daemon import DaemonTarget
+
+    return DaemonTarget(max_domid=6)
+
+
+def _libvirt() -> Target:
+    from xvirt.testing.libvirt_target import LibvirtTarget
+
+    if "XVIRT_LIBVIRT_IMAGE_DIR" not in os.environ:  # where its saved images go
+        os.environ["XVIRT_LIBVIRT_IMAGE_DIR"] = tempfile.mkdtemp(prefix="xvirt-long-run-")
+    return LibvirtTarget()
+
+
+#: A real daemon restarts in a few hundred milliseconds and each history starts
+#: one: its histories are longer and its restarts further apart.
+DRIVERS: dict[str, Plan] = {
+    "sim": Plan(_sim, history=100, restart_gap=0),
+    "daemon": Plan(_daemon, history=300, restart_gap=40),
+    "libvirt": Plan(_libvirt, history=150, restart_gap=0),
+}
+
+
+def run(name: str, steps: int, *, readers: int = 3, histories_per_round: int = 10,
+        progress: Callable[[ConformanceReport, float], None] | None = None,
+        ) -> tuple[ConformanceReport, int, float]:
+    """Check driver ``name`` for ``steps`` steps; returns the report, how many
+    histories ran, and the seconds taken. Raises on a violation."""
+    plan = DRIVERS[name]
+    report = ConformanceReport()
+    histories = 0
+    start = time.perf_counter()
+    while report.steps < steps:
+        before = report.steps
+        # Concurrent answers cannot be replayed, so no shrinking: the first failing
+        # history is reported as it happened.
+        check_driver(plan.factory, max_examples=histories_per_round,
+                     stateful_step_count=plan.history, readers=readers,
+                     restart_gap=plan.restart_gap, report=report, database=None,
+                     phases=[Phase.generate])
+        histories += histories_per_round
+        if progress is not None:
+            progress(report, time.perf_counter() - start)
+        if report.steps == before:
+            raise RuntimeError(f"{name}: a round ran no steps")
+    return report, histories, time.perf_counter() - start
+
+
+def _line(name: str, report: ConformanceReport, histories: int, seconds: float) -> str:
+    return (f"{name:8} {report.steps:>8} steps  {histories:>5} histories  "
+            f"{report.concurrent_answers:>9} concurrent answers  "
+            f"{report.id_reuses:>7} ID reuses  {report.moves:>6} moves  "
+            f"{report.host_reboots:>5} host reboots  {report.daemon_restarts:>5} daemon "
+            f"restarts  0 violations  {seconds:8.1f} s  {report.steps / seconds:6.0f} steps/s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m xvirt.testing.long_run",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=100_000, help="steps per driver")
+    parser.add_argument("--readers", type=int, default=3, help="client threads beside")
+    parser.add_argument("--drivers", default="sim,daemon,libvirt",
+                        help=f"comma-separated, of {', '.join(DRIVERS)}")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.drivers.split(",") if n.strip()]
+    unknown = [n for n in names if n not in DRIVERS]
+    if unknown or args.steps < 1 or args.readers < 0:
+        parser.error(f"unknown driver {unknown[0]!r}" if unknown
+                     else "--steps must be positive and --readers not negative")
+
+    def progress(report: ConformanceReport, seconds: float) -> None:
+        print(f"  ... {report.steps} steps, {report.concurrent_answers} concurrent answers, "
+              f"{seconds:.0f} s", file=sys.stderr, flush=True)
+
+    print(f"long run: {args.steps} steps per driver, {args.readers} reader threads, "
+          "random ID policy (sim, daemon), IDs 1-6")
+    for name in names:
+        try:
+            report, histories, seconds = run(name, args.steps, readers=args.readers,
+                                             progress=progress)
+        except BaseException as exc:
+            print(f"{name}: FAILED: {type(exc).__name__}: {exc}", flush=True)
+            raise
+        print(_line(name, report, histories, seconds), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The judge of concurrent answers: right answers pass, each kind of wrong one is named."""
+
+from __future__ import annotations
+
+import pytest
+
+from xvirt.model import DomainState
+from xvirt.testing.observers import Observation, Snapshot, Timeline, judge
+
+R, P = DomainState.RUNNING, DomainState.PAUSED
+A, B, C = "uuid-a", "uuid-b", "uuid-c"
+
+
+def _timeline() -> Timeline:
+    """Step 1: B takes ID 2 from A (A saved); step 2: A comes back at 3; step 3: C paused."""
+    states: list[Snapshot] = [
+        {A: (2, "a", R), C: (1, "c", R)},
+        {B: (2, "b", R), C: (1, "c", R)},
+        {B: (2, "b", R), C: (1, "c", R), A: (3, "a", R)},
+        {B: (2, "b", R), C: (1, "c", P), A: (3, "a", R)},
+    ]
+    return Timeline(states)
+
+
+@pytest.mark.parametrize("ob", [
+    Observation("id", 2, A, 1, 1),  # the call began before step 1 could end
+    Observation("id", 2, B, 1, 3),
+    Observation("id", 3, None, 1, 2),  # A came back during the call
+    Observation("name", "a", None, 2, 2),
+    Observation("uuid", A, A, 3, 3),
+    Observation("info", C, P, 3, 3),
+    Observation("info", C, R, 3, 3),  # before step 3 ended
+    Observation("list", None, (1, 2), 2, 2),
+    Observation("sample", None, ((1, C, "c", R), (2, B, "b", R)), 2, 2),
+])
+def test_an_answer_true_at_some_instant_of_its_call_passes(ob: Observation) -> None:
+    assert judge(ob, _timeline()) is None
+
+
+@pytest.mark.parametrize(("ob", "fault"), [
+    (Observation("id", 2, A, 2, 3), "C1"),  # A left ID 2 before the call began
+    (Observation("id", 1, None, 1, 3), "C2"),  # C held ID 1 throughout
+    (Observation("name", "b", B, 1, 1), None),
+    (Observation("name", "c", A, 1, 1), "C1"),
+    (Observation("uuid", C, None, 2, 3), "C2"),
+    (Observation("uuid", A, B, 3, 3), "C1"),  # a lookup by UUID that returned another
+    (Observation("info", C, R, 4, 4), "C1"),  # paused in step 3, before the call
+    (Observation("error", "sample", "HostUnreachableError: down", 2, 2), "service up"),
+    (Observation("list", None, (2,), 2, 2), "left out [1]"),
+    (Observation("list", None, (1, 2, 5), 2, 2), "ID 5"),
+    (Observation("sample", None, ((2, B, "b", R),), 2, 3), "left out"),
+    (Observation("sample", None, ((1, C, "old", R), (2, B, "b", R)), 2, 2), "no state"),
+    (Observation("sample", None, ((1, C, "c", R), (1, C, "c", R)), 2, 2), "twice"),
+])
+def test_a_wrong_answer_is_named(ob: Observation, fault: str | None) -> None:
+    timeline = _timeline()
+    timeline.snapshots.append(dict(timeline.snapshots[-1]))  # a quiet step 4
+    verdict = judge(ob, timeline)
+    if fault is None:
+        assert verdict is None
+    else:
+        assert verdict is not None and fault in verdict, verdict
+
+
+def test_a_disrupted_window_excuses_errors_and_absences_but_not_wrong_domains() -> None:
+    timeline = _timeline()
+    timeline.disruptive.add(2)
+    assert judge(Observation("error", "id", "HostUnreachableError: x", 2, 2), timeline) is None
+    assert judge(Observation("id", 1, None, 2, 2), timeline) is None
+    assert judge(Observation("sample", None, (), 2, 2), timeline) is None
+    verdict = judge(Observation("id", 1, A, 2, 2), timeline)
+    assert verdict is not None and verdict.startswith("C1")
+
+
+def test_a_domain_briefly_away_in_a_step_may_be_missed_then_only() -> None:
+    timeline = _timeline()
+    timeline.touched[3] = {C}  # C rebooted in step 3 (a destroy and a create)
+    assert judge(Observation("uuid", C, None, 3, 3), timeline) is None
+    assert judge(Observation("id", 1, None, 3, 3), timeline) is None
+    verdict = judge(Observation("uuid", C, None, 2, 2), timeline)
+    assert verdict is not None and verdict.startswith("C2")
