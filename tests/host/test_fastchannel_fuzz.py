@@ -165,11 +165,15 @@ def split_frames(data: bytes) -> list[tuple[int, bytes]]:
     return frames
 
 
+def fuzz_server(path: str) -> tuple[FastChannelServer, Source]:
+    """A server bound at ``path`` but never started (no thread): ``serve`` drives it."""
+    source = Source()
+    return FastChannelServer(path, source, io_timeout=0.01), source
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastChannelServer, Source]]:
-    source = Source()
-    path = tmp_path_factory.mktemp("fast") / "fast.sock"
-    srv = FastChannelServer(str(path), source, io_timeout=0.01)  # never started: no thread
+    srv, source = fuzz_server(str(tmp_path_factory.mktemp("fast") / "fast.sock"))
     try:
         yield srv, source
     finally:
@@ -192,22 +196,39 @@ def _frame(op: int, payload: bytes = b"") -> bytes:
     return struct.pack(">IB", 1 + len(payload), op) + payload
 
 
-good_requests = st.sampled_from([
+GOOD_FRAMES = [
     _frame(Opcode.HELLO, struct.pack(">H", PROTOCOL_VERSION)), _frame(Opcode.SNAPSHOT),
     _frame(Opcode.PING), _frame(Opcode.INFO, b"\x00\x01"), _frame(Opcode.INFO, b"\x7f\xef"),
-]) | st.integers(0, SLOT_COUNT - 1).map(lambda d: _frame(Opcode.INFO, struct.pack(">H", d)))
+]
+BAD_FRAMES = [_frame(Opcode.HELLO, b"\x00\x02"), _frame(Opcode.INFO, b"\x7f\xf0"),
+              _frame(Opcode.INFO, b"\xff\xff"), _frame(Opcode.INFO, b"\x00"),
+              _frame(Opcode.SNAPSHOT, b"x"), _frame(Opcode.PING, b"\x00"),
+              _frame(Opcode.ERROR), _frame(0x81), struct.pack(">IB", 0, 1),
+              struct.pack(">IB", MAX_REQUEST, 2), struct.pack(">IB", MAX_REQUEST + 1, 2)]
+
+good_requests = st.sampled_from(GOOD_FRAMES) | st.integers(0, SLOT_COUNT - 1).map(
+    lambda d: _frame(Opcode.INFO, struct.pack(">H", d)))
 
 bad_requests = st.one_of(
     st.binary(max_size=12),
     st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 255), st.binary(max_size=8)).map(
         lambda t: struct.pack(">IB", *t[:2]) + t[2]),
     st.tuples(st.integers(0, 255), st.binary(max_size=6)).map(lambda t: _frame(*t)),
-    st.sampled_from([_frame(Opcode.HELLO, b"\x00\x02"), _frame(Opcode.INFO, b"\x7f\xf0"),
-                     _frame(Opcode.INFO, b"\xff\xff"), _frame(Opcode.INFO, b"\x00"),
-                     _frame(Opcode.SNAPSHOT, b"x"), _frame(Opcode.PING, b"\x00"),
-                     _frame(Opcode.ERROR), _frame(0x81), struct.pack(">IB", 0, 1),
-                     struct.pack(">IB", MAX_REQUEST, 2), struct.pack(">IB", MAX_REQUEST + 1, 2)]),
+    st.sampled_from(BAD_FRAMES),
 )
+
+
+def cut_script(data: bytes, cuts: list[int]) -> list[bytes | object]:
+    """``data`` as the chunks the peer sends, cut at ``cuts`` (sorted offsets)."""
+    script: list[bytes | object] = []
+    last = 0
+    for cut in cuts:
+        if cut > last:
+            script.append(data[last:cut])
+            last = cut
+    if last < len(data):
+        script.append(data[last:])
+    return script
 
 
 @st.composite
@@ -217,15 +238,7 @@ def client_streams(draw: st.DrawFn) -> tuple[bytes, list[bytes | object]]:
     else:
         parts = draw(st.lists(good_requests | bad_requests, max_size=6))
         data = b"".join(parts)
-    cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=4)))
-    script: list[bytes | object] = []
-    last = 0
-    for cut in cuts:
-        if cut > last:
-            script.append(data[last:cut])
-            last = cut
-    if last < len(data):
-        script.append(data[last:])
+    script = cut_script(data, sorted(draw(st.lists(st.integers(0, len(data)), max_size=4))))
     if draw(st.integers(0, 3)) == 0:
         script.insert(draw(st.integers(0, len(script))), STALL)
     return data, script
@@ -253,6 +266,18 @@ def _check_server_reply(sent: bytes, data: bytes, script: list[bytes | object],
     return len(frames)
 
 
+def check_server(srv: FastChannelServer, source: Source, data: bytes,
+                 script: list[bytes | object], host_fails: bool) -> int:
+    """Serve one client's ``script`` (whose bytes are ``data``); check the replies against
+    the reference; how many replies there were."""
+    source.fail = host_fails
+    try:
+        conn = serve(srv, script)
+    finally:
+        source.fail = False
+    return _check_server_reply(bytes(conn.sent), data, script, host_fails)
+
+
 def test_fuzz_fast_channel_server_framing(server: tuple[FastChannelServer, Source]) -> None:
     srv, source = server
     n = [0]
@@ -263,12 +288,7 @@ def test_fuzz_fast_channel_server_framing(server: tuple[FastChannelServer, Sourc
         def one(stream: tuple[bytes, list[bytes | object]], fail: int) -> None:
             n[0] += 1
             data, script = stream
-            source.fail = fail == 0
-            try:
-                conn = serve(srv, script)
-            finally:
-                source.fail = False
-            replies = _check_server_reply(bytes(conn.sent), data, script, fail == 0)
+            replies = check_server(srv, source, data, script, fail == 0)
             target(float(replies), label="replies")
         return one
 
@@ -383,16 +403,24 @@ def daemon_streams(draw: st.DrawFn, real: list[bytes]) -> list[bytes | object]:
     return [s for s in script if s != b""]
 
 
-def test_fuzz_fast_channel_client_decoding(server: tuple[FastChannelServer, Source]) -> None:
-    srv, source = server
+def real_replies(srv: FastChannelServer, source: Source) -> list[bytes]:
+    """What the server really answers to each kind of request, errors included."""
     real = [_real_reply(srv, r) for r in (
         _frame(Opcode.HELLO, struct.pack(">H", PROTOCOL_VERSION)), _frame(Opcode.SNAPSHOT),
         _frame(Opcode.PING), _frame(Opcode.INFO, b"\x00\x01"), _frame(Opcode.INFO, b"\x00\x09"),
         _frame(Opcode.ERROR))]
     source.fail = True
-    real.append(_real_reply(srv, _frame(Opcode.SNAPSHOT)))  # ERROR UNAVAILABLE
-    source.fail = False
+    try:
+        real.append(_real_reply(srv, _frame(Opcode.SNAPSHOT)))  # ERROR UNAVAILABLE
+    finally:
+        source.fail = False
     real.append(_frame(Opcode.ERROR, bytes([ErrorCode.BUSY]) + b"too many"))
+    return real
+
+
+def test_fuzz_fast_channel_client_decoding(server: tuple[FastChannelServer, Source]) -> None:
+    srv, source = server
+    real = real_replies(srv, source)
     n = [0]
 
     def run(k: int) -> Callable[[], None]:
@@ -407,6 +435,28 @@ def test_fuzz_fast_channel_client_decoding(server: tuple[FastChannelServer, Sour
     fuzz("fast channel client", 500, run, lambda: n[0])
 
 
+Fields = tuple[str, DomainState, int, int, int, int]  # a DataRow's, after its domid
+
+
+def check_round_trip(srv: FastChannelServer, source: Source, table: dict[int, Fields]) -> None:
+    """Serve ``table``; a client reads back exactly its rows, by snapshot and by ID."""
+    saved = source.rows
+    source.rows = {d: DataRow(d, *f) for d, f in table.items()}
+    try:
+        ids = [*table, 0]
+        replies: list[bytes | object] = [_real_reply(srv, r) for r in [
+            _frame(Opcode.HELLO, struct.pack(">H", PROTOCOL_VERSION)),
+            _frame(Opcode.SNAPSHOT),
+            *[_frame(Opcode.INFO, struct.pack(">H", d)) for d in ids]]]
+        c, _ = scripted_client(replies)  # one reply per read: one per request
+        assert c._hello().boot_id == BOOT
+        assert c.snapshot() == TableSnapshot(BOOT, 42, tuple(source.rows.values()))
+        for d in ids:
+            assert c.info(d) == IdAnswer(BOOT, 42, source.rows.get(d))
+    finally:
+        source.rows = saved
+
+
 def test_fuzz_fast_channel_round_trip(server: tuple[FastChannelServer, Source]) -> None:
     """Whatever table the host has, the client reads back exactly what the server wrote."""
     srv, source = server
@@ -418,23 +468,9 @@ def test_fuzz_fast_channel_round_trip(server: tuple[FastChannelServer, Source]) 
     def run(k: int) -> Callable[[], None]:
         @fuzz_settings(k)
         @given(st.dictionaries(st.integers(0, SLOT_COUNT - 1), fields, max_size=8))
-        def one(table: dict[int, tuple[str, DomainState, int, int, int, int]]) -> None:
+        def one(table: dict[int, Fields]) -> None:
             n[0] += 1
-            saved = source.rows
-            source.rows = {d: DataRow(d, *f) for d, f in table.items()}
-            try:
-                ids = [*table, 0]
-                replies: list[bytes | object] = [_real_reply(srv, r) for r in [
-                    _frame(Opcode.HELLO, struct.pack(">H", PROTOCOL_VERSION)),
-                    _frame(Opcode.SNAPSHOT),
-                    *[_frame(Opcode.INFO, struct.pack(">H", d)) for d in ids]]]
-                c, _ = scripted_client(replies)  # one reply per read: one per request
-                assert c._hello().boot_id == BOOT
-                assert c.snapshot() == TableSnapshot(BOOT, 42, tuple(source.rows.values()))
-                for d in ids:
-                    assert c.info(d) == IdAnswer(BOOT, 42, source.rows.get(d))
-            finally:
-                source.rows = saved
+            check_round_trip(srv, source, table)
             target(float(len(table)), label="rows")
         return one
 

@@ -61,6 +61,14 @@ def check(data: str | bytes) -> Sx | None:
     return results[False]
 
 
+def check_round_trip(sx: Sx) -> None:
+    """What ``dumps`` writes parses back to the same tree: text, UTF-8 bytes, leniently."""
+    text = dumps(sx)
+    assert parse(text) == sx
+    assert parse(text.encode("utf-8", "surrogatepass")) == sx
+    assert parse(text, lenient=True) == sx
+
+
 def _depth(sx: Sx) -> int:
     depth, stack = 0, [(sx, 1)]
     while stack:
@@ -166,10 +174,7 @@ def test_fuzz_sxp_round_trip_of_every_tree() -> None:
         @given(trees)
         def one(sx: Sx) -> None:
             n[0] += 1
-            text = dumps(sx)
-            assert parse(text) == sx
-            assert parse(text.encode("utf-8", "surrogatepass")) == sx
-            assert parse(text, lenient=True) == sx
+            check_round_trip(sx)
             target(float(_depth(sx)), label="depth")
         return one
 
