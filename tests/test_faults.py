@@ -213,7 +213,14 @@ def _apply(guest: _Guest, op: str, serial: int) -> None:
 
 def _resync(conn: Connection, guest: _Guest, op: str, serial: int) -> bool:
     """After an answer lost with the daemon, learn through the public API whether the
-    operation happened (the daemon is back: reads wait for it)."""
+    operation happened.
+
+    Sound only because these reads wait for the next daemon: the killed daemon's
+    table, which the driver otherwise keeps answering from until it notices the
+    death (up to ``LIVENESS_S``), can lack this very operation (committed, not yet
+    published when the kill came). The driver drops its fast channel on a lost
+    answer for that; before it did, a read here could say "not done" of an
+    operation the host had done and journalled."""
     if op == "restore":
         happened = _alive(conn, guest.uuid)
     elif op in ("save", "destroy"):
@@ -243,14 +250,10 @@ def _check_journal(attempts: list[_Attempt], journal: list[tuple[str, str]]) -> 
     assert journal == done
 
 
-@pytest.mark.skipif(
-    os.environ.get("XVIRT_LONG_RUN") != "1",
-    reason="open finding (issue 8): in about one run in three an operation the client "
-           "counted as done after a lost answer is not in the host's journal or images; "
-           "whether the client's re-check or the daemon is wrong is under investigation, "
-           "so this runs in the long run only (XVIRT_LONG_RUN=1)")
 def test_kill_9_at_random_moments_loses_nothing_and_applies_nothing_twice() -> None:
-    rng = random.Random(20060804)
+    seed = int(os.environ.get("XVIRT_FAULT_SEED", "20060804"))  # to explore others
+    print(f"seed {seed}")  # what follows is shown when the test fails
+    rng = random.Random(seed)
     target = DaemonTarget(max_domid=24, uri_params="timeout=15")
     stop = threading.Event()
     samples: list[list[DomainSample]] = []
@@ -304,6 +307,8 @@ def test_kill_9_at_random_moments_loses_nothing_and_applies_nothing_twice() -> N
                     except xvirt.OperationFailedError as exc:
                         assert "unknown" in exc.message, exc  # only a lost answer fails
                         happened = _resync(conn, guest, op, serial)
+                        print(f"lost answer: {op} #{serial} {guest.uuid} -> "
+                              f"{'done' if happened else 'not done'}")
                         attempts.append(_Attempt(op, guest.uuid,
                                                  "unknown-done" if happened else "unknown-not"))
                         continue
@@ -325,6 +330,9 @@ def test_kill_9_at_random_moments_loses_nothing_and_applies_nothing_twice() -> N
                     assert s.identity.name in guests[s.identity.uuid].names
         journal = [(e.op, e.uuid) for e in target.host.journal()  # ok, or failed: twice?
                    if e.origin == "client" and not e.outcome.startswith("refused")]
+        print("attempts:", *attempts, sep="\n  ")
+        print("journal:", *journal, sep="\n  ")
+        print("images:", sorted(os.listdir(target.daemon.state_dir / "images")))
         _check_journal(attempts, journal)
         assert sum(a.outcome == "ok" for a in attempts) >= 10
         truth = {r.uuid: r for r in target.host.domains() if r.id != 0}

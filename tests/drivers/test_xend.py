@@ -16,7 +16,7 @@ from xvirt.drivers.xend import LIVENESS_S, XendDriver
 from xvirt.errors import ProtocolError
 from xvirt.host import records, sxp
 from xvirt.planes import DiskConfig, NicConfig
-from xvirt.testing.daemon import DaemonProcess
+from xvirt.testing.daemon import DaemonProcess, DaemonTarget
 
 GUESTS = 20
 SAMPLES = 5
@@ -321,3 +321,77 @@ def test_a_resolve_answer_larger_than_a_request_may_be_is_read(daemon: DaemonPro
         found = conn.sample()
         assert len(found) == 14001
         assert conn.stats().control_requests == before + 1
+
+
+# -- a wedged domain, through the daemon ------------------------------------------------------
+
+
+@pytest.fixture
+def target() -> Iterator[DaemonTarget]:
+    t = DaemonTarget(tcp=True)
+    yield t
+    t.close()
+
+
+def test_a_wedged_domain_is_reported_beside_the_others_on_every_data_path(
+        target: DaemonTarget) -> None:
+    guests = [target.host.create(f"w{i}", memory_kib=262144) for i in range(3)]
+    wedged = guests[1]
+    others = {"Domain-0", "w0", "w2"}
+    d = target.daemon
+    uris = [d.unix_uri, f"{d.unix_uri}?fast=socket", f"{d.tcp_uri}?fast=http"]
+    conns = [xvirt.open(uri, readonly=True) for uri in uris]
+    try:
+        for conn in conns:  # all known before the wedge: the failure names it from the cache
+            assert len(conn.sample()) == 4
+        target.host.stall(wedged.id)
+        for uri, conn in zip(uris, conns, strict=True):
+            found = conn.survey()
+            assert {s.identity.name for s in found.samples} == others, uri
+            assert [(f.identity.id, f.identity.uuid, f.identity.name)
+                    for f in found.failures] == [(wedged.id, wedged.uuid, "w1")], uri
+            error = found.failures[0].error
+            assert isinstance(error, xvirt.OperationFailedError), uri
+            assert (error.domid, error.uuid, error.op) == (wedged.id, wedged.uuid, "info"), uri
+            assert sorted(conn.list_domain_ids()) == sorted([0, *(g.id for g in guests)]), uri
+            dom = conn.lookup_by_id(wedged.id)
+            assert dom.name == "w1"
+            with pytest.raises(xvirt.OperationFailedError, match="did not answer") as info:
+                dom.info()
+            assert (info.value.domid, info.value.uuid) == (wedged.id, wedged.uuid), uri
+            assert conn.lookup_by_id(guests[0].id).info().memory_kib == 262144, uri
+        with xvirt.open(f"{d.unix_uri}?fast=http", readonly=True) as fresh:  # never sampled
+            assert [f.identity.name for f in fresh.survey().failures] == ["w1"]
+        target.host.unstall(wedged.id)
+        for uri, conn in zip(uris, conns, strict=True):
+            found = conn.survey()
+            assert found.failures == [], uri
+            assert {s.identity.name for s in found.samples} == others | {"w1"}, uri
+            assert conn.lookup_by_id(wedged.id).info().memory_kib == 262144, uri
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_a_wedge_does_not_outlive_the_daemon(target: DaemonTarget) -> None:
+    """A runtime fault, not host state: a restarted daemon's domain answers again."""
+    guest = target.host.create("w")
+    target.host.stall(guest.id)
+    target.host.restart_daemon()
+    with target.connect(readonly=True) as conn:
+        assert conn.survey().failures == []
+        assert conn.lookup_by_id(guest.id).info().memory_kib == 524288
+
+
+def test_a_malformed_unanswered_domain_is_a_protocol_error() -> None:
+    driver = XendDriver("xend://odd", base_url="http://127.0.0.1:9")
+    try:
+        rec = sxp.parse("(table (boot_id b) (generation 3) (unanswered (domid x) (uuid u)))")
+        with pytest.raises(ProtocolError, match="malformed unanswered"):
+            driver._table(rec)
+        rec = sxp.parse("(table (boot_id b) (generation 3) (unanswered (domid 4) (uuid u)))")
+        (miss,) = driver._table(rec).unanswered
+        assert (miss.id, miss.uuid, miss.error.uri) == (4, "u", "xend://odd")
+        assert str(miss.error.message) == "domain 4 did not answer"
+    finally:
+        driver.close()

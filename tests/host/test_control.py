@@ -156,6 +156,33 @@ def test_tcp_mutations_need_the_token_and_refusals_are_journalled(host: HostMode
     assert r.status_code == 200 and host.domain(1).state is DomainState.PAUSED
 
 
+def test_a_domain_wedged_by_the_admin_route_is_unanswered_on_the_http_data_plane(
+        host: HostModel) -> None:
+    c = _client(host)
+    wedged = host.domain(1)
+    r = _client(host, trusted=False).post("/xvirt/host", data={"op": "stall", "domid": "1"})
+    assert r.status_code == 401 and r.headers["X-Xvirt-Error"] == "auth"
+    assert c.post("/xvirt/host", data={"op": "stall", "domid": "9"}).status_code == 404
+    assert c.post("/xvirt/host", data={"op": "stall", "domid": "1"}).status_code == 200
+    table = _sx(c.get("/xvirt/table"))
+    assert [sxp.value(row, "row/domid") for row in sxp.children(table, "row")] == ["0", "2"]
+    (miss,) = sxp.children(table, "unanswered")
+    assert sxp.value(miss, "unanswered/domid") == "1"
+    assert sxp.value(miss, "unanswered/uuid") == wedged.uuid
+    assert sxp.value(miss, "unanswered/error") == "domain 1 (web) did not answer"
+    r = c.get("/xvirt/table/1")  # an answer: the host answered, that domain did not
+    assert r.status_code == 200 and "X-Xvirt-Error" not in r.headers
+    info = _sx(r)
+    assert sxp.value(info, "info/generation") == r.headers["X-Xvirt-Generation"]
+    assert list(sxp.children(info, "row")) == []
+    (miss,) = sxp.children(info, "unanswered")
+    assert (sxp.value(miss, "unanswered/domid"), sxp.value(miss, "unanswered/uuid")) == (
+        "1", wedged.uuid)
+    assert c.post("/xvirt/host", data={"op": "unstall", "domid": "1"}).status_code == 200
+    assert list(sxp.children(_sx(c.get("/xvirt/table")), "unanswered")) == []
+    assert len(list(sxp.children(_sx(c.get("/xvirt/table/1")), "row"))) == 1
+
+
 def test_the_auth_scheme_is_case_insensitive_the_token_is_not(host: HostModel) -> None:
     c = _client(host, trusted=False)
     for scheme in ("bearer", "BEARER", "Bearer"):

@@ -21,10 +21,13 @@ from xvirt.errors import (
     HostUnreachableError,
     InvalidArgumentError,
     NoDomainError,
+    OperationFailedError,
     ProtocolError,
 )
 from xvirt.host.fastchannel import (
     MAX_REQUEST,
+    NO_ANSWER,
+    PROTOCOL_VERSION,
     ErrorCode,
     FastChannelClient,
     FastChannelServer,
@@ -33,7 +36,7 @@ from xvirt.host.fastchannel import (
 )
 from xvirt.host.table import LiveRow, TableReader, TableWriter
 from xvirt.model import DomainState
-from xvirt.planes import DataRow, IdAnswer, TableSnapshot
+from xvirt.planes import DataRow, IdAnswer, TableSnapshot, Unanswered
 
 URI = "xen+fast:///test"
 BOOT = "0b0e1d00-0000-4000-8000-000000000001"
@@ -57,18 +60,29 @@ class FakeSource:
             for d in range(rows)
         }
         self.fail: Exception | None = None
+        self.stalled: set[int] = set()  # wedged domids: listed, their figures never come
         self.calls = 0
+
+    def _no_answer(self, domid: int) -> OperationFailedError:
+        return OperationFailedError(f"domain {domid} (guest{domid}) did not answer",
+                                    domid=domid, uuid=_uuid(domid), op="info")
 
     def data_snapshot(self) -> TableSnapshot:
         self.calls += 1
         if self.fail is not None:
             raise self.fail
-        return TableSnapshot(self.boot_id, self.generation, tuple(self.rows.values()))
+        return TableSnapshot(
+            self.boot_id, self.generation,
+            tuple(r for r in self.rows.values() if r.id not in self.stalled),
+            unanswered=tuple(Unanswered(d, _uuid(d), self._no_answer(d))
+                             for d in sorted(self.stalled)))
 
     def data_info(self, domid: int) -> IdAnswer:
         self.calls += 1
         if self.fail is not None:
             raise self.fail
+        if domid in self.stalled:
+            raise self._no_answer(domid)
         return IdAnswer(self.boot_id, self.generation, self.rows.get(domid))
 
 
@@ -134,7 +148,7 @@ def _error_of(data: bytes) -> tuple[int, str]:
 
 
 def test_hello_names_the_table_the_boot_and_the_instance(client: FastChannelClient) -> None:
-    assert client.hello == Hello(1, "/run/xvirt/domains.table", BOOT, 42, "daemon-7")
+    assert client.hello == Hello(PROTOCOL_VERSION, "/run/xvirt/domains.table", BOOT, 42, "daemon-7")
 
 
 def test_snapshot_and_info_carry_boot_and_generation(
@@ -203,6 +217,107 @@ def test_malformed_answers_from_the_host_are_refused_not_sent(
     with pytest.raises(HostUnreachableError, match="could not answer"):
         client.info(1)
     assert client.info(0).row is not None
+
+
+def test_a_wedged_domain_travels_as_no_answer_and_the_connection_stays(
+    client: FastChannelClient, source: FakeSource
+) -> None:
+    source.stalled = {1}
+    snap = client.snapshot()
+    assert [r.id for r in snap.rows] == [0, 2]
+    ((domid, uuid, error, _name),) = snap.unanswered  # not dropped: that reads as gone
+    assert (domid, uuid) == (1, _uuid(1))
+    assert isinstance(error, OperationFailedError)
+    assert (error.domid, error.uuid, error.op, error.uri) == (1, _uuid(1), "info", URI)
+    with pytest.raises(OperationFailedError, match=r"domain 1 \(guest1\) did not answer") as info:
+        client.info(1)  # the host answered; that domain did not: not HostUnreachableError
+    assert (info.value.domid, info.value.uuid, info.value.op, info.value.uri) == (
+        1, _uuid(1), "info", URI)
+    assert client.alive()
+    assert client.info(2).row == source.rows[2]
+    source.stalled = set()
+    assert client.info(1).row == source.rows[1]
+    assert client.snapshot().unanswered == ()
+
+
+def test_the_socket_and_the_table_agree_on_a_wedged_domain(
+    tmp_path: Path, sock_path: str
+) -> None:
+    clock = ManualClock(500.0)
+    with TableWriter(str(tmp_path / "t")) as writer, \
+            TableReader(writer.path, wall=clock.now) as reader:
+        writer.publish(BOOT, 9, [
+            LiveRow(d, _uuid(d), DomainState.RUNNING, 64, 128, 2, 5, 400.0, 0.5, d == 3)
+            for d in (0, 3, 11)
+        ])
+
+        class TableBacked:
+            table_path = writer.path
+            instance = "i"
+            data_snapshot = reader.snapshot
+            data_info = reader.info
+
+        with FastChannelServer(sock_path, TableBacked()), \
+                FastChannelClient(sock_path, uri=URI) as c:
+            mine, theirs = c.snapshot(), reader.snapshot()
+            assert mine.rows == theirs.rows
+            assert [(u.id, u.uuid) for u in mine.unanswered] == [(3, _uuid(3))]
+            assert [(u.id, u.uuid) for u in theirs.unanswered] == [(3, _uuid(3))]
+            with pytest.raises(OperationFailedError, match="domain 3 did not answer") as info:
+                c.info(3)
+            assert (info.value.domid, info.value.uuid) == (3, _uuid(3))
+            assert c.info(11) == reader.info(11)
+
+
+def _one_answer_daemon(path: str, reply: bytes) -> threading.Thread:
+    """Answers HELLO properly, then ``reply`` to the next request, and hangs up."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    hello = (struct.pack(">H16sQ", PROTOCOL_VERSION, bytes(16), 0) + struct.pack(">H", 0)
+             + struct.pack(">H", 0))
+
+    def run() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(100)
+                conn.sendall(_frame(0x80 | Opcode.HELLO, hello))
+                conn.recv(100)
+                conn.sendall(reply)
+                conn.recv(100)  # until the client hangs up
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize(
+    ("ask", "reply", "complaint"),
+    [
+        ("info", _frame(Opcode.ERROR, struct.pack(">BH16s", ErrorCode.NO_ANSWER, 5, bytes(16))),
+         "domain 5 did not answer"),
+        ("info", _frame(Opcode.ERROR, struct.pack(">BH", ErrorCode.NO_ANSWER, 4)),
+         "NO_ANSWER error of"),
+        ("snapshot", _frame(0x80 | Opcode.SNAPSHOT, struct.pack(">16sQI", bytes(16), 0, 1)
+                            + struct.pack(">HB16sQQIQ", 4, NO_ANSWER, bytes(16), 1, 0, 0, 0)),
+         "yet has figures"),
+        ("ping", _frame(Opcode.ERROR, struct.pack(">BH16s", ErrorCode.NO_ANSWER, 4, bytes(16))),
+         "refused our request"),
+    ],
+    ids=["other-domain", "short", "figures", "not-to-info"],
+)
+def test_a_malformed_no_answer_is_a_protocol_error(
+    sock_path: str, ask: str, reply: bytes, complaint: str
+) -> None:
+    thread = _one_answer_daemon(sock_path, reply)
+    try:
+        with FastChannelClient(sock_path, uri=URI, timeout=2.0) as c:
+            call = {"info": lambda: c.info(4), "snapshot": c.snapshot, "ping": c.ping}[ask]
+            with pytest.raises(ProtocolError, match=complaint):
+                call()
+    finally:
+        thread.join()
 
 
 def test_the_socket_and_the_table_agree(tmp_path: Path, sock_path: str) -> None:
@@ -374,7 +489,7 @@ def test_alive_does_not_read_what_is_waiting(sock_path: str) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(sock_path)
     listener.listen(1)
-    hello = (struct.pack(">H16sQ", 1, uuidlib.UUID(BOOT).bytes, 1)
+    hello = (struct.pack(">H16sQ", PROTOCOL_VERSION, uuidlib.UUID(BOOT).bytes, 1)
              + struct.pack(">H", 1) + b"t" + struct.pack(">H", 1) + b"i")
     connected, pong_sent = threading.Event(), threading.Event()
 
@@ -461,10 +576,12 @@ def _fake_daemon(path: str, reply: bytes) -> threading.Thread:
         (_frame(0x80 | Opcode.PING), "reply opcode"),
         (struct.pack(">IB", 1 << 24, 0x81), "reply length"),
         (_frame(0x80 | Opcode.HELLO, b"\x00\x01short"), "bad HELLO"),
-        (_frame(0x80 | Opcode.HELLO, struct.pack(">H16sQ", 2, bytes(16), 0) + bytes(4)),
-         "protocol version 2"),
+        (_frame(0x80 | Opcode.HELLO,
+                struct.pack(">H16sQ", PROTOCOL_VERSION + 1, bytes(16), 0) + bytes(4)),
+         f"protocol version {PROTOCOL_VERSION + 1}"),
         (_frame(0x80 | Opcode.HELLO, b"x" * 40)[:20], "hung up"),
-        (_frame(0x80 | Opcode.HELLO, struct.pack(">H16sQ", 1, bytes(16), 0) + bytes(4)) + b"!",
+        (_frame(0x80 | Opcode.HELLO, struct.pack(">H16sQ", PROTOCOL_VERSION, bytes(16), 0)
+                + bytes(4)) + b"!",
          "unexpected bytes"),
         (_frame(Opcode.ERROR, bytes([ErrorCode.BAD_REQUEST]) + b"you are wrong"),
          "you are wrong"),
@@ -511,7 +628,7 @@ def test_close_wakes_a_request_waiting_in_another_thread(sock_path: str) -> None
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(sock_path)
     listener.listen(1)
-    hello = (struct.pack(">H16sQ", 1, bytes(16), 0) + struct.pack(">H", 0)
+    hello = (struct.pack(">H16sQ", PROTOCOL_VERSION, bytes(16), 0) + struct.pack(">H", 0)
              + struct.pack(">H", 0))
     accepted: list[socket.socket] = []
 

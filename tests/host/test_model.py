@@ -20,7 +20,7 @@ from xvirt.errors import (
     NoDomainError,
     OperationFailedError,
 )
-from xvirt.host.model import DOM0_UUID, DomainRecord, HostModel, JournalEntry
+from xvirt.host.model import DOM0_UUID, DomainRecord, HostChange, HostModel, JournalEntry
 from xvirt.model import DomainState, HostInfo
 from xvirt.planes import DiskConfig, DomainConfig, NicConfig, Op
 
@@ -985,3 +985,31 @@ def test_a_failed_restore_is_journalled_and_keeps_the_image() -> None:
         assert host.images() == ["img"]
     finally:
         host.close()
+
+
+# -- a wedged domain reaches observers (a daemon's table) -------------------------------
+
+
+def test_stall_and_unstall_reach_observers_as_changes_to_the_domain(host: HostModel) -> None:
+    good, bad = host.create("good"), host.create("wedged")
+    seen: list[HostChange] = []
+
+    class Recorder:
+        def commit(self, change: HostChange) -> None:
+            seen.append(change)
+
+    host.add_observer(Recorder())
+    generation = host.generation
+    host.stall(bad.id)
+    (change,) = seen
+    assert [d.uuid for d in change.domains] == [bad.uuid]
+    assert change.stalled == {bad.uuid}
+    assert change.generation == generation  # a fault, not a lifecycle event
+    host.pause(good.id)  # a later change to another domain still says who is wedged
+    assert [d.uuid for d in seen[-1].domains] == [good.uuid]
+    assert seen[-1].stalled == {bad.uuid}
+    host.unstall(bad.id)
+    assert [d.uuid for d in seen[-1].domains] == [bad.uuid]
+    assert seen[-1].stalled == frozenset()
+    with pytest.raises(NoDomainError):
+        host.stall(49)

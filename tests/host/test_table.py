@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import mmap
 import os
 import stat
@@ -25,6 +26,7 @@ from xvirt.errors import (
     ConnectionClosedError,
     HostUnreachableError,
     InvalidArgumentError,
+    OperationFailedError,
     ProtocolError,
 )
 from xvirt.host.table import LiveRow, TableReader, TableWriter
@@ -109,6 +111,41 @@ def test_removed_domids_disappear(writer: TableWriter, reader: TableReader) -> N
     assert [r.id for r in reader.snapshot().rows] == [0, 2]
     assert reader.info(1).row is None
     assert reader.info(2).row is not None
+
+
+def test_a_wedged_domain_is_listed_without_figures_and_its_info_fails(
+    writer: TableWriter, reader: TableReader
+) -> None:
+    wedged = dataclasses.replace(_row(3), no_answer=True)
+    writer.publish(BOOT, 1, [_row(0), wedged, _row(7)])
+    snap = reader.snapshot()
+    assert [r.id for r in snap.rows] == [0, 7]
+    ((domid, uuid, error, name),) = snap.unanswered
+    assert (domid, uuid, name) == (3, wedged.uuid, None)
+    assert isinstance(error, OperationFailedError)
+    assert (error.domid, error.uuid, error.op, error.uri) == (3, wedged.uuid, "info",
+                                                              reader.uri)
+    with pytest.raises(OperationFailedError, match="domain 3 did not answer") as info:
+        reader.info(3)
+    assert (info.value.domid, info.value.uuid, info.value.op) == (3, wedged.uuid, "info")
+    assert reader.owner(3).uuid == wedged.uuid  # it is alive: lookups and listing count it
+    assert reader.census().members == ((0, _uuid(0)), (3, wedged.uuid), (7, _uuid(7)))
+    writer.publish(BOOT, 1, [_row(3)])  # it answers again
+    assert [r.id for r in reader.snapshot().rows] == [0, 3, 7]
+    assert reader.snapshot().unanswered == ()
+    assert reader.info(3).row == _data(_row(3), 100.0)
+
+
+def test_an_unknown_slot_flag_is_a_protocol_error(
+    writer: TableWriter, reader: TableReader, path: str
+) -> None:
+    writer.publish(BOOT, 1, [_row(0), _row(2)])
+    with open(path, "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
+        m[table._SLOTS_OFFSET + 2 * table._SLOT_BYTES + 1] = 0x02  # the flags byte
+    with pytest.raises(ProtocolError, match="unknown flags"):
+        reader.info(2)
+    with pytest.raises(ProtocolError, match="unknown flags"):
+        reader.snapshot()
 
 
 def test_a_changed_row_replaces_the_old_one(writer: TableWriter, reader: TableReader) -> None:
@@ -299,7 +336,7 @@ def test_a_read_spoilt_by_a_write_is_retried(
     answer = reader.info(1)
     assert answer.generation == 2
     assert answer.row is not None and answer.row.memory_kib == 2
-    assert spoilt[0][2] == 1  # the first read did see the old row, and was thrown away
+    assert spoilt[0][3] == 1  # memory: the first read did see the old row, and was thrown away
 
 
 # -- arguments --------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from prometheus_client.metrics_core import Metric
 import xvirt
 from xvirt.clock import ManualClock
 from xvirt.compat import _domain as compat_domain
+from xvirt.testing.daemon import DaemonTarget
 from xvirt.testing.prometheus import Labels, parse_samples, promtool
 from xvirt.tools.exporter_metrics import (
     STATE_CODES,
@@ -170,6 +171,30 @@ def test_a_wedged_domain_is_an_error_and_the_others_are_served(
         assert bad.uuid not in uuids_of(got, name)
         assert good.uuid in uuids_of(got, name)
     assert sum(v for (n, _), v in got.items() if n == "xvirt_domains") == 2  # dom0 + good
+
+
+@pytest.mark.parametrize("fast", ["table", "socket", "http"])
+def test_a_domain_wedged_in_a_daemon_is_an_error_and_the_others_are_served(fast: str) -> None:
+    target = DaemonTarget(uri_params=f"fast={fast}")
+    reader = HostReader(target.uri)
+    try:
+        good = target.host.create("good")
+        bad = target.host.create("wedged")
+        target.host.stall(bad.id)
+        registry = CollectorRegistry()
+        registry.register(XvirtCollector(SurveyRunner(reader.read, waiter=_wait_long),
+                                         timeout_s=10.0))
+        got = parse_samples(generate_latest(registry).decode())
+        assert value(got, "xvirt_up") == 1
+        assert value(got, "xvirt_domain_scrape_error", uuid=bad.uuid) == 1
+        assert value(got, "xvirt_domain_scrape_error", uuid=good.uuid) == 0
+        assert info_of(got)[bad.uuid]["name"] == "wedged"
+        for name in PER_DOMAIN[:-2]:
+            assert bad.uuid not in uuids_of(got, name)
+            assert good.uuid in uuids_of(got, name)
+    finally:
+        reader.close()
+        target.close()
 
 
 def test_the_state_codes_are_libvirts_and_documented() -> None:

@@ -20,7 +20,7 @@ import itertools
 import threading
 from collections.abc import Callable, Sequence
 
-from xvirt.errors import NoDomainError
+from xvirt.errors import NoDomainError, OperationFailedError
 from xvirt.model import HostInfo
 from xvirt.planes import (
     Census,
@@ -118,11 +118,20 @@ class Driver(abc.ABC):
     def census(self) -> Census:
         """Who is alive: ``(id, uuid)`` of every domain, in one data-plane call."""
         snap = self.snapshot()
-        return Census(snap.boot_id, snap.generation, tuple((r.id, r.uuid) for r in snap.rows))
+        # A wedged (unanswered) domain is alive: leaving it out would read as it gone.
+        return Census(snap.boot_id, snap.generation, tuple(sorted(snap.members())))
 
     def identify(self, domid: int) -> IdOwner:
-        """Which UUID holds ``domid`` now, in one data-plane call (C1)."""
-        ans = self.info_by_id(domid)
+        """Which UUID holds ``domid`` now, in one data-plane call (C1); two when the
+        domain is wedged: who holds an ID does not need its figures."""
+        try:
+            ans = self.info_by_id(domid)
+        except OperationFailedError as exc:
+            if exc.domid != domid or exc.uuid is None:
+                raise
+            census = self.census()
+            holder = next((uuid for i, uuid in census.members if i == domid), None)
+            return IdOwner(census.boot_id, census.generation, holder)
         return IdOwner(ans.boot_id, ans.generation, None if ans.row is None else ans.row.uuid)
 
     def info_by_uuid(self, uuid: str, domid_hint: int) -> IdAnswer:

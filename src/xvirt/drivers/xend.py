@@ -63,6 +63,7 @@ from xvirt.planes import (
     Resolution,
     Resolved,
     TableSnapshot,
+    Unanswered,
 )
 
 __all__ = ["XendDriver"]
@@ -199,6 +200,10 @@ class XendDriver(Driver):
                 except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                     raise _Transient(str(exc) or type(exc).__name__) from None
                 except httpx.TransportError as exc:
+                    # The dead daemon's table may miss this very change (it may be
+                    # committed, not yet published): later reads must wait for the
+                    # next daemon, or a caller re-checking would be told it failed.
+                    self._drop_fast()
                     raise OperationFailedError(
                         f"the daemon went away before answering; the outcome of {path} is "
                         f"unknown ({type(exc).__name__})", uri=self.uri) from None
@@ -341,6 +346,11 @@ class XendDriver(Driver):
             answer = read(reader, domid)  # fixed arity: *args forwarding costs 0.4 us
         except (HostUnreachableError, ConnectionClosedError):
             return None  # retired, gone or dropped by another thread: the slow path decides
+        except OperationFailedError:  # a wedged domain: an answer, once the daemon lives
+            if not fast.alive():
+                return None
+            self.counters.data()
+            raise
         now = self._clock.now()
         if now - self._alive_at >= LIVENESS_S:
             if not fast.alive():
@@ -372,11 +382,13 @@ class XendDriver(Driver):
                 return self._fast.info(domid)
             _response, rec = self._call("GET", f"/xvirt/table/{domid}")
             table = self._table(rec)
+            for miss in table.unanswered:
+                if miss.id == domid:
+                    raise miss.error
             return IdAnswer(table.boot_id, table.generation, table.rows[0] if table.rows else None)
         return self._data(ask)
 
-    @staticmethod
-    def _table(rec: sxp.Sx | None) -> TableSnapshot:
+    def _table(self, rec: sxp.Sx | None) -> TableSnapshot:
         if not isinstance(rec, list) or not rec or rec[0] not in ("table", "info"):
             raise ProtocolError("expected a (table ...) answer")
         boot = sxp.value(rec, f"{rec[0]}/boot_id")
@@ -395,7 +407,17 @@ class XendDriver(Driver):
                     int(sxp.value(row, "row/cpu_time_ns") or "")))
             except ValueError:
                 raise ProtocolError(f"malformed table row {sxp.dumps(row)}") from None
-        return TableSnapshot(boot, int(gen), tuple(rows))
+        missing = []
+        for miss in sxp.children(rec, "unanswered"):  # wedged domains: alive, no figures
+            domid_text, uuid = sxp.value(miss, "unanswered/domid"), sxp.value(
+                miss, "unanswered/uuid")
+            if not domid_text or not domid_text.isdigit() or not uuid:
+                raise ProtocolError(f"malformed unanswered domain {sxp.dumps(miss)}")
+            domid = int(domid_text)
+            message = sxp.value(miss, "unanswered/error") or f"domain {domid} did not answer"
+            missing.append(Unanswered(domid, uuid, OperationFailedError(
+                message, uri=self.uri, domid=domid, uuid=uuid, op="info")))
+        return TableSnapshot(boot, int(gen), tuple(rows), unanswered=tuple(missing))
 
     # -- control plane --------------------------------------------------------------------------
 

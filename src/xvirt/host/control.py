@@ -41,7 +41,7 @@ from xvirt.host import records, sxp
 from xvirt.host.images import check_image_name
 from xvirt.host.model import HostModel, LiveDomain
 from xvirt.model import DOMID_FIRST_RESERVED, parse_uuid
-from xvirt.planes import DomainConfig, HostEvent, Op, Resolved
+from xvirt.planes import DataRow, DomainConfig, HostEvent, Op, Resolved, Unanswered
 
 __all__ = ["ControlApp", "ControlSettings"]
 
@@ -502,21 +502,37 @@ class ControlApp:
     def _table(
         self, req: _Request, domid_text: str | None
     ) -> tuple[int, str, list[tuple[str, str]]]:
+        """The data plane; a wedged domain is an ``(unanswered ...)`` beside the rows."""
+        rows: tuple[DataRow, ...]
+        missing: tuple[Unanswered, ...] = ()
         if domid_text is None:
             snap = self.host.data_snapshot()
             rows, boot, gen = snap.rows, snap.boot_id, snap.generation
-            head = "table"
+            missing, head = snap.unanswered, "table"
         else:
-            answer = self.host.data_info(
-                _int(domid_text, "domid", high=DOMID_FIRST_RESERVED - 1))
-            rows = (answer.row,) if answer.row else ()
-            boot, gen, head = answer.boot_id, answer.generation, "info"
+            domid = _int(domid_text, "domid", high=DOMID_FIRST_RESERVED - 1)
+            head = "info"
+            try:
+                answer = self.host.data_info(domid)
+                rows = (answer.row,) if answer.row else ()
+                boot, gen = answer.boot_id, answer.generation
+            except OperationFailedError as exc:
+                if exc.op != "info" or exc.domid != domid or exc.uuid is None:
+                    raise
+                owner = self.host.data_owner(domid)  # the instant's stamps: info had none
+                if owner.uuid != exc.uuid:
+                    raise  # gone in between: the failure as it came
+                rows, boot, gen = (), owner.boot_id, owner.generation
+                missing = (Unanswered(domid, exc.uuid, exc),)
         body: list[sxp.Sx] = [head, ["boot_id", boot], ["generation", str(gen)]]
         for r in rows:
             body.append(["row", ["domid", str(r.id)], ["uuid", r.uuid],
                          ["state", r.state.flags()], ["memory_kib", str(r.memory_kib)],
                          ["max_memory_kib", str(r.max_memory_kib)], ["vcpus", str(r.vcpus)],
                          ["cpu_time_ns", str(r.cpu_time_ns)]])
+        for u in missing:
+            body.append(["unanswered", ["domid", str(u.id)], ["uuid", u.uuid],
+                         ["error", u.error.message]])
         return 200, sxp.dumps(body), [("X-Xvirt-Boot", boot), ("X-Xvirt-Generation", str(gen))]
 
     def _fast(self, req: _Request) -> tuple[int, str, list[tuple[str, str]]]:
@@ -563,7 +579,7 @@ class ControlApp:
                 with host.batch():
                     for i in range(_int(count, "count", low=1, high=DOMID_FIRST_RESERVED)):
                         host.create(f"{name}-{i}", memory_kib=memory_kib, vcpus=vcpus)
-        elif op in ("destroy", "shutdown", "pause", "resume", "crash"):
+        elif op in ("destroy", "shutdown", "pause", "resume", "crash", "stall", "unstall"):
             getattr(host, op)(domid())
         elif op in ("reboot", "migrate"):
             uuid = getattr(host, op)(domid()).uuid

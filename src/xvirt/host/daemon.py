@@ -46,7 +46,8 @@ from xvirt.errors import InvalidArgumentError, XvirtError
 from xvirt.host import demo
 from xvirt.host.control import MAX_BODY, ControlApp, ControlSettings
 from xvirt.host.fastchannel import FastChannelServer
-from xvirt.host.model import HostChange, HostModel
+from xvirt.host.images import ImageStore
+from xvirt.host.model import HostChange, HostModel, HostState
 from xvirt.host.store import HostStore
 from xvirt.host.table import LiveRow, TableWriter, retire_abandoned
 from xvirt.planes import IdAnswer, TableSnapshot
@@ -103,8 +104,9 @@ class _TableMirror:
         self.writer = writer
 
     def commit(self, change: HostChange) -> None:
+        stalled = change.stalled
         rows = [LiveRow(d.id, d.uuid, d.state, d.memory_kib, d.max_memory_kib, d.vcpus,
-                        d.cpu_ns, d.since, d.rate) for d in change.domains]
+                        d.cpu_ns, d.since, d.rate, d.uuid in stalled) for d in change.domains]
         self.writer.publish(change.boot_id, change.generation, rows, change.vacated_ids,
                             reset=change.reset)
 
@@ -239,6 +241,7 @@ class Daemon:
         saved = store.load()
         demo_mark = cfg.state_dir / _DEMO_MARK
         if saved is not None:
+            self._recover_images(saved)
             host.load(saved)
             if demo_mark.exists():
                 host.add_ticker(demo.BatchChurn.resume(host))
@@ -252,6 +255,13 @@ class Daemon:
         store.save(host.state())
         host.add_observer(store)
         return host
+
+    def _recover_images(self, saved: HostState) -> None:
+        """Settle or undo the image of a save or restore the last daemon was killed
+        in the middle of, from what its store committed (see ``images``)."""
+        live = {d.uuid for d in saved.domains}
+        for line in ImageStore(self.config.state_dir / "images").recover(live):
+            self.say(f"images: {line}")
 
     def _bind(self, host: HostModel, settings: ControlSettings) -> None:
         cfg = self.config

@@ -20,9 +20,14 @@ Framing (all integers big-endian)::
     SNAPSHOT boot:16 generation:u64 count:u32, then count rows
     INFO     boot:16 generation:u64 present:u8, then one row if present
     row      id:u16 state:u8 uuid:16 memory_kib:u64 max_memory_kib:u64 vcpus:u32 cpu_ns:u64
+    ERROR NO_ANSWER=4 (to INFO): code:u8 domid:u16 uuid:16 utf-8 text
 
 Boot ids and uuids travel as 16 raw bytes, states as the table's codes, and
-CPU time is computed when the server answers. A request longer than 1 MiB, an
+CPU time is computed when the server answers. A live domain that did not
+answer (wedged) is a row whose state is NO_ANSWER (0x80) and whose figures
+are zero in a SNAPSHOT (leaving it out would read as the domain gone), and
+ERROR NO_ANSWER to an INFO: the host answered, that domain did not, and the
+connection stays. A request longer than 1 MiB, an
 unknown opcode, a frame cut short or a payload of the wrong size gets an
 ERROR (BAD_REQUEST) and the server closes that connection; when the host
 model fails, the reply is ERROR (UNAVAILABLE) and the connection stays. Every
@@ -50,12 +55,13 @@ from typing import NoReturn, Protocol
 from xvirt.errors import (
     ConnectionClosedError,
     HostUnreachableError,
+    OperationFailedError,
     ProtocolError,
     XvirtError,
 )
 from xvirt.host.table import SLOT_COUNT, STATE_CODES, state_of_code, uuid_from_bytes, uuid_to_bytes
 from xvirt.model import check_domid
-from xvirt.planes import DataRow, IdAnswer, TableSnapshot
+from xvirt.planes import DataRow, IdAnswer, TableSnapshot, Unanswered
 
 __all__ = [
     "MAX_REPLY",
@@ -69,7 +75,7 @@ __all__ = [
     "TableSource",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: NO_ANSWER rows and errors (a wedged domain)
 
 
 class Opcode(enum.IntEnum):
@@ -88,6 +94,7 @@ class ErrorCode(enum.IntEnum):
     BAD_REQUEST = 1  # the connection is closed after it
     UNAVAILABLE = 2  # the host could not answer; the connection stays
     BUSY = 3  # too many clients; the connection is closed
+    NO_ANSWER = 4  # to INFO: the domain did not answer; the connection stays
 
 
 REPLY = 0x80
@@ -98,6 +105,9 @@ _SNAP = struct.Struct(">16sQI")
 _INFO = struct.Struct(">16sQB")
 _ROW = struct.Struct(">HB16sQQIQ")
 _ERROR = struct.Struct(">B")
+_NO_ANSWER_HEAD = struct.Struct(">BH16s")  # ERROR NO_ANSWER: code, domid, uuid
+#: A row's state byte for a live domain that did not answer (its figures are zero).
+NO_ANSWER = 0x80
 
 MAX_REQUEST = 1 << 20
 #: A snapshot of a full table is the longest reply (about 1.5 MB).
@@ -117,6 +127,14 @@ def _error_frame(code: ErrorCode, message: str) -> bytes:
 def _row(row: DataRow) -> bytes:
     return _ROW.pack(row.id, STATE_CODES[row.state], uuid_to_bytes(row.uuid), row.memory_kib,
                      row.max_memory_kib, row.vcpus, row.cpu_time_ns)
+
+
+def _unanswered_row(miss: Unanswered) -> bytes:
+    return _ROW.pack(miss.id, NO_ANSWER, uuid_to_bytes(miss.uuid), 0, 0, 0, 0)
+
+
+def _no_answer_error(domid: int, uuid: str, message: str, uri: str) -> OperationFailedError:
+    return OperationFailedError(message, uri=uri, domid=domid, uuid=uuid, op="info")
 
 
 def _unrow(fields: tuple[int, int, bytes, int, int, int, int]) -> DataRow:
@@ -367,6 +385,8 @@ class FastChannelServer:
                 raise _BadRequest(f"domain ID {domid} is out of range 0..{SLOT_COUNT - 1}")
             try:
                 return _frame(REPLY | op, _encode_info(source.data_info(domid)))
+            except OperationFailedError as exc:
+                return _no_answer(domid, exc) or _unavailable(exc)
             except Exception as exc:
                 return _unavailable(exc)
         if op == Opcode.SNAPSHOT:
@@ -400,6 +420,17 @@ def _unavailable(exc: Exception) -> bytes:
     return _error_frame(ErrorCode.UNAVAILABLE, f"the host could not answer: {what}")
 
 
+def _no_answer(domid: int, exc: OperationFailedError) -> bytes | None:
+    """ERROR NO_ANSWER when ``exc`` says the asked domain did not answer, else None."""
+    if exc.op != "info" or exc.domid != domid or exc.uuid is None:
+        return None
+    try:
+        head = _NO_ANSWER_HEAD.pack(ErrorCode.NO_ANSWER, domid, uuid_to_bytes(exc.uuid))
+    except XvirtError:
+        return None
+    return _frame(Opcode.ERROR, head + exc.message.encode("utf-8", "replace")[:1000])
+
+
 def _encode_hello(source: TableSource) -> bytes:
     answer = source.data_info(0)  # O(1), and carries boot id and generation
     path = source.table_path.encode("utf-8")
@@ -416,8 +447,13 @@ def _encode_info(answer: IdAnswer) -> bytes:
 
 
 def _encode_snapshot(snap: TableSnapshot) -> bytes:
-    head = _SNAP.pack(uuid_to_bytes(snap.boot_id), snap.generation, len(snap.rows))
-    return head + b"".join([_row(row) for row in snap.rows])
+    missing = snap.unanswered
+    head = _SNAP.pack(uuid_to_bytes(snap.boot_id), snap.generation,
+                      len(snap.rows) + len(missing))
+    rows = b"".join([_row(row) for row in snap.rows])
+    if not missing:
+        return head + rows
+    return head + rows + b"".join([_unanswered_row(miss) for miss in missing])
 
 
 # -- client ------------------------------------------------------------------------------
@@ -430,9 +466,10 @@ class FastChannelClient:
     daemon is absent, gone, silent for ``timeout`` seconds or refuses us;
     ProtocolError when it sends something malformed. After either, the
     connection is dropped and later calls raise HostUnreachableError: make a
-    new client (and read the new HELLO: the table may have moved). The one
-    exception is a host model that failed to answer (ERROR UNAVAILABLE): that
-    raises HostUnreachableError but keeps the connection.
+    new client (and read the new HELLO: the table may have moved). The
+    exceptions keep the connection: a host model that failed to answer (ERROR
+    UNAVAILABLE) raises HostUnreachableError, and a domain that did not answer
+    an INFO (ERROR NO_ANSWER) raises OperationFailedError naming it.
     """
 
     def __init__(self, path: str, *, uri: str, timeout: float = 5.0) -> None:
@@ -495,16 +532,33 @@ class FastChannelClient:
             boot, generation, count = _SNAP.unpack_from(body)
             if len(body) != _SNAP.size + count * _ROW.size:
                 raise ValueError(f"{len(body)} bytes for {count} rows")
-            rows = tuple([_unrow(fields)
-                          for fields in _ROW.iter_unpack(memoryview(body)[_SNAP.size:])])
+            every = list(_ROW.iter_unpack(memoryview(body)[_SNAP.size:]))
+            rows = tuple([_unrow(fields) for fields in every if fields[1] != NO_ANSWER])
+            missing: tuple[Unanswered, ...] = ()
+            if len(rows) != count:  # rare: a wedged domain
+                missing = tuple([self._unanswered(fields) for fields in every
+                                 if fields[1] == NO_ANSWER])
         except (ValueError, struct.error) as exc:
             self._fail(f"bad SNAPSHOT reply: {exc}")
-        return TableSnapshot(uuid_from_bytes(boot), generation, rows)
+        return TableSnapshot(uuid_from_bytes(boot), generation, rows, unanswered=missing)
+
+    def _unanswered(self, fields: tuple[int, int, bytes, int, int, int, int]) -> Unanswered:
+        domid, _code, raw, *figures = fields
+        if any(figures):
+            raise ValueError(f"domain {domid} did not answer, yet has figures {figures}")
+        uuid = uuid_from_bytes(raw)
+        return Unanswered(domid, uuid, _no_answer_error(
+            domid, uuid, f"domain {domid} did not answer", self.uri))
 
     def info(self, domid: int) -> IdAnswer:
         """Info by domain ID; InvalidArgumentError (no request) for an impossible ID."""
         check_domid(domid)
-        body = self._call(Opcode.INFO, _U16.pack(domid))
+        try:
+            body = self._call(Opcode.INFO, _U16.pack(domid))
+        except OperationFailedError as exc:  # ERROR NO_ANSWER
+            if exc.domid != domid:
+                self._fail(f"asked for domain {domid}, domain {exc.domid} did not answer")
+            raise
         try:
             boot, generation, present = _INFO.unpack_from(body)
             if len(body) != _INFO.size + (_ROW.size if present else 0) or present > 1:
@@ -592,7 +646,7 @@ class FastChannelClient:
             except OSError as exc:
                 raise self._lost(f"connection lost ({_reason(exc)})") from exc
         if reply_op == Opcode.ERROR:
-            self._error_reply(body)
+            self._error_reply(op, body)
         if reply_op != REPLY | op:
             self._fail(f"reply opcode {reply_op:#x} to a request {op:#x}")
         return body
@@ -632,9 +686,16 @@ class FastChannelClient:
         except (OSError, struct.error):
             return None
 
-    def _error_reply(self, body: bytes) -> NoReturn:
+    def _error_reply(self, op: int, body: bytes) -> NoReturn:
         if not body:
             self._fail("empty ERROR reply")
+        if body[0] == ErrorCode.NO_ANSWER and op == Opcode.INFO:  # the connection stays
+            if len(body) < _NO_ANSWER_HEAD.size:
+                self._fail(f"NO_ANSWER error of {len(body)} bytes")
+            _code, domid, raw = _NO_ANSWER_HEAD.unpack_from(body)
+            text = body[_NO_ANSWER_HEAD.size:].decode("utf-8", "replace")
+            raise _no_answer_error(domid, uuid_from_bytes(raw),
+                                   text or f"domain {domid} did not answer", self.uri)
         code, text = body[0], body[1:].decode("utf-8", "replace")
         if code == ErrorCode.UNAVAILABLE:  # the connection stays usable
             raise HostUnreachableError(f"daemon at {self.path}: {text}", uri=self.uri)

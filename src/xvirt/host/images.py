@@ -5,6 +5,18 @@ outside the directory (separators, ``..``, NUL, a symlink planted inside) is
 refused before a byte is written. Saving never overwrites an existing image
 and restore consumes the image only once the domain runs again, so no step
 loses a domain.
+
+A host that keeps its state in a store (the daemon) commits each request's
+change after the request's file operations, and may be killed between the two.
+So the file operations of a request are staged under hidden names and settled
+(``settle``) only once the change is committed: a save writes ``.pending/NAME``
+and a restore moves the image to ``.consumed/NAME`` (directories, so that any
+image name still fits; they exist only while something is staged). Whatever a kill leaves
+staged, ``recover`` settles or undoes from the committed state: a staged
+image whose domain is still alive there belongs to a save that did not commit
+(or to a restore that did). Without that, a kill between a restore's removal
+of the image and its commit lost the domain, and one between a save's write
+and its commit left an image of a domain that was never saved.
 """
 
 from __future__ import annotations
@@ -15,6 +27,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Container
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +41,9 @@ __all__ = ["ImageStore", "SavedDomain", "check_image_name"]
 
 _FORMAT = "xvirt-image/1"
 _MAX_NAME = 255
+_PENDING = ".pending"  # a save's image until the save is committed
+_CONSUMED = ".consumed"  # a restore's image until the restore is committed
+_SAVING = ".saving-"  # an image being written: never a complete one
 
 
 def check_image_name(name: object) -> str:
@@ -122,6 +138,7 @@ class ImageStore:
                     f"cannot use image directory {str(self.path)!r}: {exc.strerror}"
                 ) from None
             self._owned = False
+        self._staged: list[tuple[Path, Path | None]] = []  # (staged file, final name or None)
 
     def _path_of(self, name: str) -> Path:
         path = self.path / check_image_name(name)
@@ -140,14 +157,24 @@ class ImageStore:
     def exists(self, name: str) -> bool:
         return self._path_of(name).exists()
 
+    def _taken(self, name: str) -> bool:
+        """Whether ``name`` is an image, or will be one once a staged save settles."""
+        return self._path_of(name).exists() or (self.path / _PENDING / name).exists()
+
     def write(self, name: str, saved: SavedDomain) -> None:
-        """Write atomically; refuse to replace an existing image."""
+        """Write atomically and durably, in place at once; refuse to replace an image."""
+        self.stage(name, saved)
+        self.settle()
+
+    def stage(self, name: str, saved: SavedDomain) -> None:
+        """``write``, out of sight until ``settle``: for a save not yet committed."""
         final = self._path_of(name)
-        if final.exists():
+        staged = self.path / _PENDING / name
+        if self._taken(name):
             raise OperationFailedError(f"image {name!r} already exists", name=name, op="save")
         payload = json.dumps({"format": _FORMAT, **asdict(saved)}, sort_keys=True).encode()
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".saving-", dir=self.path)
+            fd, tmp = tempfile.mkstemp(prefix=_SAVING, dir=self.path)
         except OSError as exc:  # the directory is gone, not a directory, full...
             raise OperationFailedError(
                 f"cannot write image {name!r}: {exc.strerror}", name=name, op="save"
@@ -158,12 +185,17 @@ class ImageStore:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.link(tmp, final)  # atomic, and fails if the name was taken meanwhile
+            staged.parent.mkdir(exist_ok=True)
+            os.link(tmp, staged)  # atomic, and fails if the name was taken meanwhile
+            _fsync_dir(staged.parent)  # durable before the save can commit
+            _fsync_dir(self.path)
+            self._staged.append((staged, final))
         except FileExistsError:
             raise OperationFailedError(
                 f"image {name!r} already exists", name=name, op="save"
             ) from None
         except OSError as exc:
+            self._tidy()
             raise OperationFailedError(
                 f"cannot write image {name!r}: {exc.strerror}", name=name, op="save"
             ) from None
@@ -205,6 +237,87 @@ class ImageStore:
         with contextlib.suppress(FileNotFoundError):
             self._path_of(name).unlink()
 
+    def consume(self, name: str) -> None:
+        """Take the image of a restore out of sight; ``settle`` deletes it."""
+        image = self._path_of(name)
+        staged = self.path / _CONSUMED / name
+        staged.parent.mkdir(exist_ok=True)
+        try:
+            os.replace(image, staged)
+        except FileNotFoundError:
+            self._tidy()
+            return
+        self._staged.append((staged, None))
+
+    def settle(self) -> None:
+        """Make the staged file operations final: the change that made them is
+        committed (or nothing keeps the host, so there is nothing to wait for)."""
+        if not self._staged:
+            return
+        staged, self._staged = self._staged, []
+        for path, final in staged:
+            _finish(path, final)
+        self._tidy()
+        _fsync_dir(self.path)
+
+    def _tidy(self) -> None:
+        """Remove the staging directories when nothing is staged in them."""
+        for kind in (_PENDING, _CONSUMED):
+            with contextlib.suppress(OSError):  # absent, or not empty
+                (self.path / kind).rmdir()
+
+    def recover(self, live_uuids: Container[str]) -> list[str]:
+        """Settle or undo what a killed host left staged, from the committed state's
+        live domains; returns what was done, for the log."""
+        done = []
+        for path in sorted(self.path.glob(_SAVING + "*")):
+            path.unlink(missing_ok=True)
+            done.append(f"removed the unfinished {path.name}")
+        for kind in (_PENDING, _CONSUMED):
+            staging = self.path / kind
+            if not staging.is_dir() or staging.is_symlink():
+                continue
+            for path in sorted(staging.iterdir()):
+                if not path.is_file() or path.is_symlink():
+                    continue
+                # Its domain alive: a save that did not commit, or a restore that did;
+                # not alive: a save that did, or a restore that did not. Kept then.
+                keep = _uuid_in(path) not in live_uuids
+                _finish(path, self.path / path.name if keep else None)
+                done.append(f"{'kept' if keep else 'dropped'} image {path.name} ({kind})")
+        self._tidy()
+        if done:
+            _fsync_dir(self.path)
+        return done
+
     def close(self) -> None:
         if self._owned:
             shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _finish(staged: Path, final: Path | None) -> None:
+    """Give a staged file its final name, or delete it (``final`` None). A final
+    name taken meanwhile keeps the staged file, hidden, rather than lose it."""
+    with contextlib.suppress(FileExistsError, FileNotFoundError):
+        if final is not None:
+            os.link(staged, final)
+        staged.unlink()
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the directory's entries (a link, a rename, an unlink) durable."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _uuid_in(path: Path) -> str | None:
+    """The UUID an image file holds, or None if it is not a readable image."""
+    try:
+        uuid = json.loads(path.read_bytes()).get("uuid")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+    return uuid if isinstance(uuid, str) else None

@@ -146,6 +146,9 @@ class HostChange:
     journal: tuple[JournalEntry, ...]
     rover: int
     daemon_epoch: int
+    #: UUIDs of the wedged domains (stall()) at this change: a runtime fault that a
+    #: mirror of the data plane shows, and a store need not keep.
+    stalled: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,7 +450,13 @@ class HostModel:
         self._touched[dom.uuid] = None
 
     def _commit(self) -> None:
-        """Hand what changed since the last commit to the observers (lock held)."""
+        """Hand what changed since the last commit to the observers (lock held), then
+        settle the images it staged: a kill before the observers kept the change
+        leaves them to be undone, never a domain without its image."""
+        self._notify()
+        self._images.settle()
+
+    def _notify(self) -> None:
         if not self._observers:
             self._touched.clear()
             self._vacated.clear()
@@ -465,7 +474,8 @@ class HostModel:
         events, _ = self._events.since(self._committed_seq)
         journal = tuple(islice(reversed(self._journal), self._journalled))[::-1]
         change = HostChange(self.boot_id, latest, self._reset, live, vacated, gone, events,
-                            journal, self._ids.rover, self.daemon_epoch)
+                            journal, self._ids.rover, self.daemon_epoch,
+                            frozenset(self._stalled))
         self._touched.clear()
         self._vacated.clear()
         self._journalled = 0
@@ -579,15 +589,18 @@ class HostModel:
 
     def stall(self, domid: int) -> None:
         """From now on the domain's figures never come (a wedged domain): snapshots
-        list it as unanswered and info by ID raises. It follows the domain's UUID."""
-        with self._lock:
-            self._enter()
-            self._stalled.add(self._get(domid, "stall").uuid)
+        list it as unanswered and info by ID raises. It follows the domain's UUID.
+        A mutation touching the domain, so observers (a daemon's table) see it."""
+        with self._mutation():
+            dom = self._get(domid, "stall")
+            self._stalled.add(dom.uuid)
+            self._touch(dom)
 
     def unstall(self, domid: int) -> None:
-        with self._lock:
-            self._enter()
-            self._stalled.discard(self._get(domid, "unstall").uuid)
+        with self._mutation():
+            dom = self._get(domid, "unstall")
+            self._stalled.discard(dom.uuid)
+            self._touch(dom)
 
     def _no_answer(self, dom: _Domain) -> OperationFailedError:
         return OperationFailedError(f"domain {dom.id} ({dom.name}) did not answer",
@@ -814,7 +827,7 @@ class HostModel:
                     JournalEntry("restore", -1, saved.uuid, f"failed: {exc.message}", origin)
                 )
                 raise
-            self._images.remove(image)
+            self._images.consume(image)  # deleted once the restore is committed
             self._log(JournalEntry("restore", dom.id, dom.uuid, "ok", origin))
             return dom.record(now)
 
@@ -910,7 +923,7 @@ class HostModel:
                        reset_cpu=op is Op.REBOOT)
         elif op is Op.SAVE:
             image = check_image_name(arg)
-            self._images.write(image, dom.spec(now))  # raises before the domain is touched
+            self._images.stage(image, dom.spec(now))  # raises before the domain is touched
             self._remove(dom, EventKind.SAVED)
         elif op is Op.RENAME:
             new = check_name(arg)

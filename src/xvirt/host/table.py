@@ -23,9 +23,14 @@ Layout (native byte order and alignment; the table never leaves its host)::
     offset 4096    live list: the live domids, ascending, u16 each (so a
                    snapshot reads those slots instead of scanning 32 752)
     offset 69632   one 64-byte slot per possible domid 0..0x7FEF: state code
-                   (u8, 0 = no domain), vCPUs (u32), memory and max memory in
-                   KiB (u64), CPU ns at ``since`` (u64), ``since`` (f64, wall
-                   seconds), rate (f64, CPU ns per wall ns), uuid (16 raw bytes)
+                   (u8, 0 = no domain), flags (u8; bit 0: the domain does not
+                   answer, its figures are not to be read), vCPUs (u32), memory
+                   and max memory in KiB (u64), CPU ns at ``since`` (u64),
+                   ``since`` (f64, wall seconds), rate (f64, CPU ns per wall
+                   ns), uuid (16 raw bytes)
+
+A domain that does not answer (wedged) is still alive: listing and lookups
+count it, and only its figures are refused, as the hypervisor's would be.
 
 Consistency: a seqlock. The writer makes the counter odd, updates slots, list
 and header, then makes it even. A reader reads the counter, then the data,
@@ -94,14 +99,17 @@ from xvirt.errors import (
     ConnectionClosedError,
     HostUnreachableError,
     InvalidArgumentError,
+    OperationFailedError,
     ProtocolError,
+    XvirtError,
 )
 from xvirt.model import DOMID_FIRST_RESERVED, DomainState, check_domid
-from xvirt.planes import Census, DataRow, IdAnswer, IdOwner, TableSnapshot
+from xvirt.planes import Census, DataRow, IdAnswer, IdOwner, TableSnapshot, Unanswered
 
 __all__ = [
     "DEFAULT_MAX_RETRIES",
     "FILE_BYTES",
+    "FLAG_NO_ANSWER",
     "SLOT_COUNT",
     "STATE_CODES",
     "TABLE_MAGIC",
@@ -116,14 +124,16 @@ __all__ = [
 ]
 
 TABLE_MAGIC = b"XVIRTTBL"
-TABLE_VERSION = 1
+TABLE_VERSION = 2  # 2: the slot's flags byte (a reader of 1 would read wedged domains)
+#: Slot flag: the domain is alive but does not answer (its figures are stale).
+FLAG_NO_ANSWER = 1
 #: One slot per domid a guest can have: 0 .. DOMID_FIRST_RESERVED - 1.
 SLOT_COUNT = DOMID_FIRST_RESERVED
 
 _PAGE = 4096
 _LAYOUT = struct.Struct("@8sIIIIQQQ")  # magic, version, header, slot bytes, slots, offsets, size
 _HEAD = struct.Struct("@QII16s")  # generation, live count, retired, boot id
-_SLOT = struct.Struct("@B3xIQQQdd16s")
+_SLOT = struct.Struct("@BB2xIQQQdd16s")  # state code, flags, ...
 _SEQ_OFFSET = 64
 _SEQ_WORD = _SEQ_OFFSET // 8  # index of the counter in the mapping seen as u64 words
 _HEAD_OFFSET = 128
@@ -231,7 +241,8 @@ def state_of_code(code: int) -> DomainState:
 class LiveRow:
     """One live domain as the writer publishes it. CPU time at wall-clock instant
     ``t`` is ``cpu_ns + int((t - since) * 1e9 * rate)``: it grows without the
-    row being rewritten. ``since`` is on the readers' ``wall`` scale."""
+    row being rewritten. ``since`` is on the readers' ``wall`` scale. ``no_answer``:
+    the domain is wedged, and readers get an error for it instead of these figures."""
 
     id: int
     uuid: str
@@ -242,6 +253,7 @@ class LiveRow:
     cpu_ns: int
     since: float
     rate: float
+    no_answer: bool = False
 
     def cpu_time(self, t: float) -> int:
         """CPU ns at ``t``; never less than ``cpu_ns`` (a clock stepping back)."""
@@ -268,6 +280,7 @@ def _pack_row(row: LiveRow) -> bytes:
             f"(since={row.since!r}, rate={row.rate!r})", domid=domid)
     return _SLOT.pack(
         code,
+        FLAG_NO_ANSWER if row.no_answer else 0,
         _uint(row.vcpus, "vcpus", _U32_MAX),
         _uint(row.memory_kib, "memory_kib", _U64_MAX),
         _uint(row.max_memory_kib, "max_memory_kib", _U64_MAX),
@@ -629,9 +642,11 @@ class TableReader:
         """Info by domain ID; ``row`` is None when no domain has that ID."""
         (generation, _count, _retired, boot), slot = self._slot(domid, _slot_of)
         boot_id = _text_of.get(boot) or uuid_from_bytes(boot)
-        code, vcpus, memory, max_memory, cpu, since, rate, uuid = slot
+        code, flags, vcpus, memory, max_memory, cpu, since, rate, uuid = slot
         if not code:
             return IdAnswer(boot_id, generation, None)
+        if flags:
+            raise self._flagged(domid, flags, uuid)
         now = self._wall()
         if now > since:
             cpu += int((now - since) * 1e9 * rate)
@@ -643,6 +658,14 @@ class TableReader:
         return _tuple_new(IdAnswer, (boot_id, generation, _tuple_new(DataRow, (
             domid, _text_of.get(uuid) or uuid_from_bytes(uuid), state, memory, max_memory,
             vcpus, cpu))))
+
+    def _flagged(self, domid: int, flags: int, uuid: bytes) -> XvirtError:
+        """What a flagged slot answers: its domain did not answer (or corruption)."""
+        if flags != FLAG_NO_ANSWER:
+            return ProtocolError(f"domain table {self.path}, slot {domid}: unknown flags "
+                                 f"{flags:#x}", uri=self.uri, domid=domid)
+        return OperationFailedError(f"domain {domid} did not answer", uri=self.uri,
+                                    domid=domid, uuid=uuid_from_bytes(uuid), op="info")
 
     def owner(self, domid: int) -> IdOwner:
         """Which UUID holds ``domid``: ``info`` without the figures, for lookups."""
@@ -694,9 +717,20 @@ class TableReader:
         return head, ids, raw, offsets
 
     def snapshot(self) -> TableSnapshot:
-        """Every live domain at one instant, ascending by ID."""
+        """Every live domain at one instant, ascending by ID; wedged ones (no answer)
+        in ``unanswered``."""
         (generation, _count, _retired, boot), ids, raw, offsets = self._live()
-        return TableSnapshot(uuid_from_bytes(boot), generation, self._rows(ids, raw, offsets))
+        rows, flagged = self._rows(ids, raw, offsets)
+        if not flagged:
+            return TableSnapshot(uuid_from_bytes(boot), generation, rows)
+        unanswered = []
+        for domid, flags, uuid in flagged:
+            error = self._flagged(domid, flags, uuid)
+            if not isinstance(error, OperationFailedError):
+                raise error
+            unanswered.append(Unanswered(domid, uuid_from_bytes(uuid), error))
+        return TableSnapshot(uuid_from_bytes(boot), generation, rows,
+                             unanswered=tuple(unanswered))
 
     def census(self) -> Census:
         """Every live ``(id, uuid)`` at one instant, ascending by ID: a snapshot
@@ -715,21 +749,28 @@ class TableReader:
                                 uri=self.uri) from None
         return Census(uuid_from_bytes(boot), generation, tuple(members))
 
-    def _rows(self, ids: array[int], raw: bytes, offsets: Iterable[int]) -> tuple[DataRow, ...]:
+    def _rows(self, ids: array[int], raw: bytes, offsets: Iterable[int]
+              ) -> tuple[tuple[DataRow, ...], list[tuple[int, int, bytes]]]:
+        """The answered rows, and ``(domid, flags, uuid)`` of the flagged slots."""
         now = self._wall()
         rows: list[DataRow] = []
+        flagged: list[tuple[int, int, bytes]] = []  # rare: costs the loop one test
         append, text_of, states = rows.append, _text_of, _CODE_STATE  # locals: a hot loop
         try:
             for domid, at in zip(ids, offsets, strict=True):
-                code, vcpus, memory, max_memory, cpu, since, rate, uuid = _slot_of(raw, at)
-                if now > since:
-                    cpu += int((now - since) * 1e9 * rate)
+                code, flags, vcpus, memory, max_memory, cpu, since, rate, uuid = _slot_of(
+                    raw, at)
                 state = states[code]
                 if state is None:
                     raise ValueError(f"listed domain {domid} has an empty slot")
+                if flags:
+                    flagged.append((domid, flags, uuid))
+                    continue
+                if now > since:
+                    cpu += int((now - since) * 1e9 * rate)
                 append(DataRow(domid, text_of.get(uuid) or uuid_from_bytes(uuid), state,
                                memory, max_memory, vcpus, cpu))
         except (ValueError, IndexError, struct.error) as exc:
             raise ProtocolError(f"domain table {self.path} is corrupt: {exc}",
                                 uri=self.uri) from None
-        return tuple(rows)
+        return tuple(rows), flagged

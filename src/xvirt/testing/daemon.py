@@ -213,6 +213,13 @@ class _AdminHost:
     def crash(self, domid: int) -> None:
         self._post("crash", domid=domid)
 
+    def stall(self, domid: int) -> None:
+        """Wedge the domain: its figures never come (until the daemon restarts)."""
+        self._post("stall", domid=domid)
+
+    def unstall(self, domid: int) -> None:
+        self._post("unstall", domid=domid)
+
     def reboot(self, domid: int) -> DomainRecord:
         return self._record(self._post("reboot", domid=domid))
 

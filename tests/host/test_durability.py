@@ -1,0 +1,184 @@
+"""A kill -9 at any point of a request loses nothing and shows nothing that did not happen.
+
+The daemon keeps the host in ``host.sqlite`` and mirrors it in the shared table,
+and a save or restore also changes the image directory: three places that can
+never change at one instant. These tests stop a request at each point between
+them (an observer that raises is a kill: nothing after it runs) and check what
+the next daemon starts from, and what a client whose answer was lost reads.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import xvirt
+import xvirt.drivers.xend as xend
+from xvirt.clock import ManualClock, WallClock
+from xvirt.host.daemon import Daemon, DaemonConfig
+from xvirt.host.model import HostChange, HostModel
+from xvirt.host.store import HostStore
+from xvirt.model import DomainState
+from xvirt.planes import Op
+from xvirt.testing.daemon import DaemonTarget
+
+
+class _Killed(BaseException):
+    """The daemon's process ends here: nothing after this point runs."""
+
+
+class _KillPoint:
+    """An observer that kills the request it sees once armed."""
+
+    armed = False
+
+    def commit(self, change: HostChange) -> None:
+        if self.armed:
+            raise _Killed
+
+
+def _daemon_host(state_dir: Path) -> HostModel:
+    """A host kept as the daemon keeps it, with a kill point on each side of its store."""
+    host = HostModel("xend", clock=ManualClock(), image_dir=state_dir / "images")
+    store = HostStore(state_dir)
+    store.save(host.state())
+    host.add_observer(_KillPoint())  # before the commit
+    host.add_observer(store)
+    host.add_observer(_KillPoint())  # after the commit, before the images settle
+    return host
+
+
+def _kill_during(host: HostModel, point: str, request: str, image: str) -> None:
+    before, _store, after = host._observers
+    assert isinstance(before, _KillPoint) and isinstance(after, _KillPoint)
+    (before if point == "before-commit" else after).armed = True
+    with pytest.raises(_Killed):
+        if request == "save":
+            host.save(next(d.id for d in host.domains() if d.id != 0), image)
+        else:
+            host.restore(image)
+
+
+@pytest.fixture
+def restarted() -> Iterator[list[Daemon]]:
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        assert daemon.host is not None and daemon._store is not None
+        daemon.host.close()
+        daemon._store.close()
+
+
+def _restart(state_dir: Path, started: list[Daemon]) -> HostModel:
+    """The host the next daemon serves (its start-up, without the listeners)."""
+    daemon = Daemon(DaemonConfig(state_dir=state_dir), log=io.StringIO())
+    started.append(daemon)
+    return daemon._open_host()
+
+
+# request, kill point -> (the guest alive after the restart, the images then)
+_OUTCOMES = {
+    ("save", "before-commit"): (True, []),  # old code: the image of a save never made
+    ("save", "after-commit"): (False, ["g0.img"]),
+    ("restore", "before-commit"): (False, ["g0.img"]),  # old code: no image, no domain
+    ("restore", "after-commit"): (True, []),
+}
+
+
+@pytest.mark.parametrize(("request_", "point"), sorted(_OUTCOMES))
+def test_a_kill_around_the_commit_of_a_save_or_restore_loses_no_domain(
+        tmp_path: Path, restarted: list[Daemon], request_: str, point: str) -> None:
+    host = _daemon_host(tmp_path)
+    guest = host.create("g0")
+    if request_ == "restore":
+        host.save(guest.id, "g0.img")
+    _kill_during(host, point, request_, "g0.img")
+    alive, images = _OUTCOMES[request_, point]
+    again = _restart(tmp_path, restarted)
+    assert [d.uuid for d in again.domains() if d.id != 0] == ([guest.uuid] if alive else [])
+    assert sorted(os.listdir(tmp_path / "images")) == images  # nothing hidden left behind
+    if images:  # and the domain comes back from it, once
+        assert again.restore("g0.img").uuid == guest.uuid
+        assert again.images() == []
+    else:
+        dom = next(d for d in again.domains() if d.id != 0)
+        again.save(dom.id, "g0.img")
+        assert again.images() == ["g0.img"]
+
+
+def test_a_kill_between_writing_and_linking_an_image_leaves_nothing(
+        tmp_path: Path, restarted: list[Daemon]) -> None:
+    host = _daemon_host(tmp_path)
+    host.create("g0")
+    (tmp_path / "images" / ".saving-abc123").write_bytes(b'{"format": "xvirt-im')
+    again = _restart(tmp_path, restarted)
+    assert os.listdir(tmp_path / "images") == []
+    assert [d.name for d in again.domains()] == ["Domain-0", "g0"]
+
+
+# -- a client re-checking after a lost answer ------------------------------------------------
+
+
+def test_reads_after_a_lost_answer_wait_for_the_next_daemon(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The killed daemon committed the pause but did not publish it in its table.
+    The client's answer is lost; what it reads next must come from the next daemon
+    (which has the pause), not from the dead one's table (which does not)."""
+    # Trust the table between liveness checks for ever: what the driver does for up
+    # to LIVENESS_S after each check, made deterministic.
+    monkeypatch.setattr(xend, "LIVENESS_S", 3600.0)
+    target = DaemonTarget(max_domid=24, uri_params="timeout=15")
+    try:
+        rec = target.host.create("g0", memory_kib=131072)
+        state_dir = target.daemon.state_dir
+        with xvirt.open(target.uri) as conn:
+            dom = conn.lookup_by_uuid(rec.uuid)
+            target.daemon.restart("--control-latency-ms", "3000")  # the pause will hang
+            assert dom.info().state is xvirt.DomainState.RUNNING  # the table is mapped
+            lost: list[BaseException] = []
+
+            def pause() -> None:
+                try:
+                    dom.pause()
+                except xvirt.XvirtError as exc:
+                    lost.append(exc)
+
+            pauser = threading.Thread(target=pause)
+            pauser.start()
+            time.sleep(1.5)  # the request is in the daemon, waiting out the latency
+            target.daemon.kill()
+            pauser.join(30)
+            assert len(lost) == 1 and "unknown" in str(lost[0]), lost
+            _commit_as_the_killed_daemon(state_dir, rec.id, rec.uuid)
+            later = threading.Timer(0.3, target.daemon.start)
+            later.start()
+            try:
+                assert dom.info().state is xvirt.DomainState.PAUSED
+            finally:
+                later.join(60)
+        pauses = [e for e in target.host.journal() if e.op == "pause"]
+        assert [(e.uuid, e.outcome, e.origin) for e in pauses] == [(rec.uuid, "ok", "client")]
+    finally:
+        target.close()
+
+
+def _commit_as_the_killed_daemon(state_dir: Path, domid: int, uuid: str) -> None:
+    """What a daemon killed after its store's commit, before its table's, leaves."""
+    host = HostModel("xend", clock=WallClock(), image_dir=state_dir / "images")
+    store = HostStore(state_dir)
+    try:
+        saved = store.load()
+        assert saved is not None
+        host.load(saved)
+        host.add_observer(store)
+        host.act(Op.PAUSE, domid, uuid)
+        assert host.domain(domid).state is DomainState.PAUSED
+    finally:
+        host.close()
+        store.close()
