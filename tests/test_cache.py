@@ -497,3 +497,36 @@ def test_a_rename_after_the_snapshot_is_not_guessed_across(host: xvirt.sim.Host)
     # Its name at the snapshot is not known from the events: never guessed; the
     # survey takes a new snapshot instead.
     assert got[a.uuid] == (moved[0], "a2")
+
+
+class _ShortLivedNewcomers(xvirt.drivers.sim.SimDriver):
+    """After every snapshot, the newcomer it holds goes before it can be named and
+    another arrives: what a host churning guests faster than its monitor looks like."""
+
+    def __init__(self, host: xvirt.sim.Host, *, uri: str) -> None:
+        super().__init__(host, uri=uri)
+        self.serial = itertools.count()
+        self.newcomer: int | None = None
+        self.snapshots = 0
+
+    def snapshot(self) -> TableSnapshot:
+        snap = super().snapshot()
+        self.snapshots += 1
+        if self.newcomer is not None:
+            self.host.destroy(self.newcomer)
+        self.newcomer = self.host.create(f"brief{next(self.serial)}").id
+        return snap
+
+
+def test_a_newcomer_gone_before_it_could_be_named_is_left_out_not_retried(
+        host: xvirt.sim.Host) -> None:
+    a = host.create("a")
+    driver = _ShortLivedNewcomers(host, uri=host.uri)
+    conn = xvirt.Connection(driver)
+    conn.survey()  # names Domain-0 and "a"; leaves a newcomer behind
+    before = driver.snapshots
+    found = conn.survey()  # its snapshot holds that newcomer, destroyed right after
+    assert {s.identity.name: s.identity.uuid for s in found.samples} == {
+        "Domain-0": xvirt.sim.DOM0_UUID, "a": a.uuid}
+    assert found.failures == []
+    assert driver.snapshots - before == 1  # answered from the first snapshot: no retry

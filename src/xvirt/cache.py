@@ -136,12 +136,16 @@ class IdentityCache:
                 for row in snap.rows:
                     ident = self._named(row.id, row.uuid, snap.generation)
                     if ident is None:
+                        if self._departed(row.uuid, snap.generation):
+                            continue
                         break  # changed since the snapshot: take a new one
                     samples.append(DomainSample(ident, row.info()))
                 else:
                     for miss in snap.unanswered:
                         ident = self._named(miss.id, miss.uuid, snap.generation)
                         if ident is None:
+                            if self._departed(miss.uuid, snap.generation):
+                                continue
                             break
                         failures.append(DomainFailure(ident, miss.error))
                     else:
@@ -165,6 +169,14 @@ class IdentityCache:
         if name is None or not self._unrenamed_since(uuid, gen):
             return None
         return Identity(uuid, name, domid)  # held at ``gen``: an instant of the call (C1)
+
+    def _departed(self, uuid: str, gen: int) -> bool:
+        """Whether a member of the snapshot at ``gen`` whose name nobody can tell any
+        more (a newcomer gone before it could be named) is gone now: the cache is
+        exact at a later generation and lacks it. Leaving it out is then true to an
+        instant of the call for it (C1) and misses no domain alive throughout (C2);
+        a new snapshot would only meet the next short-lived newcomer."""
+        return self._full and self._gen > gen and uuid not in self._entries
 
     def _unrenamed_since(self, uuid: str, gen: int) -> bool:
         """Whether every event applied after ``gen`` is in the ring and none renamed ``uuid``."""
