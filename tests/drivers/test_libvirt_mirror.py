@@ -102,3 +102,30 @@ def test_departures_keep_their_kind() -> None:
     mirror.gone(UUIDS[0], EventKind.SAVED)  # twice: one event
     assert [e.kind for e in mirror.since(0)[0]] == [EventKind.RESTORED, EventKind.SAVED]
     assert len(mirror) == 0
+
+
+def test_the_domain_last_seen_at_an_id_is_named_while_it_is_held_departed() -> None:
+    """A departure may be older than the call that reports it (the worker observed it
+    before): whoever next finds that ID empty, or taken, observes the domain again."""
+    mirror = Mirror()
+    mirror.saw(3, UUIDS[0], "a")
+    assert mirror.departed(3) is None  # live there: vacant() names it
+    mirror.gone(UUIDS[0])
+    assert mirror.departed(3) == UUIDS[0]
+    assert mirror.vacant(3) is None
+    mirror.saw(5, UUIDS[0], "a")  # back elsewhere: a cache that follows it moves it
+    assert mirror.departed(3) is None
+    mirror.gone(UUIDS[0])
+    assert mirror.departed(3) == mirror.departed(5) == UUIDS[0]
+    # The ID taken by another (libvirt reuses IDs after a libvirtd restart).
+    assert mirror.saw(3, UUIDS[1], "b") == UUIDS[0]
+    assert mirror.departed(3) is None and mirror.departed(5) == UUIDS[0]
+
+
+def test_the_ids_last_seen_are_bounded() -> None:
+    mirror = Mirror(capacity=4)
+    for domid in range(1, 10):
+        mirror.saw(domid, UUIDS[domid % 5], "a" if domid % 2 else "b")
+        mirror.gone(UUIDS[domid % 5])
+    assert len(mirror._last_at) == 4
+    assert mirror.departed(1) is None and mirror.departed(9) == UUIDS[4]

@@ -110,6 +110,15 @@ def default_image_dir() -> str:
     return os.path.join(state, "xvirt", "libvirt-images")
 
 
+def _running(doms: list[Any]) -> list[Any]:
+    """The domains of an ACTIVE listing that were running when listed.
+
+    libvirt filters the list on activity first and names each domain after, each
+    under its own lock (virDomainObjListExport): one that stopped in between
+    comes out with ID -1. It was seen not running; it is not a member."""
+    return [d for d in doms if d.ID() >= 0]
+
+
 def _binding() -> Any:
     from xvirt.compat.binding import real_libvirt
 
@@ -201,7 +210,7 @@ class LibvirtDriver(Driver):
             try:
                 self._connect()
                 self.counters.data()
-                doms = self._conn.listAllDomains(_ACTIVE)
+                doms = _running(self._conn.listAllDomains(_ACTIVE))
             except (XvirtError, lv.libvirtError) as exc:
                 if self._clock.now() >= deadline:
                     reason = exc.message if isinstance(exc, XvirtError) \
@@ -290,8 +299,8 @@ class LibvirtDriver(Driver):
         return dom
 
     def _census_call(self, count: Callable[[], object]) -> list[Any]:
-        doms: list[Any] = self._call(count, lambda: self._conn.listAllDomains(_ACTIVE),
-                                     op="listAllDomains")
+        doms: list[Any] = _running(self._call(
+            count, lambda: self._conn.listAllDomains(_ACTIVE), op="listAllDomains"))
         members = [self._remember(d) for d in doms]
         self._mirror.census(members)
         self._handles = {uuid: self._handles[uuid] for _, uuid, _ in members}
@@ -343,8 +352,9 @@ class LibvirtDriver(Driver):
     def snapshot(self) -> TableSnapshot:
         with self._lock:
             try:
-                records = self._call(self.counters.data, lambda: self._conn.getAllDomainStats(
-                    _STATS, _ACTIVE), op="getAllDomainStats")
+                records = [r for r in self._call(
+                    self.counters.data, lambda: self._conn.getAllDomainStats(_STATS, _ACTIVE),
+                    op="getAllDomainStats") if r[0].ID() >= 0]  # see _running
             except UnsupportedError:
                 records = [(d, {}) for d in self._census_call(self.counters.data)]
             self._mirror.census(self._remember(d) for d, _ in records)
@@ -352,6 +362,9 @@ class LibvirtDriver(Driver):
             for dom, stats in records:
                 row = self._row_from_stats(dom, stats)
                 if row is None:
+                    # The figures the record leaves out, from info(), a later call: the
+                    # domain may have stopped and started again under another ID since,
+                    # so ID and state come from the record, one instant (C1).
                     try:
                         info = self._call(self.counters.data, dom.info, op="info")
                     except NoDomainError:
@@ -363,7 +376,8 @@ class LibvirtDriver(Driver):
                         unanswered.append(
                             Unanswered(dom.ID(), dom.UUIDString(), exc, dom.name()))
                         continue
-                    row = self._row(dom.ID(), dom.UUIDString(), info)
+                    row = self._row(dom.ID(), dom.UUIDString(), info,
+                                    stats.get("state.state"))
                 if row is not None:
                     rows.append(row)
                     names.append(dom.name())
@@ -381,7 +395,9 @@ class LibvirtDriver(Driver):
                 dom = self._call(self.counters.data, lambda: self._conn.lookupByID(domid),
                                  op="lookupByID", domid=domid)
             except NoDomainError:
-                believed = self._mirror.vacant(domid)
+                # Nobody there: whom the mirror believed there, or, if it holds that
+                # one departed, the one it last saw there (see Mirror.departed).
+                believed = self._mirror.vacant(domid) or self._mirror.departed(domid)
                 if believed is not None:
                     self._observe_uuid(believed, self.counters.data)
                 self._publish()
@@ -417,10 +433,15 @@ class LibvirtDriver(Driver):
         return self.info_by_uuid(owner.uuid, domid)
 
     @staticmethod
-    def _row(domid: int, uuid: str, info: Sequence[int]) -> DataRow | None:
+    def _row(domid: int, uuid: str, info: Sequence[int],
+             state_code: int | None = None) -> DataRow | None:
+        """``info()``'s figures; the state too unless ``state_code`` (of the call
+        that gave ``domid``) is known. None when ``info()`` says shut off."""
         state = _STATES.get(info[0])
         if state is None or domid < 0:
             return None  # shut off: not a live domain
+        if state_code is not None:
+            state = _STATES.get(state_code, state)
         return DataRow(domid, uuid, state, int(info[2]), int(info[1]), int(info[3]),
                        int(info[4]))
 

@@ -20,6 +20,7 @@ Pure bookkeeping: no libvirt, no I/O, no lock (the driver holds its own).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 
 from xvirt.host.events import EventLog
@@ -36,6 +37,9 @@ class Mirror:
         self._log = EventLog(capacity)
         self._where: dict[str, tuple[int, str]] = {}  # uuid -> (id, name)
         self._by_id: dict[int, str] = {}
+        # id -> the UUID last observed there, live or not: the last ``capacity`` IDs.
+        self._last_at: OrderedDict[int, str] = OrderedDict()
+        self._capacity = capacity
 
     @property
     def generation(self) -> int:
@@ -54,6 +58,20 @@ class Mirror:
     def holder(self, domid: int) -> str | None:
         return self._by_id.get(domid)
 
+    def departed(self, domid: int) -> str | None:
+        """The UUID last observed at ``domid`` if the mirror holds it departed.
+
+        Its departure is an observation like any other, true when it was made:
+        perhaps before the call now under way began (the worker observes on
+        libvirt's events), and the domain back since under another ID, with no
+        event about it delivered yet. A cache still placing it at ``domid`` learns
+        of that departure only now, from this call's generation, and would take it
+        for current; so a call that finds ``domid`` contradicting that cache
+        (nobody there, or another UUID) observes this one again before answering.
+        """
+        uuid = self._last_at.get(domid)
+        return uuid if uuid is not None and uuid not in self._where else None
+
     def since(self, after: int) -> tuple[tuple[HostEvent, ...], bool]:
         return self._log.since(after)
 
@@ -63,15 +81,23 @@ class Mirror:
             arrival: EventKind = EventKind.CREATED) -> str | None:
         """``uuid`` was live at ``domid`` named ``name``.
 
-        Returns the UUID the mirror believed at ``domid`` before, if another:
-        where that one is now is unknown, and the caller must observe it by UUID
-        before answering anyone.
+        Returns the UUID the mirror believed at ``domid`` before, if another
+        (or, believing nobody there, the one it last saw there and holds
+        departed, see :meth:`departed`): where that one is now is unknown, and
+        the caller must observe it by UUID before answering anyone.
         """
         displaced = self._by_id.get(domid)
         if displaced == uuid:
             displaced = None
         if displaced is not None:
             del self._by_id[domid]  # its location is unknown until observed again
+        else:
+            gone = self.departed(domid)  # (IDs come back after a libvirtd restart)
+            displaced = gone if gone != uuid else None
+        self._last_at[domid] = uuid
+        self._last_at.move_to_end(domid)
+        if len(self._last_at) > self._capacity:
+            self._last_at.popitem(last=False)
         seen = self._where.get(uuid)
         if seen is None:
             self._where[uuid] = (domid, name)

@@ -124,6 +124,7 @@ class LibvirtHost:
         return self._highest + 2
 
     def domains(self) -> list[DomainRecord]:
+        self._tidy()
         records = []
         for dom in self._conn.listAllDomains(1):
             state, max_kib, kib, vcpus, cpu = dom.info()
@@ -134,6 +135,16 @@ class LibvirtHost:
             records.append(DomainRecord(dom.ID(), dom.UUIDString(), dom.name(), live, kib,
                                         max_kib, vcpus, cpu))
         return sorted(records, key=lambda r: r.id)
+
+    def _tidy(self) -> None:
+        """Drop the definitions guests stopped by the client left (destroy, shutdown
+        or save of a persistent guest): on a Xen host a name is held only while its
+        domain lives, and the kit restores images under names such a definition
+        would hold. Run with every look at the truth, so after every step."""
+        for dom in self._conn.listAllDomains(2):  # VIR_CONNECT_LIST_DOMAINS_INACTIVE
+            with contextlib.suppress(self._lv.libvirtError):
+                if dom.name() != _DEFAULT and dom.isPersistent() and not dom.isActive():
+                    dom.undefine()
 
     def journal(self) -> list[JournalEntry]:
         return []  # libvirt keeps none; the kit compares the other domains instead
