@@ -530,3 +530,22 @@ def test_a_newcomer_gone_before_it_could_be_named_is_left_out_not_retried(
         "Domain-0": xvirt.sim.DOM0_UUID, "a": a.uuid}
     assert found.failures == []
     assert driver.snapshots - before == 1  # answered from the first snapshot: no retry
+
+
+def test_a_row_never_pairs_a_name_with_a_state_it_did_not_have_with_it(
+        host: xvirt.sim.Host) -> None:
+    """Found by the concurrent conformance kit: paused and renamed after the
+    snapshot, a domain was sampled with its new name and its old state."""
+    a = host.create("a")
+    driver = _OnceAfterSnapshot(host, uri=host.uri)
+    conn = xvirt.Connection(driver)
+    conn.sample()
+    host.create("c")  # a newcomer: naming it brings the cache past the snapshot
+
+    def pause_and_rename() -> None:
+        host.pause(a.id)
+        host.rename(a.id, "a2")
+
+    driver.then = pause_and_rename
+    found = {s.identity.uuid: (s.identity.name, s.info.state) for s in conn.survey().samples}
+    assert found[a.uuid] == ("a2", xvirt.DomainState.PAUSED)  # never ("a2", RUNNING)

@@ -133,8 +133,9 @@ class IdentityCache:
                 if self._boot != snap.boot_id:
                     continue
                 samples, failures = [], []
+                renamed = self._renamed_since(snap.generation)
                 for row in snap.rows:
-                    ident = self._named(row.id, row.uuid, snap.generation)
+                    ident = self._named(row.id, row.uuid, renamed)
                     if ident is None:
                         if self._departed(row.uuid, snap.generation):
                             continue
@@ -142,7 +143,7 @@ class IdentityCache:
                     samples.append(DomainSample(ident, row.info()))
                 else:
                     for miss in snap.unanswered:
-                        ident = self._named(miss.id, miss.uuid, snap.generation)
+                        ident = self._named(miss.id, miss.uuid, renamed)
                         if ident is None:
                             if self._departed(miss.uuid, snap.generation):
                                 continue
@@ -157,18 +158,21 @@ class IdentityCache:
             f"the host kept changing during each of {RETRIES} tries; try again",
             uri=self._uri, op="survey")
 
-    def _named(self, domid: int, uuid: str, gen: int) -> Identity | None:
-        """The identity of a member of a snapshot taken at generation ``gen``; the
-        cache, synced since, is at ``self._gen >= gen``. None when it cannot say."""
+    def _named(self, domid: int, uuid: str, renamed: frozenset[str] | None) -> Identity | None:
+        """The identity of a snapshot's member at ``domid``, given the domains renamed
+        since the snapshot (None: unknown). None when it cannot say.
+
+        The identity is the one held at the snapshot, the instant of the member's
+        figures and state, so a row never pairs a name with a state it never had with
+        it: where the domain is now does not matter (it may have moved or gone since);
+        its name then is the one it has now (or had when it went) unless it was
+        renamed since.
+        """
         entry = self._entries.get(uuid)
-        if entry is not None and entry.domid == domid and entry.name is not None:
-            return Identity(uuid, entry.name, domid)  # held at self._gen: an instant (C1)
-        # It moved or went after the snapshot, where it held ``domid``: under the name
-        # it has had since, unless the events after ``gen`` renamed it (or are unknown).
         name = entry.name if entry is not None else self._tombs.get(uuid)
-        if name is None or not self._unrenamed_since(uuid, gen):
+        if name is None or renamed is None or uuid in renamed:
             return None
-        return Identity(uuid, name, domid)  # held at ``gen``: an instant of the call (C1)
+        return Identity(uuid, name, domid)  # held at the snapshot: an instant (C1)
 
     def _departed(self, uuid: str, gen: int) -> bool:
         """Whether a member of the snapshot at ``gen`` whose name nobody can tell any
@@ -178,14 +182,15 @@ class IdentityCache:
         a new snapshot would only meet the next short-lived newcomer."""
         return self._full and self._gen > gen and uuid not in self._entries
 
-    def _unrenamed_since(self, uuid: str, gen: int) -> bool:
-        """Whether every event applied after ``gen`` is in the ring and none renamed ``uuid``."""
+    def _renamed_since(self, gen: int) -> frozenset[str] | None:
+        """The domains renamed by the events applied after ``gen`` (computed once per
+        survey, not per member); None when some of those events have left the ring."""
         if self._gen == gen:
-            return True
+            return frozenset()
         if not self._recent or self._recent[0].seq > gen + 1:
-            return False
-        return not any(e.seq > gen and e.uuid == uuid and e.kind is EventKind.RENAMED
-                       for e in self._recent)
+            return None
+        return frozenset(e.uuid for e in self._recent
+                         if e.seq > gen and e.kind is EventKind.RENAMED)
 
     def lookup_by_id(self, domid: int) -> Identity:
         ident = self._check(domid, None)  # the loop below only when the domain moved
