@@ -1013,3 +1013,15 @@ def test_stall_and_unstall_reach_observers_as_changes_to_the_domain(host: HostMo
     assert seen[-1].stalled == frozenset()
     with pytest.raises(NoDomainError):
         host.stall(49)
+
+
+def test_a_wedge_ends_with_the_domain_and_a_restore_starts_unwedged(tmp_path: Path) -> None:
+    """Found by the exporter's random histories: create, stall, save, restore left the
+    restored domain wedged."""
+    host = HostModel("wedge", clock=ManualClock(), image_dir=tmp_path)
+    dom = host.create("a")
+    host.stall(dom.id)
+    host.save(dom.id, "a.img")
+    back = host.restore("a.img")
+    snap = host.data_snapshot()
+    assert [r.uuid for r in snap.rows if r.id != 0] == [back.uuid] and not snap.unanswered

@@ -875,6 +875,7 @@ class HostModel:
         del self._by_id[dom.id]
         del self._by_uuid[dom.uuid]
         del self._by_name[dom.name]
+        self._stalled.discard(dom.uuid)  # the wedge goes with it: a restore is a new start
         self._touch(dom)
         self._vacated.add(dom.id)
         self._events.append(kind, dom.id, dom.uuid)
