@@ -6,6 +6,10 @@ import errno
 import itertools
 import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -159,7 +163,9 @@ def test_save_under_a_good_name_writes_exactly_that_file(host: HostModel, name: 
 @given(name=st.text(max_size=40) | st.sampled_from(BAD_NAMES))
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_save_property_nothing_escapes(name: str) -> None:
-    h = _host()
+    # A private parent: the system's temporary directory is shared with other processes.
+    base = Path(tempfile.mkdtemp(prefix="xvirt-escape-"))
+    h = _host(image_dir=base / "images")
     try:
         a = h.create("a")
         parent = sorted(os.listdir(Path(h.image_dir).parent))
@@ -177,6 +183,7 @@ def test_save_property_nothing_escapes(name: str) -> None:
         assert sorted(os.listdir(Path(h.image_dir).parent)) == parent
     finally:
         h.close()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_a_planted_symlink_is_refused(host: HostModel, tmp_path: Path) -> None:
@@ -551,3 +558,14 @@ def test_a_symlink_swapped_in_after_the_check_is_not_followed(
     monkeypatch.setattr(store, "_path_of", lambda name: store.path / name)
     with pytest.raises(OperationFailedError, match="became a symbolic link"):
         store.read("img")
+
+
+def test_a_process_that_never_closes_its_host_leaves_no_image_directory() -> None:
+    """Every `xvirt list` on sim:///default left an empty directory in /tmp."""
+    script = ("import xvirt; h = xvirt.sim.Host('exit-test'); "
+              "print(h.image_dir, flush=True); h.create('a')")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, timeout=60)
+    path = Path(out.stdout.strip())
+    assert path.name.startswith("xvirt-exit-test-images-")
+    assert not path.exists()

@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import tempfile
+import weakref
 from collections.abc import Container
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -126,9 +127,12 @@ class ImageStore:
     """One directory of images; created (and removed on close) when none is given."""
 
     def __init__(self, directory: str | os.PathLike[str] | None, *, label: str = "host") -> None:
+        self._cleanup: weakref.finalize[Any, Any] | None = None
         if directory is None:
             self.path = Path(tempfile.mkdtemp(prefix=f"xvirt-{label}-images-"))
-            self._owned = True
+            # Also at interpreter exit: a process that never closes its embedded host
+            # (every `xvirt list` on sim:///default) must not leave a directory behind.
+            self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.path), True)
         else:
             self.path = Path(directory)
             try:
@@ -137,7 +141,6 @@ class ImageStore:
                 raise InvalidArgumentError(
                     f"cannot use image directory {str(self.path)!r}: {exc.strerror}"
                 ) from None
-            self._owned = False
         self._staged: list[tuple[Path, Path | None]] = []  # (staged file, final name or None)
 
     def _path_of(self, name: str) -> Path:
@@ -291,8 +294,8 @@ class ImageStore:
         return done
 
     def close(self) -> None:
-        if self._owned:
-            shutil.rmtree(self.path, ignore_errors=True)
+        if self._cleanup is not None:
+            self._cleanup()
 
 
 def _finish(staged: Path, final: Path | None) -> None:
