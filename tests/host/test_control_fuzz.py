@@ -133,9 +133,9 @@ _KEYS = ["op", "detail", "state", "after", "timeout", "uuid", "id", "name", "all
 _CONFIG = sxp.dumps(records.vm_config("new", 256 * 1024, 512 * 1024, 2))
 _VALUES = ["", "0", "1", "2", "3", "-1", "web", "db", "new", "x", "pause", "unpause", "destroy",
            "save", "rename", "migrate", "shutdown", "create", "restore", "reboot", "poweroff",
-           "halt", "vcpuinfo", "wait_for_devices", "crash", "resume", "set_blocked",
-           "reboot_host", "paused", "running", "halted", "blocked", "crashed", "all", "nan",
-           "inf", "1e3", "0.5", "\u00b2", "\u0663", "\x00", "99999999999999999999", "32751",
+           "halt", "vcpuinfo", "wait_for_devices", "crash", "resume", "set_blocked", "stall",
+           "unstall", "reboot_host", "paused", "running", "halted", "blocked", "crashed", "all",
+           "nan", "inf", "1e3", "0.5", "\u00b2", "\u0663", "\x00", "99999999999999999999", "32751",
            "32752", "65535", WEB_UUID, WEB_UUID.upper(), "snap.img", "../etc/passwd",
            "/var/lib/xvirt/x.img", _CONFIG, _CONFIG[:-1], _CONFIG.replace("256", "-5"),
            "(vm (name a) (memory 1))"]
