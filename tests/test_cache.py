@@ -549,3 +549,20 @@ def test_a_row_never_pairs_a_name_with_a_state_it_did_not_have_with_it(
     driver.then = pause_and_rename
     found = {s.identity.uuid: (s.identity.name, s.info.state) for s in conn.survey().samples}
     assert found[a.uuid] == ("a2", xvirt.DomainState.PAUSED)  # never ("a2", RUNNING)
+
+
+def test_a_restored_domain_is_named_with_the_name_it_was_saved_with(
+        host: xvirt.sim.Host) -> None:
+    """Xen's events carry no names; an image brings back the name it was saved with,
+    so a save and a restore cost no control-plane request (under churn, every such
+    request was one more chance for the survey to meet a domain it could not name)."""
+    a = host.create("a")
+    conn = xvirt.open(host.uri)
+    conn.sample()
+    before = conn.stats().control_requests
+    host.save(a.id, "a.img")
+    back = host.restore("a.img")
+    found = {s.identity.uuid: (s.identity.id, s.identity.name) for s in conn.sample()}
+    assert found[a.uuid] == (back.id, "a")
+    assert conn.lookup_by_name("a").uuid == a.uuid
+    assert conn.stats().control_requests == before

@@ -126,11 +126,13 @@ class IdentityCache:
     def survey(self) -> Survey:
         """Every live domain with identity and info (or why its info is missing):
         one snapshot, at most one control-plane request (for all newcomers at once)."""
+        why = ""
         for _ in range(RETRIES):
             snap = self.snapshot()
             self._resolve(None)
             with self._lock:
                 if self._boot != snap.boot_id:
+                    why = "the host rebooted"
                     continue
                 samples, failures = [], []
                 renamed = self._renamed_since(snap.generation)
@@ -139,6 +141,7 @@ class IdentityCache:
                     if ident is None:
                         if self._departed(row.uuid, snap.generation):
                             continue
+                        why = self._unnameable(row.id, row.uuid, snap.generation, renamed)
                         break  # changed since the snapshot: take a new one
                     samples.append(DomainSample(ident, row.info()))
                 else:
@@ -147,6 +150,7 @@ class IdentityCache:
                         if ident is None:
                             if self._departed(miss.uuid, snap.generation):
                                 continue
+                            why = self._unnameable(miss.id, miss.uuid, snap.generation, renamed)
                             break
                         failures.append(DomainFailure(ident, miss.error))
                     else:
@@ -155,8 +159,24 @@ class IdentityCache:
                                       sorted(failures, key=lambda f: f.identity.id))
         # Never a partial answer: a domain left out would read as a domain gone.
         raise OperationFailedError(
-            f"the host kept changing during each of {RETRIES} tries; try again",
-            uri=self._uri, op="survey")
+            f"the host kept changing during each of {RETRIES} tries (the last: {why}); "
+            "try again", uri=self._uri, op="survey")
+
+    def _unnameable(self, domid: int, uuid: str, gen: int,
+                    renamed: frozenset[str] | None) -> str:
+        """Why a snapshot's member could not be named: for the error a survey that
+        gives up raises."""
+        entry = self._entries.get(uuid)
+        if renamed is None:
+            cause = "the events since are no longer all known"
+        elif uuid in renamed:
+            cause = "it was renamed since"
+        elif entry is None:
+            cause = "it is gone and its name was never learnt"
+        else:
+            cause = "its name is not known yet"
+        return (f"domain {domid} ({uuid}) at generation {gen} could not be named at "
+                f"{self._gen}: {cause}")
 
     def _named(self, domid: int, uuid: str, renamed: frozenset[str] | None) -> Identity | None:
         """The identity of a snapshot's member at ``domid``, given the domains renamed
@@ -421,12 +441,20 @@ class IdentityCache:
             # Bring the answer forward through the events applied since it was taken.
             if not self._recent or self._recent[0].seq > answer.generation + 1:
                 return  # cannot: drop it; whoever needs a name asks again
+            saved: dict[str, str] = {}  # left since the answer, with the name it had
             for e in self._recent:
-                if e.seq <= answer.generation or e.uuid not in found:
+                if e.seq <= answer.generation:
+                    continue
+                if e.kind is EventKind.RESTORED and e.uuid in saved:
+                    found[e.uuid] = (e.id, saved.pop(e.uuid))  # the name it was saved with
+                    continue
+                if e.uuid not in found:
                     continue
                 domid, name = found[e.uuid]
                 if e.kind.removes:
                     del found[e.uuid]
+                    if e.kind is EventKind.SAVED:
+                        saved[e.uuid] = name
                 elif e.kind is EventKind.RENAMED and e.name is not None:
                     found[e.uuid] = (domid, e.name)
                 elif e.kind.moves:
@@ -476,7 +504,12 @@ class IdentityCache:
             return
         entry = self._entries.get(event.uuid)
         if entry is None:
-            self._add(event.uuid, event.id, event.name)
+            name = event.name
+            if name is None and kind is EventKind.RESTORED:
+                # An image brings back the name it was saved with (a saved domain
+                # cannot be renamed): the one it had when it left, if known.
+                name = self._tombs.get(event.uuid)
+            self._add(event.uuid, event.id, name)
             return
         if entry.domid != event.id:
             self._move(event.uuid, entry, event.id)
