@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-import load  # noqa: E402  (benchmarks/ is not a package)
+import load  # benchmarks/ is not a package: its path is added above
 
 
 def test_64_clients_and_a_writer_get_no_error_and_no_wrong_answer() -> None:
