@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import secrets
 import stat
@@ -30,13 +29,12 @@ import httpx
 import pytest
 
 import xvirt
+from tests.compat.helpers import libvirt_admin as admin_connection
 from xvirt.clock import ManualClock
-from xvirt.compat.binding import real_libvirt
 from xvirt.host import records, sxp
 from xvirt.host.control import _DOMAIN_OPS
 from xvirt.planes import Op
 from xvirt.testing.daemon import DaemonProcess
-from xvirt.testing.libvirt_target import guest_xml
 
 # -- the public API's calls, classified -----------------------------------------------------
 
@@ -177,20 +175,9 @@ def sim_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[xvirt.sim.Hos
 
 @pytest.fixture(scope="module")
 def libvirt_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The outside world's connection to libvirt's test driver (it also keeps the
-    driver's state alive); a transient guest g0 besides the default 'test'."""
-    images = tmp_path_factory.mktemp("libvirt-images")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XVIRT_LIBVIRT_IMAGE_DIR", str(images))
-        lv = real_libvirt()
-        conn = lv.open("test:///default")
-        guest = conn.createXML(guest_xml("g0", "00000000-0000-4000-8000-00000000ac01",
-                                         memory_kib=65536, vcpus=1), 0)
-        conn.images = images
+    with admin_connection(tmp_path_factory.mktemp("libvirt-images"),
+                       "00000000-0000-4000-8000-00000000ac01") as conn:
         yield conn
-        with contextlib.suppress(lv.libvirtError):
-            guest.destroy()
-        conn.close()
 
 
 def _libvirt_truth(conn: Any) -> object:

@@ -5,7 +5,6 @@ restore(path) outside the image directory write nothing, and no token leaks."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import secrets
@@ -21,8 +20,8 @@ import xvirt
 import xvirt.compat.libvirt as face
 from xvirt.compat.binding import real_libvirt
 from xvirt.testing.daemon import DaemonProcess
-from xvirt.testing.libvirt_target import guest_xml
 
+from .helpers import libvirt_admin as admin_connection
 from .helpers import raised
 
 DOMAIN_READS = {"ID", "OSType", "UUID", "UUIDString", "XMLDesc", "autostart", "connect",
@@ -88,18 +87,9 @@ def daemon() -> Iterator[DaemonProcess]:
 
 @pytest.fixture(scope="module")
 def lv_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    images = tmp_path_factory.mktemp("lv-images")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XVIRT_LIBVIRT_IMAGE_DIR", str(images))
-        lv = real_libvirt()
-        conn = lv.open("test:///default")
-        guest = conn.createXML(guest_xml("g0", "00000000-0000-4000-8000-00000000ac02",
-                                         memory_kib=65536, vcpus=1), 0)
-        conn.images = images
+    with admin_connection(tmp_path_factory.mktemp("lv-images"),
+                       "00000000-0000-4000-8000-00000000ac02") as conn:
         yield conn
-        with contextlib.suppress(lv.libvirtError):
-            guest.destroy()
-        conn.close()
 
 
 def _xvirt_truth(uri: str) -> Callable[[], object]:

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -240,14 +241,16 @@ def test_a_wedged_domain_travels_as_no_answer_and_the_connection_stays(
     assert client.snapshot().unanswered == ()
 
 
-def test_the_socket_and_the_table_agree_on_a_wedged_domain(
-    tmp_path: Path, sock_path: str
-) -> None:
+@contextmanager
+def _table_backed(tmp_path: Path, sock_path: str, wedged: int | None = None
+                  ) -> Iterator[tuple[TableReader, FastChannelClient, str]]:
+    """A server whose source is a table holding domains 0, 3 and 11 (``wedged``
+    flagged as not answering), a reader of that table, and a client of the server."""
     clock = ManualClock(500.0)
     with TableWriter(str(tmp_path / "t")) as writer, \
             TableReader(writer.path, wall=clock.now) as reader:
         writer.publish(BOOT, 9, [
-            LiveRow(d, _uuid(d), DomainState.RUNNING, 64, 128, 2, 5, 400.0, 0.5, d == 3)
+            LiveRow(d, _uuid(d), DomainState.RUNNING, 64, 128, 2, 5, 400.0, 0.5, d == wedged)
             for d in (0, 3, 11)
         ])
 
@@ -259,14 +262,21 @@ def test_the_socket_and_the_table_agree_on_a_wedged_domain(
 
         with FastChannelServer(sock_path, TableBacked()), \
                 FastChannelClient(sock_path, uri=URI) as c:
-            mine, theirs = c.snapshot(), reader.snapshot()
-            assert mine.rows == theirs.rows
-            assert [(u.id, u.uuid) for u in mine.unanswered] == [(3, _uuid(3))]
-            assert [(u.id, u.uuid) for u in theirs.unanswered] == [(3, _uuid(3))]
-            with pytest.raises(OperationFailedError, match="domain 3 did not answer") as info:
-                c.info(3)
-            assert (info.value.domid, info.value.uuid) == (3, _uuid(3))
-            assert c.info(11) == reader.info(11)
+            yield reader, c, writer.path
+
+
+def test_the_socket_and_the_table_agree_on_a_wedged_domain(
+    tmp_path: Path, sock_path: str
+) -> None:
+    with _table_backed(tmp_path, sock_path, wedged=3) as (reader, c, _):
+        mine, theirs = c.snapshot(), reader.snapshot()
+        assert mine.rows == theirs.rows
+        assert [(u.id, u.uuid) for u in mine.unanswered] == [(3, _uuid(3))]
+        assert [(u.id, u.uuid) for u in theirs.unanswered] == [(3, _uuid(3))]
+        with pytest.raises(OperationFailedError, match="domain 3 did not answer") as info:
+            c.info(3)
+        assert (info.value.domid, info.value.uuid) == (3, _uuid(3))
+        assert c.info(11) == reader.info(11)
 
 
 def _one_answer_daemon(path: str, reply: bytes) -> threading.Thread:
@@ -322,27 +332,12 @@ def test_a_malformed_no_answer_is_a_protocol_error(
 
 def test_the_socket_and_the_table_agree(tmp_path: Path, sock_path: str) -> None:
     """A server whose source is the table answers what the table answers."""
-    clock = ManualClock(500.0)
-    with TableWriter(str(tmp_path / "t")) as writer, \
-            TableReader(writer.path, wall=clock.now) as reader:
-        writer.publish(BOOT, 9, [
-            LiveRow(d, _uuid(d), DomainState.RUNNING, 64, 128, 2, 5, 400.0, 0.5)
-            for d in (0, 3, 11)
-        ])
-
-        class TableBacked:
-            table_path = writer.path
-            instance = "i"
-            data_snapshot = reader.snapshot
-            data_info = reader.info
-
-        with FastChannelServer(sock_path, TableBacked()), \
-                FastChannelClient(sock_path, uri=URI) as c:
-            assert c.hello.table_path == writer.path
-            assert c.snapshot() == reader.snapshot()
-            assert c.info(3) == reader.info(3)
-            assert c.info(4) == reader.info(4)
-            assert c.info(3).row.cpu_time_ns == 5 + 50 * 10**9  # type: ignore[union-attr]
+    with _table_backed(tmp_path, sock_path) as (reader, c, table_path):
+        assert c.hello.table_path == table_path
+        assert c.snapshot() == reader.snapshot()
+        assert c.info(3) == reader.info(3)
+        assert c.info(4) == reader.info(4)
+        assert c.info(3).row.cpu_time_ns == 5 + 50 * 10**9  # type: ignore[union-attr]
 
 
 # -- strictness -----------------------------------------------------------------------------------
