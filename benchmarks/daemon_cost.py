@@ -34,10 +34,10 @@ import httpx
 
 import xvirt
 from xvirt.drivers.base import Driver
-from xvirt.host.fastchannel import FastChannelClient
-from xvirt.host.table import TableReader
 from xvirt.testing.daemon import DaemonProcess
 from xvirt.uri import open_driver
+from xvirt.wire.fastchannel import FastChannelClient
+from xvirt.wire.table import TableReader
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 from report import PLOTS, REPO, REPORT, command_line, machine_lines, write_section

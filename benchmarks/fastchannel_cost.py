@@ -35,10 +35,10 @@ import time
 import uuid as uuidlib
 from collections.abc import Callable, Sequence
 
-from xvirt.host.fastchannel import FastChannelClient, FastChannelServer
-from xvirt.host.table import LiveRow, TableReader, TableWriter
 from xvirt.model import DomainState
 from xvirt.planes import DataRow, IdAnswer, TableSnapshot
+from xvirt.wire.fastchannel import FastChannelClient, FastChannelServer
+from xvirt.wire.table import LiveRow, TableReader, TableWriter
 
 SIZES: tuple[int, ...] = (20, 1000, 5000)
 BOOT = str(uuidlib.UUID(int=0xB007, version=4))

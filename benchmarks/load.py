@@ -60,9 +60,9 @@ from typing import Any
 import httpx
 
 import xvirt
-from xvirt.host import records, sxp
-from xvirt.host.table import TableReader
 from xvirt.testing.daemon import DaemonProcess, _AdminHost
+from xvirt.wire import records, sxp
+from xvirt.wire.table import TableReader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import REPO, REPORT, command_line, machine_lines, write_section

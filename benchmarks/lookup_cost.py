@@ -15,7 +15,7 @@ Two questions, both answered in one run so the numbers sit side by side:
 
 Only the public API (``xvirt.open`` and what it returns) is timed for xvirt;
 ``xvirt.sim.Host`` builds the hosts. The 2006 client talks to a bare
-``SimDriver`` (no cache) because that is exactly "a client without xvirt's
+``EmbeddedDriver`` (no cache) because that is exactly "a client without xvirt's
 cache"; it is not a public surface and is used only as the baseline.
 
 Run from the repository root::
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import xvirt
-from xvirt.drivers.sim import SimDriver
+from xvirt.drivers.embedded import EmbeddedDriver
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import write_section
@@ -231,7 +231,7 @@ class Client2006:
     ``virDomainLookupByID`` in 2006. Talks to a driver directly because a
     Connection would put xvirt's cache in the way."""
 
-    def __init__(self, driver: SimDriver) -> None:
+    def __init__(self, driver: EmbeddedDriver) -> None:
         self.driver = driver
 
     def sample(self) -> int:
@@ -268,7 +268,7 @@ def compare_2006(guests: int, samples: int, latency_ms: float) -> LegacyComparis
             domains_seen=seen,
         )
 
-        driver = SimDriver(host, uri=host.uri, control_latency_ms=latency_ms)
+        driver = EmbeddedDriver(host, uri=host.uri, control_latency_ms=latency_ms)
         client = Client2006(driver)
         t0 = time.perf_counter()
         seen = 0

@@ -31,7 +31,7 @@ import _harness
 import atheris
 
 with _harness.instrumented():
-    from tests.host.test_control_fuzz import (
+    from tests.daemon.test_control_fuzz import (
         _KEYS,
         _LENGTHS,
         _ROUTES,
@@ -41,8 +41,8 @@ with _harness.instrumented():
         call,
         environ_of,
     )
-    from xvirt.host import control
-    from xvirt.host.control import ControlApp, ControlSettings
+    from xvirt.daemon import control
+    from xvirt.daemon.control import ControlApp, ControlSettings
 
 HOST_INPUTS = 64
 MAX_DOMAINS = 64

@@ -26,7 +26,7 @@ import _harness
 import atheris
 
 with _harness.instrumented():
-    from tests.host.test_fastchannel_fuzz import (
+    from tests.wire.test_fastchannel_fuzz import (
         BAD_FRAMES,
         GOOD_FRAMES,
         STALL,
@@ -40,9 +40,9 @@ with _harness.instrumented():
         real_replies,
         run_client,
     )
-    from xvirt.host.fastchannel import Opcode
-    from xvirt.host.table import SLOT_COUNT
     from xvirt.model import DomainState
+    from xvirt.wire.fastchannel import Opcode
+    from xvirt.wire.table import SLOT_COUNT
 
 WORK = _harness.scratch("fast")
 SERVER, SOURCE = fuzz_server(str(WORK / "fast.sock"))

@@ -21,8 +21,8 @@ import _harness
 import atheris
 
 with _harness.instrumented():
-    from tests.host.test_sxp_fuzz import CORPUS, check, check_round_trip
-    from xvirt.host.sxp import MAX_DEPTH, Sx
+    from tests.wire.test_sxp_fuzz import CORPUS, check, check_round_trip
+    from xvirt.wire.sxp import MAX_DEPTH, Sx
 
 _ATOMS = ["", "a", "'", '"', "\\", "(", ")", " ", "\x00", "\ud800", "\u00e9", "\\x41", "a b",
           "\\u00e9", "\\U0001F600", "\n"]

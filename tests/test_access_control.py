@@ -31,10 +31,10 @@ import pytest
 import xvirt
 from tests.compat.helpers import libvirt_admin as admin_connection
 from xvirt.clock import ManualClock
-from xvirt.host import records, sxp
-from xvirt.host.control import _DOMAIN_OPS
+from xvirt.daemon.control import _DOMAIN_OPS
 from xvirt.planes import Op
 from xvirt.testing.daemon import DaemonProcess
+from xvirt.wire import records, sxp
 
 # -- the public API's calls, classified -----------------------------------------------------
 

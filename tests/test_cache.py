@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xvirt
-import xvirt.drivers.sim
+import xvirt.drivers.embedded
 from xvirt.clock import ManualClock
 from xvirt.errors import NoDomainError, OperationFailedError
 from xvirt.planes import Resolution, TableSnapshot
@@ -389,7 +389,7 @@ def _reused_ids(host: xvirt.sim.Host) -> int:
 # -- a control-plane answer older than the cache is brought forward -------------------------------
 
 
-class _LateAnswerDriver(xvirt.drivers.sim.SimDriver):
+class _LateAnswerDriver(xvirt.drivers.embedded.EmbeddedDriver):
     """Runs ``meanwhile`` after the host answered a resolve and before the cache
     merges it, as when the answer is slow to come back."""
 
@@ -426,7 +426,7 @@ def test_an_answer_older_than_the_cache_is_brought_forward(host: xvirt.sim.Host)
     assert conn.stats().control_requests == 1  # the forwarded answer was used, not re-asked
 
 
-class _RebootingDriver(xvirt.drivers.sim.SimDriver):
+class _RebootingDriver(xvirt.drivers.embedded.EmbeddedDriver):
     """The host reboots (and starts a new guest) right after every snapshot, so
     no snapshot's guest can ever be named."""
 
@@ -445,7 +445,7 @@ def test_a_survey_never_answers_empty_when_the_host_keeps_rebooting(
         conn.survey()  # leaving "a" out would read as "a is gone"
 
 
-class _OnceAfterSnapshot(xvirt.drivers.sim.SimDriver):
+class _OnceAfterSnapshot(xvirt.drivers.embedded.EmbeddedDriver):
     """Runs ``then`` once, right after the next snapshot is taken: that snapshot is
     stale by the time the cache checks it."""
 
@@ -499,7 +499,7 @@ def test_a_rename_after_the_snapshot_is_not_guessed_across(host: xvirt.sim.Host)
     assert got[a.uuid] == (moved[0], "a2")
 
 
-class _ShortLivedNewcomers(xvirt.drivers.sim.SimDriver):
+class _ShortLivedNewcomers(xvirt.drivers.embedded.EmbeddedDriver):
     """After every snapshot, the newcomer it holds goes before it can be named and
     another arrives: what a host churning guests faster than its monitor looks like."""
 

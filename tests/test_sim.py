@@ -12,7 +12,7 @@ import xvirt
 from xvirt import sim
 from xvirt.clock import ManualClock
 from xvirt.errors import HostUnreachableError, InvalidArgumentError
-from xvirt.host.model import HostModel
+from xvirt.host.hypervisor import HostModel
 
 _serial = itertools.count()
 

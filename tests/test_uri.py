@@ -9,7 +9,7 @@ import pytest
 
 from xvirt import sim
 from xvirt.clock import ManualClock
-from xvirt.drivers.sim import SimDriver
+from xvirt.drivers.embedded import EmbeddedDriver
 from xvirt.errors import HostUnreachableError, InvalidArgumentError
 from xvirt.uri import DEFAULT_URI, default_uri, open_driver, split_cache_option
 
@@ -25,7 +25,7 @@ def host() -> Iterator[sim.Host]:
 
 def test_sim_uri_reaches_the_registered_host(host: sim.Host) -> None:
     driver = open_driver(f"sim:///{host.name}")
-    assert isinstance(driver, SimDriver)
+    assert isinstance(driver, EmbeddedDriver)
     assert driver.host is host
     assert driver.uri == f"sim:///{host.name}"
     assert driver.readonly is False
@@ -39,7 +39,7 @@ def test_readonly_is_passed_on(host: sim.Host) -> None:
 
 def test_latency_parameter_is_accepted(host: sim.Host) -> None:
     driver = open_driver(f"{host.uri}?control_latency_ms=12.5")
-    assert isinstance(driver, SimDriver)
+    assert isinstance(driver, EmbeddedDriver)
     assert driver.host is host
 
 
@@ -47,7 +47,7 @@ def test_default_is_created_on_demand_with_demo_content(monkeypatch: pytest.Monk
     monkeypatch.setattr(sim, "_registry", {})  # a fresh registry: no default yet
     driver = open_driver("sim:///default")
     try:
-        assert isinstance(driver, SimDriver)
+        assert isinstance(driver, EmbeddedDriver)
         assert sim.names() == ["default"]
         assert sim.get("default") is driver.host
         names = [d.name for d in driver.list_all().domains]

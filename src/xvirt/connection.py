@@ -22,7 +22,6 @@ from xvirt.errors import (
     OperationFailedError,
     ReadOnlyError,
 )
-from xvirt.host.images import check_image_name
 from xvirt.model import (
     ConnStats,
     DomainEvent,
@@ -33,6 +32,7 @@ from xvirt.model import (
     Identity,
     Survey,
     check_domid,
+    check_image_name,
     check_name,
     parse_uuid,
 )

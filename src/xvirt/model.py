@@ -7,6 +7,8 @@ freely between threads. Field names carry their units (``_kib``, ``_ns``).
 from __future__ import annotations
 
 import enum
+import os
+import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -25,7 +27,9 @@ __all__ = [
     "Identity",
     "Survey",
     "check_domid",
+    "check_image_name",
     "check_name",
+    "parse_mac",
     "parse_uuid",
 ]
 
@@ -251,3 +255,42 @@ def check_name(value: object) -> str:
             "a domain name must not contain '/' or control characters", name=value
         )
     return value
+
+
+# -- names the host and its clients both check ---------------------------------------------
+
+_MAX_IMAGE_NAME = 255
+_MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
+
+def check_image_name(name: object) -> str:
+    """The name as given, if it can only ever mean a file inside the image directory."""
+    if not isinstance(name, str):
+        raise InvalidArgumentError(f"an image name must be a string, not {type(name).__name__}")
+    if not name:
+        raise InvalidArgumentError("an image name must not be empty")
+    if len(name.encode("utf-8", "surrogatepass")) > _MAX_IMAGE_NAME:
+        raise InvalidArgumentError(f"image name longer than {_MAX_IMAGE_NAME} bytes",
+                                   name=name[:64])
+    bad = [c for c in ("/", "\\", "\x00") if c in name]
+    if bad or name in (".", "..") or name.startswith("."):
+        raise InvalidArgumentError(
+            "an image name must be a plain file name (no '/', '\\', NUL, or leading '.')",
+            name=name.replace("\x00", "\\0"),
+        )
+    if any(ord(c) < 32 or c == "\x7f" for c in name):
+        raise InvalidArgumentError("an image name must not contain control characters", name=name)
+    try:
+        os.fsencode(name)
+    except UnicodeError:  # a lone surrogate: no file can have this name
+        raise InvalidArgumentError(
+            "an image name must be encodable as a file name",
+            name=name.encode("utf-8", "backslashreplace").decode(),
+        ) from None
+    return name
+
+def parse_mac(text: object) -> str:
+    """A MAC address as six colon-separated hex octets, in lower case."""
+    if not isinstance(text, str) or not _MAC.fullmatch(text):
+        raise InvalidArgumentError(f"MAC address {text!r} is not six hex octets like "
+                                   "00:16:3e:12:34:56")
+    return text.lower()

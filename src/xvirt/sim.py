@@ -18,7 +18,7 @@ from typing import Any
 from xvirt.clock import Clock
 from xvirt.errors import InvalidArgumentError
 from xvirt.host.demo import populate
-from xvirt.host.model import DOM0_UUID, DomainRecord, HostModel, JournalEntry
+from xvirt.host.hypervisor import DOM0_UUID, DomainRecord, HostModel, JournalEntry
 from xvirt.model import DOMID_FIRST_RESERVED
 from xvirt.planes import DiskConfig, NicConfig
 

@@ -79,7 +79,7 @@ def open_driver(uri: str, *, readonly: bool = False) -> Driver:
 
 def _open_sim(uri: str, netloc: str, path: str, query: str, readonly: bool) -> Driver:
     from xvirt import sim
-    from xvirt.drivers.sim import SimDriver
+    from xvirt.drivers.embedded import EmbeddedDriver
 
     name = path[1:] if path.startswith("/") else path
     if netloc or not name or "/" in name:
@@ -125,7 +125,7 @@ def _open_sim(uri: str, netloc: str, path: str, query: str, readonly: bool) -> D
             f"exists; programs create others with xvirt.sim.Host({name!r}))",
             uri=uri,
         )
-    return SimDriver(host, uri=uri, readonly=readonly, control_latency_ms=latency,
+    return EmbeddedDriver(host, uri=uri, readonly=readonly, control_latency_ms=latency,
                      domain_timeout_ms=domain_timeout)
 
 

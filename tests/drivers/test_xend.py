@@ -14,9 +14,9 @@ import xvirt
 from xvirt.clock import ManualClock
 from xvirt.drivers.xend import LIVENESS_S, XendDriver
 from xvirt.errors import ProtocolError
-from xvirt.host import records, sxp
 from xvirt.planes import DiskConfig, NicConfig
 from xvirt.testing.daemon import DaemonProcess, DaemonTarget
+from xvirt.wire import records, sxp
 
 GUESTS = 20
 SAMPLES = 5

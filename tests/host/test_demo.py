@@ -9,7 +9,7 @@ import pytest
 
 from xvirt.clock import ManualClock
 from xvirt.host.demo import UPTIME_S, BatchChurn, populate
-from xvirt.host.model import HostModel
+from xvirt.host.hypervisor import HostModel
 from xvirt.model import DomainState, EventKind
 from xvirt.planes import DiskConfig
 

@@ -14,8 +14,8 @@ from xvirt.host.devices import (
     check_nics,
     default_disks,
     default_nics,
-    parse_mac,
 )
+from xvirt.model import parse_mac
 from xvirt.planes import DiskConfig, NicConfig
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from xvirt.clock import ManualClock
 from xvirt.host.events import EventLog
-from xvirt.host.model import HostModel
+from xvirt.host.hypervisor import HostModel
 from xvirt.model import EventKind
 from xvirt.planes import HostEvent, Op
 

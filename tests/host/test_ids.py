@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from xvirt.clock import ManualClock
 from xvirt.errors import InvalidArgumentError, NoDomainError, OperationFailedError
+from xvirt.host.hypervisor import DOM0_UUID, HostModel
 from xvirt.host.ids import POLICIES, DomidAllocator
-from xvirt.host.model import DOM0_UUID, HostModel
 from xvirt.model import DOMID_FIRST_RESERVED
 
 DOM0 = (0, DOM0_UUID, "Domain-0")

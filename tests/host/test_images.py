@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from xvirt.clock import ManualClock
 from xvirt.errors import InvalidArgumentError, NoDomainError, OperationFailedError
 from xvirt.host import images as images_mod
-from xvirt.host.images import ImageStore, SavedDomain, check_image_name
-from xvirt.host.model import DomainRecord, HostModel
-from xvirt.model import DomainState
+from xvirt.host.hypervisor import DomainRecord, HostModel
+from xvirt.host.images import ImageStore, SavedDomain
+from xvirt.model import DomainState, check_image_name
 from xvirt.planes import DiskConfig, NicConfig
 
 _serial = itertools.count()

@@ -15,8 +15,8 @@ import pytest
 
 import xvirt
 from xvirt.clock import ManualClock
-from xvirt.host import records, sxp
 from xvirt.testing.daemon import DaemonProcess
+from xvirt.wire import records, sxp
 
 #: Names that must be refused, each for a reason of its own.
 BAD_NAMES = [

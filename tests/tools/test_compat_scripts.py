@@ -20,9 +20,9 @@ import pytest
 
 import xvirt
 from xvirt.compat import libvirt as face
-from xvirt.host import records, sxp
 from xvirt.planes import DomainConfig
 from xvirt.testing.daemon import DaemonProcess
+from xvirt.wire import records, sxp
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "libvirt_scripts"
 GUESTS = 3

@@ -48,9 +48,6 @@ from xvirt.errors import (
     UnsupportedError,
     XvirtError,
 )
-from xvirt.host import records, sxp
-from xvirt.host.fastchannel import FastChannelClient
-from xvirt.host.table import TableReader
 from xvirt.model import EventKind, HostInfo
 from xvirt.planes import (
     Census,
@@ -65,6 +62,9 @@ from xvirt.planes import (
     TableSnapshot,
     Unanswered,
 )
+from xvirt.wire import records, sxp
+from xvirt.wire.fastchannel import FastChannelClient
+from xvirt.wire.table import TableReader
 
 __all__ = ["XendDriver"]
 

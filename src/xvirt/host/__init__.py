@@ -1,1 +1,1 @@
-"""The Xen-semantics host model and what serves it."""
+"""The Xen-semantics host model: domains, IDs, lifecycle, images, devices, events."""

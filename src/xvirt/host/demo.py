@@ -11,7 +11,7 @@ from collections import deque
 
 from xvirt.errors import OperationFailedError
 from xvirt.host.devices import default_disks
-from xvirt.host.model import HostModel
+from xvirt.host.hypervisor import HostModel
 from xvirt.planes import DiskConfig, NicConfig
 
 __all__ = ["BatchChurn", "populate"]

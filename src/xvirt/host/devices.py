@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 
 from xvirt.errors import InvalidArgumentError
+from xvirt.model import parse_mac
 from xvirt.planes import DiskConfig, NicConfig
 
 __all__ = [
@@ -24,13 +25,11 @@ __all__ = [
     "check_nics",
     "default_disks",
     "default_nics",
-    "parse_mac",
 ]
 
 DEFAULT_IMAGE_ROOT = "/var/lib/xen/images"
 DEFAULT_BRIDGE = "xenbr0"
 XEN_OUI = "00:16:3e"  # the prefix xend's randomMAC used
-_MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
 # Xen's virtual block device names: xvd*, and the emulated IDE/SCSI hd*/sd*,
 # optionally with a partition number (PV guests may be given xvda1).
 _TARGET = re.compile(r"(?:xvd|hd|sd)[a-z]{1,3}(?:[1-9][0-9]?)?")
@@ -49,12 +48,6 @@ def default_nics(uuid: str) -> tuple[NicConfig, ...]:
     return (NicConfig(f"{XEN_OUI}:{tail.hex(':')}", DEFAULT_BRIDGE),)
 
 
-def parse_mac(text: object) -> str:
-    """A MAC address as six colon-separated hex octets, in lower case."""
-    if not isinstance(text, str) or not _MAC.fullmatch(text):
-        raise InvalidArgumentError(f"MAC address {text!r} is not six hex octets like "
-                                   "00:16:3e:12:34:56")
-    return text.lower()
 
 
 def _check_text(value: object, what: str) -> str:

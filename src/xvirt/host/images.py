@@ -35,42 +35,17 @@ from typing import Any
 
 from xvirt.errors import InvalidArgumentError, OperationFailedError
 from xvirt.host.devices import check_disks, check_nics, default_disks, default_nics
-from xvirt.model import check_name, parse_uuid
+from xvirt.model import check_image_name, check_name, parse_uuid
 from xvirt.planes import DiskConfig, NicConfig
 
-__all__ = ["ImageStore", "SavedDomain", "check_image_name"]
+__all__ = ["ImageStore", "SavedDomain"]
 
 _FORMAT = "xvirt-image/1"
-_MAX_NAME = 255
 _PENDING = ".pending"  # a save's image until the save is committed
 _CONSUMED = ".consumed"  # a restore's image until the restore is committed
 _SAVING = ".saving-"  # an image being written: never a complete one
 
 
-def check_image_name(name: object) -> str:
-    """The name as given, if it can only ever mean a file inside the image directory."""
-    if not isinstance(name, str):
-        raise InvalidArgumentError(f"an image name must be a string, not {type(name).__name__}")
-    if not name:
-        raise InvalidArgumentError("an image name must not be empty")
-    if len(name.encode("utf-8", "surrogatepass")) > _MAX_NAME:
-        raise InvalidArgumentError(f"image name longer than {_MAX_NAME} bytes", name=name[:64])
-    bad = [c for c in ("/", "\\", "\x00") if c in name]
-    if bad or name in (".", "..") or name.startswith("."):
-        raise InvalidArgumentError(
-            "an image name must be a plain file name (no '/', '\\', NUL, or leading '.')",
-            name=name.replace("\x00", "\\0"),
-        )
-    if any(ord(c) < 32 or c == "\x7f" for c in name):
-        raise InvalidArgumentError("an image name must not contain control characters", name=name)
-    try:
-        os.fsencode(name)
-    except UnicodeError:  # a lone surrogate: no file can have this name
-        raise InvalidArgumentError(
-            "an image name must be encodable as a file name",
-            name=name.encode("utf-8", "backslashreplace").decode(),
-        ) from None
-    return name
 
 
 @dataclass(frozen=True)

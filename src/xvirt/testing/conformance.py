@@ -41,7 +41,7 @@ from hypothesis.stateful import (
 
 from xvirt.connection import Connection, Domain
 from xvirt.errors import HandleClosedError, NoDomainError, OperationFailedError
-from xvirt.host.model import DomainRecord
+from xvirt.host.hypervisor import DomainRecord
 from xvirt.model import DomainState
 from xvirt.testing.observers import Readers, Snapshot, Timeline, judge
 from xvirt.testing.targets import Target

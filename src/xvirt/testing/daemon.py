@@ -26,9 +26,9 @@ import httpx
 import xvirt
 from xvirt.connection import Connection
 from xvirt.errors import HostUnreachableError, XvirtError
-from xvirt.host import records, sxp
-from xvirt.host.model import DomainRecord, JournalEntry
+from xvirt.host.hypervisor import DomainRecord, JournalEntry
 from xvirt.model import DomainState
+from xvirt.wire import records, sxp
 
 __all__ = ["DaemonProcess", "DaemonTarget", "free_port"]
 

@@ -35,7 +35,7 @@ import xvirt
 from xvirt.connection import Connection
 from xvirt.drivers.libvirt import default_image_dir, domain_state
 from xvirt.drivers.libvirt_errors import translate
-from xvirt.host.model import DomainRecord, JournalEntry
+from xvirt.host.hypervisor import DomainRecord, JournalEntry
 
 __all__ = ["LibvirtHost", "LibvirtTarget"]
 

@@ -14,7 +14,7 @@ from typing import Protocol
 import xvirt
 from xvirt.clock import ManualClock
 from xvirt.connection import Connection
-from xvirt.host.model import DomainRecord, JournalEntry
+from xvirt.host.hypervisor import DomainRecord, JournalEntry
 
 __all__ = ["HostControl", "SimTarget", "Target"]
 

@@ -1,4 +1,4 @@
-"""``xvirt daemon``: serve one host (see xvirt.host.daemon for what it wires)."""
+"""``xvirt daemon``: serve one host (see xvirt.daemon.process for what it wires)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from xvirt.daemon.process import DaemonConfig, default_state_dir, run
 from xvirt.errors import XvirtError
-from xvirt.host.daemon import DaemonConfig, default_state_dir, run
 from xvirt.host.ids import POLICIES
 
 __all__ = ["daemon_command"]

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.realdata import REALDATA
 from xvirt.errors import ProtocolError
-from xvirt.host.sxp import (
+from xvirt.wire.sxp import (
     MAX_DEPTH,
     Sx,
     child,
@@ -21,8 +22,6 @@ from xvirt.host.sxp import (
     parse,
     value,
 )
-
-from .realdata import REALDATA
 
 _ABSENT = pytest.param(None, marks=pytest.mark.skip(reason="realdata/xend is not present"))
 

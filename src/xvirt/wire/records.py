@@ -37,10 +37,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from xvirt.errors import InvalidArgumentError, ProtocolError
-from xvirt.host.devices import parse_mac
-from xvirt.host.sxp import Sx, child, children, dumps, value
-from xvirt.model import DOMID_FIRST_RESERVED, DomainState, check_name, parse_uuid
+from xvirt.model import DOMID_FIRST_RESERVED, DomainState, check_name, parse_mac, parse_uuid
 from xvirt.planes import DiskConfig, DomainConfig, NicConfig
+from xvirt.wire.sxp import Sx, child, children, dumps, value
 
 __all__ = [
     "ParsedDomain",

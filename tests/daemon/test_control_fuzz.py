@@ -29,11 +29,12 @@ import pytest
 from hypothesis import given, target
 from hypothesis import strategies as st
 
-from tests.host.fuzzing import LONG, fuzz, fuzz_settings
+from tests.fuzzing import LONG, fuzz, fuzz_settings
 from xvirt.clock import ManualClock
-from xvirt.host import control, records, sxp
-from xvirt.host.control import ControlApp, ControlSettings
-from xvirt.host.model import HostModel
+from xvirt.daemon import control
+from xvirt.daemon.control import ControlApp, ControlSettings
+from xvirt.host.hypervisor import HostModel
+from xvirt.wire import records, sxp
 
 PER_INPUT_S = 3.0  # a create of count=32751 domains is the slowest legitimate request
 TOKEN = "fuzz-token-0123456789"

@@ -20,7 +20,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-import xvirt.host.table as table
+import xvirt.wire.table as table
 from xvirt.clock import ManualClock
 from xvirt.errors import (
     ConnectionClosedError,
@@ -29,9 +29,9 @@ from xvirt.errors import (
     OperationFailedError,
     ProtocolError,
 )
-from xvirt.host.table import LiveRow, TableReader, TableWriter
 from xvirt.model import DomainState
 from xvirt.planes import DataRow
+from xvirt.wire.table import LiveRow, TableReader, TableWriter
 
 BOOT = "6f1c1f62-8f4e-4d56-9a53-0a4f2c1f0001"
 BOOT2 = "6f1c1f62-8f4e-4d56-9a53-0a4f2c1f0002"
@@ -534,7 +534,7 @@ def test_readers_never_see_a_torn_update_from_a_writer_thread(writer: TableWrite
 
 _CHILD = textwrap.dedent("""
     import sys
-    from xvirt.host.table import LiveRow, TableWriter
+    from xvirt.wire.table import LiveRow, TableWriter
     from xvirt.model import DomainState
     w = TableWriter(sys.argv[1])
     rows = lambda g: [LiveRow(d, "%08x-0000-4000-8000-000000000000" % d, DomainState.RUNNING,
@@ -578,7 +578,7 @@ def test_readers_never_see_a_torn_update_from_a_writer_process(tmp_path: Path) -
 
 def test_a_new_writer_retires_a_table_left_by_a_killed_one(tmp_path: Path) -> None:
     from xvirt.errors import HostUnreachableError
-    from xvirt.host.table import retire_abandoned
+    from xvirt.wire.table import retire_abandoned
 
     path = str(tmp_path / "table")
     assert not retire_abandoned(path)  # nothing there

@@ -21,9 +21,9 @@ import pytest
 import xvirt
 import xvirt.drivers.xend as xend
 from xvirt.clock import ManualClock, WallClock
-from xvirt.host.daemon import Daemon, DaemonConfig
-from xvirt.host.model import HostChange, HostModel
-from xvirt.host.store import HostStore
+from xvirt.daemon.process import Daemon, DaemonConfig
+from xvirt.daemon.store import HostStore
+from xvirt.host.hypervisor import HostChange, HostModel
 from xvirt.model import DomainState
 from xvirt.planes import Op
 from xvirt.testing.daemon import DaemonTarget

@@ -23,10 +23,10 @@ import pytest
 from hypothesis import given, target
 from hypothesis import strategies as st
 
-from tests.host.fuzzing import LONG, fuzz, fuzz_settings
-from tests.host.realdata import REALDATA
+from tests.fuzzing import LONG, fuzz, fuzz_settings
+from tests.realdata import REALDATA
 from xvirt.errors import ProtocolError
-from xvirt.host.sxp import Sx, dumps, join_continuations, parse
+from xvirt.wire.sxp import Sx, dumps, join_continuations, parse
 
 PER_INPUT_S = 2.0  # "no hang": a generous bound per input, far above the linear parse time
 

@@ -20,7 +20,7 @@ from xvirt.errors import (
     NoDomainError,
     OperationFailedError,
 )
-from xvirt.host.model import DOM0_UUID, DomainRecord, HostChange, HostModel, JournalEntry
+from xvirt.host.hypervisor import DOM0_UUID, DomainRecord, HostChange, HostModel, JournalEntry
 from xvirt.model import DomainState, HostInfo
 from xvirt.planes import DiskConfig, DomainConfig, NicConfig, Op
 
@@ -954,7 +954,7 @@ def test_tickers_do_not_recurse(host: HostModel) -> None:
 
 def test_act_validates_its_arguments_before_the_lock() -> None:
     from xvirt.errors import InvalidArgumentError
-    from xvirt.host.model import HostModel
+    from xvirt.host.hypervisor import HostModel
     from xvirt.planes import Op
 
     host = HostModel("act-args")
@@ -970,7 +970,7 @@ def test_act_validates_its_arguments_before_the_lock() -> None:
 
 def test_a_failed_restore_is_journalled_and_keeps_the_image() -> None:
     from xvirt.errors import OperationFailedError
-    from xvirt.host.model import HostModel
+    from xvirt.host.hypervisor import HostModel
 
     host = HostModel("restore-fail")
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from xvirt.errors import InvalidArgumentError, OperationFailedError
 from xvirt.host.devices import default_disks, default_nics
-from xvirt.host.model import DOM0_UUID, HostChange, HostState, JournalEntry, LiveDomain
+from xvirt.host.hypervisor import DOM0_UUID, HostChange, HostState, JournalEntry, LiveDomain
 from xvirt.model import DomainState, EventKind
 from xvirt.planes import DiskConfig, HostEvent, NicConfig
 

@@ -32,9 +32,11 @@ import pytest
 from hypothesis import given, target
 from hypothesis import strategies as st
 
-from tests.host.fuzzing import LONG, fuzz, fuzz_settings
+from tests.fuzzing import LONG, fuzz, fuzz_settings
 from xvirt.errors import ConnectionClosedError, HostUnreachableError, ProtocolError
-from xvirt.host.fastchannel import (
+from xvirt.model import DomainState
+from xvirt.planes import DataRow, IdAnswer, TableSnapshot
+from xvirt.wire.fastchannel import (
     MAX_REQUEST,
     PROTOCOL_VERSION,
     ErrorCode,
@@ -42,9 +44,7 @@ from xvirt.host.fastchannel import (
     FastChannelServer,
     Opcode,
 )
-from xvirt.host.table import SLOT_COUNT
-from xvirt.model import DomainState
-from xvirt.planes import DataRow, IdAnswer, TableSnapshot
+from xvirt.wire.table import SLOT_COUNT
 
 PER_INPUT_S = 2.0
 BOOT = "0b0e1d00-0000-4000-8000-000000000001"

@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xvirt.clock import ManualClock
-from xvirt.host import records, sxp
-from xvirt.host.control import MAX_BODY, ControlApp, ControlSettings
-from xvirt.host.model import HostModel
+from xvirt.daemon.control import MAX_BODY, ControlApp, ControlSettings
+from xvirt.host.hypervisor import HostModel
 from xvirt.model import DomainState
 from xvirt.planes import DiskConfig, NicConfig, Resolution, Resolved
+from xvirt.wire import records, sxp
 
 TOKEN = "s3cret-token-0123456789"
 

@@ -42,15 +42,15 @@ from waitress.server import create_server
 from waitress.task import ThreadedTaskDispatcher
 
 from xvirt.clock import WallClock
+from xvirt.daemon.control import MAX_BODY, ControlApp, ControlSettings
+from xvirt.daemon.store import HostStore
 from xvirt.errors import InvalidArgumentError, XvirtError
 from xvirt.host import demo
-from xvirt.host.control import MAX_BODY, ControlApp, ControlSettings
-from xvirt.host.fastchannel import FastChannelServer
+from xvirt.host.hypervisor import HostChange, HostModel, HostState
 from xvirt.host.images import ImageStore
-from xvirt.host.model import HostChange, HostModel, HostState
-from xvirt.host.store import HostStore
-from xvirt.host.table import LiveRow, TableWriter, retire_abandoned
 from xvirt.planes import IdAnswer, TableSnapshot
+from xvirt.wire.fastchannel import FastChannelServer
+from xvirt.wire.table import LiveRow, TableWriter, retire_abandoned
 
 __all__ = ["Daemon", "DaemonConfig", "default_state_dir"]
 

@@ -25,7 +25,9 @@ from xvirt.errors import (
     OperationFailedError,
     ProtocolError,
 )
-from xvirt.host.fastchannel import (
+from xvirt.model import DomainState
+from xvirt.planes import DataRow, IdAnswer, TableSnapshot, Unanswered
+from xvirt.wire.fastchannel import (
     MAX_REQUEST,
     NO_ANSWER,
     PROTOCOL_VERSION,
@@ -35,9 +37,7 @@ from xvirt.host.fastchannel import (
     Hello,
     Opcode,
 )
-from xvirt.host.table import LiveRow, TableReader, TableWriter
-from xvirt.model import DomainState
-from xvirt.planes import DataRow, IdAnswer, TableSnapshot, Unanswered
+from xvirt.wire.table import LiveRow, TableReader, TableWriter
 
 URI = "xen+fast:///test"
 BOOT = "0b0e1d00-0000-4000-8000-000000000001"

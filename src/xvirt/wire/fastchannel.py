@@ -1,6 +1,6 @@
 """The daemon's fast channel: a unix socket beside the shared-memory domain table.
 
-The table (``xvirt.host.table``) answers the data plane without the daemon's
+The table (``xvirt.wire.table``) answers the data plane without the daemon's
 help, which is why it is fast, and also why it cannot say whether the daemon is
 still there, nor where the table is. This socket says both: HELLO names the
 table, the host's boot identity and the daemon instance (a new instance means a
@@ -59,9 +59,9 @@ from xvirt.errors import (
     ProtocolError,
     XvirtError,
 )
-from xvirt.host.table import SLOT_COUNT, STATE_CODES, state_of_code, uuid_from_bytes, uuid_to_bytes
 from xvirt.model import check_domid
 from xvirt.planes import DataRow, IdAnswer, TableSnapshot, Unanswered
+from xvirt.wire.table import SLOT_COUNT, STATE_CODES, state_of_code, uuid_from_bytes, uuid_to_bytes
 
 __all__ = [
     "MAX_REPLY",

@@ -10,8 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.realdata import REALDATA
 from xvirt.errors import InvalidArgumentError, ProtocolError
-from xvirt.host.records import (
+from xvirt.model import DOMID_FIRST_RESERVED, DomainState
+from xvirt.planes import DiskConfig, DomainConfig, NicConfig
+from xvirt.wire.records import (
     ParsedDomain,
     VmConfig,
     device_entries,
@@ -27,11 +30,7 @@ from xvirt.host.records import (
     state_flags,
     vm_config,
 )
-from xvirt.host.sxp import Sx, dumps, join_continuations, parse
-from xvirt.model import DOMID_FIRST_RESERVED, DomainState
-from xvirt.planes import DiskConfig, DomainConfig, NicConfig
-
-from .realdata import REALDATA
+from xvirt.wire.sxp import Sx, dumps, join_continuations, parse
 
 PV = "596a5d21-71f4-8fb2-e068-e2386a5c413e"
 FV = "b5d70dd2-75cd-aca5-1776-9660b059d8bc"

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xvirt.clock import ManualClock
+from xvirt.daemon.store import HostStore
 from xvirt.errors import InvalidArgumentError, XvirtError
-from xvirt.host.model import DOM0_UUID, HostModel
-from xvirt.host.store import HostStore
+from xvirt.host.hypervisor import DOM0_UUID, HostModel
 from xvirt.model import DomainState
 from xvirt.planes import DiskConfig, DomainConfig, NicConfig
 

@@ -37,11 +37,10 @@ from xvirt.errors import (
     ProtocolError,
     XvirtError,
 )
-from xvirt.host import records, sxp
-from xvirt.host.images import check_image_name
-from xvirt.host.model import HostModel, LiveDomain
-from xvirt.model import DOMID_FIRST_RESERVED, parse_uuid
+from xvirt.host.hypervisor import HostModel, LiveDomain
+from xvirt.model import DOMID_FIRST_RESERVED, check_image_name, parse_uuid
 from xvirt.planes import DataRow, DomainConfig, HostEvent, Op, Resolved, Unanswered
+from xvirt.wire import records, sxp
 
 __all__ = ["ControlApp", "ControlSettings"]
 

@@ -9,17 +9,17 @@ from collections.abc import Sequence
 
 from xvirt.drivers.base import Driver, PlaneCounters
 from xvirt.errors import NoDomainError, OperationFailedError
-from xvirt.host.model import HostModel
+from xvirt.host.hypervisor import HostModel
 from xvirt.model import HostInfo
 from xvirt.planes import Census, EventBatch, IdAnswer, IdOwner, Op, Resolution, TableSnapshot
 
-__all__ = ["DOMAIN_TIMEOUT_MS", "SimDriver"]
+__all__ = ["DOMAIN_TIMEOUT_MS", "EmbeddedDriver"]
 
 #: How long a data-plane call waits for one domain's figures before giving up.
 DOMAIN_TIMEOUT_MS = 2000.0
 
 
-class SimDriver(Driver):
+class EmbeddedDriver(Driver):
     def __init__(
         self,
         host: HostModel,

@@ -33,13 +33,14 @@ from xvirt.errors import (
 from xvirt.host.devices import check_disks, check_nics, default_disks, default_nics
 from xvirt.host.events import EventLog
 from xvirt.host.ids import DomidAllocator
-from xvirt.host.images import ImageStore, SavedDomain, check_image_name
+from xvirt.host.images import ImageStore, SavedDomain
 from xvirt.model import (
     DOMID_FIRST_RESERVED,
     DomainState,
     EventKind,
     HostInfo,
     check_domid,
+    check_image_name,
     check_name,
     parse_uuid,
 )
