@@ -36,8 +36,8 @@ import xvirt
 from xvirt.drivers.base import Driver
 from xvirt.testing.daemon import DaemonProcess
 from xvirt.uri import open_driver
-from xvirt.wire.fastchannel import FastChannelClient
-from xvirt.wire.table import TableReader
+from xvirt.wire.fastchannel_client import FastChannelClient
+from xvirt.wire.table_reader import TableReader
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 from report import PLOTS, REPO, REPORT, command_line, machine_lines, write_section

@@ -35,10 +35,12 @@ import time
 import uuid as uuidlib
 from collections.abc import Callable, Sequence
 
+from xvirt.daemon.fastchannel_server import FastChannelServer
+from xvirt.daemon.table_writer import LiveRow, TableWriter
 from xvirt.model import DomainState
 from xvirt.planes import DataRow, IdAnswer, TableSnapshot
-from xvirt.wire.fastchannel import FastChannelClient, FastChannelServer
-from xvirt.wire.table import LiveRow, TableReader, TableWriter
+from xvirt.wire.fastchannel_client import FastChannelClient
+from xvirt.wire.table_reader import TableReader
 
 SIZES: tuple[int, ...] = (20, 1000, 5000)
 BOOT = str(uuidlib.UUID(int=0xB007, version=4))

@@ -62,7 +62,7 @@ import httpx
 import xvirt
 from xvirt.testing.daemon import DaemonProcess, _AdminHost
 from xvirt.wire import records, sxp
-from xvirt.wire.table import TableReader
+from xvirt.wire.table_reader import TableReader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import REPO, REPORT, command_line, machine_lines, write_section

@@ -35,14 +35,15 @@ from dataclasses import dataclass, field
 
 from xvirt.drivers.base import Driver
 from xvirt.errors import NoDomainError, OperationFailedError
+from xvirt.hotpath import tuple_new
+from xvirt.lookup import CacheCounts
 from xvirt.model import DomainFailure, DomainInfo, DomainSample, EventKind, Identity, Survey
 from xvirt.planes import Census, HostEvent, IdOwner, Resolution, TableSnapshot
 
-__all__ = ["CacheCounts", "IdentityCache"]
+__all__ = ["IdentityCache"]
 
 #: How often a lookup starts again when the domain changed under it.
 RETRIES = 8
-_tuple_new = tuple.__new__  # builds a named tuple without its Python-level __new__
 
 
 class _Entry:
@@ -61,14 +62,6 @@ class _Flight:
     done: threading.Event = field(default_factory=threading.Event)
 
 
-@dataclass(frozen=True, slots=True)
-class CacheCounts:
-    hits: int
-    misses: int
-    evictions: int
-    size: int
-
-
 class _Unknown:
     """Marker: the UUID is live but its name is not known yet."""
 
@@ -77,7 +70,7 @@ _UNKNOWN = _Unknown()
 
 
 class IdentityCache:
-    """Thread-safe; one per connection."""
+    """Thread-safe; one per connection. Implements :class:`xvirt.lookup.Lookup`."""
 
     def __init__(self, driver: Driver, *, recent_events: int = 4096, tombstones: int = 1024):
         self._driver = driver
@@ -357,7 +350,7 @@ class IdentityCache:
                 if (entry is not None and entry.domid == domid and entry.name is not None
                         and (expect is None or owner == expect)):
                     self._hits += 1
-                    return _tuple_new(Identity, (owner, entry.name, domid))
+                    return tuple_new(Identity, (owner, entry.name, domid))
         resolved = False
         while True:
             with self._lock:

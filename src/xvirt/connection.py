@@ -22,6 +22,7 @@ from xvirt.errors import (
     OperationFailedError,
     ReadOnlyError,
 )
+from xvirt.lookup import Lookup
 from xvirt.model import (
     ConnStats,
     DomainEvent,
@@ -46,19 +47,19 @@ class Connection:
 
     def __init__(self, driver: Driver, *, readonly: bool = False, cache: bool = True) -> None:
         self._driver = driver
-        self._cache = IdentityCache(driver) if cache else DirectLookup(driver)
+        self._cache: Lookup = IdentityCache(driver) if cache else DirectLookup(driver)
         self.uri = driver.uri
         self.readonly = readonly
         self._closed = False
 
     # -- plumbing ---------------------------------------------------------------
 
-    def _live(self) -> IdentityCache:
+    def _live(self) -> Lookup:
         if self._closed:
             raise ConnectionClosedError("the connection is closed", uri=self.uri)
         return self._cache
 
-    def _writable(self, op: str, uuid: str | None = None) -> IdentityCache:
+    def _writable(self, op: str, uuid: str | None = None) -> Lookup:
         cache = self._live()
         if self.readonly:
             raise ReadOnlyError(
@@ -204,7 +205,7 @@ class Domain:
         self._uuid = uuid
         self._closed = False
 
-    def _cache(self) -> IdentityCache:
+    def _cache(self) -> Lookup:
         if self._closed:
             raise HandleClosedError("the domain handle is closed", uuid=self._uuid)
         return self._conn._live()

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import threading
 
-from xvirt.cache import CacheCounts, IdentityCache
 from xvirt.drivers.base import Driver
 from xvirt.errors import NoDomainError, OperationFailedError
+from xvirt.lookup import CacheCounts
 from xvirt.model import DomainFailure, DomainInfo, DomainSample, Identity, Survey
 from xvirt.planes import Census, Resolution, TableSnapshot
 
@@ -24,19 +24,20 @@ __all__ = ["DirectLookup"]
 _TRIES = 4
 
 
-class DirectLookup(IdentityCache):
-    """The cache's interface without the cache."""
+class DirectLookup:
+    """:class:`xvirt.lookup.Lookup` without the cache: it holds only what handles were
+    last found as (to aim data-plane calls) and how many requests it made."""
 
     def __init__(self, driver: Driver) -> None:
-        super().__init__(driver)
-        self._drv = driver
-        self._seen_lock = threading.Lock()
+        self._driver = driver
+        self._uri = driver.uri
+        self._lock = threading.Lock()
         self._seen: dict[str, Identity] = {}  # what handles were last found as
         self._asked = 0
         driver.host_info()  # libvirt's open: GET /xend/node/ for xend_config_format
 
     def _found(self, answer: Resolution, what: str, **ctx: object) -> Identity:
-        with self._seen_lock:
+        with self._lock:
             self._asked += 1
             if not answer.domains:
                 raise NoDomainError(f"no domain {what}", uri=self._uri, **ctx)  # type: ignore[arg-type]
@@ -46,18 +47,18 @@ class DirectLookup(IdentityCache):
             return ident
 
     def counts(self) -> CacheCounts:
-        with self._seen_lock:
+        with self._lock:
             return CacheCounts(0, self._asked, 0, 0)
 
     def snapshot(self) -> TableSnapshot:
-        return self._drv.snapshot()
+        return self._driver.snapshot()
 
     def census(self) -> Census:
-        return self._drv.census()
+        return self._driver.census()
 
     def survey(self) -> Survey:
-        snap = self._drv.snapshot()
-        names = {d.uuid: d.name for d in self._drv.list_all().domains}
+        snap = self._driver.snapshot()
+        names = {d.uuid: d.name for d in self._driver.list_all().domains}
         return Survey(
             sorted((DomainSample(Identity(r.uuid, names[r.uuid], r.id), r.info())
                     for r in snap.rows if r.uuid in names), key=lambda s: s.identity.id),
@@ -66,18 +67,18 @@ class DirectLookup(IdentityCache):
         )
 
     def lookup_by_id(self, domid: int) -> Identity:
-        return self._found(self._drv.resolve(ids=[domid]), f"with ID {domid}", domid=domid)
+        return self._found(self._driver.resolve(ids=[domid]), f"with ID {domid}", domid=domid)
 
     def lookup_by_name(self, name: str) -> Identity:
-        return self._found(self._drv.resolve_names([name]), f"named {name!r}", name=name)
+        return self._found(self._driver.resolve_names([name]), f"named {name!r}", name=name)
 
     def current(self, uuid: str) -> Identity:
-        return self._found(self._drv.resolve(uuids=[uuid]), f"with UUID {uuid}", uuid=uuid)
+        return self._found(self._driver.resolve(uuids=[uuid]), f"with UUID {uuid}", uuid=uuid)
 
     def info(self, uuid: str) -> DomainInfo:
         domid = self.domid_hint(uuid)
         for _ in range(_TRIES):
-            row = self._drv.info_by_id(domid).row
+            row = self._driver.info_by_id(domid).row
             if row is not None and row.uuid == uuid:
                 return row.info()
             domid = self.current(uuid).id  # the ID went to someone else: ask again
@@ -85,7 +86,7 @@ class DirectLookup(IdentityCache):
                                    uri=self._uri, op="info")
 
     def domid_hint(self, uuid: str) -> int:
-        with self._seen_lock:
+        with self._lock:
             ident = self._seen.get(uuid)
         return ident.id if ident is not None else self.current(uuid).id
 
@@ -93,11 +94,11 @@ class DirectLookup(IdentityCache):
         return self.current(uuid).id
 
     def merge(self, answer: Resolution) -> None:
-        with self._seen_lock:
+        with self._lock:
             for d in answer.domains:
                 self._seen[d.uuid] = Identity(d.uuid, d.name, d.id)
 
     def name_hint(self, uuid: str) -> str | None:
-        with self._seen_lock:
+        with self._lock:
             ident = self._seen.get(uuid)
         return ident.name if ident is not None else None

@@ -113,3 +113,7 @@ class UnsupportedError(XvirtError):
 
 class OperationFailedError(XvirtError):
     """The host refused a valid request in its current state (name taken, wrong state...)."""
+
+
+#: The connection to the host is lost (unreachable, or closed): ``except CONNECTION_LOST``.
+CONNECTION_LOST: tuple[type[XvirtError], ...] = (HostUnreachableError, ConnectionClosedError)

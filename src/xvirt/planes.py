@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from xvirt.errors import XvirtError
+from xvirt.hotpath import tuple_new
 from xvirt.model import DomainInfo, DomainState, EventKind
 
 __all__ = [
@@ -51,10 +52,9 @@ class DataRow(NamedTuple):
     def info(self) -> DomainInfo:
         # The row's tail is a DomainInfo's fields in order (asserted below): taking
         # it whole is 2.5x faster than naming the five fields (0.27 us vs 0.69 us).
-        return _tuple_new(DomainInfo, self[2:])
+        return tuple_new(DomainInfo, self[2:])
 
 
-_tuple_new = tuple.__new__
 assert DataRow._fields[2:] == DomainInfo._fields
 
 

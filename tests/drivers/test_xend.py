@@ -381,17 +381,3 @@ def test_a_wedge_does_not_outlive_the_daemon(target: DaemonTarget) -> None:
     with target.connect(readonly=True) as conn:
         assert conn.survey().failures == []
         assert conn.lookup_by_id(guest.id).info().memory_kib == 524288
-
-
-def test_a_malformed_unanswered_domain_is_a_protocol_error() -> None:
-    driver = XendDriver("xend://odd", base_url="http://127.0.0.1:9")
-    try:
-        rec = sxp.parse("(table (boot_id b) (generation 3) (unanswered (domid x) (uuid u)))")
-        with pytest.raises(ProtocolError, match="malformed unanswered"):
-            driver._table(rec)
-        rec = sxp.parse("(table (boot_id b) (generation 3) (unanswered (domid 4) (uuid u)))")
-        (miss,) = driver._table(rec).unanswered
-        assert (miss.id, miss.uuid, miss.error.uri) == (4, "u", "xend://odd")
-        assert str(miss.error.message) == "domain 4 did not answer"
-    finally:
-        driver.close()

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from xvirt.clock import ManualClock
+from xvirt.daemon.fastchannel_server import FastChannelServer
+from xvirt.daemon.table_writer import LiveRow, TableWriter
 from xvirt.errors import (
     ConnectionClosedError,
     HostUnreachableError,
@@ -32,12 +34,11 @@ from xvirt.wire.fastchannel import (
     NO_ANSWER,
     PROTOCOL_VERSION,
     ErrorCode,
-    FastChannelClient,
-    FastChannelServer,
     Hello,
     Opcode,
 )
-from xvirt.wire.table import LiveRow, TableReader, TableWriter
+from xvirt.wire.fastchannel_client import FastChannelClient
+from xvirt.wire.table_reader import TableReader
 
 URI = "xen+fast:///test"
 BOOT = "0b0e1d00-0000-4000-8000-000000000001"

@@ -33,6 +33,7 @@ from hypothesis import given, target
 from hypothesis import strategies as st
 
 from tests.fuzzing import LONG, fuzz, fuzz_settings
+from xvirt.daemon.fastchannel_server import FastChannelServer
 from xvirt.errors import ConnectionClosedError, HostUnreachableError, ProtocolError
 from xvirt.model import DomainState
 from xvirt.planes import DataRow, IdAnswer, TableSnapshot
@@ -40,10 +41,9 @@ from xvirt.wire.fastchannel import (
     MAX_REQUEST,
     PROTOCOL_VERSION,
     ErrorCode,
-    FastChannelClient,
-    FastChannelServer,
     Opcode,
 )
+from xvirt.wire.fastchannel_client import FastChannelClient
 from xvirt.wire.table import SLOT_COUNT
 
 PER_INPUT_S = 2.0

@@ -20,8 +20,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+import xvirt.daemon.table_writer as table_writer
 import xvirt.wire.table as table
+import xvirt.wire.table_reader as table_reader
 from xvirt.clock import ManualClock
+from xvirt.daemon.table_writer import LiveRow, TableWriter
 from xvirt.errors import (
     ConnectionClosedError,
     HostUnreachableError,
@@ -31,7 +34,7 @@ from xvirt.errors import (
 )
 from xvirt.model import DomainState
 from xvirt.planes import DataRow
-from xvirt.wire.table import LiveRow, TableReader, TableWriter
+from xvirt.wire.table_reader import TableReader
 
 BOOT = "6f1c1f62-8f4e-4d56-9a53-0a4f2c1f0001"
 BOOT2 = "6f1c1f62-8f4e-4d56-9a53-0a4f2c1f0002"
@@ -141,7 +144,7 @@ def test_an_unknown_slot_flag_is_a_protocol_error(
 ) -> None:
     writer.publish(BOOT, 1, [_row(0), _row(2)])
     with open(path, "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
-        m[table._SLOTS_OFFSET + 2 * table._SLOT_BYTES + 1] = 0x02  # the flags byte
+        m[table.SLOTS_OFFSET + 2 * table.SLOT_BYTES + 1] = 0x02  # the flags byte
     with pytest.raises(ProtocolError, match="unknown flags"):
         reader.info(2)
     with pytest.raises(ProtocolError, match="unknown flags"):
@@ -208,7 +211,8 @@ def test_many_changes_at_once_keep_the_list_sorted(
 def test_the_weakly_ordered_path_gives_the_same_answers(
     writer: TableWriter, reader: TableReader, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(table, "_NEEDS_FENCE", True)
+    monkeypatch.setattr(table_writer, "NEEDS_FENCE", True)
+    monkeypatch.setattr(table_reader, "NEEDS_FENCE", True)
     writer.publish(BOOT, 3, [_row(1), _row(2)])
     writer.publish(BOOT, 4, [], [1])
     assert [r.id for r in reader.snapshot().rows] == [2]
@@ -305,7 +309,7 @@ def test_a_writer_stuck_mid_update_makes_readers_give_up(writer: TableWriter, pa
     writer.publish(BOOT, 1, [_row(1)])
     with open(path, "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
         words = memoryview(m).cast("Q")
-        words[table._SEQ_WORD] = 3  # odd: "being written", forever
+        words[table.SEQ_WORD] = 3  # odd: "being written", forever
         words.release()
     with TableReader(path, max_retries=200) as r:
         with pytest.raises(ProtocolError, match="inconsistent"):
@@ -322,7 +326,7 @@ def test_a_read_spoilt_by_a_write_is_retried(
     writer: TableWriter, reader: TableReader, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writer.publish(BOOT, 1, [_row(1, memory=1)])
-    real = table._slot_of
+    real = table_reader._slot_of
     spoilt: list[tuple[object, ...]] = []
 
     def slot_of_racing_a_write(buffer: object, offset: int) -> tuple[object, ...]:
@@ -332,7 +336,7 @@ def test_a_read_spoilt_by_a_write_is_retried(
             writer.publish(BOOT, 2, [_row(1, memory=2)])
         return fields
 
-    monkeypatch.setattr(table, "_slot_of", slot_of_racing_a_write)
+    monkeypatch.setattr(table_reader, "_slot_of", slot_of_racing_a_write)
     answer = reader.info(1)
     assert answer.generation == 2
     assert answer.row is not None and answer.row.memory_kib == 2
@@ -534,7 +538,7 @@ def test_readers_never_see_a_torn_update_from_a_writer_thread(writer: TableWrite
 
 _CHILD = textwrap.dedent("""
     import sys
-    from xvirt.wire.table import LiveRow, TableWriter
+    from xvirt.daemon.table_writer import LiveRow, TableWriter
     from xvirt.model import DomainState
     w = TableWriter(sys.argv[1])
     rows = lambda g: [LiveRow(d, "%08x-0000-4000-8000-000000000000" % d, DomainState.RUNNING,
@@ -577,8 +581,8 @@ def test_readers_never_see_a_torn_update_from_a_writer_process(tmp_path: Path) -
 
 
 def test_a_new_writer_retires_a_table_left_by_a_killed_one(tmp_path: Path) -> None:
+    from xvirt.daemon.table_writer import retire_abandoned
     from xvirt.errors import HostUnreachableError
-    from xvirt.wire.table import retire_abandoned
 
     path = str(tmp_path / "table")
     assert not retire_abandoned(path)  # nothing there

@@ -39,8 +39,10 @@ from xvirt.errors import (
 )
 from xvirt.host.hypervisor import HostModel, LiveDomain
 from xvirt.model import DOMID_FIRST_RESERVED, check_image_name, parse_uuid
-from xvirt.planes import DataRow, DomainConfig, HostEvent, Op, Resolved, Unanswered
+from xvirt.planes import DataRow, DomainConfig, Op, Resolved, Unanswered
 from xvirt.wire import records, sxp
+from xvirt.wire.dataplane import encode_table
+from xvirt.wire.events import encode_events
 
 __all__ = ["ControlApp", "ControlSettings"]
 
@@ -149,16 +151,6 @@ def _config(d: Resolved) -> DomainConfig:
         raise OperationFailedError(f"the host gave no configuration for domain {d.name!r}",
                                    domid=d.id, uuid=d.uuid, name=d.name, op="resolve")
     return d.config
-
-
-def _event(e: HostEvent) -> sxp.Sx:
-    item: list[sxp.Sx] = ["event", ["seq", str(e.seq)], ["kind", e.kind.value],
-                          ["domid", str(e.id)], ["uuid", e.uuid]]
-    if e.old_id is not None:
-        item.append(["old_id", str(e.old_id)])
-    if e.name is not None:
-        item.append(["name", e.name])
-    return item
 
 
 class ControlApp:
@@ -492,10 +484,7 @@ class ControlApp:
                 self._waiters.release()
         else:
             batch = self.host.events_since(after, 0.0)
-        body: list[sxp.Sx] = ["events", ["boot_id", batch.boot_id], ["latest", str(batch.latest)],
-                              ["complete", "1" if batch.complete else "0"]]
-        body += [_event(e) for e in batch.events]
-        return 200, sxp.dumps(body), [("X-Xvirt-Boot", batch.boot_id),
+        return 200, sxp.dumps(encode_events(batch)), [("X-Xvirt-Boot", batch.boot_id),
                                       ("X-Xvirt-Generation", str(batch.latest))]
 
     def _table(
@@ -523,15 +512,7 @@ class ControlApp:
                     raise  # gone in between: the failure as it came
                 rows, boot, gen = (), owner.boot_id, owner.generation
                 missing = (Unanswered(domid, exc.uuid, exc),)
-        body: list[sxp.Sx] = [head, ["boot_id", boot], ["generation", str(gen)]]
-        for r in rows:
-            body.append(["row", ["domid", str(r.id)], ["uuid", r.uuid],
-                         ["state", r.state.flags()], ["memory_kib", str(r.memory_kib)],
-                         ["max_memory_kib", str(r.max_memory_kib)], ["vcpus", str(r.vcpus)],
-                         ["cpu_time_ns", str(r.cpu_time_ns)]])
-        for u in missing:
-            body.append(["unanswered", ["domid", str(u.id)], ["uuid", u.uuid],
-                         ["error", u.error.message]])
+        body = encode_table(head, boot, gen, rows, missing)
         return 200, sxp.dumps(body), [("X-Xvirt-Boot", boot), ("X-Xvirt-Generation", str(gen))]
 
     def _fast(self, req: _Request) -> tuple[int, str, list[tuple[str, str]]]:

@@ -43,14 +43,14 @@ from waitress.task import ThreadedTaskDispatcher
 
 from xvirt.clock import WallClock
 from xvirt.daemon.control import MAX_BODY, ControlApp, ControlSettings
+from xvirt.daemon.fastchannel_server import FastChannelServer
 from xvirt.daemon.store import HostStore
+from xvirt.daemon.table_writer import LiveRow, TableWriter, retire_abandoned
 from xvirt.errors import InvalidArgumentError, XvirtError
 from xvirt.host import demo
 from xvirt.host.hypervisor import HostChange, HostModel, HostState
 from xvirt.host.images import ImageStore
 from xvirt.planes import IdAnswer, TableSnapshot
-from xvirt.wire.fastchannel import FastChannelServer
-from xvirt.wire.table import LiveRow, TableWriter, retire_abandoned
 
 __all__ = ["Daemon", "DaemonConfig", "default_state_dir"]
 

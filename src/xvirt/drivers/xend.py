@@ -37,8 +37,8 @@ import httpx
 from xvirt.clock import Clock, SystemClock
 from xvirt.drivers.base import Driver, PlaneCounters
 from xvirt.errors import (
+    CONNECTION_LOST,
     AuthError,
-    ConnectionClosedError,
     HostUnreachableError,
     InvalidArgumentError,
     NoDomainError,
@@ -48,23 +48,22 @@ from xvirt.errors import (
     UnsupportedError,
     XvirtError,
 )
-from xvirt.model import EventKind, HostInfo
+from xvirt.model import HostInfo
 from xvirt.planes import (
     Census,
-    DataRow,
     EventBatch,
-    HostEvent,
     IdAnswer,
     IdOwner,
     Op,
     Resolution,
     Resolved,
     TableSnapshot,
-    Unanswered,
 )
 from xvirt.wire import records, sxp
-from xvirt.wire.fastchannel import FastChannelClient
-from xvirt.wire.table import TableReader
+from xvirt.wire.dataplane import parse_table
+from xvirt.wire.events import parse_events
+from xvirt.wire.fastchannel_client import FastChannelClient
+from xvirt.wire.table_reader import TableReader
 
 __all__ = ["XendDriver"]
 
@@ -282,7 +281,7 @@ class XendDriver(Driver):
             if fast is not None and not fast.alive():
                 raise HostUnreachableError("the fast channel closed", uri=self.uri)
             return answer
-        except (HostUnreachableError, ConnectionClosedError) as exc:
+        except CONNECTION_LOST as exc:
             self._drop_fast()
             raise _Transient(exc.message) from None
         except ProtocolError as exc:
@@ -329,7 +328,7 @@ class XendDriver(Driver):
             if self._fast is not None:
                 return self._fast.snapshot()
             _response, rec = self._call("GET", "/xvirt/table")
-            return self._table(rec)
+            return parse_table(rec, self.uri)
         return self._data(ask)
 
     def _from_table(self, read: Callable[[TableReader, int], T], domid: int) -> T | None:
@@ -344,7 +343,7 @@ class XendDriver(Driver):
             return None
         try:
             answer = read(reader, domid)  # fixed arity: *args forwarding costs 0.4 us
-        except (HostUnreachableError, ConnectionClosedError):
+        except CONNECTION_LOST:
             return None  # retired, gone or dropped by another thread: the slow path decides
         except OperationFailedError:  # a wedged domain: an answer, once the daemon lives
             if not fast.alive():
@@ -381,43 +380,12 @@ class XendDriver(Driver):
             if self._fast is not None:
                 return self._fast.info(domid)
             _response, rec = self._call("GET", f"/xvirt/table/{domid}")
-            table = self._table(rec)
+            table = parse_table(rec, self.uri)
             for miss in table.unanswered:
                 if miss.id == domid:
                     raise miss.error
             return IdAnswer(table.boot_id, table.generation, table.rows[0] if table.rows else None)
         return self._data(ask)
-
-    def _table(self, rec: sxp.Sx | None) -> TableSnapshot:
-        if not isinstance(rec, list) or not rec or rec[0] not in ("table", "info"):
-            raise ProtocolError("expected a (table ...) answer")
-        boot = sxp.value(rec, f"{rec[0]}/boot_id")
-        gen = sxp.value(rec, f"{rec[0]}/generation")
-        if not boot or not gen or not gen.isdigit():
-            raise ProtocolError("the table answer lacks boot_id or generation")
-        rows = []
-        for row in sxp.children(rec, "row"):
-            try:
-                rows.append(DataRow(
-                    int(sxp.value(row, "row/domid") or ""), sxp.value(row, "row/uuid") or "",
-                    records.parse_state_flags(sxp.value(row, "row/state") or ""),
-                    int(sxp.value(row, "row/memory_kib") or ""),
-                    int(sxp.value(row, "row/max_memory_kib") or ""),
-                    int(sxp.value(row, "row/vcpus") or ""),
-                    int(sxp.value(row, "row/cpu_time_ns") or "")))
-            except ValueError:
-                raise ProtocolError(f"malformed table row {sxp.dumps(row)}") from None
-        missing = []
-        for miss in sxp.children(rec, "unanswered"):  # wedged domains: alive, no figures
-            domid_text, uuid = sxp.value(miss, "unanswered/domid"), sxp.value(
-                miss, "unanswered/uuid")
-            if not domid_text or not domid_text.isdigit() or not uuid:
-                raise ProtocolError(f"malformed unanswered domain {sxp.dumps(miss)}")
-            domid = int(domid_text)
-            message = sxp.value(miss, "unanswered/error") or f"domain {domid} did not answer"
-            missing.append(Unanswered(domid, uuid, OperationFailedError(
-                message, uri=self.uri, domid=domid, uuid=uuid, op="info")))
-        return TableSnapshot(boot, int(gen), tuple(rows), unanswered=tuple(missing))
 
     # -- control plane --------------------------------------------------------------------------
 
@@ -550,28 +518,7 @@ class XendDriver(Driver):
         _response, rec = self._call(
             "GET", "/xvirt/events", params={"after": str(after), "timeout": f"{timeout:g}"},
             read_timeout=timeout)
-        if not isinstance(rec, list) or not rec or rec[0] != "events":
-            raise ProtocolError("expected an (events ...) answer", uri=self.uri)
-        boot = sxp.value(rec, "events/boot_id")
-        latest = sxp.value(rec, "events/latest") or ""
-        complete = sxp.value(rec, "events/complete")
-        if not boot or not latest.isdigit() or complete not in ("0", "1"):
-            raise ProtocolError("malformed (events ...) header", uri=self.uri)
-        events = []
-        for item in sxp.children(rec, "event"):
-            try:
-                old = sxp.value(item, "event/old_id")
-                events.append(HostEvent(
-                    int(sxp.value(item, "event/seq") or ""),
-                    EventKind(sxp.value(item, "event/kind")),
-                    int(sxp.value(item, "event/domid") or ""),
-                    sxp.value(item, "event/uuid") or "",
-                    int(old) if old else None,
-                    sxp.value(item, "event/name")))
-            except ValueError:
-                raise ProtocolError(f"malformed event {sxp.dumps(item)}",
-                                    uri=self.uri) from None
-        return EventBatch(boot, int(latest), tuple(events), complete == "1")
+        return parse_events(rec, self.uri)
 
     def close(self) -> None:
         if not self._closed:

@@ -34,6 +34,7 @@ from xvirt.host.devices import check_disks, check_nics, default_disks, default_n
 from xvirt.host.events import EventLog
 from xvirt.host.ids import DomidAllocator
 from xvirt.host.images import ImageStore, SavedDomain
+from xvirt.hotpath import tuple_new
 from xvirt.model import (
     DOMID_FIRST_RESERVED,
     DomainState,
@@ -75,7 +76,6 @@ __all__ = [
 DOM0_UUID = "00000000-0000-0000-0000-000000000000"
 DOM0_NAME = "Domain-0"
 _IDLE_LOAD = 0.01  # fraction of a vCPU a blocked (idle) guest still burns
-_tuple_new = tuple.__new__  # builds a named tuple without its Python-level __new__
 _RUNNABLE = frozenset({DomainState.RUNNING, DomainState.BLOCKED})
 
 
@@ -242,7 +242,7 @@ class _Domain:
         state = self.state
         rate = (self.load if state is DomainState.RUNNING else _IDLE_LOAD
                 if state is DomainState.BLOCKED else 0.0) * self.vcpus
-        return _tuple_new(DataRow, (  # no named-tuple __new__: see planes.DataRow
+        return tuple_new(DataRow, (  # no named-tuple __new__ (xvirt.hotpath)
             self.id, self.uuid, state, self.memory_kib, self.max_memory_kib, self.vcpus,
             self.cpu_ns + int((now - self.since) * 1e9 * rate)))
 
@@ -620,7 +620,7 @@ class HostModel:
         with self._lock:
             self._enter()
             dom = self._by_id.get(domid)
-            return _tuple_new(IdOwner, (self.boot_id, self._events.latest,
+            return tuple_new(IdOwner, (self.boot_id, self._events.latest,
                                         dom.uuid if dom else None, None))
 
     def data_info(self, domid: int) -> IdAnswer:
@@ -628,10 +628,10 @@ class HostModel:
             now = self._enter()
             dom = self._by_id.get(domid)
             if dom is None:
-                return _tuple_new(IdAnswer, (self.boot_id, self._events.latest, None))
+                return tuple_new(IdAnswer, (self.boot_id, self._events.latest, None))
             if dom.uuid in self._stalled:
                 raise self._no_answer(dom)
-            return _tuple_new(IdAnswer, (self.boot_id, self._events.latest, dom.row(now)))
+            return tuple_new(IdAnswer, (self.boot_id, self._events.latest, dom.row(now)))
 
     # -- control plane ----------------------------------------------------------
 
