@@ -40,7 +40,7 @@ from daemon_cost import _populate, naive_sample
 from report import PLOTS, REPO, REPORT, command_line, line_plot, machine_lines, write_section
 
 import xvirt
-from xvirt.compat.binding import real_libvirt
+from xvirt.libvirt_api.binding import real_libvirt
 from xvirt.testing.daemon import DaemonProcess
 
 PLOT = PLOTS / "matrix.png"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import xvirt.compat.libvirt as face
-from xvirt.compat.binding import real_libvirt
+from xvirt.libvirt_api.binding import real_libvirt
 from xvirt.testing.libvirt_target import guest_xml
 
 

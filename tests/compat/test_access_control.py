@@ -18,7 +18,7 @@ import pytest
 
 import xvirt
 import xvirt.compat.libvirt as face
-from xvirt.compat.binding import real_libvirt
+from xvirt.libvirt_api.binding import real_libvirt
 from xvirt.testing.daemon import DaemonProcess
 
 from .helpers import libvirt_admin as admin_connection

@@ -10,8 +10,9 @@ from types import ModuleType
 import pytest
 
 import xvirt.compat.libvirt as face
-from xvirt.compat import binding, real_libvirt
+from xvirt.compat import SHIM_DIR, real_libvirt
 from xvirt.errors import UnsupportedError
+from xvirt.libvirt_api import binding
 from xvirt.tools.compat_cmd import compat_environment
 
 
@@ -26,7 +27,7 @@ def test_when_libvirt_is_the_face_the_binding_is_loaded_aside(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "libvirt", face)
     monkeypatch.delitem(sys.modules, binding.PRIVATE_NAME, raising=False)
-    monkeypatch.setattr(sys, "path", [binding.SHIM_DIR, *sys.path])
+    monkeypatch.setattr(sys, "path", [SHIM_DIR, *sys.path])
     real = real_libvirt()
     assert isinstance(real, ModuleType) and not binding.is_face(real)
     assert sys.modules["libvirt"] is face  # the script keeps the face
@@ -38,7 +39,7 @@ def test_a_missing_binding_is_an_unsupported_error(monkeypatch: pytest.MonkeyPat
                                                    tmp_path: object) -> None:
     monkeypatch.setitem(sys.modules, "libvirt", face)
     monkeypatch.delitem(sys.modules, binding.PRIVATE_NAME, raising=False)
-    monkeypatch.setattr(sys, "path", [binding.SHIM_DIR, str(tmp_path)])
+    monkeypatch.setattr(sys, "path", [SHIM_DIR, str(tmp_path)])
     with pytest.raises(UnsupportedError, match="libvirt-python binding is not installed"):
         real_libvirt()
 

@@ -6,7 +6,7 @@ import libvirt as real  # the real binding (this process has no shim)
 
 import xvirt.compat.libvirt as face
 from xvirt.compat import _constants
-from xvirt.compat.binding import is_face
+from xvirt.libvirt_api.binding import is_face
 
 from .helpers import CAPTURE
 

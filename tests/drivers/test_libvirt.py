@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 import xvirt
-from xvirt.compat.binding import real_libvirt
 from xvirt.drivers.libvirt import LibvirtDriver
+from xvirt.libvirt_api.binding import real_libvirt
 from xvirt.model import DomainState, EventKind
 from xvirt.planes import Op
 from xvirt.testing.libvirt_target import guest_xml

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from xvirt import errors
-from xvirt.compat.binding import real_libvirt
 from xvirt.drivers.libvirt_errors import translate
+from xvirt.libvirt_api.binding import real_libvirt
 
 
 class FakeError:

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 import xvirt
-from xvirt.compat.binding import real_libvirt
 from xvirt.connection import Connection
 from xvirt.drivers.libvirt import LibvirtDriver
+from xvirt.libvirt_api.binding import real_libvirt
 from xvirt.model import DomainState
 from xvirt.testing.libvirt_target import guest_xml
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from xvirt.compat.binding import real_libvirt
 from xvirt.drivers.libvirt_xml import config_from_xml, uuid_from_xml
 from xvirt.errors import ProtocolError
+from xvirt.libvirt_api.binding import real_libvirt
 from xvirt.planes import DiskConfig, NicConfig
 
 URI = "libvirt:test:///default"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from xvirt.compat.binding import real_libvirt
+from xvirt.libvirt_api.binding import real_libvirt
 from xvirt.testing.prometheus import parse_samples
 from xvirt.tools.cli import main
 from xvirt.tools.exporter import Exporter

@@ -29,10 +29,10 @@ from xvirt.compat._translate import backend_for as _backend_for
 from xvirt.compat._translate import translate as _translate
 from xvirt.compat._unsupported import unsupported as _unsupported
 from xvirt.compat._uri import resolve as _resolve
-from xvirt.compat.binding import real_libvirt as _real_libvirt
 from xvirt.errors import InvalidArgumentError, XvirtError
+from xvirt.libvirt_api.binding import real_libvirt as _real_libvirt
 
-#: Marks this module as the face (xvirt.compat.binding tells it from the real binding).
+#: Marks this module as the face (xvirt.libvirt_api.binding tells it from the real binding).
 __xvirt_face__ = True
 
 __all__ = [

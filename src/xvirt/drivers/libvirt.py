@@ -46,12 +46,40 @@ from xvirt.drivers.libvirt_loop import ensure_event_loop
 from xvirt.drivers.libvirt_mirror import Mirror
 from xvirt.drivers.libvirt_xml import config_from_xml, uuid_from_xml
 from xvirt.errors import (
-    ConnectionClosedError,
+    CONNECTION_LOST,
     HostUnreachableError,
     NoDomainError,
     OperationFailedError,
     UnsupportedError,
     XvirtError,
+)
+from xvirt.libvirt_api.binding import real_libvirt
+from xvirt.libvirt_api.constants import (
+    VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE,
+    VIR_CONNECT_LIST_DOMAINS_ACTIVE,
+    VIR_DOMAIN_BLOCKED,
+    VIR_DOMAIN_CRASHED,
+    VIR_DOMAIN_EVENT_CRASHED,
+    VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+    VIR_DOMAIN_EVENT_RESUMED,
+    VIR_DOMAIN_EVENT_STARTED,
+    VIR_DOMAIN_EVENT_STARTED_MIGRATED,
+    VIR_DOMAIN_EVENT_STARTED_RESTORED,
+    VIR_DOMAIN_EVENT_STOPPED,
+    VIR_DOMAIN_EVENT_STOPPED_CRASHED,
+    VIR_DOMAIN_EVENT_STOPPED_DESTROYED,
+    VIR_DOMAIN_EVENT_STOPPED_SAVED,
+    VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN,
+    VIR_DOMAIN_EVENT_SUSPENDED,
+    VIR_DOMAIN_NOSTATE,
+    VIR_DOMAIN_PAUSED,
+    VIR_DOMAIN_PMSUSPENDED,
+    VIR_DOMAIN_RUNNING,
+    VIR_DOMAIN_SHUTDOWN,
+    VIR_DOMAIN_STATS_BALLOON,
+    VIR_DOMAIN_STATS_CPU_TOTAL,
+    VIR_DOMAIN_STATS_STATE,
+    VIR_DOMAIN_STATS_VCPU,
 )
 from xvirt.model import DomainState, EventKind, HostInfo
 from xvirt.planes import (
@@ -72,27 +100,32 @@ __all__ = ["LibvirtDriver", "default_image_dir", "domain_state"]
 
 T = TypeVar("T")
 
-# libvirt's virDomainState values -> Xen's flags. SHUTOFF (5) is not live.
-_SHUTOFF = 5
+# libvirt's virDomainState values -> Xen's flags. SHUTOFF is not live.
 _STATES = {
-    0: DomainState.BLOCKED,  # NOSTATE: Xen shows such a domain as "------", i.e. blocked
-    1: DomainState.RUNNING,
-    2: DomainState.BLOCKED,
-    3: DomainState.PAUSED,
-    4: DomainState.SHUTDOWN,
-    6: DomainState.CRASHED,
-    7: DomainState.PAUSED,  # PMSUSPENDED
+    # Xen shows a domain with no state as "------", i.e. blocked.
+    VIR_DOMAIN_NOSTATE: DomainState.BLOCKED,
+    VIR_DOMAIN_RUNNING: DomainState.RUNNING,
+    VIR_DOMAIN_BLOCKED: DomainState.BLOCKED,
+    VIR_DOMAIN_PAUSED: DomainState.PAUSED,
+    VIR_DOMAIN_SHUTDOWN: DomainState.SHUTDOWN,
+    VIR_DOMAIN_CRASHED: DomainState.CRASHED,
+    VIR_DOMAIN_PMSUSPENDED: DomainState.PAUSED,
 }
 
 # libvirt lifecycle events (virDomainEventType, detail) -> what to record.
-_STARTED, _SUSPENDED, _RESUMED, _STOPPED, _CRASHED = 2, 3, 4, 5, 8
-_ARRIVALS = {1: EventKind.MIGRATED, 2: EventKind.RESTORED}  # STARTED details
-_DEPARTURES = {0: EventKind.SHUTDOWN, 1: EventKind.DESTROYED, 2: EventKind.CRASHED,
-               4: EventKind.SAVED}  # STOPPED details
+_ARRIVALS = {  # STARTED details
+    VIR_DOMAIN_EVENT_STARTED_MIGRATED: EventKind.MIGRATED,
+    VIR_DOMAIN_EVENT_STARTED_RESTORED: EventKind.RESTORED,
+}
+_DEPARTURES = {  # STOPPED details
+    VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN: EventKind.SHUTDOWN,
+    VIR_DOMAIN_EVENT_STOPPED_DESTROYED: EventKind.DESTROYED,
+    VIR_DOMAIN_EVENT_STOPPED_CRASHED: EventKind.CRASHED,
+    VIR_DOMAIN_EVENT_STOPPED_SAVED: EventKind.SAVED,
+}
 
-_STATS = 1 | 2 | 4 | 8  # VIR_DOMAIN_STATS_STATE | CPU_TOTAL | BALLOON | VCPU
-_ACTIVE = 1  # VIR_CONNECT_LIST_DOMAINS_ACTIVE (and ..._GET_ALL_DOMAINS_STATS_ACTIVE)
-_LIFECYCLE = 0  # VIR_DOMAIN_EVENT_ID_LIFECYCLE
+_STATS = (VIR_DOMAIN_STATS_STATE | VIR_DOMAIN_STATS_CPU_TOTAL | VIR_DOMAIN_STATS_BALLOON
+          | VIR_DOMAIN_STATS_VCPU)
 _RECONNECT_PAUSE_S = 0.1
 
 
@@ -119,12 +152,6 @@ def _running(doms: list[Any]) -> list[Any]:
     return [d for d in doms if d.ID() >= 0]
 
 
-def _binding() -> Any:
-    from xvirt.compat.binding import real_libvirt
-
-    return real_libvirt()
-
-
 class LibvirtDriver(Driver):
     """One libvirt connection, as an xvirt driver."""
 
@@ -146,7 +173,7 @@ class LibvirtDriver(Driver):
         self.image_dir = image_dir or default_image_dir()
         self._timeout = timeout
         self._clock = clock or SystemClock()
-        self._lv = binding if binding is not None else _binding()
+        self._lv: Any = binding if binding is not None else real_libvirt()
         ensure_event_loop(self._lv)
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -186,7 +213,7 @@ class LibvirtDriver(Driver):
                 conn.setKeepAlive(5, 3)  # a silent peer is noticed within ~20 s
         try:
             self._callback_id = conn.domainEventRegisterAny(
-                None, _LIFECYCLE, self._on_event, None)
+                None, VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_event, None)
         except lv.libvirtError:
             self._callback_id = None  # no events: snapshots and validation still keep C1-C7
 
@@ -210,7 +237,7 @@ class LibvirtDriver(Driver):
             try:
                 self._connect()
                 self.counters.data()
-                doms = _running(self._conn.listAllDomains(_ACTIVE))
+                doms = _running(self._conn.listAllDomains(VIR_CONNECT_LIST_DOMAINS_ACTIVE))
             except (XvirtError, lv.libvirtError) as exc:
                 if self._clock.now() >= deadline:
                     reason = exc.message if isinstance(exc, XvirtError) \
@@ -300,7 +327,8 @@ class LibvirtDriver(Driver):
 
     def _census_call(self, count: Callable[[], object]) -> list[Any]:
         doms: list[Any] = _running(self._call(
-            count, lambda: self._conn.listAllDomains(_ACTIVE), op="listAllDomains"))
+            count, lambda: self._conn.listAllDomains(VIR_CONNECT_LIST_DOMAINS_ACTIVE),
+            op="listAllDomains"))
         members = [self._remember(d) for d in doms]
         self._mirror.census(members)
         self._handles = {uuid: self._handles[uuid] for _, uuid, _ in members}
@@ -324,19 +352,19 @@ class LibvirtDriver(Driver):
                     self._publish()
 
     def _observe_event(self, uuid: str, event: int, detail: int) -> None:
-        arrival = _ARRIVALS.get(detail, EventKind.CREATED) if event == _STARTED \
-            else EventKind.CREATED
-        departure = _DEPARTURES.get(detail, EventKind.DESTROYED) if event == _STOPPED \
-            else EventKind.DESTROYED
+        arrival = _ARRIVALS.get(detail, EventKind.CREATED) \
+            if event == VIR_DOMAIN_EVENT_STARTED else EventKind.CREATED
+        departure = _DEPARTURES.get(detail, EventKind.DESTROYED) \
+            if event == VIR_DOMAIN_EVENT_STOPPED else EventKind.DESTROYED
         known = uuid in self._mirror
         dom = self._observe_uuid(uuid, self.counters.event, arrival, departure)
         if dom is None or not known:
             return
-        if event == _SUSPENDED:
+        if event == VIR_DOMAIN_EVENT_SUSPENDED:
             self._mirror.note(uuid, EventKind.PAUSED)
-        elif event == _RESUMED:
+        elif event == VIR_DOMAIN_EVENT_RESUMED:
             self._mirror.note(uuid, EventKind.RESUMED)
-        elif event == _CRASHED:
+        elif event == VIR_DOMAIN_EVENT_CRASHED:
             self._mirror.note(uuid, EventKind.CRASHED)
 
     # -- data plane -----------------------------------------------------------------------
@@ -353,7 +381,8 @@ class LibvirtDriver(Driver):
         with self._lock:
             try:
                 records = [r for r in self._call(
-                    self.counters.data, lambda: self._conn.getAllDomainStats(_STATS, _ACTIVE),
+                    self.counters.data, lambda: self._conn.getAllDomainStats(
+                        _STATS, VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE),
                     op="getAllDomainStats") if r[0].ID() >= 0]  # see _running
             except UnsupportedError:
                 records = [(d, {}) for d in self._census_call(self.counters.data)]
@@ -370,7 +399,7 @@ class LibvirtDriver(Driver):
                     except NoDomainError:
                         self._gone(dom.UUIDString())
                         continue
-                    except (HostUnreachableError, ConnectionClosedError):
+                    except CONNECTION_LOST:
                         raise  # the host, not this domain: nothing can be answered
                     except XvirtError as exc:  # this domain only: the others are served
                         unanswered.append(

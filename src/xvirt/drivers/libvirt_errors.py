@@ -1,7 +1,8 @@
 """libvirtError -> xvirt.errors, at the driver boundary, with libvirt's code kept.
 
-The codes are libvirt's stable ABI values (virErrorNumber), so this module
-needs no binding to be imported and can be tested on its own.
+The codes are libvirt's stable ABI values (virErrorNumber), named from
+:mod:`xvirt.libvirt_api.constants`, so this module needs no binding to be
+imported and can be tested on its own.
 """
 
 from __future__ import annotations
@@ -18,32 +19,38 @@ from xvirt.errors import (
     UnsupportedError,
     XvirtError,
 )
+from xvirt.libvirt_api.constants import (
+    VIR_ERR_ARGUMENT_UNSUPPORTED,
+    VIR_ERR_AUTH_CANCELLED,
+    VIR_ERR_AUTH_FAILED,
+    VIR_ERR_AUTH_UNAVAILABLE,
+    VIR_ERR_INVALID_ARG,
+    VIR_ERR_INVALID_CONN,
+    VIR_ERR_NO_CONNECT,
+    VIR_ERR_NO_DOMAIN,
+    VIR_ERR_NO_SUPPORT,
+    VIR_ERR_OPERATION_DENIED,
+    VIR_ERR_OPERATION_UNSUPPORTED,
+    VIR_ERR_RPC,
+    VIR_ERR_SYSTEM_ERROR,
+)
 
 __all__ = ["LibvirtErrorLike", "translate"]
 
-NO_DOMAIN = 42
-INVALID_ARG = 8
-NO_SUPPORT = 3
-OPERATION_DENIED = 29
-AUTH_FAILED, AUTH_CANCELLED, AUTH_UNAVAILABLE = 45, 79, 94
-SYSTEM_ERROR, RPC, NO_CONNECT, INVALID_CONN = 38, 39, 5, 6
-OPERATION_UNSUPPORTED, ARGUMENT_UNSUPPORTED = 84, 74
-
-
 _BY_CODE: dict[int, type[XvirtError]] = {
-    NO_DOMAIN: NoDomainError,
-    INVALID_ARG: InvalidArgumentError,
-    NO_SUPPORT: UnsupportedError,
-    OPERATION_UNSUPPORTED: UnsupportedError,
-    ARGUMENT_UNSUPPORTED: UnsupportedError,
-    OPERATION_DENIED: ReadOnlyError,
-    AUTH_FAILED: AuthError,
-    AUTH_CANCELLED: AuthError,
-    AUTH_UNAVAILABLE: AuthError,
-    SYSTEM_ERROR: HostUnreachableError,
-    RPC: HostUnreachableError,
-    NO_CONNECT: HostUnreachableError,
-    INVALID_CONN: HostUnreachableError,
+    VIR_ERR_NO_DOMAIN: NoDomainError,
+    VIR_ERR_INVALID_ARG: InvalidArgumentError,
+    VIR_ERR_NO_SUPPORT: UnsupportedError,
+    VIR_ERR_OPERATION_UNSUPPORTED: UnsupportedError,
+    VIR_ERR_ARGUMENT_UNSUPPORTED: UnsupportedError,
+    VIR_ERR_OPERATION_DENIED: ReadOnlyError,
+    VIR_ERR_AUTH_FAILED: AuthError,
+    VIR_ERR_AUTH_CANCELLED: AuthError,
+    VIR_ERR_AUTH_UNAVAILABLE: AuthError,
+    VIR_ERR_SYSTEM_ERROR: HostUnreachableError,
+    VIR_ERR_RPC: HostUnreachableError,
+    VIR_ERR_NO_CONNECT: HostUnreachableError,
+    VIR_ERR_INVALID_CONN: HostUnreachableError,
 }
 
 

@@ -36,16 +36,15 @@ from xvirt.connection import Connection
 from xvirt.drivers.libvirt import default_image_dir, domain_state
 from xvirt.drivers.libvirt_errors import translate
 from xvirt.host.hypervisor import DomainRecord, JournalEntry
+from xvirt.libvirt_api.binding import real_libvirt
+from xvirt.libvirt_api.constants import (
+    VIR_CONNECT_LIST_DOMAINS_ACTIVE,
+    VIR_CONNECT_LIST_DOMAINS_INACTIVE,
+)
 
 __all__ = ["LibvirtHost", "LibvirtTarget"]
 
 _DEFAULT = "test"  # the test driver's own guest, back after every libvirtd restart
-
-
-def _binding() -> Any:
-    from xvirt.compat.binding import real_libvirt
-
-    return real_libvirt()
 
 
 def guest_xml(name: str, uuid: str, *, memory_kib: int, vcpus: int) -> str:
@@ -86,7 +85,7 @@ class LibvirtHost:
 
     def __init__(self, target_uri: str, image_dir: str,
                  restart: Callable[[], None] | None = None) -> None:
-        self._lv = _binding()
+        self._lv: Any = real_libvirt()
         self._uri = target_uri
         self._image_dir = image_dir
         self._restart = restart
@@ -126,7 +125,7 @@ class LibvirtHost:
     def domains(self) -> list[DomainRecord]:
         self._tidy()
         records = []
-        for dom in self._conn.listAllDomains(1):
+        for dom in self._conn.listAllDomains(VIR_CONNECT_LIST_DOMAINS_ACTIVE):
             state, max_kib, kib, vcpus, cpu = dom.info()
             live = domain_state(state)
             if live is None:
@@ -141,7 +140,7 @@ class LibvirtHost:
         or save of a persistent guest): on a Xen host a name is held only while its
         domain lives, and the kit restores images under names such a definition
         would hold. Run with every look at the truth, so after every step."""
-        for dom in self._conn.listAllDomains(2):  # VIR_CONNECT_LIST_DOMAINS_INACTIVE
+        for dom in self._conn.listAllDomains(VIR_CONNECT_LIST_DOMAINS_INACTIVE):
             with contextlib.suppress(self._lv.libvirtError):
                 if dom.name() != _DEFAULT and dom.isPersistent() and not dom.isActive():
                     dom.undefine()

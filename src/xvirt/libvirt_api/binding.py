@@ -5,7 +5,8 @@ Under ``xvirt compat`` the shim directory comes first on ``sys.path``, so
 that process still needs the real binding: it is loaded from the real
 ``libvirt.py`` (found on ``sys.path`` without the shim directory) under a
 private module name, once, and never registered as ``libvirt``, so the
-script keeps the face.
+script keeps the face. It lives here, not in compat or the driver, because
+both need it and neither may import the other.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from types import ModuleType
 
 from xvirt.errors import UnsupportedError
 
-__all__ = ["PRIVATE_NAME", "SHIM_DIR", "is_face", "real_libvirt"]
+__all__ = ["PRIVATE_NAME", "is_face", "real_libvirt"]
 
-#: The directory whose ``libvirt.py`` stands in for the binding (put first on PYTHONPATH).
-SHIM_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim")
 #: The name the real binding is loaded under when ``libvirt`` is the face.
 PRIVATE_NAME = "_xvirt_real_libvirt"
+#: xvirt's own package directory: a ``libvirt.py`` inside it (compat's shim, the face)
+#: stands in for the binding and is never the binding, so compat's layout is not needed here.
+_XVIRT_DIR = os.path.realpath(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 _lock = threading.Lock()
 _MISSING = (
@@ -41,8 +43,10 @@ def is_face(module: object) -> bool:
 
 
 def _is_shim_dir(entry: str) -> bool:
+    """True for a ``sys.path`` entry inside xvirt's own package (the shim directory)."""
     try:
-        return os.path.realpath(entry or os.curdir) == os.path.realpath(SHIM_DIR)
+        path = os.path.realpath(entry or os.curdir)
+        return os.path.commonpath([path, _XVIRT_DIR]) == _XVIRT_DIR
     except (OSError, ValueError):
         return False
 
