@@ -42,15 +42,40 @@ class Timeline:
     #: create): each may be missing for a moment though it is there before and after.
     touched: dict[int, set[str]] = field(default_factory=dict)
     _moved: threading.Condition = field(default_factory=threading.Condition, repr=False)
+    #: reader -> the last step whose calls it has made (readers that have joined).
+    _paced: dict[int, int] = field(default_factory=dict, repr=False)
+
+    #: How long a step waits for a reader still making its calls for the step before.
+    LAG_S = 0.5
 
     def now(self) -> int:
         """The step a call starting now may overlap: the last one recorded, or the next."""
         return len(self.snapshots)
 
     def advance(self, state: Snapshot) -> None:
-        """Record the host after a step; wake readers waiting for it."""
+        """Record the host after a step; wake readers waiting for it.
+
+        First wait (at most ``LAG_S``) for every reader to have made its calls for
+        the step under way: a history that outruns its readers on a busy machine
+        would otherwise be overlapped by few calls, and the kit would test less than
+        it says."""
         with self._moved:
+            step = len(self.snapshots)
+            self._moved.wait_for(
+                lambda: all(done >= step for done in self._paced.values()), self.LAG_S)
             self.snapshots.append(state)
+            self._moved.notify_all()
+
+    def paced(self, reader: int, step: int) -> None:
+        """Reader ``reader`` has made its calls for ``step``."""
+        with self._moved:
+            self._paced[reader] = step
+            self._moved.notify_all()
+
+    def leave(self, reader: int) -> None:
+        """Reader ``reader`` stops: steps no longer wait for it."""
+        with self._moved:
+            self._paced.pop(reader, None)
             self._moved.notify_all()
 
     def touch(self, uuid: str) -> None:
@@ -176,7 +201,9 @@ class Readers:
 
     Each makes ``per_step`` calls, then waits for the history's next step (at most
     ``PATIENCE_S``): enough to overlap every step, not so many that readers starve
-    the history of the interpreter.
+    the history of the interpreter. The history in turn waits for a reader still
+    making its calls (``Timeline.advance``), so every step is overlapped by each
+    reader's calls however busy the machine is.
     """
 
     PATIENCE_S = 0.05
@@ -194,7 +221,7 @@ class Readers:
         self._lock = threading.Lock()
         self._conns = [connect() for _ in range((count + 1) // 2)]
         self._threads = [
-            threading.Thread(target=self._run, args=(self._conns[i // 2], seed * 1000 + i),
+            threading.Thread(target=self._run, args=(self._conns[i // 2], seed * 1000 + i, i),
                              name=f"conformance-reader-{i}", daemon=True)
             for i in range(count)]
         for t in self._threads:
@@ -219,15 +246,19 @@ class Readers:
 
     # -- a reader -------------------------------------------------------------------
 
-    def _run(self, conn: Connection, seed: int) -> None:
+    def _run(self, conn: Connection, seed: int, index: int) -> None:
         rng = random.Random(seed)
         moves: tuple[Callable[[Connection, random.Random], None], ...] = (
             self._listing, self._by_name, self._by_uuid, self._sample)
-        while not self._stop.is_set():
-            step = self._timeline.now()
-            for _ in range(self._per_step):
-                rng.choice(moves)(conn, rng)
-            self._timeline.wait_past(step, self.PATIENCE_S)
+        try:
+            while not self._stop.is_set():
+                step = self._timeline.now()
+                for _ in range(self._per_step):
+                    rng.choice(moves)(conn, rng)
+                self._timeline.paced(index, step)
+                self._timeline.wait_past(step, self.PATIENCE_S)
+        finally:
+            self._timeline.leave(index)
 
     def _note(self, kind: str, key: Any, answer: Any, lo: int) -> None:
         ob = Observation(kind, key, answer, lo, self._timeline.now())
