@@ -22,6 +22,7 @@ from typing import Any
 import libvirt
 import pytest
 
+import xvirt.testing._child as child_module
 import xvirt.testing.libvirtd as libvirtd_module
 from xvirt.testing.libvirtd import LibvirtdError, LibvirtdProcess
 
@@ -228,13 +229,13 @@ def nobody_dir() -> Iterator[Path]:
                     reason="as a non-root user, every other test already runs this path")
 def test_a_non_root_user_runs_a_session_libvirtd(nobody_dir: Path) -> None:
     nobody = pwd.getpwnam("nobody")
-    module = nobody_dir / "libvirtd.py"
-    module.write_bytes(Path(libvirtd_module.__file__).read_bytes())
+    for module in (Path(libvirtd_module.__file__), Path(child_module.__file__)):
+        (nobody_dir / module.name).write_bytes(module.read_bytes())
     as_nobody: dict[str, Any] = {
         "user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": [], "cwd": nobody_dir,
         "env": {"PATH": "/usr/bin:/bin", "HOME": str(nobody_dir), "TMPDIR": str(nobody_dir)},
     }
-    # The module needs only the standard library; our own interpreter may sit in /root.
+    # The modules need only the standard library; our own interpreter may sit in /root.
     python = next((p for p in (sys.executable, "/usr/bin/python3") if runs(p, as_nobody)), None)
     assert python is not None, "no Python interpreter that 'nobody' may run"
     proc = subprocess.Popen([python, "-c", NOBODY_SCRIPT], stdin=subprocess.PIPE,

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from xvirt.testing import prometheus
 from xvirt.testing.prometheus import PrometheusError, PrometheusProcess, parse_samples, promtool
 
 CONFIG = {"global": {"scrape_interval": "1s"}, "scrape_configs": []}
@@ -84,7 +83,7 @@ def test_a_missing_binary_is_reported() -> None:
 def test_the_safety_net_kills_what_a_test_forgot() -> None:
     prom = PrometheusProcess(CONFIG).start()
     pid = prom.pid
-    prometheus._kill_leftovers()
+    PrometheusProcess.kill_leftovers()
     assert _gone(pid) and not prom.state_dir.exists()
 
 

@@ -1,5 +1,6 @@
 """A real ``xvirt daemon`` process for tests: started on a free port and a temporary
-socket, stopped by PID, killed with SIGKILL on demand, restarted on the same state.
+socket, stopped by PID, killed with SIGKILL on demand, restarted on the same state (the
+rules of ``_child.ChildProcess``).
 
 ``DaemonTarget`` makes it a conformance-kit target: the kit plays the outside
 world through the daemon's own administration routes (over the trusted unix
@@ -9,17 +10,12 @@ socket) and reaches the host through the xend driver, as any client would.
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
-import shutil
-import signal
 import socket
-import subprocess
 import sys
-import tempfile
-import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -28,7 +24,11 @@ from xvirt.connection import Connection
 from xvirt.errors import HostUnreachableError, XvirtError
 from xvirt.host.hypervisor import DomainRecord, JournalEntry
 from xvirt.model import DomainState
+from xvirt.testing._child import ChildProcess
 from xvirt.wire import records, sxp
+
+if TYPE_CHECKING:
+    from typing import Self
 
 __all__ = ["DaemonProcess", "DaemonTarget", "free_port"]
 
@@ -41,14 +41,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class DaemonProcess:
-    """One daemon and its state directory (removed by ``cleanup``)."""
+class DaemonProcess(ChildProcess):
+    """One daemon and its state directory (removed by ``cleanup``, unless it was given).
+
+    ``stop`` (SIGTERM) is a graceful shutdown; ``kill`` (SIGKILL) gives it no chance to
+    clean up, as after a crash."""
+
+    name = "the daemon"
+    start_timeout_s = START_TIMEOUT_S
+    poll_interval_s = 0.02
+    exited_message = "{name} exited with {status}: {log}"
+    late_message = "{name} did not start in time"
+    message_log_chars = 2000
 
     def __init__(self, *, tcp: bool = True, token: bool = True, empty: bool = True,
                  control_latency_ms: float = 0.0, extra: tuple[str, ...] = (),
                  state_dir: Path | None = None) -> None:
-        self._owned = state_dir is None
-        self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="xvirt-daemon-test-"))
+        super().__init__(prefix="xvirt-daemon-test-", log_name="daemon.log",
+                         state_dir=state_dir)
         self.socket = self.state_dir / "xend.sock"
         self.port = free_port() if tcp else None
         self.token: str | None = None
@@ -66,8 +76,7 @@ class DaemonProcess:
             self.args += ["--listen", f"127.0.0.1:{self.port}"]
         if self.token_file is not None:
             self.args += ["--token-file", str(self.token_file)]
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = self.state_dir / "daemon.log"
+        self._more: tuple[str, ...] = ()
 
     @property
     def unix_uri(self) -> str:
@@ -79,70 +88,29 @@ class DaemonProcess:
             raise ValueError("this daemon serves no TCP")
         return f"xend://127.0.0.1:{self.port}"
 
-    @property
-    def pid(self) -> int:
-        if self.proc is None:
-            raise RuntimeError("the daemon is not running")
-        return self.proc.pid
-
-    def start(self, *more: str) -> DaemonProcess:
-        if self.proc is not None and self.proc.poll() is None:
-            raise RuntimeError("the daemon is already running")
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "xvirt", "daemon", *self.args, *more],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
-        self.wait_ready()
-        return self
-
-    def wait_ready(self) -> None:
-        """Until the control plane answers (bounded; no fixed sleeps)."""
-        deadline = time.monotonic() + START_TIMEOUT_S
-        transport = httpx.HTTPTransport(uds=str(self.socket))
-        with httpx.Client(transport=transport, base_url="http://localhost") as client:
-            while True:
-                assert self.proc is not None
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"the daemon exited with {self.proc.returncode}: "
-                                       f"{self.log.read_text(errors='replace')[-2000:]}")
-                try:
-                    if client.get("/xend/node/").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the daemon did not start in time")
-                time.sleep(0.02)
-
-    def stop(self) -> int:
-        """SIGTERM by PID and wait: a graceful shutdown."""
-        return self._end(signal.SIGTERM)
-
-    def kill(self) -> int:
-        """SIGKILL by PID: no chance to clean up, as after a crash."""
-        return self._end(signal.SIGKILL)
-
-    def _end(self, sig: signal.Signals) -> int:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return proc.returncode if proc is not None else 0
-        os.kill(proc.pid, sig)
-        try:
-            return proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return proc.wait()
+    def start(self, *more: str) -> Self:
+        """Start with ``more`` arguments after ``args``, for this start only."""
+        self._more = more
+        return super().start()
 
     def restart(self, *more: str) -> None:
         self.stop()
         self.start(*more)
 
-    def cleanup(self) -> None:
-        with contextlib.suppress(Exception):
-            self.kill()
-        if self._owned:
-            shutil.rmtree(self.state_dir, ignore_errors=True)
+    def _command(self) -> list[str]:
+        return [sys.executable, "-m", "xvirt", "daemon", *self.args, *self._more]
+
+    @contextlib.contextmanager
+    def _probing(self) -> Iterator[Callable[[float], bool]]:
+        """The control plane answers; one client for the whole wait, none kept after it."""
+        transport = httpx.HTTPTransport(uds=str(self.socket))
+        with httpx.Client(transport=transport, base_url="http://localhost") as client:
+            def answers(_deadline: float) -> bool:
+                try:
+                    return client.get("/xend/node/").status_code == 200
+                except httpx.TransportError:
+                    return False
+            yield answers
 
 
 class _AdminHost:

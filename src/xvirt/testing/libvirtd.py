@@ -16,29 +16,30 @@ daemon, and two test runs cannot collide. Clients reach it through the socket na
 ``LIBVIRT_DRIVER_DIR`` points at an empty directory, so no hypervisor, network or storage
 driver module loads; the test driver is built into libvirt.so. The daemon runs in the
 foreground as our child (no ``-d``), so ``stop``/``kill`` act on its PID. It is never left
-behind: ``cleanup`` and an atexit hook kill it, and ``--timeout`` makes an orphan (the test
-runner SIGKILLed) exit once it has had no client for ``idle_timeout_s``.
+behind: ``cleanup`` and an atexit hook kill it (the rules of ``_child.ChildProcess``), and
+``--timeout`` makes an orphan (the test runner SIGKILLed) exit once it has had no client
+for ``idle_timeout_s``.
 
 The test driver's state lives in the daemon, and only while some connection is open.
 After ``restart`` (or once every connection has closed) the host is pristine again: one
 running domain, ``test``, with ID 1.
 
-This module needs only the standard library, ``libvirtd`` and ``virsh`` (Debian's
-``libvirt-daemon`` and ``libvirt-clients``). That lets it run under a bare system Python,
-e.g. as another user.
+This module needs only the standard library, ``_child.py`` beside it, ``libvirtd`` and
+``virsh`` (Debian's ``libvirt-daemon`` and ``libvirt-clients``). That lets it run under a
+bare system Python, e.g. as another user, with the two files on ``sys.path``.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
-import signal
 import subprocess
-import tempfile
 import time
-from pathlib import Path
-from types import TracebackType
+
+try:
+    from ._child import ChildProcess
+except ImportError:  # imported on its own, by a bare system Python (see above)
+    from _child import ChildProcess  # type: ignore[import-not-found, no-redef]
 
 __all__ = ["LIBVIRTD", "LibvirtdError", "LibvirtdProcess"]
 
@@ -52,20 +53,28 @@ class LibvirtdError(RuntimeError):
     """libvirtd could not be started, or did not answer in time."""
 
 
-class LibvirtdProcess:
+class LibvirtdProcess(ChildProcess):
     """One private libvirtd and its temporary directory (removed by ``cleanup``).
 
     ``with LibvirtdProcess() as d:`` starts it and cleans up afterwards; clients use
-    ``d.uri``."""
+    ``d.uri``. ``stop`` (SIGTERM): libvirtd closes its clients and removes its sockets.
+    ``kill`` (SIGKILL): connected clients see the connection drop, as after a crash; the
+    sockets stay behind, stale. ``restart`` keeps the socket: the same ``uri``, a pristine
+    test host."""
+
+    name = "libvirtd"
+    error = LibvirtdError
+    start_timeout_s = START_TIMEOUT_S
+    stop_timeout_s = STOP_TIMEOUT_S
+    poll_interval_s = 0.01
 
     def __init__(self, *, idle_timeout_s: int | None = 600, extra_config: str = "",
                  libvirtd: str = LIBVIRTD, virsh: str = "virsh") -> None:
+        super().__init__(prefix="xvirt-libvirtd-", log_name="libvirtd.log")
         self.privileged = os.geteuid() == 0
-        self.state_dir = Path(tempfile.mkdtemp(prefix="xvirt-libvirtd-"))
         self.socket = self.state_dir / "libvirt-sock"
         self.config = self.state_dir / "libvirtd.conf"
         self.pid_file = self.state_dir / "libvirtd.pid"
-        self.log = self.state_dir / "libvirtd.log"
         if len(str(self.state_dir / "libvirt-admin-sock")) > _SOCKET_PATH_MAX:
             shutil.rmtree(self.state_dir, ignore_errors=True)
             raise LibvirtdError(f"socket paths under {self.state_dir} are too long for "
@@ -105,60 +114,25 @@ class LibvirtdProcess:
             "LIBVIRT_LOG_OUTPUTS": f"3:file:{self.log}",
         })
         self._env = env
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._owner = os.getpid()
 
     @property
     def uri(self) -> str:
         """The test driver inside this daemon, for ``libvirt.open`` or ``virsh -c``."""
         return f"test+unix:///default?socket={self.socket}"
 
-    @property
-    def pid(self) -> int:
-        if self.proc is None:
-            raise LibvirtdError("libvirtd is not running")
-        return self.proc.pid
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self) -> LibvirtdProcess:
-        if self.running():
-            raise LibvirtdError("libvirtd is already running")
+    def _command(self) -> list[str]:
         if not os.access(self._libvirtd, os.X_OK):
             raise LibvirtdError(f"{self._libvirtd} not found: install libvirt-daemon")
         args = [self._libvirtd, "--config", str(self.config), "--pid-file", str(self.pid_file)]
         if self._idle_timeout_s is not None:
             args.append(f"--timeout={self._idle_timeout_s}")
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(args, env=self._env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT)
-        _running.add(self)
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.kill()
-            raise
-        return self
+        return args
 
-    def wait_ready(self) -> None:
-        """Until the daemon answers a real client call (bounded; polls, no fixed sleep)."""
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise LibvirtdError(f"libvirtd exited with {self.proc.returncode}:\n"
-                                    + self.log_tail())
-            # The socket appears once libvirtd listens; a stale one (after SIGKILL) only
-            # costs a refused probe.
-            if self.socket.exists() and self._answers(deadline):
-                return
-            if time.monotonic() > deadline:
-                raise LibvirtdError(f"libvirtd did not answer within {START_TIMEOUT_S} s:\n"
-                                    + self.log_tail())
-            time.sleep(0.01)
-
-    def _answers(self, deadline: float) -> bool:
+    def _ready(self, deadline: float) -> bool:
+        """The daemon answers a real client call. The socket appears once libvirtd listens;
+        a stale one (after SIGKILL) only costs a refused probe."""
+        if not self.socket.exists():
+            return False
         try:
             probe = subprocess.run(
                 [self._virsh, "-q", "-c", self.uri, "uri"], env=self._env,
@@ -169,61 +143,3 @@ class LibvirtdProcess:
         except subprocess.TimeoutExpired:
             return False
         return probe.returncode == 0
-
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-chars:]
-        except OSError as e:
-            return f"(no log: {e})"
-
-    def stop(self) -> int:
-        """SIGTERM by PID and wait: libvirtd closes its clients and removes its sockets."""
-        return self._end(signal.SIGTERM)
-
-    def kill(self) -> int:
-        """SIGKILL by PID and reap: connected clients see the connection drop, as after a
-        crash; the sockets stay behind, stale."""
-        return self._end(signal.SIGKILL)
-
-    def _end(self, sig: signal.Signals) -> int:
-        proc, self.proc = self.proc, None
-        _running.discard(self)
-        if proc is None:
-            return 0
-        if proc.poll() is not None:
-            return proc.returncode
-        os.kill(proc.pid, sig)
-        try:
-            return proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return proc.wait()
-
-    def restart(self) -> None:
-        """Stop, then start on the same socket: same ``uri``, a pristine test host."""
-        self.stop()
-        self.start()
-
-    def cleanup(self) -> None:
-        self.kill()
-        shutil.rmtree(self.state_dir, ignore_errors=True)
-
-    def __enter__(self) -> LibvirtdProcess:
-        if not self.running():
-            self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.cleanup()
-
-
-_running: set[LibvirtdProcess] = set()
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    """The safety net: a test that forgot ``cleanup`` must not leave a daemon running."""
-    for daemon in list(_running):
-        if daemon._owner == os.getpid():
-            daemon.cleanup()

@@ -4,7 +4,7 @@ Everything it owns lives in one temporary directory: its configuration file, its
 TSDB (``--storage.tsdb.path``) and its log. It listens on a free loopback port,
 runs in the foreground as our child, and is stopped (SIGTERM) or killed (SIGKILL)
 by PID. ``cleanup``, the context manager and an atexit hook make sure it is never
-left behind by a test that fails.
+left behind by a test that fails (the rules of ``_child.ChildProcess``).
 
     with PrometheusProcess({"scrape_configs": [...]}) as prom:
         prom.wait_until(lambda: prom.query("up == 1"), timeout_s=10)
@@ -14,21 +14,16 @@ Needs ``/usr/bin/prometheus`` (Debian's ``prometheus``) and httpx.
 
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
-import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 import yaml
 
+from xvirt.testing._child import ChildProcess
 from xvirt.testing.daemon import free_port
 
 __all__ = ["PROMETHEUS", "PROMTOOL", "PrometheusError", "PrometheusProcess", "parse_samples",
@@ -46,85 +41,61 @@ class PrometheusError(RuntimeError):
     """Prometheus could not be started, did not answer in time, or refused a query."""
 
 
-class PrometheusProcess:
+class PrometheusProcess(ChildProcess):
     """One private Prometheus server and its temporary directory (removed by ``cleanup``).
 
-    ``config`` is the configuration: YAML text or a mapping (written as YAML).
+    ``config`` is the configuration: YAML text or a mapping (written as YAML). ``stop``
+    (SIGTERM) lets Prometheus close its TSDB cleanly.
     """
+
+    name = "prometheus"
+    error = PrometheusError
+    start_timeout_s = START_TIMEOUT_S
+    stop_timeout_s = STOP_TIMEOUT_S
+    poll_interval_s = 0.05
+    late_message = "{name} was not ready within {timeout} s:\n{log}"
 
     def __init__(self, config: str | Mapping[str, Any], *, binary: str = PROMETHEUS,
                  extra_args: tuple[str, ...] = ()) -> None:
-        self.state_dir = Path(tempfile.mkdtemp(prefix="xvirt-prometheus-"))
+        super().__init__(prefix="xvirt-prometheus-", log_name="prometheus.log")
         self.config_file = self.state_dir / "prometheus.yml"
         self.data_dir = self.state_dir / "data"
-        self.log = self.state_dir / "prometheus.log"
         text = config if isinstance(config, str) else yaml.safe_dump(dict(config))
         self.config_file.write_text(text)
         self.port = free_port()
         self._binary = binary
         self._extra = extra_args
-        self.proc: subprocess.Popen[bytes] | None = None
+        self._cwd = self.state_dir
         self._client: httpx.Client | None = None
-        self._owner = os.getpid()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    @property
-    def pid(self) -> int:
-        if self.proc is None:
-            raise PrometheusError("prometheus is not running")
-        return self.proc.pid
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self) -> PrometheusProcess:
-        if self.running():
-            raise PrometheusError("prometheus is already running")
+    def _command(self) -> list[str]:
         if not os.access(self._binary, os.X_OK):
             raise PrometheusError(f"{self._binary} not found: install prometheus")
-        args = [self._binary,
+        return [self._binary,
                 f"--config.file={self.config_file}",
                 f"--storage.tsdb.path={self.data_dir}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--log.level=warn", *self._extra]
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(args, cwd=self.state_dir, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT)
-        _running.add(self)
+
+    def _started(self) -> None:
         self._client = httpx.Client(base_url=self.url, timeout=10.0)
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.kill()
-            raise
-        return self
 
-    def wait_ready(self) -> None:
-        """Until ``/-/ready`` answers 200 (bounded; polls, no fixed sleep)."""
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert self.proc is not None and self._client is not None
-            if self.proc.poll() is not None:
-                raise PrometheusError(f"prometheus exited with {self.proc.returncode}:\n"
-                                      + self.log_tail())
-            try:
-                if self._client.get("/-/ready").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass  # not listening yet
-            if time.monotonic() > deadline:
-                raise PrometheusError(f"prometheus was not ready within {START_TIMEOUT_S} s:\n"
-                                      + self.log_tail())
-            time.sleep(0.05)
+    def _ended(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
-    def log_tail(self, chars: int = 3000) -> str:
+    def _ready(self, deadline: float) -> bool:
+        """``/-/ready`` answers 200."""
+        assert self._client is not None
         try:
-            return self.log.read_text(errors="replace")[-chars:]
-        except OSError as e:
-            return f"(no log: {e})"
+            return self._client.get("/-/ready").status_code == 200
+        except httpx.TransportError:
+            return False  # not listening yet
 
     # -- the HTTP API ------------------------------------------------------------------
 
@@ -179,50 +150,6 @@ class PrometheusProcess:
                 raise PrometheusError(f"still {last!r} after {timeout_s} s")
             time.sleep(interval_s)
 
-    # -- lifetime ------------------------------------------------------------------------
-
-    def stop(self) -> int:
-        """SIGTERM by PID and wait: Prometheus closes its TSDB cleanly."""
-        return self._end(signal.SIGTERM)
-
-    def kill(self) -> int:
-        """SIGKILL by PID and reap."""
-        return self._end(signal.SIGKILL)
-
-    def _end(self, sig: signal.Signals) -> int:
-        proc, self.proc = self.proc, None
-        _running.discard(self)
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        if proc is None:
-            return 0
-        if proc.poll() is not None:
-            return proc.returncode
-        os.kill(proc.pid, sig)
-        try:
-            return proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return proc.wait()
-
-    def cleanup(self) -> None:
-        self.kill()
-        shutil.rmtree(self.state_dir, ignore_errors=True)
-
-    def __enter__(self) -> PrometheusProcess:
-        if not self.running():
-            try:
-                self.start()
-            except BaseException:
-                self.cleanup()
-                raise
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.cleanup()
-
 
 Labels = frozenset[tuple[str, str]]
 
@@ -249,14 +176,3 @@ def promtool(*args: str, stdin: str | None = None,
         raise PrometheusError(f"{binary} not found: install prometheus")
     return subprocess.run([binary, *args], input=stdin, capture_output=True, text=True,
                           timeout=60, check=False)
-
-
-_running: set[PrometheusProcess] = set()
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    """The safety net: a test that forgot ``cleanup`` must not leave a server running."""
-    for server in list(_running):
-        if server._owner == os.getpid():
-            server.cleanup()
