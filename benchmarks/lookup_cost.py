@@ -268,7 +268,8 @@ def compare_2006(guests: int, samples: int, latency_ms: float) -> LegacyComparis
             domains_seen=seen,
         )
 
-        driver = EmbeddedDriver(host, uri=host.uri, control_latency_ms=latency_ms)
+        driver = EmbeddedDriver(xvirt.sim._model_of(host), uri=host.uri,
+                                control_latency_ms=latency_ms)
         client = Client2006(driver)
         t0 = time.perf_counter()
         seen = 0

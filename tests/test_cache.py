@@ -225,7 +225,7 @@ class _Observation:
 def _states_by_generation(host: xvirt.sim.Host, start: dict[int, str]) -> list[dict[int, str]]:
     """Replay the event log: which UUID held which ID at every generation."""
     states = [dict(start)]
-    batch = host.events_since(0)
+    batch = xvirt.sim._model_of(host).events_since(0)
     assert batch.complete, "event log too short for this test"
     for event in batch.events:
         state = dict(states[-1])
@@ -378,7 +378,7 @@ def _reused_ids(host: xvirt.sim.Host) -> int:
     """How many times an ID passed from one domain to another."""
     owner: dict[int, str] = {}
     changes = 0
-    for event in host.events_since(0).events:
+    for event in xvirt.sim._model_of(host).events_since(0).events:
         if event.kind.adds or event.kind.moves:
             if owner.get(event.id, event.uuid) != event.uuid:
                 changes += 1
@@ -394,7 +394,7 @@ class _LateAnswerDriver(xvirt.drivers.embedded.EmbeddedDriver):
     merges it, as when the answer is slow to come back."""
 
     def __init__(self, host: xvirt.sim.Host, *, uri: str) -> None:
-        super().__init__(host, uri=uri)
+        super().__init__(xvirt.sim._model_of(host), uri=uri)
         self.meanwhile: list[Callable[[], object]] = []
 
     def resolve(self, uuids: Sequence[str] = (), ids: Sequence[int] = ()) -> Resolution:
@@ -440,7 +440,7 @@ class _RebootingDriver(xvirt.drivers.embedded.EmbeddedDriver):
 def test_a_survey_never_answers_empty_when_the_host_keeps_rebooting(
         host: xvirt.sim.Host) -> None:
     host.create("a")
-    conn = xvirt.Connection(_RebootingDriver(host, uri=host.uri))
+    conn = xvirt.Connection(_RebootingDriver(xvirt.sim._model_of(host), uri=host.uri))
     with pytest.raises(OperationFailedError, match="kept changing"):
         conn.survey()  # leaving "a" out would read as "a is gone"
 
@@ -450,7 +450,7 @@ class _OnceAfterSnapshot(xvirt.drivers.embedded.EmbeddedDriver):
     stale by the time the cache checks it."""
 
     def __init__(self, host: xvirt.sim.Host, *, uri: str) -> None:
-        super().__init__(host, uri=uri)
+        super().__init__(xvirt.sim._model_of(host), uri=uri)
         self.then: Callable[[], object] | None = None
 
     def snapshot(self) -> TableSnapshot:
@@ -504,7 +504,7 @@ class _ShortLivedNewcomers(xvirt.drivers.embedded.EmbeddedDriver):
     another arrives: what a host churning guests faster than its monitor looks like."""
 
     def __init__(self, host: xvirt.sim.Host, *, uri: str) -> None:
-        super().__init__(host, uri=uri)
+        super().__init__(xvirt.sim._model_of(host), uri=uri)
         self.serial = itertools.count()
         self.newcomer: int | None = None
         self.snapshots = 0

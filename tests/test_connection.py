@@ -14,8 +14,13 @@ _names = itertools.count()
 
 
 @pytest.fixture
-def host() -> Iterator[xvirt.sim.Host]:
-    h = xvirt.sim.Host(f"conn-test-{next(_names)}", clock=ManualClock())
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def host(clock: ManualClock) -> Iterator[xvirt.sim.Host]:
+    h = xvirt.sim.Host(f"conn-test-{next(_names)}", clock=clock)
     yield h
     h.close()
 
@@ -34,9 +39,10 @@ def test_open_defaults_to_the_demo_host(monkeypatch: pytest.MonkeyPatch) -> None
     assert {"Domain-0", "web1", "db1"} <= names
 
 
-def test_values_match_the_host(host: xvirt.sim.Host, conn: xvirt.Connection) -> None:
+def test_values_match_the_host(host: xvirt.sim.Host, conn: xvirt.Connection,
+                               clock: ManualClock) -> None:
     rec = host.create("web1", memory_kib=524288, max_memory_kib=1048576, vcpus=2)
-    host.clock.advance(2.0)  # type: ignore[attr-defined]
+    clock.advance(2.0)
     dom = conn.lookup_by_name("web1")
     assert (dom.uuid, dom.name, dom.id) == (rec.uuid, "web1", rec.id)
     info = dom.info()
@@ -259,12 +265,11 @@ def test_config_returns_the_devices_for_one_control_request(
 
 
 def test_a_wedged_domain_is_reported_beside_the_others(
-    host: xvirt.sim.Host, conn: xvirt.Connection
+    host: xvirt.sim.Host, conn: xvirt.Connection, clock: ManualClock
 ) -> None:
     good, wedged = host.create("good"), host.create("wedged")
     conn.sample()  # both known: what follows costs no control request
     before = conn.stats()
-    clock: ManualClock = host.clock  # type: ignore[assignment]
     t = clock.now()
     host.stall(wedged.id)
     found = conn.survey()
@@ -291,10 +296,10 @@ def test_a_wedged_domain_is_reported_beside_the_others(
     assert len(conn.sample()) == 3
 
 
-def test_the_per_domain_timeout_is_a_uri_option(host: xvirt.sim.Host) -> None:
+def test_the_per_domain_timeout_is_a_uri_option(host: xvirt.sim.Host,
+                                                clock: ManualClock) -> None:
     wedged = host.create("wedged")
     host.stall(wedged.id)
-    clock: ManualClock = host.clock  # type: ignore[assignment]
     with xvirt.open(host.uri + "?domain_timeout_ms=250") as conn:
         t = clock.now()
         assert len(conn.survey().failures) == 1

@@ -28,7 +28,7 @@ def test_a_host_registers_under_its_name() -> None:
         assert sim.get(name) is h
         assert name in sim.names()
         assert h.uri == f"sim:///{name}"
-        assert isinstance(h, HostModel)
+        assert isinstance(sim._model_of(h), HostModel)  # the facade holds a model
     finally:
         h.close()
 
@@ -117,7 +117,7 @@ def test_options_reach_the_host_model() -> None:
     with sim.Host(_name(), id_policy="random", max_domid=64, control_latency_ms=5,
                   clock=ManualClock(), seed=3, cpus=4) as h:
         assert (h.id_policy, h.max_domid, h.control_latency_ms) == ("random", 64, 5.0)
-        assert h.node_info().cpus == 4
+        assert sim._model_of(h).node_info().cpus == 4
 
 
 def test_demo_populates() -> None:

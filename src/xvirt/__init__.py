@@ -4,9 +4,11 @@
     with xvirt.open("sim:///default") as conn:
         for dom in conn.list_domains():
             print(dom.id, dom.name, dom.info().state)
-"""
 
-from __future__ import annotations
+Every public name here is in ``__all__`` (tests/test_public_api.py checks it): helpers
+are imported under private aliases, and ``dir(xvirt)`` leaves out the internal
+submodules (cache, planes, uri...) that the import system binds here once imported.
+"""
 
 from xvirt import errors, sim
 from xvirt.connection import Connection, Domain, EventStream
@@ -35,7 +37,10 @@ from xvirt.model import (
     Identity,
     Survey,
 )
-from xvirt.uri import DEFAULT_URI, default_uri, open_driver, split_cache_option
+from xvirt.planes import DiskConfig, DomainConfig, NicConfig
+from xvirt.uri import DEFAULT_URI, default_uri
+from xvirt.uri import open_driver as _open_driver
+from xvirt.uri import split_cache_option as _split_cache_option
 
 __version__ = "0.1.0"
 
@@ -45,7 +50,9 @@ __all__ = [
     "ConnStats",
     "Connection",
     "ConnectionClosedError",
+    "DiskConfig",
     "Domain",
+    "DomainConfig",
     "DomainEvent",
     "DomainFailure",
     "DomainInfo",
@@ -58,6 +65,7 @@ __all__ = [
     "HostUnreachableError",
     "Identity",
     "InvalidArgumentError",
+    "NicConfig",
     "NoDomainError",
     "OperationFailedError",
     "ProtocolError",
@@ -78,7 +86,19 @@ def open(uri: str | None = None, readonly: bool = False) -> Connection:
 
     ``?cache=off`` on any URI gives 2006 mode: one control-plane request per lookup."""
     given = default_uri() if uri is None else uri
-    target, cache = split_cache_option(given)
-    driver = open_driver(target, readonly=readonly)
+    target, cache = _split_cache_option(given)
+    driver = _open_driver(target, readonly=readonly)
     driver.uri = given
     return Connection(driver, readonly=readonly, cache=cache)
+
+
+#: Subpackages that are public though ``import xvirt`` does not import them (so they are
+#: not in ``__all__``): the conformance kit and the libvirt-python face.
+_PUBLIC_SUBPACKAGES = frozenset({"compat", "testing"})
+
+
+def __dir__() -> list[str]:
+    """What ``dir(xvirt)`` (and so completion and ``help``) lists: ``__all__``, the module's
+    dunders and the public subpackages once imported; not the internal submodules."""
+    return sorted(n for n in globals()
+                  if n in __all__ or n in _PUBLIC_SUBPACKAGES or n.startswith("__"))

@@ -7,8 +7,6 @@ libraries below (sockets, HTTP, libvirt) are translated into these at the
 driver boundary and never leak.
 """
 
-from __future__ import annotations
-
 __all__ = [
     "AuthError",
     "ConnectionClosedError",
@@ -113,7 +111,3 @@ class UnsupportedError(XvirtError):
 
 class OperationFailedError(XvirtError):
     """The host refused a valid request in its current state (name taken, wrong state...)."""
-
-
-#: The connection to the host is lost (unreachable, or closed): ``except CONNECTION_LOST``.
-CONNECTION_LOST: tuple[type[XvirtError], ...] = (HostUnreachableError, ConnectionClosedError)

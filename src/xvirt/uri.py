@@ -125,8 +125,9 @@ def _open_sim(uri: str, netloc: str, path: str, query: str, readonly: bool) -> D
             f"exists; programs create others with xvirt.sim.Host({name!r}))",
             uri=uri,
         )
-    return EmbeddedDriver(host, uri=uri, readonly=readonly, control_latency_ms=latency,
-                     domain_timeout_ms=domain_timeout)
+    # The driver serves the model's planes, which the Host facade keeps private.
+    return EmbeddedDriver(sim._model_of(host), uri=uri, readonly=readonly,
+                          control_latency_ms=latency, domain_timeout_ms=domain_timeout)
 
 
 def _milliseconds(key: str, value: str, uri: str) -> float:

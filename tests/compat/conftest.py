@@ -36,8 +36,14 @@ def images(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def host(images: Path) -> Iterator[xvirt.sim.Host]:
-    h = xvirt.sim.Host(f"compat-{next(_names)}", clock=ManualClock(), image_dir=images)
+def clock() -> ManualClock:
+    """The host's clock: tests advance it to let CPU time grow."""
+    return ManualClock()
+
+
+@pytest.fixture
+def host(images: Path, clock: ManualClock) -> Iterator[xvirt.sim.Host]:
+    h = xvirt.sim.Host(f"compat-{next(_names)}", clock=clock, image_dir=images)
     yield h
     h.close()
 

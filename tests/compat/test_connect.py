@@ -8,6 +8,7 @@ import pytest
 
 import xvirt
 import xvirt.compat.libvirt as face
+from xvirt.clock import ManualClock
 from xvirt.model import DomainState
 
 from .helpers import err, raised
@@ -57,7 +58,7 @@ def test_open_refusals() -> None:
 # -- the host -----------------------------------------------------------------------------
 
 def test_host_facts(host: xvirt.sim.Host, conn: face.virConnect) -> None:
-    h = host.node_info()
+    h = xvirt.sim._model_of(host).node_info()
     assert conn.getInfo() == [h.arch, h.memory_kib // 1024, h.cpus, h.cpu_mhz, h.nodes,
                               h.sockets_per_node, h.cores_per_socket, h.threads_per_core]
     assert conn.getHostname() == h.hostname
@@ -192,8 +193,8 @@ def test_lookup_argument_types_fail_as_in_the_binding(conn: face.virConnect, cal
 # -- bulk statistics ------------------------------------------------------------------------
 
 def test_all_domain_stats_from_one_sample(host: xvirt.sim.Host, conn: face.virConnect,
-                                          guests: dict[str, Any]) -> None:
-    host.clock.advance(3.0)  # type: ignore[attr-defined]
+                                          guests: dict[str, Any], clock: ManualClock) -> None:
+    clock.advance(3.0)
     conn.getAllDomainStats()  # newcomers named: at most one control request
     before = conn._xvirt.stats()
     got = conn.getAllDomainStats()

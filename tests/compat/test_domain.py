@@ -9,6 +9,7 @@ import pytest
 
 import xvirt
 import xvirt.compat.libvirt as face
+from xvirt.clock import ManualClock
 from xvirt.planes import DiskConfig, NicConfig
 
 from .helpers import err
@@ -24,8 +25,8 @@ def web(host: xvirt.sim.Host) -> xvirt.sim.DomainRecord:
 
 
 def test_identity_and_figures(host: xvirt.sim.Host, conn: face.virConnect,
-                              web: xvirt.sim.DomainRecord) -> None:
-    host.clock.advance(2.0)  # type: ignore[attr-defined]
+                              web: xvirt.sim.DomainRecord, clock: ManualClock) -> None:
+    clock.advance(2.0)
     d = conn.lookupByName("web")
     truth = host.domain(web.id)
     assert (d.name(), d.ID(), d.UUIDString()) == ("web", web.id, web.uuid)

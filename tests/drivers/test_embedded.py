@@ -97,7 +97,7 @@ def test_data_plane_methods_count_exactly_one_data_call(
     host: sim.Host, clock: ManualClock, label: str, call: Call
 ) -> None:
     host.create("a")
-    d = EmbeddedDriver(host, uri=host.uri, control_latency_ms=50)
+    d = EmbeddedDriver(sim._model_of(host), uri=host.uri, control_latency_ms=50)
     t = clock.now()
     call(d, host)
     assert _counts(d) == (1, 0, 0)
@@ -109,7 +109,7 @@ def test_control_plane_methods_count_exactly_one_request(
     host: sim.Host, label: str, call: Call
 ) -> None:
     host.create("a")
-    d = EmbeddedDriver(host, uri=host.uri)
+    d = EmbeddedDriver(sim._model_of(host), uri=host.uri)
     call(d, host)
     assert _counts(d) == (0, 1, 0)
 
@@ -119,7 +119,7 @@ def test_events_since_counts_exactly_one_event_request(
     host: sim.Host, clock: ManualClock, label: str, call: Call
 ) -> None:
     host.create("a")
-    d = EmbeddedDriver(host, uri=host.uri, control_latency_ms=50)
+    d = EmbeddedDriver(sim._model_of(host), uri=host.uri, control_latency_ms=50)
     t = clock.now()
     call(d, host)
     assert _counts(d) == (0, 0, 1)
@@ -130,7 +130,7 @@ def test_census_and_identify_agree_with_the_snapshot(host: sim.Host) -> None:
     for name in "abc":
         host.create(name)
     host.destroy(host.create("gone").id)
-    d = EmbeddedDriver(host, uri=host.uri)
+    d = EmbeddedDriver(sim._model_of(host), uri=host.uri)
     snap = d.snapshot()
     census = d.census()
     assert census == (snap.boot_id, snap.generation,
@@ -141,7 +141,7 @@ def test_census_and_identify_agree_with_the_snapshot(host: sim.Host) -> None:
 
 
 def test_counts_add_up_over_many_calls(host: sim.Host) -> None:
-    d = EmbeddedDriver(host, uri=host.uri)
+    d = EmbeddedDriver(sim._model_of(host), uri=host.uri)
     for _ in range(7):
         d.snapshot()
     for _ in range(3):
@@ -152,8 +152,8 @@ def test_counts_add_up_over_many_calls(host: sim.Host) -> None:
 
 
 def test_counters_are_per_driver(host: sim.Host) -> None:
-    d1 = EmbeddedDriver(host, uri=host.uri)
-    d2 = EmbeddedDriver(host, uri=host.uri)
+    d1 = EmbeddedDriver(sim._model_of(host), uri=host.uri)
+    d2 = EmbeddedDriver(sim._model_of(host), uri=host.uri)
     d1.snapshot()
     assert _counts(d2) == (0, 0, 0)
     assert isinstance(d1.counters, PlaneCounters)
@@ -165,7 +165,7 @@ def test_control_latency_sleeps_through_the_clock(
 ) -> None:
     with sim.Host(f"driver-test-{next(_serial)}", clock=clock, control_latency_ms=40) as h:
         h.create("a")
-        d = EmbeddedDriver(h, uri=h.uri)
+        d = EmbeddedDriver(sim._model_of(h), uri=h.uri)
         t = clock.now()
         call(d, h)
         assert clock.now() - t == pytest.approx(0.040, abs=1e-9)
@@ -187,7 +187,7 @@ def test_uri_latency_overrides_the_hosts(clock: ManualClock, override: float) ->
 
 
 def test_no_latency_means_no_sleep(host: sim.Host, clock: ManualClock) -> None:
-    d = EmbeddedDriver(host, uri=host.uri)
+    d = EmbeddedDriver(sim._model_of(host), uri=host.uri)
     t = clock.now()
     d.list_all()
     d.host_info()
@@ -196,7 +196,7 @@ def test_no_latency_means_no_sleep(host: sim.Host, clock: ManualClock) -> None:
 
 def test_latency_is_paid_per_request(clock: ManualClock) -> None:
     with sim.Host(f"driver-test-{next(_serial)}", clock=clock, control_latency_ms=50) as h:
-        d = EmbeddedDriver(h, uri=h.uri)
+        d = EmbeddedDriver(sim._model_of(h), uri=h.uri)
         t = clock.now()
         for _ in range(20):
             d.resolve([sim.DOM0_UUID])
@@ -210,7 +210,7 @@ def test_latency_is_paid_per_request(clock: ManualClock) -> None:
 def test_restore_answers_with_the_restored_domain(host: sim.Host) -> None:
     rec = host.create("a")
     host.save(rec.id, "a.img")
-    d = EmbeddedDriver(host, uri=host.uri)
+    d = EmbeddedDriver(sim._model_of(host), uri=host.uri)
     answer = d.restore("a.img")
     (resolved,) = answer.domains
     assert (resolved.uuid, resolved.name) == (rec.uuid, "a")
@@ -223,7 +223,7 @@ def test_restore_answers_with_the_restored_domain(host: sim.Host) -> None:
 def test_act_goes_through_the_identity_check(host: sim.Host) -> None:
     a = host.create("a")
     b = host.create("b")
-    d = EmbeddedDriver(host, uri=host.uri)
+    d = EmbeddedDriver(sim._model_of(host), uri=host.uri)
     with pytest.raises(NoDomainError):
         d.act(Op.DESTROY, a.id, b.uuid)
     assert [x.name for x in host.domains()] == ["Domain-0", "a", "b"]
@@ -233,7 +233,7 @@ def test_act_goes_through_the_identity_check(host: sim.Host) -> None:
 
 
 def test_answers_carry_boot_id_and_generation(host: sim.Host) -> None:
-    d = EmbeddedDriver(host, uri=host.uri)
+    d = EmbeddedDriver(sim._model_of(host), uri=host.uri)
     host.create("a")
     for answer in (d.snapshot(), d.info_by_id(0), d.list_all(), d.resolve(ids=[0])):
         assert answer.boot_id == host.boot_id
@@ -244,7 +244,7 @@ def test_answers_carry_boot_id_and_generation(host: sim.Host) -> None:
 
 
 def test_close_is_idempotent(host: sim.Host) -> None:
-    d = EmbeddedDriver(host, uri=host.uri)
+    d = EmbeddedDriver(sim._model_of(host), uri=host.uri)
     d.close()
     d.close()
 
@@ -254,7 +254,7 @@ def test_domain_config_has_the_domains_devices(host: sim.Host) -> None:
              sim.DiskConfig("file:/srv/a.iso", "hdc", readonly=True))
     nics = (sim.NicConfig("00:16:3e:00:00:0a", "xenbr1"),)
     a = host.create("a", memory_kib=4096, vcpus=2, disks=disks, nics=nics)
-    d = EmbeddedDriver(host, uri=host.uri)
+    d = EmbeddedDriver(sim._model_of(host), uri=host.uri)
     config = d.domain_config(a.uuid)
     assert (config.memory_kib, config.vcpus, config.disks, config.nics) == (4096, 2, disks, nics)
     assert _counts(d) == (0, 1, 0)
@@ -264,6 +264,6 @@ def test_domain_config_has_the_domains_devices(host: sim.Host) -> None:
 
 def test_image_dir_is_the_hosts(clock: ManualClock, tmp_path: Path) -> None:
     with sim.Host(f"driver-test-{next(_serial)}", clock=clock, image_dir=tmp_path / "i") as h:
-        d = EmbeddedDriver(h, uri=h.uri)
+        d = EmbeddedDriver(sim._model_of(h), uri=h.uri)
         assert d.image_dir == str(tmp_path / "i")
         assert _counts(d) == (0, 0, 0)  # known in process: no request

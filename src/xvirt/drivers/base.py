@@ -20,7 +20,13 @@ import itertools
 import threading
 from collections.abc import Callable, Sequence
 
-from xvirt.errors import NoDomainError, OperationFailedError
+from xvirt.errors import (
+    ConnectionClosedError,
+    HostUnreachableError,
+    NoDomainError,
+    OperationFailedError,
+    XvirtError,
+)
 from xvirt.model import HostInfo
 from xvirt.planes import (
     Census,
@@ -33,7 +39,10 @@ from xvirt.planes import (
     TableSnapshot,
 )
 
-__all__ = ["Driver", "PlaneCounters"]
+__all__ = ["CONNECTION_LOST", "Driver", "PlaneCounters"]
+
+#: The connection to the host is lost (unreachable, or closed): ``except CONNECTION_LOST``.
+CONNECTION_LOST: tuple[type[XvirtError], ...] = (HostUnreachableError, ConnectionClosedError)
 
 
 class _Tally:

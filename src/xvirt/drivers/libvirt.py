@@ -40,13 +40,12 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from xvirt.clock import Clock, SystemClock
-from xvirt.drivers.base import Driver, PlaneCounters
+from xvirt.drivers.base import CONNECTION_LOST, Driver, PlaneCounters
 from xvirt.drivers.libvirt_errors import translate
 from xvirt.drivers.libvirt_loop import ensure_event_loop
 from xvirt.drivers.libvirt_mirror import Mirror
 from xvirt.drivers.libvirt_xml import config_from_xml, uuid_from_xml
 from xvirt.errors import (
-    CONNECTION_LOST,
     HostUnreachableError,
     NoDomainError,
     OperationFailedError,

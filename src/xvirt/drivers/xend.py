@@ -35,9 +35,8 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from xvirt.clock import Clock, SystemClock
-from xvirt.drivers.base import Driver, PlaneCounters
+from xvirt.drivers.base import CONNECTION_LOST, Driver, PlaneCounters
 from xvirt.errors import (
-    CONNECTION_LOST,
     AuthError,
     HostUnreachableError,
     InvalidArgumentError,

@@ -25,3 +25,10 @@ __all__ = [
     "check_driver",
     "conformance_machine",
 ]
+
+
+def __dir__() -> list[str]:
+    """What ``dir(xvirt.testing)`` lists: the kit (``__all__``) and the dunders, not the
+    submodules it is built from, which the import system binds here once imported (the
+    helpers among them are imported by their full name, e.g. ``xvirt.testing.libvirtd``)."""
+    return sorted(n for n in globals() if n in __all__ or n.startswith("__"))
