@@ -19,23 +19,16 @@ from xvirt.compat._unsupported import unsupported
 from xvirt.compat._xml import domain_xml
 from xvirt.connection import Domain
 from xvirt.errors import ConnectionClosedError, NoDomainError, XvirtError
-from xvirt.model import DomainInfo, DomainState
+from xvirt.libvirt_api.states import LIBVIRT_STATE_OF
+from xvirt.model import DomainInfo
 
 if TYPE_CHECKING:
     from xvirt.compat._connect import virConnect
 
 __all__ = ["STATES", "check_flags", "virDomain"]
 
-#: Xen's state flags as libvirt's virDomainState, as libvirt's xend driver mapped
-#: them: shut down ('s') is SHUTOFF, dying ('d') is SHUTDOWN (on its way out).
-STATES = {
-    DomainState.RUNNING: c.VIR_DOMAIN_RUNNING,
-    DomainState.BLOCKED: c.VIR_DOMAIN_BLOCKED,
-    DomainState.PAUSED: c.VIR_DOMAIN_PAUSED,
-    DomainState.SHUTDOWN: c.VIR_DOMAIN_SHUTOFF,
-    DomainState.CRASHED: c.VIR_DOMAIN_CRASHED,
-    DomainState.DYING: c.VIR_DOMAIN_SHUTDOWN,
-}
+#: Xen's state flags as libvirt's virDomainState (xvirt.libvirt_api.states).
+STATES = LIBVIRT_STATE_OF
 
 _XML_FLAGS = (c.VIR_DOMAIN_XML_SECURE | c.VIR_DOMAIN_XML_INACTIVE
               | c.VIR_DOMAIN_XML_UPDATE_CPU | c.VIR_DOMAIN_XML_MIGRATABLE)

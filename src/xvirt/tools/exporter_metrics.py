@@ -34,6 +34,7 @@ from prometheus_client.metrics_core import (
 
 import xvirt
 from xvirt.clock import Clock, SystemClock
+from xvirt.libvirt_api.states import LIBVIRT_STATE_OF
 
 __all__ = [
     "STATE_CODES",
@@ -49,14 +50,7 @@ __all__ = [
 ]
 
 #: libvirt's virDomainState codes, as xvirt's libvirt face reports Xen's states.
-STATE_CODES: dict[xvirt.DomainState, int] = {
-    xvirt.DomainState.RUNNING: 1,
-    xvirt.DomainState.BLOCKED: 2,
-    xvirt.DomainState.PAUSED: 3,
-    xvirt.DomainState.DYING: 4,
-    xvirt.DomainState.SHUTDOWN: 5,
-    xvirt.DomainState.CRASHED: 6,
-}
+STATE_CODES: dict[xvirt.DomainState, int] = LIBVIRT_STATE_OF
 
 _STATE_HELP = ", ".join(f"{code} {state.value}" for state, code in STATE_CODES.items())
 
