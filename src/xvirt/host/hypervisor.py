@@ -29,6 +29,7 @@ from xvirt.errors import (
     InvalidArgumentError,
     NoDomainError,
     OperationFailedError,
+    XvirtError,
 )
 from xvirt.host.devices import check_disks, check_nics, default_disks, default_nics
 from xvirt.host.events import EventLog
@@ -167,6 +168,41 @@ class HostState:
 
 class HostObserver(Protocol):
     def commit(self, change: HostChange) -> None: ...
+
+
+class _Committed:
+    """The host as its observers last accepted it: what a refused commit rolls back
+    to. Kept change by change (O(change)), since a refusal is rare and a copy of the
+    whole host per request is not."""
+
+    def __init__(self, state: HostState, event_capacity: int, journal_capacity: int | None
+                 ) -> None:
+        self.boot_id = state.boot_id
+        self.generation = state.generation
+        self.domains = {d.uuid: d for d in state.domains}
+        self.events: deque[HostEvent] = deque(state.events, maxlen=event_capacity)
+        self.journal: deque[JournalEntry] = deque(state.journal, maxlen=journal_capacity)
+        self.rover = state.rover
+        self.daemon_epoch = state.daemon_epoch
+
+    def apply(self, change: HostChange) -> None:
+        if change.reset:
+            self.domains.clear()
+            self.events.clear()
+        for uuid in change.gone_uuids:
+            self.domains.pop(uuid, None)
+        for dom in change.domains:
+            self.domains[dom.uuid] = dom
+        self.events.extend(change.events)
+        self.journal.extend(change.journal)
+        self.boot_id, self.generation = change.boot_id, change.generation
+        self.rover, self.daemon_epoch = change.rover, change.daemon_epoch
+
+    def state(self) -> HostState:
+        return HostState(self.boot_id, self.generation,
+                         tuple(sorted(self.domains.values(), key=lambda d: d.id)),
+                         tuple(self.events), tuple(self.journal), self.rover,
+                         self.daemon_epoch)
 
 
 class _Domain:
@@ -318,6 +354,7 @@ class HostModel:
         self._stalled: set[str] = set()  # UUIDs whose figures never come (stall())
         self.daemon_epoch = 0
         self._observers: list[HostObserver] = []
+        self._committed: _Committed | None = None  # what observers last accepted, if any
         self._touched: dict[str, None] = {}  # uuids changed since the last commit, in order
         self._vacated: set[int] = set()
         self._journalled = 0  # entries appended since the last commit
@@ -379,44 +416,63 @@ class HostModel:
     # -- keeping and mirroring the host ---------------------------------------------
 
     def add_observer(self, observer: HostObserver) -> None:
-        """Hand every later change to ``observer.commit`` inside the request that made it."""
+        """Hand every later change to ``observer.commit`` inside the request that made it.
+
+        The first observer is the one that keeps the host (a store): a change it
+        refuses is undone, so the host never serves what it could not keep."""
         with self._lock:
             self._commit()
             self._observers.append(observer)
+            if self._committed is None:
+                self._committed = _Committed(self._state(), self._event_capacity,
+                                             self._journal.maxlen)
 
     def state(self) -> HostState:
         """The whole host, for a first save or a first mirror."""
         with self._lock:
-            doms = tuple(d.live() for d in self._by_id.values())
-            events, _ = self._events.since(self._events.oldest_available)
-            return HostState(self.boot_id, self._events.latest, doms, events,
-                             tuple(self._journal), self._ids.rover, self.daemon_epoch)
+            return self._state()
+
+    def _state(self) -> HostState:
+        doms = tuple(d.live() for d in self._by_id.values())
+        events, _ = self._events.since(self._events.oldest_available)
+        return HostState(self.boot_id, self._events.latest, doms, events,
+                         tuple(self._journal), self._ids.rover, self.daemon_epoch)
 
     def load(self, state: HostState) -> None:
         """Become the host ``state`` describes (a daemon starting again): same boot,
         same domains with the same IDs, events numbered on from where they were."""
         with self._lock:
             self._check_open()
-            self.boot_id = state.boot_id
-            self._events = EventLog.resume(self._event_capacity, state.generation, state.events)
-            self._ids.resume(state.rover)
-            doms = [_Domain.from_live(live) for live in state.domains]
-            self._by_id = {d.id: d for d in doms}
-            self._by_uuid = {d.uuid: d for d in doms}
-            self._by_name = {d.name: d for d in doms}
-            if len(self._by_id) != len(doms) or len(self._by_uuid) != len(doms) or len(
-                    self._by_name) != len(doms) or 0 not in self._by_id:
-                raise InvalidArgumentError("saved host state is inconsistent: duplicate "
-                                           "IDs, UUIDs or names, or no Domain-0")
-            self._journal.clear()
-            self._journal.extend(state.journal)
-            self.daemon_epoch = state.daemon_epoch
-            self._touched.clear()
-            self._vacated.clear()
-            self._journalled = 0
-            self._committed_seq = state.generation
-            self._reset = False
-            self._changed.notify_all()
+            self._become(state)
+            if self._committed is not None:
+                self._committed = _Committed(state, self._event_capacity, self._journal.maxlen)
+
+    def _become(self, state: HostState) -> None:
+        """``load``'s work, lock held: also how a refused commit is undone. Checked
+        whole before anything changes."""
+        events = EventLog.resume(self._event_capacity, state.generation, state.events)
+        doms = [_Domain.from_live(live) for live in state.domains]
+        by_id = {d.id: d for d in doms}
+        by_uuid = {d.uuid: d for d in doms}
+        by_name = {d.name: d for d in doms}
+        if len(by_id) != len(doms) or len(by_uuid) != len(doms) or len(
+                by_name) != len(doms) or 0 not in by_id:
+            raise InvalidArgumentError("saved host state is inconsistent: duplicate "
+                                       "IDs, UUIDs or names, or no Domain-0")
+        self.boot_id = state.boot_id
+        self._events = events
+        self._ids.resume(state.rover)
+        self._by_id, self._by_uuid, self._by_name = by_id, by_uuid, by_name
+        self._stalled &= by_uuid.keys()
+        self._journal.clear()
+        self._journal.extend(state.journal)
+        self.daemon_epoch = state.daemon_epoch
+        self._touched.clear()
+        self._vacated.clear()
+        self._journalled = 0
+        self._committed_seq = state.generation
+        self._reset = False
+        self._changed.notify_all()
 
     def tick(self) -> None:
         """Let scheduled activity (demo churn) catch up with the clock, as any request
@@ -477,13 +533,32 @@ class HostModel:
         change = HostChange(self.boot_id, latest, self._reset, live, vacated, gone, events,
                             journal, self._ids.rover, self.daemon_epoch,
                             frozenset(self._stalled))
+        committed = self._committed
+        try:
+            self._observers[0].commit(change)  # the keeper: refused, and nothing happened
+        except Exception as exc:
+            if committed is None:
+                raise
+            self._roll_back(committed)
+            why = exc.message if isinstance(exc, XvirtError) else f"{type(exc).__name__}: {exc}"
+            raise OperationFailedError(
+                f"the host could not keep this change, so it was undone: {why}",
+                op="commit") from exc
+        if committed is not None:
+            committed.apply(change)
         self._touched.clear()
         self._vacated.clear()
         self._journalled = 0
         self._committed_seq = latest
         self._reset = False
-        for observer in self._observers:
+        for observer in self._observers[1:]:  # mirrors of what the keeper accepted
             observer.commit(change)
+
+    def _roll_back(self, committed: _Committed) -> None:
+        """Undo everything since the last accepted commit (lock held): domains, IDs,
+        events, journal and the request's staged images, as if it never ran."""
+        self._images.abandon()
+        self._become(committed.state())
 
     def _check_open(self) -> None:
         if self._closed:

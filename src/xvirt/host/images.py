@@ -11,7 +11,8 @@ change after the request's file operations, and may be killed between the two.
 So the file operations of a request are staged under hidden names and settled
 (``settle``) only once the change is committed: a save writes ``.pending/NAME``
 and a restore moves the image to ``.consumed/NAME`` (directories, so that any
-image name still fits; they exist only while something is staged). Whatever a kill leaves
+image name still fits; they exist only while something is staged). A change the
+store refuses has its operations undone at once (``abandon``). Whatever a kill leaves
 staged, ``recover`` settles or undoes from the committed state: a staged
 image whose domain is still alive there belongs to a save that did not commit
 (or to a restore that did). Without that, a kill between a restore's removal
@@ -235,6 +236,17 @@ class ImageStore:
         staged, self._staged = self._staged, []
         for path, final in staged:
             _finish(path, final)
+        self._tidy()
+        _fsync_dir(self.path)
+
+    def abandon(self) -> None:
+        """Undo the staged file operations: the change that made them was refused. A
+        staged save is deleted; a consumed image gets its name back."""
+        if not self._staged:
+            return
+        staged, self._staged = self._staged, []
+        for path, final in reversed(staged):
+            _finish(path, None if final is not None else self.path / path.name)
         self._tidy()
         _fsync_dir(self.path)
 
