@@ -77,6 +77,9 @@ class ControlSettings:
     table_path: str | None = None
     instance: str = ""
     max_event_waiters: int = 4  # long polls may hold at most this many workers
+    #: Fault injection (``POST /xvirt/host op=refuse_commits count=N``): the store
+    #: refuses the next N commits. None: the route answers 501.
+    refuse_commits: Callable[[int], None] | None = None
 
 
 class _Answer(Exception):
@@ -573,6 +576,8 @@ class ControlApp:
             host.set_blocked(domid(), _one(f, "blocked", required=False) != "0")
         elif op == "reboot_host":
             host.reboot_host()
+        elif op == "refuse_commits" and self.settings.refuse_commits is not None:
+            self.settings.refuse_commits(_int(_one(f, "count"), "count", low=0, high=1 << 20))
         else:
             raise _Answer(501, f"Operation not implemented: {op}", kind="unsupported",
                           content_type="text/plain")

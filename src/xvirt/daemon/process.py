@@ -46,7 +46,7 @@ from xvirt.daemon.control import MAX_BODY, ControlApp, ControlSettings
 from xvirt.daemon.fastchannel_server import FastChannelServer
 from xvirt.daemon.store import HostStore
 from xvirt.daemon.table_writer import LiveRow, TableWriter, retire_abandoned
-from xvirt.errors import InvalidArgumentError, XvirtError
+from xvirt.errors import InvalidArgumentError, OperationFailedError, XvirtError
 from xvirt.host import demo
 from xvirt.host.hypervisor import HostChange, HostModel, HostState
 from xvirt.host.images import ImageStore
@@ -95,6 +95,41 @@ class DaemonConfig:
     @property
     def table_path(self) -> Path:
         return self.state_dir / "table"
+
+
+class _Keeper:
+    """The store as the host's keeper (its first observer): a commit it refuses is
+    undone by the host and refused to the client. It says in the log when the store
+    starts refusing and when it accepts again, and takes injected refusals (fault
+    injection through the administration route)."""
+
+    def __init__(self, store: HostStore, say: Callable[[str], None]) -> None:
+        self._store = store
+        self._say = say
+        self._refuse = 0
+        self._failing = False
+
+    def refuse(self, count: int) -> None:
+        """Refuse the next ``count`` commits, as a store that cannot write would."""
+        self._refuse = count  # called under no lock: the host's lock orders commits
+
+    def commit(self, change: HostChange) -> None:
+        try:
+            if self._refuse:
+                self._refuse -= 1
+                raise OperationFailedError(
+                    f"cannot save the host's state to {str(self._store.path)!r}: the commit "
+                    "was refused on purpose (fault injection)", op="commit")
+            self._store.commit(change)
+        except XvirtError as exc:
+            if not self._failing:
+                self._failing = True
+                self._say(f"{exc.message}: refusing changes until the state can be stored "
+                          "again; reads are still served")
+            raise
+        if self._failing:
+            self._failing = False
+            self._say("the host's state can be stored again: accepting changes")
 
 
 class _TableMirror:
@@ -184,7 +219,7 @@ class Daemon:
             raise InvalidArgumentError(
                 f"cannot use state directory {str(cfg.state_dir)!r}: {exc.strerror}") from None
         self._lock_state_dir()
-        host = self._open_host()
+        host, keeper = self._open_host()
         instance = str(uuidlib.uuid4())
         retire_abandoned(str(cfg.table_path))  # a killed daemon's readers must let go
         self._writer = TableWriter(str(cfg.table_path))
@@ -204,7 +239,8 @@ class Daemon:
         settings = ControlSettings(
             token=token, control_latency_s=cfg.control_latency_ms / 1000.0,
             fast_socket=str(cfg.fast_socket_path), table_path=str(cfg.table_path),
-            instance=instance, max_event_waiters=max(1, cfg.workers // 2))
+            instance=instance, max_event_waiters=max(1, cfg.workers // 2),
+            refuse_commits=keeper.refuse)
         self._bind(host, settings)
         self._ticker = threading.Thread(target=self._tick, name="xvirt-ticker", daemon=True)
         self._ticker.start()
@@ -231,30 +267,37 @@ class Daemon:
             raise
         self._lockfd = fd
 
-    def _open_host(self) -> HostModel:
+    def _open_host(self) -> tuple[HostModel, _Keeper]:
         cfg = self.config
         host = HostModel(cfg.name, clock=WallClock(), image_dir=cfg.state_dir / "images",
                          id_policy=cfg.id_policy, max_domid=cfg.max_domid)
         self.host = host
         store = HostStore(cfg.state_dir)
         self._store = store
+        keeper = _Keeper(store, self.say)
         saved = store.load()
+        for line in store.repairs:
+            self.say(f"state: {line}")
         demo_mark = cfg.state_dir / _DEMO_MARK
         if saved is not None:
             self._recover_images(saved)
-            host.load(saved)
+            try:
+                host.load(saved)
+            except XvirtError as exc:
+                raise InvalidArgumentError(
+                    f"state file {str(store.path)!r} cannot be loaded: {exc.message}") from None
             if demo_mark.exists():
                 host.add_ticker(demo.BatchChurn.resume(host))
-            host.add_observer(store)
+            host.add_observer(keeper)
             host.restart_daemon()
             self.say(f"resumed host state (daemon start #{host.daemon_epoch})")
-            return host
+            return host, keeper
         if not cfg.empty:
             demo.populate(host, churn=True)
             demo_mark.write_text("demo content with batch churn\n")
         store.save(host.state())
-        host.add_observer(store)
-        return host
+        host.add_observer(keeper)
+        return host, keeper
 
     def _recover_images(self, saved: HostState) -> None:
         """Settle or undo the image of a save or restore the last daemon was killed

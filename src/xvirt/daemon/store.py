@@ -61,6 +61,8 @@ class HostStore:
         journal_capacity: int = 100_000,
     ) -> None:
         self.path = Path(directory) / "host.sqlite"
+        #: What ``load`` repaired, a line each, for the daemon's log.
+        self.repairs: list[str] = []
         self._event_capacity = event_capacity
         self._journal_capacity = journal_capacity
         try:
@@ -115,7 +117,14 @@ class HostStore:
                     "SELECT op, domid, uuid, outcome, origin FROM journal ORDER BY n"
                 )
             )
-            return HostState(meta["boot_id"], int(meta["generation"]), doms, events, journal,
+            generation = int(meta["generation"])
+            kept = _consecutive_tail(events, generation)
+            if len(kept) != len(events):
+                self.repairs.append(
+                    f"kept the last {len(kept)} of {len(events)} saved events (those before "
+                    f"seq {kept[0].seq if kept else generation + 1} were not consecutive): "
+                    "clients that were further behind take a new snapshot")
+            return HostState(meta["boot_id"], generation, doms, kept, journal,
                              int(meta["rover"]), int(meta["daemon_epoch"]))
         except (sqlite3.Error, KeyError, ValueError, TypeError) as exc:
             raise InvalidArgumentError(
@@ -191,6 +200,18 @@ class HostStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _consecutive_tail(events: tuple[HostEvent, ...], latest: int) -> tuple[HostEvent, ...]:
+    """The newest run of consecutive events ending at ``latest`` (none if the newest is
+    not ``latest``): what a host can number on from. Older events past a gap are
+    dropped; a reader further behind learns that its batch is incomplete."""
+    if not events or events[-1].seq != latest:
+        return ()
+    start = len(events) - 1
+    while start > 0 and events[start - 1].seq == events[start].seq - 1:
+        start -= 1
+    return events[start:]
 
 
 def _devices(uuid: str, name: str, disks: str | None, nics: str | None

@@ -188,6 +188,10 @@ class _AdminHost:
     def unstall(self, domid: int) -> None:
         self._post("unstall", domid=domid)
 
+    def refuse_commits(self, count: int) -> None:
+        """The daemon's store refuses its next ``count`` commits (fault injection)."""
+        self._post("refuse_commits", count=count)
+
     def reboot(self, domid: int) -> DomainRecord:
         return self._record(self._post("reboot", domid=domid))
 
@@ -233,8 +237,10 @@ class DaemonTarget:
     """A fresh daemon with a small, randomly allocated ID space (reuse is frequent),
     reached through the xend driver over its unix socket (``tcp=True``: over TCP)."""
 
-    def __init__(self, *, max_domid: int = 8, tcp: bool = False, uri_params: str = "") -> None:
-        self.daemon = DaemonProcess(
+    def __init__(self, *, max_domid: int = 8, tcp: bool = False, uri_params: str = "",
+                 daemon: DaemonProcess | None = None) -> None:
+        """``daemon``: one set up by the caller (not yet started), instead of a fresh one."""
+        self.daemon = daemon or DaemonProcess(
             tcp=tcp, extra=("--id-policy", "random", "--max-domid", str(max_domid)))
         self.daemon.start()
         self.host = _AdminHost(self.daemon, max_domid)
