@@ -19,3 +19,13 @@ def test_xend_driver_keeps_the_contract_over_the_unix_socket() -> None:
 def test_xend_driver_keeps_the_contract_over_tcp_with_http_data_plane() -> None:
     check_driver(lambda: DaemonTarget(max_domid=5, tcp=True, uri_params="fast=http"),
                  max_examples=4, stateful_step_count=25)
+
+
+def test_refused_commits_mixed_into_the_history_keep_the_contract() -> None:
+    """The store refuses changes at random steps (a full disk, a held lock): each is
+    refused to whoever asked, and the host, also after real daemon restarts, is
+    exactly what clients were told (the kit's model)."""
+    report = check_driver(lambda: DaemonTarget(max_domid=6), max_examples=6,
+                          stateful_step_count=30, derandomize=True)
+    assert report.refused_commits >= 5, report
+    assert report.daemon_restarts >= 1, report

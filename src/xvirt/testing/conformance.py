@@ -27,7 +27,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -44,14 +44,16 @@ from xvirt.errors import HandleClosedError, NoDomainError, OperationFailedError
 from xvirt.host.hypervisor import DomainRecord
 from xvirt.model import DomainState
 from xvirt.testing.observers import Readers, Snapshot, Timeline, judge
-from xvirt.testing.targets import Target
+from xvirt.testing.targets import StoreFaults, Target
 
 __all__ = ["ConformanceReport", "ContractViolation", "check_driver", "conformance_machine"]
 
 _NAMES = tuple(f"g{i}" for i in range(6))  # a small pool, so names are reused
 #: What a target may be unable to do; a target lists what it can in ``capabilities``
-#: (default: everything). A Xen host can do all of it; libvirt's test driver cannot
+#: (default: these). A Xen host can do all of it; libvirt's test driver cannot
 #: crash a guest, rename a running one, or (in this process) reboot the host.
+#: ``refuse_commits`` (a host with a store that can be made to refuse, the daemon) is
+#: not in the default set: a target that can offers ``host.refuse_commits(n)``.
 CAPABILITIES = frozenset(
     {"crash", "rename", "shutdown_paused", "reboot_host", "restart_daemon"})
 _RUNNABLE = {DomainState.RUNNING, DomainState.BLOCKED}
@@ -79,6 +81,7 @@ class ConformanceReport:
     host_reboots: int = 0
     daemon_restarts: int = 0
     concurrent_answers: int = 0  # readers' answers judged against the timeline
+    refused_commits: int = 0  # changes the host's store refused: told so, never seen
 
 
 def _violate(clause: str, detail: str) -> ContractViolation:
@@ -292,6 +295,38 @@ def conformance_machine(
                 return
             self.host.rename(rec.id, new)
             self.alive[rec.uuid].name = new
+
+        @precondition(lambda self: "refuse_commits" in self.caps)
+        @rule(data=st.data(), how=st.sampled_from(["create", "destroy", "pause", "save"]))
+        def refused_change(self, data: st.DataObject, how: str) -> None:
+            """The host's store refuses the change (a full disk, a held lock): the one
+            who asked is told, and nothing of it shows, now or after a restart (the
+            model stays as it was, and ``host_matches_model`` checks the host)."""
+            running = [u for u, r in self.alive.items() if r.state in _RUNNABLE]
+            name = self.free_name(data)
+            if how == "create" and (name is None or not self.free_ids()):
+                return
+            if how != "create" and not running:
+                return
+            uuid = data.draw(st.sampled_from(sorted(running)), label="guest") if running else ""
+            refuse = cast(StoreFaults, self.host).refuse_commits
+            refuse(1)
+            try:
+                if how == "create":
+                    assert name is not None
+                    self.host.create(name)
+                else:  # through a client's handle: C4's path, refused by the store
+                    dom = self.conn.lookup_by_uuid(uuid)
+                    if how == "save":
+                        dom.save(f"img{next(self._images)}")
+                    else:
+                        getattr(dom, how)()
+            except OperationFailedError:
+                tally.refused_commits += 1
+            else:
+                raise AssertionError(f"a {how} the store refused was acknowledged")
+            finally:
+                refuse(0)
 
         # both: else too frequent, few other rules apply
         def may_disrupt(self) -> bool:

@@ -25,6 +25,7 @@ from xvirt.errors import HostUnreachableError, XvirtError
 from xvirt.host.hypervisor import DomainRecord, JournalEntry
 from xvirt.model import DomainState
 from xvirt.testing._child import ChildProcess
+from xvirt.testing.conformance import CAPABILITIES
 from xvirt.wire import records, sxp
 
 if TYPE_CHECKING:
@@ -249,6 +250,8 @@ class DaemonTarget:
             params.append(f"token_file={self.daemon.token_file}")
         base = self.daemon.tcp_uri if tcp else self.daemon.unix_uri
         self.uri = base + (f"?{'&'.join(params)}" if params else "")
+        #: The kit's rules this target takes: all, and a store that can be made to refuse.
+        self.capabilities = CAPABILITIES | {"refuse_commits"}
 
     def connect(self, *, readonly: bool = False) -> Connection:
         for _ in range(3):

@@ -16,7 +16,7 @@ from xvirt.clock import ManualClock
 from xvirt.connection import Connection
 from xvirt.host.hypervisor import DomainRecord, JournalEntry
 
-__all__ = ["HostControl", "SimTarget", "Target"]
+__all__ = ["HostControl", "SimTarget", "StoreFaults", "Target"]
 
 
 class HostControl(Protocol):
@@ -57,6 +57,12 @@ class HostControl(Protocol):
     def restart_daemon(self) -> None: ...
 
     def journal(self) -> list[JournalEntry]: ...
+
+
+class StoreFaults(Protocol):
+    """A host whose store can be made to refuse (the daemon's): fault injection."""
+
+    def refuse_commits(self, count: int) -> None: ...
 
 
 class Target(Protocol):
