@@ -127,7 +127,8 @@ class _Admin:
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+def daemon(make_module_daemon: Callable[..., DaemonProcess],
+           tmp_path_factory: pytest.TempPathFactory) -> DaemonProcess:
     """A daemon with a token, a control socket outside its state directory and a state
     directory it creates itself, started under umask 0 (the modes must not depend on
     the umask)."""
@@ -137,8 +138,9 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)
     sock = base / "control.sock"
-    d = DaemonProcess(tcp=True, token=False, state_dir=base / "parent" / "state",
-                      extra=("--token-file", str(token_file), "--unix", str(sock)))
+    d = make_module_daemon(start=False, tcp=True, token=False,
+                           state_dir=base / "parent" / "state",
+                           extra=("--token-file", str(token_file), "--unix", str(sock)))
     d.socket, d.log = sock, base / "daemon.log"
     d.token, d.token_file = token, token_file
     old = os.umask(0)
@@ -152,8 +154,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     saved = next(int(i) for i, _, n, _ in admin.domains() if n == "saved")
     admin.post("save", domid=str(saved), image="saved.img")
     admin.client.close()
-    yield d
-    d.cleanup()
+    return d
 
 
 @pytest.fixture(scope="module")
@@ -164,13 +165,14 @@ def admin(daemon: DaemonProcess) -> Iterator[_Admin]:
 
 
 @pytest.fixture(scope="module")
-def sim_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[xvirt.sim.Host]:
-    host = xvirt.sim.Host("access-control", clock=ManualClock(),
-                          image_dir=tmp_path_factory.mktemp("sim-images"))
+def sim_host(make_module_sim_host: Callable[..., xvirt.sim.Host],
+             tmp_path_factory: pytest.TempPathFactory) -> xvirt.sim.Host:
+    """One embedded host for the module: g0 running, and "saved" saved as saved.img."""
+    host = make_module_sim_host(clock=ManualClock(),
+                                image_dir=tmp_path_factory.mktemp("sim-images"))
     host.create("g0")
     host.save(host.create("saved").id, "saved.img")
-    yield host
-    host.close()
+    return host
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -21,15 +21,15 @@ _names = itertools.count()
 
 
 def _host(**kwargs: object) -> xvirt.sim.Host:
+    """A host the test closes itself (``with``), as a Hypothesis example must."""
     kwargs.setdefault("clock", ManualClock())
     return xvirt.sim.Host(f"cache-test-{next(_names)}", **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture
-def host() -> Iterator[xvirt.sim.Host]:
-    h = _host()
-    yield h
-    h.close()
+def host(sim_host: xvirt.sim.Host) -> xvirt.sim.Host:
+    """An empty host on ``clock``."""
+    return sim_host
 
 
 def _sample(conn: xvirt.Connection) -> list[xvirt.DomainInfo]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -10,19 +9,11 @@ import pytest
 import xvirt
 from xvirt.clock import ManualClock
 
-_names = itertools.count()
-
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def host(clock: ManualClock) -> Iterator[xvirt.sim.Host]:
-    h = xvirt.sim.Host(f"conn-test-{next(_names)}", clock=clock)
-    yield h
-    h.close()
+def host(sim_host: xvirt.sim.Host) -> xvirt.sim.Host:
+    """An empty host on ``clock``."""
+    return sim_host
 
 
 @pytest.fixture

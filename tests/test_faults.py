@@ -13,12 +13,10 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import http.server
 import itertools
 import os
 import random
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,12 +27,11 @@ from typing import Any
 import pytest
 
 import xvirt
+from tests.full_disk import mounted_tmpfs
 from xvirt.clock import ManualClock
 from xvirt.connection import Connection
 from xvirt.model import DomainSample
 from xvirt.testing.daemon import DaemonTarget
-
-_names = itertools.count()
 
 #: Margin for a bounded wait beyond the URI's timeout (process scheduling, one retry).
 SLACK_S = 1.5
@@ -265,8 +262,13 @@ def test_kill_9_at_random_moments_loses_nothing_and_applies_nothing_twice() -> N
             rec = target.host.create(f"g{i}", memory_kib=131072)
             guests[rec.uuid] = _Guest(rec.uuid, rec.name, names={rec.name})
 
+        # Both connections reach the daemon before the first kill: a first connect to a
+        # daemon that is down fails at once; only a daemon reached before is waited for.
+        sample_conn = xvirt.open(target.uri, readonly=True)
+        act_conn = xvirt.open(target.uri)
+
         def sample_loop() -> None:
-            with xvirt.open(target.uri, readonly=True) as conn:
+            with sample_conn as conn:
                 while not stop.is_set():
                     try:
                         samples.append(conn.sample())
@@ -292,7 +294,7 @@ def test_kill_9_at_random_moments_loses_nothing_and_applies_nothing_twice() -> N
         killer.start()
         try:
             deadline = time.monotonic() + 60
-            with xvirt.open(target.uri) as conn:
+            with act_conn as conn:
                 for serial in itertools.count():
                     # Until the kills are over and enough went through (a slow machine
                     # gets fewer operations in between the kills, not a weaker test).
@@ -394,8 +396,9 @@ def _one_boot(sample: list[DomainSample], boots: list[set[tuple[str, str, int]]]
 @pytest.mark.parametrize("when", ["before", "after"])
 @pytest.mark.parametrize("point", ["snapshot", "resolve"])
 def test_a_host_reboot_mid_sample_answers_from_one_boot(
-        monkeypatch: pytest.MonkeyPatch, point: str, when: str) -> None:
-    with xvirt.sim.Host(f"faults-{next(_names)}", clock=ManualClock()) as host:
+        make_sim_host: Callable[..., xvirt.sim.Host], monkeypatch: pytest.MonkeyPatch,
+        point: str, when: str) -> None:
+    with make_sim_host(clock=ManualClock()) as host:
         for i in range(4):
             host.create(f"g{i}")
         with xvirt.open(host.uri) as conn:
@@ -496,27 +499,12 @@ def test_a_reboot_host_restart_during_sampling_never_mixes_boots() -> None:
 def _full_tmpfs(directory: Path) -> Iterator[Callable[[], None]]:
     """Mount a 256 KiB tmpfs on ``directory`` and fill it; yields a function that
     frees the space. Skips when mounting is not permitted here."""
-    directory.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs",
-                              str(directory)], capture_output=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace')}")
-    filler = directory / "filler"
-    try:
-        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            while True:
-                os.write(fd, b"\0" * 4096)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-        finally:
-            os.close(fd)
+    with mounted_tmpfs(directory, 256) as disk:
+        disk.fill()
         with pytest.raises(OSError):  # really full: not even one more page
             (directory / "probe").write_bytes(b"x" * 100)
         (directory / "probe").unlink(missing_ok=True)
-        yield filler.unlink
-    finally:
-        subprocess.run(["umount", str(directory)], check=True)
+        yield disk.free
 
 
 def test_a_full_image_disk_fails_the_save_cleanly_on_the_daemon() -> None:
@@ -542,10 +530,10 @@ def test_a_full_image_disk_fails_the_save_cleanly_on_the_daemon() -> None:
 
 
 def test_a_full_image_disk_fails_the_save_cleanly_on_an_embedded_host(
-        tmp_path: Path) -> None:
+        make_sim_host: Callable[..., xvirt.sim.Host], tmp_path: Path) -> None:
     images = tmp_path / "images"
-    with _full_tmpfs(images) as free, xvirt.sim.Host(
-            f"faults-{next(_names)}", image_dir=images) as host, xvirt.open(host.uri) as conn:
+    with _full_tmpfs(images) as free, make_sim_host(
+            image_dir=images) as host, xvirt.open(host.uri) as conn:
         rec = host.create("g0")
         dom = conn.lookup_by_name("g0")
         with pytest.raises(xvirt.OperationFailedError, match="No space left") as err:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 import xvirt
 from xvirt.cache import IdentityCache
-from xvirt.clock import ManualClock
 from xvirt.connection import Connection, Domain
 from xvirt.direct import DirectLookup
 from xvirt.lookup import Lookup
@@ -74,11 +73,10 @@ def test_connection_and_domain_are_typed_against_the_protocol() -> None:
 
 
 @pytest.fixture
-def host() -> Iterator[xvirt.sim.Host]:
-    h = xvirt.sim.Host("lookup-test", clock=ManualClock())
-    h.create("g0")
-    yield h
-    h.close()
+def host(sim_host: xvirt.sim.Host) -> xvirt.sim.Host:
+    """One guest, g0, on ``clock``."""
+    sim_host.create("g0")
+    return sim_host
 
 
 @pytest.mark.parametrize(("query", "cls"), [("", IdentityCache), ("?cache=off", DirectLookup)])

@@ -7,7 +7,7 @@ import inspect
 import pkgutil
 import re
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
 
 import pytest
@@ -153,9 +153,9 @@ def test_sim_host_shows_only_its_documented_names() -> None:
         assert callable(getattr(xvirt.sim.Host, context))
 
 
-def test_sim_host_keeps_the_model_private() -> None:
+def test_sim_host_keeps_the_model_private(make_sim_host: Callable[..., xvirt.sim.Host]) -> None:
     """The embedded driver and tests of model internals reach it as ``sim._model_of``."""
-    with xvirt.sim.Host(f"facade-{id(object())}") as host:
+    with make_sim_host() as host:
         model = xvirt.sim._model_of(host)
         assert isinstance(model, HostModel)
         assert model.name == host.name and model.boot_id == host.boot_id

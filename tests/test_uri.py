@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -23,10 +23,9 @@ def _model_of(host: sim.Host | None) -> HostModel | None:
 
 
 @pytest.fixture
-def host() -> Iterator[sim.Host]:
-    h = sim.Host(f"uri-test-{next(_serial)}", clock=ManualClock())
-    yield h
-    h.close()
+def host(sim_host: sim.Host) -> sim.Host:
+    """An empty host on ``clock``."""
+    return sim_host
 
 
 def test_sim_uri_reaches_the_registered_host(host: sim.Host) -> None:
@@ -85,8 +84,8 @@ def test_unknown_host_is_unreachable() -> None:
     assert uri in str(exc.value)
 
 
-def test_closed_host_is_unreachable() -> None:
-    h = sim.Host(f"uri-test-{next(_serial)}", clock=ManualClock())
+def test_closed_host_is_unreachable(make_sim_host: Callable[..., sim.Host]) -> None:
+    h = make_sim_host(clock=ManualClock())
     uri = h.uri
     h.close()
     with pytest.raises(HostUnreachableError) as exc:

@@ -8,9 +8,12 @@ read-only connection.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from types import TracebackType
+from typing import TypeVar
 
 from xvirt.cache import RETRIES, IdentityCache
 from xvirt.direct import DirectLookup
@@ -18,6 +21,7 @@ from xvirt.drivers.base import Driver
 from xvirt.errors import (
     ConnectionClosedError,
     HandleClosedError,
+    InvalidArgumentError,
     NoDomainError,
     OperationFailedError,
     ReadOnlyError,
@@ -40,6 +44,12 @@ from xvirt.model import (
 from xvirt.planes import DomainConfig, Op
 
 __all__ = ["Connection", "Domain", "EventStream"]
+
+T = TypeVar("T")
+
+#: What an event wait of None (for ever) asks of the driver at each step, and the cap on
+#: a finite one: longer waits overflow the platform's timers (about 31 years anyway).
+FOREVER_S = 1e9
 
 
 class Connection:
@@ -113,15 +123,16 @@ class Connection:
         return self._live().survey()
 
     def lookup_by_id(self, domid: int) -> Domain:
-        ident = self._live().lookup_by_id(check_domid(domid))
+        ident = self._live().lookup_by_id(_checked(check_domid, domid, "lookup_by_id", self.uri))
         return Domain(self, ident.uuid)
 
     def lookup_by_name(self, name: str) -> Domain:
-        ident = self._live().lookup_by_name(check_name(name))
+        ident = self._live().lookup_by_name(_checked(check_name, name, "lookup_by_name",
+                                                     self.uri))
         return Domain(self, ident.uuid)
 
     def lookup_by_uuid(self, uuid: object) -> Domain:
-        ident = self._live().current(parse_uuid(uuid))
+        ident = self._live().current(_checked(parse_uuid, uuid, "lookup_by_uuid", self.uri))
         return Domain(self, ident.uuid)
 
     def defined_names(self) -> list[str]:
@@ -138,7 +149,7 @@ class Connection:
     def restore(self, image: str) -> Domain:
         """Bring a saved domain back: same UUID and name, a new ID."""
         cache = self._writable("restore")
-        check_image_name(image)
+        _checked(check_image_name, image, "restore", self.uri)
         answer = self._driver.restore(image)
         cache.merge(answer)
         return Domain(self, answer.domains[0].uuid)
@@ -165,7 +176,8 @@ class Connection:
     def events(self, *, timeout: float | None = None) -> EventStream:
         """Lifecycle events from now on. Each step waits up to ``timeout`` seconds
         (None: for ever) and the iteration ends when none came in time."""
-        return EventStream(self, timeout)
+        self._live()  # a closed connection is the first problem, then the argument
+        return EventStream(self, _check_timeout(timeout, self.uri))
 
     # -- lifetime ----------------------------------------------------------------------------
 
@@ -245,7 +257,8 @@ class Domain:
         """Closed handle, then read-only, then the argument: the first problem is reported."""
         self._cache()
         self._conn._writable(op.value, self._uuid)
-        self._conn._act(op, self._uuid, None if check is None else check(arg))
+        self._conn._act(op, self._uuid,
+                        None if check is None else _checked(check, arg, op.value, self._conn.uri))
 
     def pause(self) -> None:
         self._act(Op.PAUSE)
@@ -309,7 +322,7 @@ class EventStream:
     def _fill(self) -> bool:
         """Fetch the next batch; False when the wait ran out with nothing new."""
         cache = self._conn._live()
-        wait = 1e9 if self._timeout is None else self._timeout
+        wait = FOREVER_S if self._timeout is None else self._timeout
         batch = self._conn._driver.events_since(self._after, wait)
         if batch.boot_id != self._boot:
             # The host rebooted: every guest is gone; follow the new boot from its start.
@@ -336,3 +349,33 @@ class EventStream:
         self._renamed.move_to_end(uuid)
         if len(self._renamed) > 1024:
             self._renamed.popitem(last=False)
+
+
+def _checked(check: Callable[[object], T], value: object, op: str, uri: str) -> T:
+    """``check(value)``, whose InvalidArgumentError also names the call and the URI."""
+    try:
+        return check(value)
+    except InvalidArgumentError as exc:
+        exc.op = exc.op or op
+        exc.uri = exc.uri or uri
+        raise
+
+
+def _check_timeout(timeout: object, uri: str) -> float | None:
+    """An event wait as a caller may give it: None (for ever), or a finite number of
+    seconds >= 0, capped at FOREVER_S."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise InvalidArgumentError(
+            f"events(timeout=...) must be a number of seconds or None, not "
+            f"{type(timeout).__name__} {timeout!r}", op="events", uri=uri)
+    try:
+        seconds = float(timeout)
+    except OverflowError:  # an integer beyond any float: for ever, in effect
+        seconds = -1.0 if timeout < 0 else FOREVER_S
+    if not 0 <= seconds < math.inf:  # also refuses NaN
+        raise InvalidArgumentError(
+            f"events(timeout=...) must be a finite number of seconds >= 0 (None waits for "
+            f"ever), not {timeout!r}", op="events", uri=uri)
+    return min(seconds, FOREVER_S)

@@ -16,6 +16,8 @@ from xvirt.errors import InvalidArgumentError, XvirtError
 
 __all__ = [
     "DOMID_FIRST_RESERVED",
+    "MAX_TOKEN_FILE_BYTES",
+    "MAX_WAIT_S",
     "ConnStats",
     "DomainEvent",
     "DomainFailure",
@@ -31,10 +33,14 @@ __all__ = [
     "check_name",
     "parse_mac",
     "parse_uuid",
+    "read_token_file",
 ]
 
 #: Xen reserves domain IDs from 0x7FF0 up (DOMID_SELF, DOMID_IO, ...).
 DOMID_FIRST_RESERVED = 0x7FF0
+#: The longest configured wait or latency (a day): longer ones overflow the platform's
+#: timers, and none is meant.
+MAX_WAIT_S = 86400.0
 
 
 class DomainState(enum.Enum):
@@ -294,3 +300,38 @@ def parse_mac(text: object) -> str:
         raise InvalidArgumentError(f"MAC address {text!r} is not six hex octets like "
                                    "00:16:3e:12:34:56")
     return text.lower()
+
+
+# -- files named by users ------------------------------------------------------------------
+
+#: The most of a token file that is read: a token is one short line, and a path such as
+#: ``/dev/zero`` must be refused, not read until memory runs out.
+MAX_TOKEN_FILE_BYTES = 4096
+
+
+def read_token_file(path: str | os.PathLike[str], *, uri: str | None = None) -> str:
+    """The bearer token in ``path``: its first non-blank line, stripped.
+
+    At most :data:`MAX_TOKEN_FILE_BYTES` are read. The token must be printable ASCII
+    (it travels in an HTTP header). Errors name the file, never the token."""
+    shown = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_TOKEN_FILE_BYTES + 1)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+        raise InvalidArgumentError(f"cannot read token file {shown!r}: {reason}",
+                                   uri=uri) from None
+    line, newline, _ = data.lstrip().partition(b"\n")
+    if not newline and len(data) > MAX_TOKEN_FILE_BYTES:
+        raise InvalidArgumentError(
+            f"token file {shown!r} holds no token line within its first "
+            f"{MAX_TOKEN_FILE_BYTES} bytes (a token is one short line)", uri=uri)
+    token = line.strip()
+    if not token:
+        raise InvalidArgumentError(f"token file {shown!r} is empty", uri=uri)
+    if not all(0x20 <= b < 0x7F for b in token):
+        raise InvalidArgumentError(
+            f"the token in {shown!r} must be printable ASCII (it is sent in an HTTP header)",
+            uri=uri)
+    return token.decode("ascii")

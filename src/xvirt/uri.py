@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import os
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
 from xvirt.drivers.base import Driver
 from xvirt.errors import HostUnreachableError, InvalidArgumentError
+from xvirt.model import MAX_WAIT_S, read_token_file
 
 if TYPE_CHECKING:
     from xvirt import sim
@@ -50,6 +50,10 @@ def default_uri() -> str:
 def open_driver(uri: str, *, readonly: bool = False) -> Driver:
     if not isinstance(uri, str) or not uri.strip():
         raise InvalidArgumentError(f"a connection URI must be a non-empty string, not {uri!r}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in uri):  # urlsplit would drop tabs, newlines
+        raise InvalidArgumentError(
+            f"a connection URI must not contain a NUL, a tab, a newline or another control "
+            f"character (percent-encode it): {uri!r}", uri=uri)
     if uri.startswith("libvirt:"):
         return _open_libvirt(uri, uri[len("libvirt:"):], readonly)
     try:
@@ -92,13 +96,13 @@ def _open_sim(uri: str, netloc: str, path: str, query: str, readonly: bool) -> D
     image_dir: str | None = None
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key == "image_dir":
-            if not value.startswith("/"):
+            if not value.startswith("/") or "\x00" in value:
                 raise InvalidArgumentError(
-                    f"image_dir must be an absolute path, not {value!r}", uri=uri)
+                    f"image_dir must be an absolute path without NUL, not {value!r}", uri=uri)
             image_dir = value
             continue
         if key == "guests":
-            if not value.isdigit() or not 0 <= int(value) <= _MAX_SIM_GUESTS:
+            if not (value.isascii() and value.isdigit()) or int(value) > _MAX_SIM_GUESTS:
                 raise InvalidArgumentError(
                     f"guests must be a whole number 0..{_MAX_SIM_GUESTS}, not {value!r}",
                     uri=uri)
@@ -115,7 +119,7 @@ def _open_sim(uri: str, netloc: str, path: str, query: str, readonly: bool) -> D
                 uri=uri)
     host = sim.get(name)
     if host is None and guests is not None:
-        host = _populated_host(name, guests, image_dir)
+        host = _populated_host(name, guests, image_dir, uri)
     elif image_dir is not None and (host is None or host.image_dir != image_dir):
         raise InvalidArgumentError(
             "image_dir applies to a host made by this URI (with guests=N)", uri=uri)
@@ -130,17 +134,23 @@ def _open_sim(uri: str, netloc: str, path: str, query: str, readonly: bool) -> D
                           control_latency_ms=latency, domain_timeout_ms=domain_timeout)
 
 
-def _milliseconds(key: str, value: str, uri: str) -> float:
+def _seconds(key: str, value: str, uri: str, *, scale: float = 1.0) -> float:
+    """A wait given in a URI, in 0..MAX_WAIT_S seconds (times ``scale`` for other units)."""
     try:
-        ms = float(value)
+        number = float(value)
     except ValueError:
-        ms = -1.0
-    if not 0 <= ms < math.inf:  # also refuses NaN
-        raise InvalidArgumentError(f"{key} must be a finite number >= 0, not {value!r}", uri=uri)
-    return ms
+        number = -1.0
+    if not 0 <= number <= MAX_WAIT_S * scale:  # also refuses NaN and inf
+        raise InvalidArgumentError(
+            f"{key} must be a number in 0..{MAX_WAIT_S * scale:.0f}, not {value!r}", uri=uri)
+    return number
 
 
-def _populated_host(name: str, guests: int, image_dir: str | None) -> sim.Host:
+def _milliseconds(key: str, value: str, uri: str) -> float:
+    return _seconds(key, value, uri, scale=1000.0)
+
+
+def _populated_host(name: str, guests: int, image_dir: str | None, uri: str) -> sim.Host:
     """``sim:///NAME?guests=N[&image_dir=/path]``: a host of N running guests, made
     on first open in this process (as libvirt's test driver takes a host file in
     its URI), so an unmodified script can be pointed at a host of any size. Seeded:
@@ -149,10 +159,12 @@ def _populated_host(name: str, guests: int, image_dir: str | None) -> sim.Host:
 
     try:
         host = sim.Host(name, seed=sim.DEFAULT_SEED, image_dir=image_dir)
-    except InvalidArgumentError:  # another thread made it first
+    except InvalidArgumentError as exc:
         made = sim.get(name)
-        assert made is not None
-        return made
+        if made is None:  # not another thread's host: this one cannot be made
+            what = "image_dir" if image_dir is not None else "the host"
+            raise InvalidArgumentError(f"{what}: {exc.message}", uri=uri) from None
+        return made  # another thread made it first
     with host.batch():
         for i in range(guests):
             host.create(f"guest-{i + 1:05d}", memory_kib=262144, vcpus=1)
@@ -170,20 +182,13 @@ def _open_xend(uri: str, scheme: str, netloc: str, path: str, query: str,
                 f"unknown parameter {key!r} in {uri!r}; known: cache, "
                 + ", ".join(_XEND_PARAMS), uri=uri)
         options[key] = value
-    try:
-        timeout = float(options.get("timeout", "10"))
-    except ValueError:
-        timeout = -1.0
-    if not 0 <= timeout < math.inf:
-        raise InvalidArgumentError(
-            f"timeout must be a finite number of seconds >= 0, not {options['timeout']!r}",
-            uri=uri)
+    timeout = _seconds("timeout", options.get("timeout", "10"), uri)
     fast = options.get("fast", "auto")
     if fast not in FAST_MODES:
         raise InvalidArgumentError(
             f"fast must be one of {', '.join(FAST_MODES)}, not {fast!r}", uri=uri)
     token_file = options.get("token_file") or os.environ.get("XVIRT_TOKEN_FILE")
-    token = _read_token(token_file, uri) if token_file else None
+    token = read_token_file(token_file, uri=uri) if token_file else None
     if scheme == "xend+unix":
         if netloc or not path.startswith("/") or path == "/":
             raise InvalidArgumentError(
@@ -192,16 +197,39 @@ def _open_xend(uri: str, scheme: str, netloc: str, path: str, query: str,
         return XendDriver(uri, unix_socket=path, readonly=readonly, token=token,
                           timeout=timeout, fast=fast)
     try:
-        host, port = urlsplit(f"//{netloc}").hostname, urlsplit(f"//{netloc}").port
+        host = urlsplit(f"//{netloc}").hostname
     except ValueError as exc:
         raise InvalidArgumentError(f"malformed address in {uri!r}: {exc}", uri=uri) from None
+    try:
+        port = urlsplit(f"//{netloc}").port
+    except ValueError:
+        port = 0
+    if port == 0:  # 0 would silently be the default port
+        raise InvalidArgumentError(
+            f"the port in {uri!r} must be a number in 1..65535 (or left out: {XEND_PORT})",
+            uri=uri)
     if not host or path not in ("", "/"):
         raise InvalidArgumentError(
             f"a daemon URI looks like 'xend://HOST[:PORT]' (port {XEND_PORT} by default), "
             f"not {uri!r}", uri=uri)
+    if not _printable(host) or " " in host:
+        raise InvalidArgumentError(
+            f"the host name in {uri!r} has a space, a control character or an "
+            "undecodable character", uri=uri)
     address = f"[{host}]" if ":" in host else host
     return XendDriver(uri, base_url=f"http://{address}:{port or XEND_PORT}", readonly=readonly,
                       token=token, timeout=timeout, fast=fast)
+
+
+def _printable(text: str) -> bool:
+    """No control character, and encodable as UTF-8 (no lone surrogate)."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeError:
+        return False
+    return True
 
 
 def _open_libvirt(uri: str, target: str, readonly: bool) -> Driver:
@@ -210,17 +238,10 @@ def _open_libvirt(uri: str, target: str, readonly: bool) -> Driver:
         raise InvalidArgumentError(
             f"a libvirt URI looks like 'libvirt:test:///default' or "
             f"'libvirt:qemu:///system', not {uri!r}", uri=uri)
+    if not _printable(target):  # libvirt takes a C string: a NUL or a lone surrogate fails
+        raise InvalidArgumentError(
+            f"the libvirt URI {uri!r} has a NUL, a control character or an undecodable "
+            "character (percent-encode it)", uri=uri)
     from xvirt.drivers.libvirt import LibvirtDriver
 
     return LibvirtDriver(uri, target, readonly=readonly)
-
-
-def _read_token(path: str, uri: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            token = f.readline().strip()
-    except (OSError, UnicodeError) as exc:
-        raise InvalidArgumentError(f"cannot read token file {path!r}: {exc}", uri=uri) from None
-    if not token:
-        raise InvalidArgumentError(f"token file {path!r} is empty", uri=uri)
-    return token

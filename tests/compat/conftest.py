@@ -1,10 +1,10 @@
-"""Fixtures for the libvirt face: private embedded hosts, face connections, and a
-collecting error handler (libvirt's default prints every error to stderr)."""
+"""Fixtures for the libvirt face: private embedded hosts (built on tests/conftest.py's),
+face connections, and a collecting error handler (libvirt's default prints every error
+to stderr)."""
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +13,6 @@ import pytest
 import xvirt
 import xvirt.compat.libvirt as face
 from xvirt.clock import ManualClock
-
-_names = itertools.count()
 
 
 @pytest.fixture(autouse=True)
@@ -36,16 +34,10 @@ def images(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    """The host's clock: tests advance it to let CPU time grow."""
-    return ManualClock()
-
-
-@pytest.fixture
-def host(images: Path, clock: ManualClock) -> Iterator[xvirt.sim.Host]:
-    h = xvirt.sim.Host(f"compat-{next(_names)}", clock=clock, image_dir=images)
-    yield h
-    h.close()
+def host(make_sim_host: Callable[..., xvirt.sim.Host], images: Path,
+         clock: ManualClock) -> xvirt.sim.Host:
+    """A private embedded host on ``clock`` (tests advance it to let CPU time grow)."""
+    return make_sim_host(clock=clock, image_dir=images)
 
 
 @pytest.fixture

@@ -72,17 +72,16 @@ def test_every_public_method_is_classified() -> None:
 
 
 @pytest.fixture(scope="module")
-def daemon() -> Iterator[DaemonProcess]:
-    d = DaemonProcess()
-    d.start()
+def daemon(make_module_daemon: Callable[..., DaemonProcess]) -> DaemonProcess:
+    """One daemon for the module, with guests g0 and g1."""
+    d = make_module_daemon()
     with httpx.Client(transport=httpx.HTTPTransport(uds=str(d.socket)),
                       base_url="http://localhost") as c:
         for name in ("g0", "g1"):
             r = c.post("/xvirt/host", data={"op": "create", "name": name,
                                             "memory_kib": "65536", "vcpus": "1"})
             assert r.status_code == 200, r.text
-    yield d
-    d.cleanup()
+    return d
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -22,17 +22,16 @@ GUESTS = 8
 
 
 @pytest.fixture(scope="module")
-def daemon() -> Iterator[DaemonProcess]:
-    d = DaemonProcess()
-    d.start()
+def daemon(make_module_daemon: Callable[..., DaemonProcess]) -> DaemonProcess:
+    """One daemon for the module, with GUESTS guests."""
+    d = make_module_daemon()
     with httpx.Client(transport=httpx.HTTPTransport(uds=str(d.socket)),
                       base_url="http://localhost") as admin:
         for i in range(GUESTS):
             r = admin.post("/xvirt/host", data={"op": "create", "name": f"g{i}",
                                                 "memory_kib": "262144", "vcpus": "1"})
             assert r.status_code == 200, r.text
-    yield d
-    d.cleanup()
+    return d
 
 
 @pytest.fixture

@@ -30,12 +30,12 @@ def real_conn() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def face_conn() -> Iterator[face.virConnect]:
-    with xvirt.sim.Host("compat-uuid") as host:
-        host.create("test", uuid=TEST_UUID)
-        c = face.open(host.uri)
-        yield c
-        c.close()
+def face_conn(make_module_sim_host: Callable[..., xvirt.sim.Host]) -> Iterator[face.virConnect]:
+    host = make_module_sim_host()
+    host.create("test", uuid=TEST_UUID)
+    c = face.open(host.uri)
+    yield c
+    c.close()
 
 
 def outcome(call: Callable[[], Any]) -> tuple[Any, ...]:

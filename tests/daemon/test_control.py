@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -18,15 +18,16 @@ from xvirt.planes import DiskConfig, NicConfig, Resolution, Resolved
 from xvirt.wire import records, sxp
 
 TOKEN = "s3cret-token-0123456789"
+HostModels = Callable[..., HostModel]
 
 
 @pytest.fixture
-def host(tmp_path: Path) -> Iterator[HostModel]:
-    h = HostModel("ctl", clock=ManualClock(), image_dir=tmp_path / "images", seed=3)
+def host(make_host_model: HostModels, clock: ManualClock, tmp_path: Path) -> HostModel:
+    """Domain-0, web and db on ``clock``, saving into tmp_path/images."""
+    h = make_host_model(clock=clock, image_dir=tmp_path / "images", seed=3)
     h.create("web", memory_kib=512 * 1024, vcpus=2)
     h.create("db", memory_kib=1024 * 1024)
-    yield h
-    h.close()
+    return h
 
 
 def _client(host: HostModel, *, trusted: bool = True, token: str | None = TOKEN,
@@ -235,9 +236,9 @@ def test_node_record(host: HostModel) -> None:
 
 
 def test_the_image_directory_is_told_as_an_absolute_path(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        make_host_model: HostModels, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    h = HostModel("rel", clock=ManualClock(), image_dir="relative/images")
+    h = make_host_model(clock=ManualClock(), image_dir="relative/images")
     try:
         node = records.parse_node_record(_sx(_client(h).get("/xend/node/")))
         assert node["xvirt_image_dir"] == str(tmp_path / "relative" / "images")

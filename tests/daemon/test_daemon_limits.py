@@ -16,7 +16,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -36,15 +36,11 @@ SLOW_BYTE_EVERY_S = 0.2
 
 
 @pytest.fixture
-def daemon() -> Iterator[DaemonProcess]:
-    d = DaemonProcess(tcp=True, token=False, extra=(
+def daemon(make_daemon: Callable[..., DaemonProcess]) -> DaemonProcess:
+    """A daemon with the small limits above, over TCP (no token) and its unix socket."""
+    return make_daemon(tcp=True, token=False, extra=(
         "--workers", str(WORKERS), "--connection-limit", str(CONNECTION_LIMIT),
         "--idle-timeout", str(IDLE_TIMEOUT_S)))
-    try:
-        d.start()
-        yield d
-    finally:
-        d.cleanup()
 
 
 @dataclass

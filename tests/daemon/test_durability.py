@@ -79,7 +79,8 @@ def _restart(state_dir: Path, started: list[Daemon]) -> HostModel:
     """The host the next daemon serves (its start-up, without the listeners)."""
     daemon = Daemon(DaemonConfig(state_dir=state_dir), log=io.StringIO())
     started.append(daemon)
-    return daemon._open_host()
+    host, _keeper = daemon._open_host()
+    return host
 
 
 # request, kill point -> (the guest alive after the restart, the images then)

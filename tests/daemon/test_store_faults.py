@@ -12,7 +12,6 @@ shared table disagreeing.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import subprocess
@@ -23,14 +22,9 @@ from pathlib import Path
 import pytest
 
 import xvirt
+from tests.full_disk import mounted_tmpfs
 from xvirt.testing.daemon import DaemonProcess, DaemonTarget
-from xvirt.testing.faults import (
-    Disk,
-    TmpfsUnavailable,
-    hold_store_lock,
-    refuse_commits,
-    tmpfs,
-)
+from xvirt.testing.faults import Disk, hold_store_lock, refuse_commits
 
 
 @pytest.fixture
@@ -138,15 +132,13 @@ def small_disk(tmp_path: Path) -> Iterator[tuple[DaemonTarget, Disk]]:
     """A daemon whose state directory is an 8 MiB tmpfs (its log and socket are not on
     it, so the daemon can still say what happens)."""
     disk_dir = tmp_path / "disk"
-    with contextlib.ExitStack() as stack:
-        try:
-            disk = stack.enter_context(tmpfs(disk_dir, 8 * 1024))
-        except TmpfsUnavailable as exc:
-            pytest.skip(str(exc))
+    with mounted_tmpfs(disk_dir, 8 * 1024) as disk:
         daemon = DaemonProcess(tcp=False, state_dir=tmp_path, extra=(
             "--state-dir", str(disk_dir), "--unix", str(tmp_path / "xend.sock")))
-        stack.callback(daemon.stop)
-        yield DaemonTarget(max_domid=64, daemon=daemon), disk
+        try:
+            yield DaemonTarget(max_domid=64, daemon=daemon), disk
+        finally:
+            daemon.stop()
 
 
 def test_a_full_disk_refuses_changes_and_serves_reads_and_both_planes_agree(

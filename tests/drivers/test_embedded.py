@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,19 +16,16 @@ from xvirt.errors import NoDomainError, OperationFailedError
 from xvirt.host.hypervisor import JournalEntry
 from xvirt.planes import Op
 
-_serial = itertools.count()
+pytestmark = pytest.mark.clock_start(10.0)
+_serial = itertools.count()  # guest names
+
+SimHosts = Callable[..., sim.Host]
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(10.0)
-
-
-@pytest.fixture
-def host(clock: ManualClock) -> Iterator[sim.Host]:
-    h = sim.Host(f"driver-test-{next(_serial)}", clock=clock)
-    yield h
-    h.close()
+def host(sim_host: sim.Host) -> sim.Host:
+    """An empty host on ``clock``."""
+    return sim_host
 
 
 def _counts(d: Driver) -> tuple[int, int, int]:
@@ -161,9 +158,9 @@ def test_counters_are_per_driver(host: sim.Host) -> None:
 
 @pytest.mark.parametrize(("label", "call"), _calls("control"))
 def test_control_latency_sleeps_through_the_clock(
-    clock: ManualClock, label: str, call: Call
+    make_sim_host: SimHosts, clock: ManualClock, label: str, call: Call
 ) -> None:
-    with sim.Host(f"driver-test-{next(_serial)}", clock=clock, control_latency_ms=40) as h:
+    with make_sim_host(clock=clock, control_latency_ms=40) as h:
         h.create("a")
         d = EmbeddedDriver(sim._model_of(h), uri=h.uri)
         t = clock.now()
@@ -172,8 +169,9 @@ def test_control_latency_sleeps_through_the_clock(
 
 
 @pytest.mark.parametrize("override", [7.0, 0.0, 250.0])
-def test_uri_latency_overrides_the_hosts(clock: ManualClock, override: float) -> None:
-    with sim.Host(f"driver-test-{next(_serial)}", clock=clock, control_latency_ms=40) as h:
+def test_uri_latency_overrides_the_hosts(
+        make_sim_host: SimHosts, clock: ManualClock, override: float) -> None:
+    with make_sim_host(clock=clock, control_latency_ms=40) as h:
         from xvirt.uri import open_driver
 
         d = open_driver(f"{h.uri}?control_latency_ms={override:g}")
@@ -194,8 +192,8 @@ def test_no_latency_means_no_sleep(host: sim.Host, clock: ManualClock) -> None:
     assert clock.now() == t
 
 
-def test_latency_is_paid_per_request(clock: ManualClock) -> None:
-    with sim.Host(f"driver-test-{next(_serial)}", clock=clock, control_latency_ms=50) as h:
+def test_latency_is_paid_per_request(make_sim_host: SimHosts, clock: ManualClock) -> None:
+    with make_sim_host(clock=clock, control_latency_ms=50) as h:
         d = EmbeddedDriver(sim._model_of(h), uri=h.uri)
         t = clock.now()
         for _ in range(20):
@@ -262,8 +260,9 @@ def test_domain_config_has_the_domains_devices(host: sim.Host) -> None:
         d.domain_config("00000000-0000-0000-0000-00000000beef")
 
 
-def test_image_dir_is_the_hosts(clock: ManualClock, tmp_path: Path) -> None:
-    with sim.Host(f"driver-test-{next(_serial)}", clock=clock, image_dir=tmp_path / "i") as h:
+def test_image_dir_is_the_hosts(make_sim_host: SimHosts, clock: ManualClock,
+                                tmp_path: Path) -> None:
+    with make_sim_host(clock=clock, image_dir=tmp_path / "i") as h:
         d = EmbeddedDriver(sim._model_of(h), uri=h.uri)
         assert d.image_dir == str(tmp_path / "i")
         assert _counts(d) == (0, 0, 0)  # known in process: no request

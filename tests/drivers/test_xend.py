@@ -22,14 +22,6 @@ GUESTS = 20
 SAMPLES = 5
 
 
-@pytest.fixture
-def daemon() -> Iterator[DaemonProcess]:
-    d = DaemonProcess()
-    d.start()
-    yield d
-    d.cleanup()
-
-
 def _admin(d: DaemonProcess) -> httpx.Client:
     return httpx.Client(transport=httpx.HTTPTransport(uds=str(d.socket)),
                         base_url="http://localhost")

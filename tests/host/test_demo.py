@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -13,20 +12,15 @@ from xvirt.host.hypervisor import HostModel
 from xvirt.model import DomainState, EventKind
 from xvirt.planes import DiskConfig
 
-_serial = itertools.count()
 DEMO = ["web1", "web2", "db1", "cache1", "build1"]
 
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
+HostModels = Callable[..., HostModel]
 
 
 @pytest.fixture
-def host(clock: ManualClock) -> Iterator[HostModel]:
-    h = HostModel(f"demo-test-{next(_serial)}", clock=clock)
-    yield h
-    h.close()
+def host(make_host_model: HostModels, clock: ManualClock) -> HostModel:
+    """An empty host model on ``clock``."""
+    return make_host_model(clock=clock)
 
 
 def _guests(h: HostModel) -> list[str]:
@@ -167,8 +161,9 @@ def test_a_batch_guest_destroyed_by_someone_else(host: HostModel, clock: ManualC
     assert _at(host, clock, 41.0) == ["batch-2"]
 
 
-def test_churn_never_breaks_a_request_when_the_id_space_is_full(clock: ManualClock) -> None:
-    h = HostModel(f"demo-test-{next(_serial)}", clock=clock, max_domid=5)
+def test_churn_never_breaks_a_request_when_the_id_space_is_full(
+        make_host_model: HostModels, clock: ManualClock) -> None:
+    h = make_host_model(clock=clock, max_domid=5)
     try:
         populate(h)  # five guests fill the space
         clock.advance(16.0)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -15,14 +14,13 @@ from xvirt.host.hypervisor import HostModel
 from xvirt.model import EventKind
 from xvirt.planes import HostEvent, Op
 
-_serial = itertools.count()
+HostModels = Callable[..., HostModel]
 
 
 @pytest.fixture
-def host() -> Iterator[HostModel]:
-    h = HostModel(f"events-test-{next(_serial)}", clock=ManualClock(), max_domid=20, seed=5)
-    yield h
-    h.close()
+def host(make_host_model: HostModels, clock: ManualClock) -> HostModel:
+    """An empty host model (20 guest IDs, seeded) on ``clock``."""
+    return make_host_model(clock=clock, max_domid=20, seed=5)
 
 
 def _fill(log: EventLog, n: int) -> list[HostEvent]:
@@ -208,8 +206,9 @@ def test_events_since_beyond_latest_is_incomplete(host: HostModel) -> None:
     assert (batch.events, batch.complete) == ((), False)
 
 
-def test_events_since_before_the_retained_window_is_incomplete() -> None:
-    h = HostModel(f"events-test-{next(_serial)}", clock=ManualClock(), event_capacity=2)
+def test_events_since_before_the_retained_window_is_incomplete(
+        make_host_model: HostModels) -> None:
+    h = make_host_model(clock=ManualClock(), event_capacity=2)
     try:
         a = h.create("a")
         for _ in range(3):

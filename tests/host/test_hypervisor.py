@@ -6,7 +6,7 @@ import itertools
 import math
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,24 +24,20 @@ from xvirt.host.hypervisor import DOM0_UUID, DomainRecord, HostChange, HostModel
 from xvirt.model import DomainState, HostInfo
 from xvirt.planes import DiskConfig, DomainConfig, NicConfig, Op
 
+pytestmark = pytest.mark.clock_start(1000.0)
 _serial = itertools.count()
 
 
 def _host(**kwargs: object) -> HostModel:
+    """A host made and closed by the test itself (Hypothesis examples, closing tests)."""
     kwargs.setdefault("clock", ManualClock())
     return HostModel(f"model-test-{next(_serial)}", **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(1000.0)
-
-
-@pytest.fixture
-def host(clock: ManualClock) -> Iterator[HostModel]:
-    h = _host(clock=clock, seed=42, max_domid=50)
-    yield h
-    h.close()
+def host(make_host_model: Callable[..., HostModel], clock: ManualClock) -> HostModel:
+    """An empty host model (50 guest IDs, seeded) on ``clock``."""
+    return make_host_model(clock=clock, seed=42, max_domid=50)
 
 
 def _names(h: HostModel) -> list[str]:

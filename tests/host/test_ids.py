@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -19,15 +19,15 @@ DOM0 = (0, DOM0_UUID, "Domain-0")
 
 
 def _host(**kwargs: object) -> HostModel:
+    """A host made and closed by the test itself (Hypothesis examples, refusals)."""
     kwargs.setdefault("clock", ManualClock())
     return HostModel("ids-test", **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture
-def host() -> Iterator[HostModel]:
-    h = _host(max_domid=8, seed=1)
-    yield h
-    h.close()
+def host(make_host_model: Callable[..., HostModel], clock: ManualClock) -> HostModel:
+    """An empty host model (8 guest IDs, seeded) on ``clock``."""
+    return make_host_model(clock=clock, max_domid=8, seed=1)
 
 
 def _spec_next(rover: int, in_use: set[int], max_domid: int) -> int | None:

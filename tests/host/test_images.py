@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -60,15 +60,16 @@ GOOD_NAMES = ["img", "a.img", "web1-2024.save", "x" * 255, "\u00e9" * 127, "spac
 
 
 def _host(**kwargs: object) -> HostModel:
+    """A host made and closed by the test itself (Hypothesis examples, closing tests)."""
     kwargs.setdefault("clock", ManualClock())
     return HostModel(f"images-test-{next(_serial)}", **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture
-def host(tmp_path: Path) -> Iterator[HostModel]:
-    h = _host(image_dir=tmp_path / "images", max_domid=20)
-    yield h
-    h.close()
+def host(make_host_model: Callable[..., HostModel], clock: ManualClock,
+         tmp_path: Path) -> HostModel:
+    """An empty host model (20 guest IDs) on ``clock``, saving into tmp_path/images."""
+    return make_host_model(clock=clock, image_dir=tmp_path / "images", max_domid=20)
 
 
 def _listing(h: HostModel) -> list[str]:

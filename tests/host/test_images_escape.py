@@ -40,31 +40,30 @@ def _listing(*dirs: Path) -> list[list[tuple[str, bool]]]:
 
 
 @pytest.fixture(scope="module")
-def daemon() -> Iterator[DaemonProcess]:
-    d = DaemonProcess(tcp=False, token=False)
-    d.start()
+def daemon(make_module_daemon: Callable[..., DaemonProcess]) -> DaemonProcess:
+    """One daemon for the module, on its unix socket only, with guest g0."""
+    d = make_module_daemon(tcp=False, token=False)
     with httpx.Client(transport=httpx.HTTPTransport(uds=str(d.socket)),
                       base_url="http://localhost") as c:
         r = c.post("/xvirt/host", data={"op": "create", "name": "g0", "memory_kib": "65536",
                                         "vcpus": "1"})
         assert r.status_code == 200, r.text
-    yield d
-    d.cleanup()
+    return d
 
 
 @pytest.fixture(params=["sim", "daemon"])
-def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
+def setup(request: pytest.FixtureRequest, make_sim_host: Callable[..., xvirt.sim.Host],
+          tmp_path: Path) -> Iterator[Setup]:
     outside = tmp_path / "outside"
     outside.mkdir()
     if request.param == "sim":
         images = tmp_path / "images"
-        host = xvirt.sim.Host(f"escape-{id(tmp_path)}", clock=ManualClock(), image_dir=images)
+        host = make_sim_host(clock=ManualClock(), image_dir=images)
         host.create("g0")
         with xvirt.open(host.uri) as conn:
             yield Setup(conn, images, outside, lambda: any(
                 d.name == "g0" and d.state is xvirt.DomainState.RUNNING
                 for d in host.domains()))
-        host.close()
         return
     d: DaemonProcess = request.getfixturevalue("daemon")
     images = d.state_dir / "images"

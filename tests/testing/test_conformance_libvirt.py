@@ -21,12 +21,11 @@ def test_libvirt_driver_keeps_the_contract_on_the_test_driver(
 
 
 def test_libvirt_driver_keeps_the_contract_through_libvirtd(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        libvirtd: LibvirtdProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """test+unix:///default: every call is a real RPC, and a host reboot is a
     libvirtd restart, which the driver meets through its close callback."""
     monkeypatch.setenv("XVIRT_LIBVIRT_IMAGE_DIR", str(tmp_path))
-    with LibvirtdProcess() as daemon:
-        report = check_driver(lambda: LibvirtTarget(daemon.uri, restart=daemon.restart),
-                              max_examples=8, stateful_step_count=30, derandomize=True)
+    report = check_driver(lambda: LibvirtTarget(libvirtd.uri, restart=libvirtd.restart),
+                          max_examples=8, stateful_step_count=30, derandomize=True)
     assert report.host_reboots >= 1, report
     assert report.moves >= 10, report

@@ -36,9 +36,9 @@ def gone(pid: int) -> bool:
 
 
 @pytest.fixture
-def daemon() -> Iterator[LibvirtdProcess]:
-    with LibvirtdProcess() as d:
-        yield d
+def daemon(libvirtd: LibvirtdProcess) -> LibvirtdProcess:
+    """The private libvirtd under test."""
+    return libvirtd
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,21 +19,13 @@ from xvirt.tools.cli import main
 
 REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata" / "libvirt"
 VIRSH = REALDATA / "virsh-test-default"
+pytestmark = pytest.mark.clock_start(1000.0)
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(1000.0)
-
-
-@pytest.fixture
-def host(clock: ManualClock) -> Iterator[xvirt.sim.Host]:
+def host(sim_host: xvirt.sim.Host) -> xvirt.sim.Host:
     """An empty host (Domain-0 only) on a manual clock, so CPU times are exact."""
-    h = xvirt.sim.Host(f"cli-{uuid.uuid4().hex[:12]}", clock=clock)
-    try:
-        yield h
-    finally:
-        h.close()
+    return sim_host
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,9 +85,9 @@ class Config:
 
 
 @pytest.fixture(scope="module")
-def daemon(guests: list[Guest]) -> Iterator[DaemonProcess]:
-    d = DaemonProcess(tcp=False)
-    d.start()
+def daemon(make_module_daemon: Callable[..., DaemonProcess], guests: list[Guest]) -> DaemonProcess:
+    """One daemon for the module (unix socket only), holding ``guests``."""
+    d = make_module_daemon(tcp=False)
     with httpx.Client(transport=httpx.HTTPTransport(uds=str(d.socket)),
                       base_url="http://localhost", timeout=30) as http:
         for g in guests:
@@ -97,8 +97,7 @@ def daemon(guests: list[Guest]) -> Iterator[DaemonProcess]:
             http.post("/xend/domain", data={"op": "create",
                                             "config": sxp.dumps(cfg)}).raise_for_status()
             http.post(f"/xend/domain/{g.name}", data={"op": "unpause"}).raise_for_status()
-    yield d
-    d.cleanup()
+    return d
 
 
 @pytest.fixture

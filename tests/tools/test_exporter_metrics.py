@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import uuid as uuidlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 
 import pytest
@@ -36,6 +36,7 @@ Samples = dict[tuple[str, Labels], float]
 PER_DOMAIN = ("xvirt_domain_state", "xvirt_domain_cpu_seconds_total",
               "xvirt_domain_memory_bytes", "xvirt_domain_memory_max_bytes",
               "xvirt_domain_vcpus", "xvirt_domain_scrape_error", "xvirt_domain_info")
+pytestmark = pytest.mark.clock_start(1000.0)
 
 
 def _done_now(future: Future[Reading], timeout: float) -> bool:
@@ -99,17 +100,9 @@ def uuids_of(samples: Samples, name: str) -> set[str]:
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(1000.0)
-
-
-@pytest.fixture
-def host(clock: ManualClock) -> Iterator[xvirt.sim.Host]:
-    h = xvirt.sim.Host(f"exporter-{uuidlib.uuid4().hex[:12]}", clock=clock)
-    try:
-        yield h
-    finally:
-        h.close()
+def host(sim_host: xvirt.sim.Host) -> xvirt.sim.Host:
+    """An empty host on ``clock``."""
+    return sim_host
 
 
 def test_every_live_domain_is_served_as_the_host_has_it(
@@ -293,11 +286,11 @@ def test_steady_state_scrapes_cost_the_control_plane_nothing(
     assert len(rig.connections) == 1
 
 
-def test_scrape_duration_is_measured_on_the_injected_clock(clock: ManualClock) -> None:
+def test_scrape_duration_is_measured_on_the_injected_clock(
+        make_sim_host: Callable[..., xvirt.sim.Host], clock: ManualClock) -> None:
     """The host's control plane takes 50 ms per request on the same manual clock: the
     first scrape makes two (host facts, the newcomers), the next none."""
-    with xvirt.sim.Host(f"slow-{uuidlib.uuid4().hex[:8]}", clock=clock,
-                        control_latency_ms=50) as slow:
+    with make_sim_host(clock=clock, control_latency_ms=50) as slow:
         slow.create("g")
         rig = Rig(slow, clock)
         first = rig.scrape()

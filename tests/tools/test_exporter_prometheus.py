@@ -4,8 +4,7 @@ the next scrape (staleness), as the exporter never serves them again."""
 
 from __future__ import annotations
 
-import uuid as uuidlib
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -29,12 +28,9 @@ def scrape_config(exporter: Exporter) -> dict[str, Any]:
 
 
 @pytest.fixture
-def host() -> Iterator[xvirt.sim.Host]:
-    h = xvirt.sim.Host(f"prom-{uuidlib.uuid4().hex[:12]}")
-    try:
-        yield h
-    finally:
-        h.close()
+def host(make_sim_host: Callable[..., xvirt.sim.Host]) -> xvirt.sim.Host:
+    """An empty host on the system clock: a real Prometheus scrapes it in real time."""
+    return make_sim_host()
 
 
 def _info(prom: PrometheusProcess) -> dict[str, dict[str, str]]:

@@ -9,7 +9,7 @@ import io
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -35,24 +35,19 @@ CPUS = 8  # a sim host's CPUs
 NODE_KIB = 64 * 1024 * 1024  # and its memory
 
 Step = Callable[[xvirt.sim.Host], object]
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(1000.0)
+SimHosts = Callable[..., xvirt.sim.Host]
+pytestmark = pytest.mark.clock_start(1000.0)
 
 
 def new_host(clock: ManualClock, **options: object) -> xvirt.sim.Host:
+    """A host for a Hypothesis example (which cannot use ``make_sim_host``)."""
     return xvirt.sim.Host(f"top-{uuid.uuid4().hex[:12]}", clock=clock, **options)  # type: ignore[arg-type]
 
 
 @pytest.fixture
-def host(clock: ManualClock) -> Iterator[xvirt.sim.Host]:
-    h = new_host(clock)
-    try:
-        yield h
-    finally:
-        h.close()
+def host(sim_host: xvirt.sim.Host) -> xvirt.sim.Host:
+    """An empty host on ``clock``."""
+    return sim_host
 
 
 @pytest.fixture
@@ -364,8 +359,9 @@ def test_cpu_follows_the_uuid_across_migration_and_save_restore(
     assert {r.id for r in frame.rows} == {r.id for r in lab.domains()}
 
 
-def test_a_reused_id_shows_a_newcomer_and_no_spike(clock: ManualClock) -> None:
-    h = new_host(clock, max_domid=1)  # one guest ID: every new guest reuses it
+def test_a_reused_id_shows_a_newcomer_and_no_spike(make_sim_host: SimHosts,
+                                                   clock: ManualClock) -> None:
+    h = make_sim_host(clock=clock, max_domid=1)  # one guest ID: every new guest reuses it
     try:
         old = h.create("old", vcpus=1, load=0.1)
         watcher = HostWatcher(h.uri, clock)
@@ -431,9 +427,9 @@ def test_a_wedged_domain_is_a_row_and_never_a_crash(
 # -- several hosts -------------------------------------------------------------------------
 
 
-def test_several_hosts_in_one_view(lab: xvirt.sim.Host, clock: ManualClock,
-                                   tmp_path: object) -> None:
-    other = new_host(clock)
+def test_several_hosts_in_one_view(lab: xvirt.sim.Host, make_sim_host: SimHosts,
+                                   clock: ManualClock, tmp_path: object) -> None:
+    other = make_sim_host(clock=clock)
     try:
         other.create("far", vcpus=8, load=1.0)
         path = f"{tmp_path}/two.csv"
@@ -497,13 +493,9 @@ def test_a_closed_watcher_reports_and_never_reopens(lab: xvirt.sim.Host,
 
 
 @pytest.fixture
-def daemon() -> Iterator[DaemonProcess]:
-    d = DaemonProcess(tcp=False, token=False)
-    d.start()
-    try:
-        yield d
-    finally:
-        d.cleanup()
+def daemon(make_daemon: Callable[..., DaemonProcess]) -> DaemonProcess:
+    """A daemon on its unix socket only."""
+    return make_daemon(tcp=False, token=False)
 
 
 def test_host_facts_are_asked_again_only_after_the_host_was_lost(daemon: DaemonProcess) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import pytest
@@ -28,27 +28,15 @@ HOUR = 3600.0
 SIZE = (160, 50)
 
 Scenario = Callable[[TopApp, Pilot[None]], Coroutine[Any, Any, None]]
+pytestmark = pytest.mark.clock_start(1000.0)
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(1000.0)
-
-
-def new_host(clock: ManualClock) -> xvirt.sim.Host:
-    return xvirt.sim.Host(f"screen-{uuid.uuid4().hex[:12]}", clock=clock)
-
-
-@pytest.fixture
-def lab(clock: ManualClock) -> Iterator[xvirt.sim.Host]:
+def lab(sim_host: xvirt.sim.Host) -> xvirt.sim.Host:
     """Domain-0, web1 (2 vCPUs at half load, 512 MiB) and db1 (4 at 3/4, 1 GiB)."""
-    h = new_host(clock)
-    h.create("web1", memory_kib=524288, vcpus=2, load=0.5)
-    h.create("db1", memory_kib=1048576, vcpus=4, load=0.75)
-    try:
-        yield h
-    finally:
-        h.close()
+    sim_host.create("web1", memory_kib=524288, vcpus=2, load=0.5)
+    sim_host.create("db1", memory_kib=1048576, vcpus=4, load=0.75)
+    return sim_host
 
 
 def drive(fetch: Callable[[], Sequence[HostFrame]], scenario: Scenario, *,
@@ -242,9 +230,10 @@ def test_a_wedged_domain_is_a_row_marked_no_answer(lab: xvirt.sim.Host,
     assert "1 no answer" in str(seen["summary"])
 
 
-def test_several_hosts_share_one_table_with_a_host_column(lab: xvirt.sim.Host,
-                                                          clock: ManualClock) -> None:
-    other = new_host(clock)
+def test_several_hosts_share_one_table_with_a_host_column(
+        lab: xvirt.sim.Host, make_sim_host: Callable[..., xvirt.sim.Host],
+        clock: ManualClock) -> None:
+    other = make_sim_host(clock=clock)
     other.create("far", vcpus=8, load=1.0)
     fleet = watch(clock, lab.uri, other.uri)
     seen: dict[str, object] = {}

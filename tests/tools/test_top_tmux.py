@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -87,13 +87,9 @@ def order(screen: str, *names: str) -> list[str]:
 
 
 @pytest.fixture
-def daemon() -> Iterator[DaemonProcess]:
-    d = DaemonProcess(tcp=False, token=False)
-    d.start()
-    try:
-        yield d
-    finally:
-        d.cleanup()
+def daemon(make_daemon: Callable[..., DaemonProcess]) -> DaemonProcess:
+    """A daemon on its unix socket only."""
+    return make_daemon(tcp=False, token=False)
 
 
 def test_top_in_a_real_terminal_follows_the_host_and_the_keys(daemon: DaemonProcess,

@@ -315,7 +315,7 @@ def scripted_client(script: list[bytes | object]) -> tuple[FastChannelClient, Sc
     c = FastChannelClient.__new__(FastChannelClient)
     c.path, c.uri, c._timeout = "/fuzz/fast.sock", URI, 1.0
     c._lock, c._poll_lock = threading.Lock(), threading.Lock()
-    c._buf, c._closed, c._failure = bytearray(), False, None
+    c._buf, c._closed, c._failure, c._used = bytearray(), False, None, 0.0
     c._sock = sock  # type: ignore[assignment]
     c._poller = select.poll()
     return c, sock

@@ -25,7 +25,7 @@ import hmac
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -44,12 +44,20 @@ from xvirt.wire import records, sxp
 from xvirt.wire.dataplane import encode_table
 from xvirt.wire.events import encode_events
 
-__all__ = ["ControlApp", "ControlSettings"]
+__all__ = ["JOURNAL_PAGE", "JOURNAL_PAGE_MAX", "ControlApp", "ControlSettings", "Refusals"]
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 MAX_BODY = 1024 * 1024  # xend allowed 10000 bytes; a batch resolve of 5000 UUIDs needs more
 MAX_EVENT_WAIT_S = 10.0
+#: Journal entries per answer of ``GET /xvirt/host/journal`` unless ``limit=`` says
+#: fewer; the most it says. A page stays well under a megabyte (entries are bounded).
+JOURNAL_PAGE = 1000
+JOURNAL_PAGE_MAX = 10_000
+#: Characters of an unknown op's name a refusal's journal entry keeps (escaped): a
+#: client chooses the name, up to the 1 MiB body limit, and must not choose how much
+#: the journal grows.
+_OP_SHOWN = 32
 _SXP = "application/sxp"
 _REASONS = {200: "OK", 201: "Created", 202: "Accepted", 400: "Bad Request",
             401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
@@ -67,6 +75,42 @@ _DOMAIN_OPS: dict[str, tuple[Op, int]] = {
     "migrate": (Op.MIGRATE, 202),
 }
 _SHUTDOWN_REASONS = {"poweroff": Op.SHUTDOWN, "halt": Op.SHUTDOWN, "reboot": Op.REBOOT}
+#: The administration route's ops (``POST /xvirt/host``), named as such in the
+#: journal when refused; any other name is journalled as ``unknown:<prefix>``.
+_HOST_OPS = frozenset({
+    "create", "destroy", "shutdown", "pause", "resume", "crash", "stall", "unstall",
+    "reboot", "migrate", "save", "restore", "rename", "set_blocked", "reboot_host",
+    "refuse_commits"})
+
+
+class Refusals:
+    """Refused requests counted by kind, for the whole daemon (both listeners share
+    one): the journal keeps the newest entries only, so a flood would hide how many
+    there were. Kinds are the ``X-Xvirt-Error`` kinds, with ``auth`` split by reason
+    (``auth:no-token``, ``auth:wrong-token``, ``auth:read-only``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def count(self, kind: str) -> None:
+        with self._lock:
+            self._counts[kind] = self._counts.get(kind, 0) + 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(sorted(self._counts.items()))
+
+
+def _op_label(op: str, known: frozenset[str]) -> str:
+    """The op name a refusal is journalled under: a known name as it is, anything else
+    ``unknown:`` and an escaped prefix of at most ``_OP_SHOWN`` characters (plus how
+    many were left out), so an entry's size never depends on what a client sent."""
+    if op in known:
+        return op
+    shown = op[:_OP_SHOWN].encode("unicode_escape").decode("ascii")[:2 * _OP_SHOWN]
+    more = f"...(+{len(op) - _OP_SHOWN} chars)" if len(op) > _OP_SHOWN else ""
+    return f"unknown:{shown}{more}"
 
 
 @dataclass(frozen=True)
@@ -80,17 +124,21 @@ class ControlSettings:
     #: Fault injection (``POST /xvirt/host op=refuse_commits count=N``): the store
     #: refuses the next N commits. None: the route answers 501.
     refuse_commits: Callable[[int], None] | None = None
+    #: Shared by every listener built with these settings (``GET /xvirt/host/refusals``).
+    refusals: Refusals = field(default_factory=Refusals)
 
 
 class _Answer(Exception):
     """Raised by a handler to answer at once (errors, mostly)."""
 
     def __init__(self, status: int, body: str = "", *, kind: str | None = None,
-                 content_type: str = _SXP, headers: Iterable[tuple[str, str]] = ()) -> None:
+                 content_type: str = _SXP, headers: Iterable[tuple[str, str]] = (),
+                 tally: str | None = None) -> None:
         super().__init__(body)
         self.status = status
         self.body = body
         self.kind = kind
+        self.tally = tally or kind  # what the refusal is counted as
         self.content_type = content_type
         self.headers = list(headers)
 
@@ -171,17 +219,20 @@ class ControlApp:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         boot, generation = self.host.boot_id, self.host.generation
+        tally: str | None = None
         try:
             status, body, headers = self._handle(environ)
             kind = None
             content_type = _SXP
         except _Answer as answer:
             status, body, headers = answer.status, answer.body, answer.headers
-            kind, content_type = answer.kind, answer.content_type
+            kind, content_type, tally = answer.kind, answer.content_type, answer.tally
         except XvirtError as exc:
             translated = _translate(exc)
             status, body, headers = translated.status, translated.body, translated.headers
-            kind, content_type = translated.kind, translated.content_type
+            kind, content_type, tally = translated.kind, translated.content_type, translated.tally
+        if tally:
+            self.settings.refusals.count(tally)
         data = body.encode("utf-8")
         out = [("Content-Type", content_type), ("Content-Length", str(len(data))),
                ("Cache-Control", "no-cache"), ("Pragma", "no-cache"), ("Expires", "-1")]
@@ -282,13 +333,15 @@ class ControlApp:
             given = ""
         if token is not None and given and hmac.compare_digest(given.encode(), token.encode()):
             return
-        reason = "no token" if not given else "wrong token"
+        reason, tally = ("no token", "auth:no-token") if not given else (
+            "wrong token", "auth:wrong-token")
         if token is None:
             reason = "this listener takes no mutating requests (no token file)"
+            tally = "auth:read-only"
         self.host.journal_refusal(op, domid, uuid, f"not authenticated ({reason})")
         raise _Answer(401, sxp.dumps(records.error_sexpr(
             f"authentication required for {op}: {reason}")), kind="auth",
-            headers=[("WWW-Authenticate", 'Bearer realm="xvirt"')])
+            headers=[("WWW-Authenticate", 'Bearer realm="xvirt"')], tally=tally)
 
     # -- xend routes -----------------------------------------------------------------------
 
@@ -528,6 +581,24 @@ class ControlApp:
 
     # -- the host's own administration (the outside world) ------------------------------------
 
+    def _journal(self, req: _Request) -> tuple[int, str, list[tuple[str, str]]]:
+        """One page of the journal, oldest first: entries numbered after ``after``, at
+        most ``limit`` (default ``JOURNAL_PAGE``). The numbers held and the next page's
+        ``after`` are in headers, so the body stays what older readers parse."""
+        after = _int(_one(req.query, "after", required=False) or "0", "after")
+        limit = _int(_one(req.query, "limit", required=False) or str(JOURNAL_PAGE), "limit",
+                     low=1, high=JOURNAL_PAGE_MAX)
+        first, last, page = self.host.journal_page(after, limit)
+        start = max(after + 1, first)
+        entries: list[sxp.Sx] = [
+            ["entry", ["n", str(n)], ["op", j.op], ["domid", str(j.domid)], ["uuid", j.uuid],
+             ["outcome", j.outcome], ["origin", j.origin]]
+            for n, j in enumerate(page, start)]
+        following = start + len(page) - 1 if page else max(after, first - 1)
+        return 200, sxp.dumps(["journal", *entries]), [
+            ("X-Xvirt-Journal-First", str(first)), ("X-Xvirt-Journal-Last", str(last)),
+            ("X-Xvirt-Journal-Next", str(following))]
+
     def _host(self, req: _Request, what: str) -> tuple[int, str, list[tuple[str, str]]]:
         if req.method != "POST":
             if what == "domains":
@@ -535,15 +606,15 @@ class ControlApp:
                 return 200, sxp.dumps(["domains", *[_record(d, now) for d in doms]]), [
                     ("X-Xvirt-Boot", boot), ("X-Xvirt-Generation", str(gen))]
             if what == "journal":
-                entries: list[sxp.Sx] = [
-                    ["entry", ["op", j.op], ["domid", str(j.domid)], ["uuid", j.uuid],
-                     ["outcome", j.outcome], ["origin", j.origin]]
-                    for j in self.host.journal()]
-                return 200, sxp.dumps(["journal", *entries]), []
+                return self._journal(req)
+            if what == "refusals":
+                counts: list[sxp.Sx] = [[kind, str(n)] for kind, n in
+                                        self.settings.refusals.snapshot().items()]
+                return 200, sxp.dumps(["refusals", *counts]), []
             raise _Answer(404, f"no such resource: /xvirt/host/{what}", kind="not-found",
                           content_type="text/plain")
         op = self._op(req)
-        self._authorize(req, f"host:{op}")
+        self._authorize(req, f"host:{_op_label(op, _HOST_OPS)}")
         host = self.host
         f = req.form
 

@@ -1,12 +1,16 @@
 """The daemon's fast-channel server (the protocol is ``xvirt.wire.fastchannel``).
 
 Every connection has its own thread, so a slow or hostile client only ever holds
-its own thread (and is dropped if it stalls in the middle of a frame), and at
-most ``max_clients`` are served at once: one more is sent ERROR (BUSY) and
-closed. A request longer than 1 MiB, an unknown opcode, a frame cut short or a
-payload of the wrong size gets an ERROR (BAD_REQUEST) and the server closes that
-connection; when the host model fails, the reply is ERROR (UNAVAILABLE) and the
-connection stays.
+its own thread (and is dropped if a frame takes longer than ``io_timeout`` to
+arrive), and at most ``max_clients`` are served at once: one more is sent ERROR
+(BUSY) and closed (the xend driver then reads over HTTP). A client that sends
+nothing for ``idle_timeout`` seconds (default ``IDLE_TIMEOUT_S``, 120 s, sshd's
+grace time for a login) is closed, so clients that leaked their connection give
+their slots back; the xend driver pings every ``KEEPALIVE_S`` while it reads
+the table, so only a connection nobody uses is reaped. A request longer than
+1 MiB, an unknown opcode, a frame cut short or a payload of the wrong size gets
+an ERROR (BAD_REQUEST) and the server closes that connection; when the host
+model fails, the reply is ERROR (UNAVAILABLE) and the connection stays.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import selectors
 import socket
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Protocol
@@ -40,7 +45,10 @@ from xvirt.wire.fastchannel import (
 )
 from xvirt.wire.table import SLOT_COUNT
 
-__all__ = ["FastChannelServer", "TableSource"]
+__all__ = ["IDLE_TIMEOUT_S", "FastChannelServer", "TableSource"]
+
+#: How long a client may send nothing before it is closed (its slot freed).
+IDLE_TIMEOUT_S = 120.0
 
 
 class TableSource(Protocol):
@@ -70,6 +78,10 @@ class _BadRequest(Exception):
     """The client broke the framing or sent a bad payload: tell it, then hang up."""
 
 
+class _Idle(Exception):
+    """The client sent nothing for the idle timeout: hang up, freeing its slot."""
+
+
 class FastChannelServer:
     """Serves the fast channel on a unix socket (mode 0600), one thread per client."""
 
@@ -80,13 +92,20 @@ class FastChannelServer:
         *,
         max_clients: int = 64,
         io_timeout: float = 5.0,
+        idle_timeout: float = IDLE_TIMEOUT_S,
     ) -> None:
         if max_clients < 1:
             raise ValueError(f"max_clients must be >= 1, not {max_clients}")
+        if not 0 < idle_timeout < float("inf"):
+            raise ValueError(f"idle_timeout must be a positive number, not {idle_timeout}")
         self.path = os.fspath(path)
         self._source = source
         self._max_clients = max_clients
         self._io_timeout = io_timeout
+        self._idle_timeout = idle_timeout
+        #: Clients refused because every slot was taken, and idle clients closed.
+        self.refused = 0
+        self.reaped = 0
         self._lock = threading.Lock()
         self._clients: dict[socket.socket, threading.Thread] = {}
         self._closing = False
@@ -208,6 +227,8 @@ class FastChannelServer:
             admitted = not self._closing and len(self._clients) < self._max_clients
             if admitted:
                 self._clients[conn] = thread
+            else:
+                self.refused += 1
         if not admitted:
             with contextlib.suppress(OSError):
                 conn.setblocking(False)
@@ -219,9 +240,14 @@ class FastChannelServer:
 
     def _serve(self, conn: socket.socket) -> None:
         try:
-            conn.settimeout(self._io_timeout)
+            # One timeout for every recv and send, set once (a settimeout per request
+            # cost a PING 1.5 us): the deadlines are kept on the clock in _requests.
+            conn.settimeout(min(self._io_timeout, self._idle_timeout))
             for op, payload in self._requests(conn):
                 conn.sendall(self._answer(op, payload))
+        except _Idle:
+            with self._lock:
+                self.reaped += 1
         except _BadRequest as exc:
             with contextlib.suppress(OSError):
                 conn.sendall(error_frame(ErrorCode.BAD_REQUEST, str(exc)))
@@ -236,8 +262,14 @@ class FastChannelServer:
             conn.close()
 
     def _requests(self, conn: socket.socket) -> Iterator[tuple[int, bytes]]:
-        """Frames as they arrive; waiting for a frame is unbounded, finishing one is not."""
+        """Frames as they arrive. Waiting for a frame is bounded by the idle timeout
+        (then _Idle), finishing one by the I/O timeout counted from its first byte
+        (then _BadRequest: a byte now and then does not keep a slot)."""
         buf = bytearray()
+        clock = time.monotonic
+        io_timeout, idle_timeout = self._io_timeout, self._idle_timeout
+        late = f"frame not finished within {io_timeout}s"
+        quiet_since = frame_since = clock()
         while True:
             while len(buf) >= FRAME.size:
                 length, op = FRAME.unpack_from(buf)
@@ -249,17 +281,25 @@ class FastChannelServer:
                     break
                 payload = bytes(buf[FRAME.size:4 + length])
                 del buf[:4 + length]
-                yield op, payload
+                yield op, payload  # answered when the caller comes back
+                quiet_since = frame_since = clock()
             try:
                 chunk = conn.recv(65536)
-            except TimeoutError:
+            except TimeoutError:  # silent for min(io_timeout, idle_timeout)
                 if buf:
-                    raise _BadRequest(f"frame not finished within {self._io_timeout}s") from None
-                continue  # an idle client is fine
+                    if io_timeout <= idle_timeout or clock() - frame_since >= io_timeout:
+                        raise _BadRequest(late) from None
+                elif clock() - quiet_since >= idle_timeout:
+                    raise _Idle from None
+                continue
             if not chunk:
                 if buf:
                     raise _BadRequest(f"connection closed {len(buf)} bytes into a frame")
                 return
+            if not buf:
+                frame_since = clock()
+            elif clock() - frame_since >= io_timeout:  # trickled: a byte now and then
+                raise _BadRequest(late)
             buf += chunk
 
     def _answer(self, op: int, payload: bytes) -> bytes:

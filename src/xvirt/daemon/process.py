@@ -6,8 +6,9 @@ The process wires four things around one HostModel:
   request, so the host outlives the daemon: restarted after SIGTERM or kill -9
   it comes back with the same domains, IDs, boot identity and event numbers;
 * the control plane (``control.ControlApp``) on waitress, on a 0600 unix socket
-  and/or loopback TCP, with a bounded worker pool, connection limit, idle
-  timeout and request-size limit;
+  and/or loopback TCP, each listener with its own socket map, worker pool,
+  connection limit and idle timeout (so no number of TCP clients can take the
+  unix socket's slots), and a request-size limit;
 * the fast channel: the shared-memory domain table, mirrored inside every
   request, and its unix socket (table discovery, liveness, and the same two
   questions answered over a socket);
@@ -26,11 +27,12 @@ import fcntl
 import os
 import signal
 import socket
+import stat
 import sys
 import threading
 import time
 import uuid as uuidlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -43,14 +45,16 @@ from waitress.task import ThreadedTaskDispatcher
 
 from xvirt.clock import WallClock
 from xvirt.daemon.control import MAX_BODY, ControlApp, ControlSettings
-from xvirt.daemon.fastchannel_server import FastChannelServer
+from xvirt.daemon.fastchannel_server import IDLE_TIMEOUT_S, FastChannelServer
 from xvirt.daemon.store import HostStore
 from xvirt.daemon.table_writer import LiveRow, TableWriter, retire_abandoned
 from xvirt.errors import InvalidArgumentError, OperationFailedError, XvirtError
 from xvirt.host import demo
 from xvirt.host.hypervisor import HostChange, HostModel, HostState
 from xvirt.host.images import ImageStore
+from xvirt.model import MAX_WAIT_S, read_token_file
 from xvirt.planes import IdAnswer, TableSnapshot
+from xvirt.wire.table import TABLE_MAGIC
 
 __all__ = ["Daemon", "DaemonConfig", "default_state_dir"]
 
@@ -78,6 +82,7 @@ class DaemonConfig:
     workers: int = 8
     connection_limit: int = 100
     idle_timeout_s: int = 30
+    fast_idle_timeout_s: float = IDLE_TIMEOUT_S  # a fast-channel client that sends nothing
     id_policy: str = "sequential"
     max_domid: int = 0x7FEF
     name: str = "xend"
@@ -162,16 +167,44 @@ class _FastSource:
 
 
 def read_token(path: Path) -> str:
-    """The bearer token: the file's first line, which must not be empty."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeError) as exc:
-        raise InvalidArgumentError(f"cannot read token file {str(path)!r}: {exc}") from None
-    token = text.strip().splitlines()[0].strip() if text.strip() else ""
+    """The bearer token: the file's first non-blank line, of at least 16 characters (the
+    file is read only so far: see xvirt.model.read_token_file)."""
+    token = read_token_file(path)
     if len(token) < 16:
         raise InvalidArgumentError(
             f"token file {str(path)!r} must hold a token of at least 16 characters")
     return token
+
+
+@dataclass
+class _Listener:
+    """One listener's own waitress socket map and worker pool: waitress counts a
+    server's connections in its map, so separate maps are separate limits."""
+
+    name: str
+    map: dict[int, Any]
+    dispatcher: ThreadedTaskDispatcher
+    server: Any = None
+
+
+class _AllMaps(Mapping[int, Any]):
+    """Every listener's socket map, read as one by the single poll loop (``poll2``
+    reads ``items``, ``get`` and truth); each server still counts only its own."""
+
+    def __init__(self, listeners: list[_Listener]) -> None:
+        self._listeners = listeners
+
+    def __getitem__(self, fd: int) -> Any:
+        for listener in self._listeners:
+            if fd in listener.map:
+                return listener.map[fd]
+        raise KeyError(fd)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter([fd for listener in self._listeners for fd in listener.map])
+
+    def __len__(self) -> int:
+        return sum(len(listener.map) for listener in self._listeners)
 
 
 class Daemon:
@@ -182,9 +215,9 @@ class Daemon:
         self._log = log
         self._stop = threading.Event()
         self._lockfd: int | None = None
-        self._map: dict[int, Any] = {}
-        self._servers: list[Any] = []
-        self._dispatcher: ThreadedTaskDispatcher | None = None
+        self._listeners: list[_Listener] = []
+        self._maps = _AllMaps(self._listeners)
+        self._unix_identity: tuple[int, int] | None = None  # (st_dev, st_ino) we bound
         self._fast: FastChannelServer | None = None
         self._writer: TableWriter | None = None
         self._store: HostStore | None = None
@@ -200,9 +233,10 @@ class Daemon:
 
     def start(self) -> None:
         cfg = self.config
-        if not 0 <= cfg.control_latency_ms < float("inf"):
+        if not 0 <= cfg.control_latency_ms <= MAX_WAIT_S * 1000:  # also refuses NaN, inf
             raise InvalidArgumentError(
-                f"control latency must be a finite number >= 0, not {cfg.control_latency_ms}")
+                f"control latency must be a number of ms in 0..{MAX_WAIT_S * 1000:.0f}, "
+                f"not {cfg.control_latency_ms}")
         if cfg.workers < 1 or cfg.connection_limit < 1:
             raise InvalidArgumentError("workers and connection limit must be at least 1")
         if cfg.tcp is None and cfg.no_unix:
@@ -219,6 +253,11 @@ class Daemon:
             raise InvalidArgumentError(
                 f"cannot use state directory {str(cfg.state_dir)!r}: {exc.strerror}") from None
         self._lock_state_dir()
+        try:
+            self._claim_paths()
+        except BaseException:
+            self._unlock()
+            raise
         host, keeper = self._open_host()
         instance = str(uuidlib.uuid4())
         retire_abandoned(str(cfg.table_path))  # a killed daemon's readers must let go
@@ -234,7 +273,8 @@ class Daemon:
             host.reboot_host()
             self.say(f"host rebooted: new boot identity {host.boot_id}")
         self._fast = FastChannelServer(
-            str(cfg.fast_socket_path), _FastSource(host, str(cfg.table_path), instance))
+            str(cfg.fast_socket_path), _FastSource(host, str(cfg.table_path), instance),
+            idle_timeout=cfg.fast_idle_timeout_s)
         self._fast.start()
         settings = ControlSettings(
             token=token, control_latency_s=cfg.control_latency_ms / 1000.0,
@@ -255,8 +295,16 @@ class Daemon:
     def _lock_state_dir(self) -> None:
         """One daemon per state directory; the lock dies with the process (kill -9 too)."""
         path = self.config.state_dir / "lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:  # never through a symbolic link, never anything but a regular file
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise InvalidArgumentError(
+                f"cannot use lock file {str(path)!r}: {_what_is_at(path)} is there "
+                f"({exc.strerror})") from None
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise InvalidArgumentError(
+                    f"cannot use lock file {str(path)!r}: {_what_is_at(path)} is there")
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
@@ -265,7 +313,26 @@ class Daemon:
                     f"another daemon serves state directory {str(self.config.state_dir)!r}"
                 ) from None
             raise
+        except BaseException:
+            os.close(fd)
+            raise
         self._lockfd = fd
+
+    def _unlock(self) -> None:
+        if self._lockfd is not None:
+            os.close(self._lockfd)
+            self._lockfd = None
+
+    def _claim_paths(self) -> None:
+        """Make sure every path the daemon is about to create holds nothing but what a
+        daemon of this state directory left there (a socket no one listens on, an old
+        table): anything else is refused with its name, never replaced. Called with
+        the state directory's lock held, so no daemon of ours is starting beside us."""
+        cfg = self.config
+        if cfg.socket_path is not None:
+            _claim_socket_path(cfg.socket_path, "control socket")
+        _claim_socket_path(cfg.fast_socket_path, "fast-channel socket")
+        _claim_table_path(cfg.table_path)
 
     def _open_host(self) -> tuple[HostModel, _Keeper]:
         cfg = self.config
@@ -307,27 +374,54 @@ class Daemon:
             self.say(f"images: {line}")
 
     def _bind(self, host: HostModel, settings: ControlSettings) -> None:
+        """A server per listener, each with its own socket map and worker pool, so each
+        has its own connection limit and idle timeout: any number of TCP clients,
+        idle or busy, leaves the unix socket (the administrator's path) its slots."""
         cfg = self.config
-        self._dispatcher = ThreadedTaskDispatcher()
-        self._dispatcher.set_thread_count(cfg.workers)
         common: dict[str, Any] = dict(
-            map=self._map, _dispatcher=self._dispatcher, connection_limit=cfg.connection_limit,
+            # waitress counts its listener and its wake-up pipe in the map as well
+            connection_limit=cfg.connection_limit + 2,
             channel_timeout=cfg.idle_timeout_s, max_request_body_size=MAX_BODY,
             max_request_header_size=64 * 1024, ident="xvirt", clear_untrusted_proxy_headers=True,
             asyncore_use_poll=True, cleanup_interval=max(1, min(cfg.idle_timeout_s, 30) // 2),
         )
         if cfg.socket_path:
-            path = cfg.socket_path
-            _remove_stale_socket(path)
-            self._servers.append(create_server(
-                ControlApp(host, settings, trusted=True), unix_socket=str(path),
-                unix_socket_perms="600", **common))
+            listener = self._listener("unix")
+            sock = self._bind_unix(cfg.socket_path)
+            listener.server = create_server(
+                ControlApp(host, settings, trusted=True), map=listener.map,
+                _dispatcher=listener.dispatcher, sockets=[sock], **common)
         if cfg.tcp:
-            server = create_server(ControlApp(host, settings, trusted=False),
-                                   host=cfg.tcp[0], port=cfg.tcp[1], **common)
-            self._servers.append(server)
+            listener = self._listener("tcp")
+            server = create_server(ControlApp(host, settings, trusted=False), map=listener.map,
+                                   _dispatcher=listener.dispatcher, host=cfg.tcp[0],
+                                   port=cfg.tcp[1], **common)
+            listener.server = server
             host_, port = server.getsockname()  # type: ignore[union-attr]
             self.tcp_address = (str(host_), int(port))
+
+    def _listener(self, name: str) -> _Listener:
+        dispatcher = ThreadedTaskDispatcher()
+        dispatcher.set_thread_count(self.config.workers)
+        listener = _Listener(name, {}, dispatcher)
+        self._listeners.append(listener)
+        return listener
+
+    def _bind_unix(self, path: Path) -> socket.socket:
+        """The control socket, bound here (not by waitress, which removes any socket in
+        the way): mode 0600 before it listens, and its identity kept so shutdown
+        removes this file and no other."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(str(path))
+            os.chmod(path, 0o600)  # nobody can connect before listen(): no window
+            info = os.lstat(path)
+        except OSError as exc:
+            sock.close()
+            raise InvalidArgumentError(
+                f"cannot create control socket {str(path)!r}: {exc.strerror or exc}") from None
+        self._unix_identity = (info.st_dev, info.st_ino)
+        return sock
 
     def _tick(self) -> None:
         host = self.host
@@ -349,7 +443,7 @@ class Daemon:
         """Run the server loop until ``stop`` (or a signal); then shut down gracefully."""
         next_sweep = 0.0
         while not self._stop.is_set():
-            wasyncore.loop(timeout=0.2, map=self._map, use_poll=True, count=1)
+            wasyncore.poll2(0.2, self._maps)
             now = time.monotonic()
             if now >= next_sweep:
                 next_sweep = now + SWEEP_S
@@ -360,12 +454,13 @@ class Daemon:
         """Cut connections that hold a slot without using it: idle ones, and ones whose
         request has been arriving for longer than the idle timeout (a client sending a
         byte at a time keeps waitress's own idle clock fresh, and would hold its slot
-        for ever). A request being served or an answer being sent is never cut."""
-        timeout = float(self.config.idle_timeout_s)
+        for ever). A request being served or an answer being sent is never cut. Each
+        connection is judged by its own listener's idle timeout."""
         seen: dict[int, tuple[object, float]] = {}
-        for fd, channel in list(self._map.items()):
+        for fd, channel in list(self._maps.items()):
             if not isinstance(channel, HTTPChannel) or channel.will_close:
                 continue
+            timeout = float(channel.adj.channel_timeout)
             if channel.requests or channel.total_outbufs_len:
                 continue  # busy: a worker has it, or its answer is going out
             partial = channel.request
@@ -385,18 +480,18 @@ class Daemon:
         self._stop.set()
 
     def _shutdown(self) -> None:
-        for server in self._servers:
-            server.close()  # stop accepting
-        dispatcher = self._dispatcher
-        if dispatcher is not None:
-            # let requests in flight finish and their answers go out
-            deadline = 50
-            while deadline and any(getattr(ch, "requests", None) or getattr(
-                    ch, "total_outbufs_len", 0) for ch in list(self._map.values())):
-                wasyncore.loop(timeout=0.1, map=self._map, use_poll=True, count=1)
-                deadline -= 1
-            dispatcher.shutdown(cancel_pending=True, timeout=5)
-        wasyncore.close_all(self._map)
+        for listener in self._listeners:
+            if listener.server is not None:
+                listener.server.close()  # stop accepting
+        # let requests in flight finish and their answers go out
+        deadline = 50
+        while deadline and any(getattr(ch, "requests", None) or getattr(
+                ch, "total_outbufs_len", 0) for ch in list(self._maps.values())):
+            wasyncore.poll2(0.1, self._maps)
+            deadline -= 1
+        for listener in self._listeners:
+            listener.dispatcher.shutdown(cancel_pending=True, timeout=5)
+            wasyncore.close_all(listener.map)
         if self._fast is not None:
             self._fast.close()
         if self._writer is not None:
@@ -406,30 +501,87 @@ class Daemon:
         if self._store is not None:
             self._store.close()
         path = self.config.socket_path
-        if path is not None:
+        if path is not None and self._unix_identity is not None:
             with contextlib.suppress(OSError):
-                path.unlink()
-        if self._lockfd is not None:
-            os.close(self._lockfd)
-            self._lockfd = None
+                info = os.lstat(path)
+                if (info.st_dev, info.st_ino) == self._unix_identity:  # ours, not a newcomer
+                    path.unlink()
+        self._unlock()
         self.say("stopped")
 
 
-def _remove_stale_socket(path: Path) -> None:
-    """A socket file left by a killed daemon is removed; a live one is not stolen
-    (the state-directory lock already guarantees no other daemon uses ours)."""
-    if not path.exists() and not path.is_symlink():
+def _what_is_at(path: Path) -> str:
+    """What stands at ``path``, in words, for an error that names it."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return "nothing"
+    except OSError as exc:
+        return f"something that cannot be examined ({exc.strerror})"
+    kinds = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"),
+             (stat.S_ISLNK, "a symbolic link"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"))
+    return next((word for test, word in kinds if test(mode)), "a special file")
+
+
+def _claim_socket_path(path: Path, what: str) -> None:
+    """Make ``path`` free for a new socket: remove a socket no one listens on (a killed
+    daemon's); refuse anything else, a live socket or anything not a socket (a file
+    given by mistake to ``--unix`` is never deleted), with an error naming both."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
         return
+    except OSError as exc:
+        raise InvalidArgumentError(
+            f"cannot use {str(path)!r} as the {what}: {exc.strerror}") from None
+    if not stat.S_ISSOCK(mode):
+        raise InvalidArgumentError(
+            f"refusing to replace {str(path)!r} with the {what}: {_what_is_at(path)} is "
+            "there, not a stale socket")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(0.5)
         probe.connect(str(path))
-    except OSError:
-        path.unlink()
+    except ConnectionRefusedError:
+        os.unlink(path)  # stale: its server is gone
         return
+    except FileNotFoundError:
+        return  # gone meanwhile
+    except OSError as exc:  # a busy server (timeout), a socket we may not use: not stale
+        raise InvalidArgumentError(
+            f"refusing to replace {str(path)!r} with the {what}: a socket that did not "
+            f"refuse a connection is there ({exc.strerror or type(exc).__name__})") from None
     finally:
         probe.close()
-    raise InvalidArgumentError(f"another server is listening on {str(path)!r}")
+    raise InvalidArgumentError(f"another server is listening on {str(path)!r} (the {what})")
+
+
+def _claim_table_path(path: Path) -> None:
+    """The table is replaced by a rename, which would silently drop whatever stood
+    there: only nothing, an empty file or an xvirt table (a killed daemon's) may be."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise InvalidArgumentError(f"cannot use {str(path)!r} as the table: "
+                                   f"{exc.strerror}") from None
+    if stat.S_ISREG(mode):
+        try:
+            with open(path, "rb") as f:
+                head = f.read(len(TABLE_MAGIC))
+        except OSError as exc:
+            raise InvalidArgumentError(f"cannot use {str(path)!r} as the table: "
+                                       f"{exc.strerror}") from None
+        if head in (b"", TABLE_MAGIC):
+            return
+        raise InvalidArgumentError(
+            f"refusing to replace {str(path)!r} with the table: a regular file that is "
+            "not an xvirt table is there")
+    raise InvalidArgumentError(f"refusing to replace {str(path)!r} with the table: "
+                               f"{_what_is_at(path)} is there")
 
 
 def run(config: DaemonConfig, *, on_ready: Callable[[Daemon], None] | None = None) -> int:

@@ -6,11 +6,18 @@ table with ``xvirt.wire.table_reader``. Only the daemon's process writes (one
 under a temporary name and renamed into place, so a reader never maps a
 half-initialised table; a writer that is closed marks its table retired so
 readers stop answering from it.
+
+Every block of the file is reserved when it is created (``posix_fallocate``, or
+zeros written where the file system cannot), and every write first checks that
+the file still has its size: a store into a mapped page the disk cannot back is
+a SIGBUS, which kills the daemon without a word, so a full disk or a truncated
+table must be a named error before any page is touched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import mmap
 import os
@@ -22,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 
-from xvirt.errors import ConnectionClosedError, InvalidArgumentError
+from xvirt.errors import ConnectionClosedError, InvalidArgumentError, OperationFailedError
 from xvirt.model import DomainState, check_domid
 from xvirt.wire.binary import STATE_CODES, uuid_to_bytes
 from xvirt.wire.table import (
@@ -46,8 +53,36 @@ from xvirt.wire.table import (
 __all__ = ["LiveRow", "TableWriter", "retire_abandoned"]
 
 _EMPTY_SLOT = bytes(SLOT_BYTES)
+_NIL_UUID = bytes(16)  # Domain-0's; any other domain holding it is corrupt
 _U64_MAX = (1 << 64) - 1
 _U32_MAX = (1 << 32) - 1
+#: What posix_fallocate says when the file system cannot reserve blocks itself.
+_CANNOT_RESERVE = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL})
+_ZEROS = bytes(1 << 16)
+
+
+def _reserve(fd: int, path: str) -> None:
+    """Give every page of the new table a block now, so that no store into the mapping
+    can later find the disk full (a SIGBUS). Where the file system cannot reserve
+    (EOPNOTSUPP: some network and FUSE file systems), writing zeros does the same."""
+    try:
+        os.posix_fallocate(fd, 0, FILE_BYTES)
+        return
+    except OSError as exc:
+        if exc.errno not in _CANNOT_RESERVE:
+            raise _no_room(path, exc) from None
+    at = 0
+    try:
+        while at < FILE_BYTES:
+            at += os.pwrite(fd, _ZEROS[:FILE_BYTES - at], at)
+    except OSError as exc:
+        raise _no_room(path, exc) from None
+
+
+def _no_room(path: str, exc: OSError) -> OperationFailedError:
+    return OperationFailedError(
+        f"cannot create the domain table {path}: {exc.strerror or exc} (it needs "
+        f"{FILE_BYTES} bytes on disk)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +126,10 @@ def _pack_row(row: LiveRow) -> bytes:
         raise InvalidArgumentError(
             f"domain {domid}: since and rate must be finite and rate >= 0 "
             f"(since={row.since!r}, rate={row.rate!r})", domid=domid)
+    raw_uuid = uuid_to_bytes(row.uuid)
+    if raw_uuid == _NIL_UUID and domid:
+        raise InvalidArgumentError(
+            f"domain {domid}: the nil UUID is Domain-0's", domid=domid, uuid=row.uuid)
     return SLOT.pack(
         code,
         FLAG_NO_ANSWER if row.no_answer else 0,
@@ -100,7 +139,7 @@ def _pack_row(row: LiveRow) -> bytes:
         _uint(row.cpu_ns, "cpu_ns", _U64_MAX),
         float(row.since),
         float(row.rate),
-        uuid_to_bytes(row.uuid),
+        raw_uuid,
     )
 
 
@@ -120,7 +159,7 @@ class TableWriter:
         m: mmap.mmap | None = None
         try:
             os.fchmod(fd, 0o600)  # mkstemp's mode already; said explicitly
-            os.ftruncate(fd, FILE_BYTES)  # zero-filled, so every slot starts empty
+            _reserve(fd, self.path)  # zero-filled, so every slot starts empty
             m = mmap.mmap(fd, FILE_BYTES, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
             LAYOUT.pack_into(m, 0, *layout_fields())
             info = os.fstat(fd)
@@ -129,11 +168,11 @@ class TableWriter:
         except BaseException:
             if m is not None:
                 m.close()
+            os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        finally:
-            os.close(fd)
+        self._fd = fd  # kept: each write checks the file still has its size
         self._map: mmap.mmap | None = m
         self._words = memoryview(m).cast("Q")  # the counter, stored whole (module docstring)
         self._lock = threading.Lock()
@@ -191,6 +230,7 @@ class TableWriter:
             gone.add(domid)
         with self._lock:
             m = self._writable()
+            self._check_size(f"publish generation {gen}")
             old_count = len(self._ids)
             emptied, first = self._update_live(packed.keys(), gone, reset)
             ids = self._ids
@@ -257,12 +297,27 @@ class TableWriter:
             raise ConnectionClosedError(f"table writer for {self.path} is closed")
         return self._map
 
+    def _check_size(self, doing: str) -> None:
+        """Refuse to touch a table someone cut short: a store past its end is a SIGBUS.
+        (One lseek, 0.2 us; a publish costs about 3 us.)"""
+        size = os.lseek(self._fd, 0, os.SEEK_END)
+        if size < FILE_BYTES:
+            raise OperationFailedError(
+                f"cannot {doing}: the domain table {self.path} was cut to {size} bytes "
+                f"(a table is {FILE_BYTES})")
+
     def close(self) -> None:
         """Mark the table retired (readers stop answering from it) and unmap it.
         The file stays; ``unlink`` removes it."""
         with self._lock:
             m = self._map
             if m is None:
+                return
+            try:
+                self._check_size("retire it")
+            except OperationFailedError:
+                # Cut short: readers refuse it already, and writing would be a SIGBUS.
+                self._unmap(m)
                 return
             seq = self._seq + 1
             self._words[SEQ_WORD] = seq
@@ -273,9 +328,13 @@ class TableWriter:
                 fence()
             self._words[SEQ_WORD] = seq + 1
             self._seq = seq + 1
-            self._map = None
-            self._words.release()
-            m.close()
+            self._unmap(m)
+
+    def _unmap(self, m: mmap.mmap) -> None:
+        self._map = None
+        self._words.release()
+        m.close()
+        os.close(self._fd)
 
     def unlink(self) -> None:
         """Remove the table file if it is still the one this writer created

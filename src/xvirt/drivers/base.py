@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from xvirt.errors import (
     ConnectionClosedError,
     HostUnreachableError,
+    InvalidArgumentError,
     NoDomainError,
     OperationFailedError,
     XvirtError,
@@ -39,10 +40,30 @@ from xvirt.planes import (
     TableSnapshot,
 )
 
-__all__ = ["CONNECTION_LOST", "Driver", "PlaneCounters"]
+__all__ = ["CONNECTION_LOST", "Driver", "PlaneCounters", "check_sendable", "sendable"]
 
 #: The connection to the host is lost (unreachable, or closed): ``except CONNECTION_LOST``.
 CONNECTION_LOST: tuple[type[XvirtError], ...] = (HostUnreachableError, ConnectionClosedError)
+
+
+def sendable(text: str) -> bool:
+    """Whether ``text`` can cross to a host as UTF-8 (HTTP, a C library): a lone
+    surrogate (what an undecodable byte of a file name becomes) cannot."""
+    try:
+        text.encode("utf-8")
+    except UnicodeError:
+        return False
+    return True
+
+
+def check_sendable(text: str, what: str, *, uri: str, op: str) -> str:
+    """``text``, or InvalidArgumentError naming it when it cannot be sent to the host."""
+    if sendable(text):
+        return text
+    raise InvalidArgumentError(
+        f"cannot {op}: {what} {text!r} holds a lone surrogate (it is not valid Unicode "
+        "text), which cannot be sent to this host", uri=uri, op=op,
+        name=text.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 class _Tally:
@@ -70,15 +91,23 @@ class _Tally:
 
 
 class PlaneCounters:
-    """Exact, thread-safe counts of what was sent on each channel."""
+    """Exact, thread-safe counts of what was sent on each channel.
 
-    __slots__ = ("_control", "_data", "_event", "control", "data", "event")
+    ``data_fallbacks`` counts the data-plane calls (already in ``data_calls``) that
+    a driver answered on a slower channel than its usual one because the usual one
+    refused it or was found corrupt (the xend driver: HTTP when the daemon's fast
+    channel is full, the socket when its table is cut short or corrupt)."""
+
+    __slots__ = ("_control", "_data", "_event", "_fallback", "control", "data", "event",
+                 "fallback")
 
     def __init__(self) -> None:
         self._control, self._data, self._event = _Tally(), _Tally(), _Tally()
+        self._fallback = _Tally()
         self.control = self._control.bump
         self.data = self._data.bump
         self.event = self._event.bump
+        self.fallback = self._fallback.bump
 
     @property
     def control_requests(self) -> int:
@@ -91,6 +120,10 @@ class PlaneCounters:
     @property
     def event_requests(self) -> int:
         return self._event.value
+
+    @property
+    def data_fallbacks(self) -> int:
+        return self._fallback.value
 
 
 class Driver(abc.ABC):

@@ -40,7 +40,13 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from xvirt.clock import Clock, SystemClock
-from xvirt.drivers.base import CONNECTION_LOST, Driver, PlaneCounters
+from xvirt.drivers.base import (
+    CONNECTION_LOST,
+    Driver,
+    PlaneCounters,
+    check_sendable,
+    sendable,
+)
 from xvirt.drivers.libvirt_errors import translate
 from xvirt.drivers.libvirt_loop import ensure_event_loop
 from xvirt.drivers.libvirt_mirror import Mirror
@@ -515,6 +521,8 @@ class LibvirtDriver(Driver):
             return self._resolution(doms)
 
     def resolve_names(self, names: Sequence[str]) -> Resolution:
+        # libvirt names are UTF-8: a name with a lone surrogate is no domain's name there
+        names = [n for n in names if sendable(n)]
         with self._lock:
             return self._resolution(self._lookup_all(
                 names, lambda n: self._conn.lookupByName(n), "lookupByName"))
@@ -565,11 +573,13 @@ class LibvirtDriver(Driver):
         if op is Op.DESTROY:
             return dom.destroy  # type: ignore[no-any-return]
         if op is Op.SAVE:
-            path = self._image_path(str(arg))
+            path = self._image_path(check_sendable(str(arg), "the image name", uri=self.uri,
+                                                   op=op.value))
             os.makedirs(os.path.dirname(path), exist_ok=True)
             return lambda: dom.save(path)
         if op is Op.RENAME:
-            return lambda: dom.rename(str(arg), 0)
+            name = check_sendable(str(arg), "the new name", uri=self.uri, op=op.value)
+            return lambda: dom.rename(name, 0)
         raise UnsupportedError(f"libvirt driver cannot {op.value}", op=op.value, uri=self.uri)
 
     def _image_path(self, image: str) -> str:
@@ -577,7 +587,8 @@ class LibvirtDriver(Driver):
         return os.path.join(self.image_dir, image)
 
     def restore(self, image: str) -> Resolution:
-        path = self._image_path(image)
+        path = self._image_path(check_sendable(image, "the image name", uri=self.uri,
+                                               op="restore"))
         if not os.path.isfile(path):
             raise NoDomainError(f"no saved image {image!r} in {self.image_dir}",
                                 uri=self.uri, op="restore")

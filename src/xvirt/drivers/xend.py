@@ -10,21 +10,33 @@
   ``LIVENESS_S`` (a dead daemon's table stays true: only a daemon changes the
   host, and a new one retires the old table before it serves). ``fast=socket``
   asks the socket instead, and ``fast=http`` (or a daemon on another machine)
-  uses ``/xvirt/table`` over HTTP.
-* Events: ``GET /xvirt/events?after=N`` long polls.
+  uses ``/xvirt/table`` over HTTP. A table found cut short or corrupt is left for
+  the socket (until the fast channel is found again: a new daemon, a new table),
+  and a fast channel that refuses this client (every slot taken: ERROR BUSY, or
+  a socket this user may not open) for HTTP, retried every ``FAST_RETRY_S``;
+  both are counted in ``counters.data_fallbacks``. While it reads the table the
+  driver pings the socket every ``KEEPALIVE_S``, so the daemon does not close it
+  as idle.
+* Events: ``GET /xvirt/events?after=N`` long polls (a longer wait is several polls).
 * The image directory comes from the node record's ``xvirt_image_dir``
   extension: read from any ``host_info()``, or fetched (one control request)
   the first time ``image_dir`` is asked before any; real xend has none (None).
 
 Errors of httpx, sockets and the wire format are translated here, never
-leaked. Reads are retried until the daemon answers again or ``timeout``
-seconds pass (then HostUnreachableError with the URI). A mutation is sent on a
+leaked; a string HTTP cannot carry as UTF-8 (a lone surrogate) is refused here
+too. Reads are retried until the daemon answers again or ``timeout``
+seconds pass (then HostUnreachableError with the URI), once the daemon has
+answered this driver: before that, a missing socket, a refused connection or a
+socket we may not open is HostUnreachableError at once, with the system's
+reason (a daemon being restarted is ridden out; one never reached is not
+waited for). A mutation is sent on a
 fresh connection and retried only if it was never sent, so a restart can never
 make the daemon apply it twice.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import ssl
 import threading
@@ -35,7 +47,13 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from xvirt.clock import Clock, SystemClock
-from xvirt.drivers.base import CONNECTION_LOST, Driver, PlaneCounters
+from xvirt.drivers.base import (
+    CONNECTION_LOST,
+    Driver,
+    PlaneCounters,
+    check_sendable,
+    sendable,
+)
 from xvirt.errors import (
     AuthError,
     HostUnreachableError,
@@ -61,7 +79,7 @@ from xvirt.planes import (
 from xvirt.wire import records, sxp
 from xvirt.wire.dataplane import parse_table
 from xvirt.wire.events import parse_events
-from xvirt.wire.fastchannel_client import FastChannelClient
+from xvirt.wire.fastchannel_client import FastChannelClient, FastChannelRefused
 from xvirt.wire.table_reader import TableReader
 
 __all__ = ["XendDriver"]
@@ -79,6 +97,22 @@ MAX_ANSWER_BYTES = 64 * 1024 * 1024
 MIN_READ_S = 0.1
 #: How long a liveness check of the daemon holds on the fast path.
 LIVENESS_S = 0.05
+#: A table reader pings the fast-channel socket this often, well inside the daemon's
+#: idle timeout (120 s by default), so the daemon does not close it as idle.
+KEEPALIVE_S = 30.0
+#: How long data-plane calls go over HTTP after the fast channel refused this client
+#: (every slot taken), before the driver asks for a slot again.
+FAST_RETRY_S = 5.0
+#: Connection failures that mean nothing is there to wait for, when the daemon has never
+#: answered this driver: a missing socket (or path), a refused connection, no permission.
+_NOBODY_THERE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ECONNREFUSED, errno.EACCES,
+                           errno.EPERM})
+#: The longest wait one long poll for events asks (the daemon refuses more, and may answer
+#: sooner): a longer timeout is several polls.
+MAX_POLL_S = 3600.0
+#: The pause before polling again when the daemon answered a long poll at once (it does
+#: when too many clients wait), so that a busy daemon is not polled in a tight loop.
+POLL_PAUSE_S = 0.25
 
 _OPS: dict[Op, dict[str, str]] = {
     Op.PAUSE: {"op": "pause"},
@@ -107,7 +141,27 @@ def _census(reader: TableReader, _domid: int) -> Census:
 
 
 class _Transient(Exception):
-    """The daemon could not be reached for this attempt; safe to try again."""
+    """The daemon could not be reached for this attempt; safe to try again.
+
+    ``nobody`` is the system's reason when the connection itself was refused (see
+    ``_NOBODY_THERE``): a daemon never reached is then reported at once."""
+
+    def __init__(self, message: str, nobody: str | None = None) -> None:
+        super().__init__(message)
+        self.nobody = nobody
+
+
+def _nobody_there(exc: BaseException) -> str | None:
+    """The system's reason when ``exc`` (or what caused it: httpx wraps the OSError
+    twice) is a missing socket, a refused connection or a permission denied."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a chain is short; never loop on a cyclic one
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and seen.errno in _NOBODY_THERE:
+            return seen.strerror or os.strerror(seen.errno)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 class XendDriver(Driver):
@@ -135,12 +189,21 @@ class XendDriver(Driver):
         self._clock = clock or SystemClock()
         self._base_url = base_url
         self._unix_socket = unix_socket
-        self._http = self._client(keepalive=True)
+        try:
+            self._http = self._client(keepalive=True)
+        except httpx.InvalidURL as exc:  # a host name httpx cannot encode (IDNA)
+            raise InvalidArgumentError(f"invalid daemon address in {uri!r}: {exc}",
+                                       uri=uri) from None
         self._data_lock = threading.Lock()
         self._reader: TableReader | None = None
         self._fast: FastChannelClient | None = None
         self._remote_data = fast == "http"
         self._alive_at = float("-inf")
+        self._reached = False  # has the daemon ever answered? (see _retrying)
+        self._fast_retry_at = float("-inf")  # no fast channel before this (it refused us)
+        self._faulty: list[TableReader] = []  # tables found short or corrupt, closed later
+        #: Why the last data-plane fallback happened (counters.data_fallbacks counts them).
+        self.fallback_reason: str | None = None
         self._closed = False
         self._image_dir: str | None = None
         self._image_dir_known = False
@@ -171,6 +234,13 @@ class XendDriver(Driver):
             except _Transient as exc:
                 if self._closed:
                     raise HostUnreachableError("the driver is closed", uri=self.uri) from None
+                if exc.nobody is not None and not self._reached:
+                    # Never reached: nothing is there to ride out (only a daemon that
+                    # answered before gets the wait: C8), so say so now, and why.
+                    raise HostUnreachableError(
+                        f"cannot connect to the xend daemon at "
+                        f"{self._unix_socket or self._base_url}: {exc.nobody}",
+                        uri=self.uri) from None
                 if self._clock.now() + pause > deadline:
                     raise HostUnreachableError(
                         f"the xend daemon did not answer within {self._timeout:g} s ({exc})",
@@ -193,10 +263,13 @@ class XendDriver(Driver):
             # a fresh connection: a failure to connect means the request was never sent
             with self._client(keepalive=False) as client:
                 try:
-                    return client.request(method, path, params=params, content=body,
-                                          headers=headers)
+                    response = client.request(method, path, params=params, content=body,
+                                              headers=headers)
+                    self._reached = True
+                    return response
                 except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                    raise _Transient(str(exc) or type(exc).__name__) from None
+                    raise _Transient(str(exc) or type(exc).__name__,
+                                     _nobody_there(exc)) from None
                 except httpx.TransportError as exc:
                     # The dead daemon's table may miss this very change (it may be
                     # committed, not yet published): later reads must wait for the
@@ -207,14 +280,17 @@ class XendDriver(Driver):
                         f"unknown ({type(exc).__name__})", uri=self.uri) from None
         try:
             if timeout is None:
-                return self._http.request(method, path, params=params, content=body,
-                                          headers=headers)
-            return self._http.request(method, path, params=params, content=body,
-                                      headers=headers, timeout=timeout)
+                response = self._http.request(method, path, params=params, content=body,
+                                              headers=headers)
+            else:
+                response = self._http.request(method, path, params=params, content=body,
+                                              headers=headers, timeout=timeout)
         except httpx.TransportError as exc:
-            raise _Transient(str(exc) or type(exc).__name__) from None
+            raise _Transient(str(exc) or type(exc).__name__, _nobody_there(exc)) from None
         except RuntimeError as exc:  # the client was closed under us
             raise HostUnreachableError(f"the driver is closed ({exc})", uri=self.uri) from None
+        self._reached = True
+        return response
 
     def _call(self, method: str, path: str, *, params: dict[str, str] | None = None,
               form: list[tuple[str, str]] | None = None, mutation: bool = False,
@@ -273,7 +349,13 @@ class XendDriver(Driver):
 
     def _data_attempt(self, ask: Callable[[], T]) -> T:
         try:
-            if self._reader is None and self._fast is None and not self._remote_data:
+            fast = self._fast
+            if fast is not None and not fast.alive():
+                # Closed by the daemon (idle too long) or the daemon is gone: find out
+                # which now (a new slot, or a failing HTTP request), not after a pause.
+                self._drop_fast()
+            if (self._reader is None and self._fast is None and not self._remote_data
+                    and self._clock.now() >= self._fast_retry_at):
                 self._discover()
             answer = ask()
             fast = self._fast
@@ -301,11 +383,21 @@ class XendDriver(Driver):
             if not socket_path or not os.path.exists(socket_path):
                 self._remote_data = True  # another machine's daemon: HTTP it is
                 return
-            fast = FastChannelClient(socket_path, uri=self.uri, timeout=2.0)
+            try:
+                fast = FastChannelClient(socket_path, uri=self.uri, timeout=2.0)
+            except FastChannelRefused as exc:
+                # Every slot taken (or a socket not ours to open): HTTP answers the same
+                # questions; ask for a slot again after FAST_RETRY_S.
+                self._fast_retry_at = self._clock.now() + FAST_RETRY_S
+                self.fallback_reason = exc.message
+                return
             try:
                 if self._fast_mode in ("auto", "table"):
                     table = fast.hello.table_path
-                    self._reader = TableReader(table, uri=self.uri)
+                    try:
+                        self._reader = TableReader(table, uri=self.uri)
+                    except (ProtocolError, HostUnreachableError) as exc:
+                        self.fallback_reason = exc.message  # cut short, or not ours: socket
             except BaseException:
                 fast.close()
                 raise
@@ -315,17 +407,43 @@ class XendDriver(Driver):
         with self._data_lock:
             if self._reader is not None:
                 self._reader.close()
+            for faulty in self._faulty:
+                faulty.close()
             if self._fast is not None:
                 self._fast.close()
             self._reader = None
+            self._faulty.clear()
             self._fast = None
+
+    def _table_fault(self, reader: TableReader, exc: ProtocolError) -> None:
+        """The table is cut short or corrupt: leave it to the socket, which answers the
+        same questions from the daemon's host model, until the fast channel is found
+        again (a new daemon maps a new table). Never a signal, never a wrong answer."""
+        with self._data_lock:
+            if self._reader is reader:
+                self._reader = None
+                self._faulty.append(reader)  # another thread may be reading it: close later
+        self.fallback_reason = exc.message
+
+    def _fell_back(self, *, socket: bool) -> None:
+        """Count a data-plane call answered on a slower channel than the usual one."""
+        if (self._fast_mode == "socket") if socket else self._remote_data:
+            return
+        self.counters.fallback()
 
     def snapshot(self) -> TableSnapshot:
         def ask() -> TableSnapshot:
-            if self._reader is not None:
-                return self._reader.snapshot()
-            if self._fast is not None:
-                return self._fast.snapshot()
+            reader = self._reader
+            if reader is not None:
+                try:
+                    return reader.snapshot()
+                except ProtocolError as exc:
+                    self._table_fault(reader, exc)
+            fast = self._fast
+            if fast is not None:
+                self._fell_back(socket=True)
+                return fast.snapshot()
+            self._fell_back(socket=False)
             _response, rec = self._call("GET", "/xvirt/table")
             return parse_table(rec, self.uri)
         return self._data(ask)
@@ -349,10 +467,17 @@ class XendDriver(Driver):
                 return None
             self.counters.data()
             raise
+        except ProtocolError as exc:  # cut short or corrupt: the socket answers instead
+            self._table_fault(reader, exc)
+            return None
         now = self._clock.now()
         if now - self._alive_at >= LIVENESS_S:
             if not fast.alive():
                 return None
+            try:
+                fast.keepalive(KEEPALIVE_S)  # one clock read; a PING every KEEPALIVE_S
+            except XvirtError:
+                return None  # the slow path decides
             self._alive_at = now
         self.counters.data()
         return answer
@@ -374,10 +499,17 @@ class XendDriver(Driver):
             return answer
 
         def ask() -> IdAnswer:
-            if self._reader is not None:
-                return self._reader.info(domid)
-            if self._fast is not None:
-                return self._fast.info(domid)
+            reader = self._reader
+            if reader is not None:
+                try:
+                    return reader.info(domid)
+                except ProtocolError as exc:
+                    self._table_fault(reader, exc)
+            fast = self._fast
+            if fast is not None:
+                self._fell_back(socket=True)
+                return fast.info(domid)
+            self._fell_back(socket=False)
             _response, rec = self._call("GET", f"/xvirt/table/{domid}")
             table = parse_table(rec, self.uri)
             for miss in table.unanswered:
@@ -421,6 +553,8 @@ class XendDriver(Driver):
         return self._resolve_form([("uuid", u) for u in uuids] + [("id", str(i)) for i in ids])
 
     def resolve_names(self, names: Sequence[str]) -> Resolution:
+        # The daemon reads UTF-8: a name with a lone surrogate is no domain's name there.
+        names = [n for n in names if sendable(n)]
         if len(names) == 1:
             answer = self._lookup(quote(names[0], safe=""))
             # xend also matches IDs and UUIDs: keep only a domain of that name
@@ -441,7 +575,9 @@ class XendDriver(Driver):
                                 op=op.value, uri=self.uri)
         form = [*list(_OPS[op].items()), ("expected_uuid", expected_uuid)]
         if op in _ARG_FIELD:
-            form.append((_ARG_FIELD[op], arg or ""))
+            what = "the image name" if op is Op.SAVE else "the new name"
+            form.append((_ARG_FIELD[op],
+                         check_sendable(arg or "", what, uri=self.uri, op=op.value)))
         self.counters.control()
         try:
             self._call("POST", f"/xend/domain/{domid}", form=form, mutation=True, op=op.value)
@@ -453,6 +589,7 @@ class XendDriver(Driver):
         if self.readonly:
             raise ReadOnlyError("cannot restore: the connection is read-only", op="restore",
                                 uri=self.uri)
+        check_sendable(image, "the image name", uri=self.uri, op="restore")
         self.counters.control()
         response, rec = self._call("POST", "/xend/domain/", form=[("op", "restore"),
                                                                  ("file", image)],
@@ -513,11 +650,23 @@ class XendDriver(Driver):
     # -- events ------------------------------------------------------------------------------------
 
     def events_since(self, after: int, timeout: float = 0.0) -> EventBatch:
-        self.counters.event()
-        _response, rec = self._call(
-            "GET", "/xvirt/events", params={"after": str(after), "timeout": f"{timeout:g}"},
-            read_timeout=timeout)
-        return parse_events(rec, self.uri)
+        """Events after ``after``, waiting up to ``timeout`` seconds for one: as many long
+        polls (each counted) as that takes."""
+        deadline = self._clock.now() + timeout
+        while True:
+            started = self._clock.now()
+            wait = min(max(deadline - started, 0.0), MAX_POLL_S)
+            self.counters.event()
+            _response, rec = self._call(
+                "GET", "/xvirt/events", params={"after": str(after), "timeout": f"{wait:g}"},
+                read_timeout=wait)
+            batch = parse_events(rec, self.uri)
+            now = self._clock.now()
+            if (batch.events or not batch.complete or batch.latest != after
+                    or now >= deadline or self._closed):
+                return batch
+            if now - started < POLL_PAUSE_S:  # answered at once: a busy daemon
+                self._clock.sleep(min(POLL_PAUSE_S, deadline - now))
 
     def close(self) -> None:
         if not self._closed:

@@ -19,7 +19,7 @@ import uuid as uuidlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Protocol
 
@@ -38,6 +38,7 @@ from xvirt.host.images import ImageStore, SavedDomain
 from xvirt.hotpath import tuple_new
 from xvirt.model import (
     DOMID_FIRST_RESERVED,
+    MAX_WAIT_S,
     DomainState,
     EventKind,
     HostInfo,
@@ -78,6 +79,9 @@ DOM0_UUID = "00000000-0000-0000-0000-000000000000"
 DOM0_NAME = "Domain-0"
 _IDLE_LOAD = 0.01  # fraction of a vCPU a blocked (idle) guest still burns
 _RUNNABLE = frozenset({DomainState.RUNNING, DomainState.BLOCKED})
+#: Characters a journal entry's fields keep at most: entries are capped in number, and
+#: this caps each one's size, whatever a request put in an op name or an error.
+_JOURNAL_FIELD_MAX = {"op": 128, "uuid": 64, "outcome": 512, "origin": 32}
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +207,16 @@ class _Committed:
                          tuple(sorted(self.domains.values(), key=lambda d: d.id)),
                          tuple(self.events), tuple(self.journal), self.rover,
                          self.daemon_epoch)
+
+
+def _bounded(entry: JournalEntry) -> JournalEntry:
+    """``entry`` with each text field cut to its ``_JOURNAL_FIELD_MAX`` (marked)."""
+    if all(len(getattr(entry, name)) <= most for name, most in _JOURNAL_FIELD_MAX.items()):
+        return entry
+    cut = {name: text if len(text := getattr(entry, name)) <= most
+           else f"{text[:most - 16]}...(+{len(text) - most + 16})"
+           for name, most in _JOURNAL_FIELD_MAX.items()}
+    return JournalEntry(cut["op"], entry.domid, cut["uuid"], cut["outcome"], cut["origin"])
 
 
 class _Domain:
@@ -332,9 +346,10 @@ class HostModel:
         cpus: int = 8,
         memory_kib: int = 64 * 1024 * 1024,
     ) -> None:
-        if not 0 <= control_latency_ms < float("inf"):  # also refuses NaN
+        if not 0 <= control_latency_ms <= MAX_WAIT_S * 1000:  # also refuses NaN and inf
             raise InvalidArgumentError(
-                f"control_latency_ms must be a finite number >= 0, not {control_latency_ms}"
+                f"control_latency_ms must be a number in 0..{MAX_WAIT_S * 1000:.0f}, "
+                f"not {control_latency_ms}"
             )
         self.name = name
         self.clock: Clock = clock or SystemClock()
@@ -358,6 +373,7 @@ class HostModel:
         self._touched: dict[str, None] = {}  # uuids changed since the last commit, in order
         self._vacated: set[int] = set()
         self._journalled = 0  # entries appended since the last commit
+        self._journal_total = 0  # the number of the newest entry (numbered from 1 per run)
         self._committed_seq = 0
         self._reset = False
         self._depth = 0
@@ -441,9 +457,11 @@ class HostModel:
     def load(self, state: HostState) -> None:
         """Become the host ``state`` describes (a daemon starting again): same boot,
         same domains with the same IDs, events numbered on from where they were."""
+        state = replace(state, journal=tuple(map(_bounded, state.journal)))  # older files
         with self._lock:
             self._check_open()
             self._become(state)
+            self._journal_total = len(state.journal)
             if self._committed is not None:
                 self._committed = _Committed(state, self._event_capacity, self._journal.maxlen)
 
@@ -500,8 +518,9 @@ class HostModel:
         return self._mutation()
 
     def _log(self, entry: JournalEntry) -> None:
-        self._journal.append(entry)
+        self._journal.append(_bounded(entry))
         self._journalled += 1
+        self._journal_total += 1
 
     def _touch(self, dom: _Domain) -> None:
         self._touched[dom.uuid] = None
@@ -558,6 +577,7 @@ class HostModel:
         """Undo everything since the last accepted commit (lock held): domains, IDs,
         events, journal and the request's staged images, as if it never ran."""
         self._images.abandon()
+        self._journal_total -= self._journalled  # their numbers are given again
         self._become(committed.state())
 
     def _check_open(self) -> None:
@@ -601,6 +621,16 @@ class HostModel:
     def journal(self) -> list[JournalEntry]:
         with self._lock:
             return list(self._journal)
+
+    def journal_page(self, after: int, limit: int) -> tuple[int, int, list[JournalEntry]]:
+        """The number of the oldest entry held, of the newest, and at most ``limit``
+        entries numbered after ``after``, oldest first: a journal read a page at a time
+        (entries are numbered from 1 in this model's life; older ones fall off the end)."""
+        with self._lock:
+            last = self._journal_total
+            first = last - len(self._journal) + 1
+            skip = max(0, after + 1 - first)
+            return first, last, list(islice(self._journal, skip, skip + max(0, limit)))
 
     @property
     def generation(self) -> int:

@@ -110,12 +110,13 @@ class ImageStore:
             # (every `xvirt list` on sim:///default) must not leave a directory behind.
             self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.path), True)
         else:
-            self.path = Path(directory)
             try:
+                self.path = Path(directory)
                 self.path.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
+            except (OSError, TypeError, ValueError) as exc:  # ValueError: a NUL in the path
+                reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
                 raise InvalidArgumentError(
-                    f"cannot use image directory {str(self.path)!r}: {exc.strerror}"
+                    f"cannot use image directory {str(directory)!r}: {reason}"
                 ) from None
         self._staged: list[tuple[Path, Path | None]] = []  # (staged file, final name or None)
 

@@ -218,17 +218,23 @@ class _AdminHost:
                                     base_url="http://localhost", timeout=30.0)
 
     def journal(self) -> list[JournalEntry]:
-        response = self._client.get("/xvirt/host/journal")
-        self._raise(response)
-        rec = sxp.parse(response.content)
-        assert isinstance(rec, list)
+        """Every entry the daemon holds, oldest first, read a page at a time."""
         out = []
-        for e in rec[1:]:
-            out.append(JournalEntry(
-                sxp.value(e, "entry/op") or "", int(sxp.value(e, "entry/domid") or "0"),
-                sxp.value(e, "entry/uuid") or "", sxp.value(e, "entry/outcome") or "",
-                sxp.value(e, "entry/origin") or ""))
-        return out
+        after = 0
+        while True:
+            response = self._client.get("/xvirt/host/journal", params={"after": after})
+            self._raise(response)
+            rec = sxp.parse(response.content)
+            assert isinstance(rec, list)
+            for e in rec[1:]:
+                out.append(JournalEntry(
+                    sxp.value(e, "entry/op") or "", int(sxp.value(e, "entry/domid") or "0"),
+                    sxp.value(e, "entry/uuid") or "", sxp.value(e, "entry/outcome") or "",
+                    sxp.value(e, "entry/origin") or ""))
+            following = int(response.headers["X-Xvirt-Journal-Next"])
+            if len(rec) == 1 or following >= int(response.headers["X-Xvirt-Journal-Last"]):
+                return out
+            after = following
 
     def close(self) -> None:
         self._client.close()

@@ -8,7 +8,9 @@ full disk.
   state file, as a backup tool or a stuck second writer would hold it; the daemon's
   commits wait SQLite's busy timeout (5 s), then are refused.
 * ``tmpfs``: a small tmpfs mounted on a directory (the daemon's state directory or
-  its images), which ``Disk.fill`` fills to the last byte and ``Disk.free`` frees.
+  its images), which ``Disk.fill`` fills to the last byte and ``Disk.free`` frees;
+  ``run_on_private_tmpfs``: a command run with a tmpfs that only it sees (a mount
+  namespace of its own, so the mount vanishes with it, whatever happens to it).
   Mounting needs root; where it is not permitted, ``TmpfsUnavailable`` says why.
 
 Each undoes itself on exit (lock released, tmpfs unmounted), so the machine is
@@ -20,16 +22,24 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import sqlite3
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
 
 from xvirt.testing.daemon import DaemonProcess
 
-__all__ = ["Disk", "TmpfsUnavailable", "hold_store_lock", "refuse_commits", "tmpfs"]
+__all__ = [
+    "Disk",
+    "TmpfsUnavailable",
+    "hold_store_lock",
+    "refuse_commits",
+    "run_on_private_tmpfs",
+    "tmpfs",
+]
 
 _STATE_FILE = "host.sqlite"
 
@@ -67,7 +77,7 @@ class Disk:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._filler = path / ".filler"
+        self._filler = path / "filler"
 
     def fill(self) -> None:
         """Write a filler file until the disk refuses one more page."""
@@ -102,3 +112,31 @@ def tmpfs(directory: str | os.PathLike[str], size_kib: int) -> Iterator[Disk]:
         yield Disk(path)
     finally:
         subprocess.run(["umount", "--lazy", str(path)], check=False, capture_output=True)
+
+
+#: The shell's exit status when the mount itself failed (tells "unavailable" from "failed").
+_NO_MOUNT = 99
+_MOUNT_THEN_RUN = """
+mount -t tmpfs -o "size=$1,mode=0700" tmpfs "$2" 2>&1 || exit 99
+shift 2
+exec "$@"
+"""
+
+
+def run_on_private_tmpfs(directory: str | os.PathLike[str], size_kib: int,
+                         argv: Sequence[str], *, timeout: float = 60.0
+                         ) -> subprocess.CompletedProcess[str]:
+    """``argv`` run with a fresh ``size_kib`` KiB tmpfs mounted on ``directory`` (made if
+    missing), seen by that command alone; its output captured as text."""
+    if shutil.which("unshare") is None:
+        raise TmpfsUnavailable("cannot make a private tmpfs: no unshare command here")
+    path = Path(directory)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", _MOUNT_THEN_RUN, "sh",
+         f"{size_kib}k", str(path), *argv],
+        capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode == _NO_MOUNT or (done.returncode != 0 and "unshare:" in done.stderr):
+        raise TmpfsUnavailable(
+            f"cannot mount a private tmpfs here: {(done.stdout + done.stderr).strip()}")
+    return done

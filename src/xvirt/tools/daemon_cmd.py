@@ -15,7 +15,7 @@ __all__ = ["daemon_command"]
 
 def _address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+    if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise click.BadParameter(f"expected HOST:PORT (e.g. 127.0.0.1:8000), not {text!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
 
@@ -37,12 +37,17 @@ def _address(text: str) -> tuple[str, int]:
 @click.option("--reboot-host", is_flag=True,
               help="Reboot the host on start: a new boot identity, no guests.")
 @click.option("--workers", type=click.IntRange(1, 256), default=8, show_default=True,
-              help="HTTP worker threads.")
+              help="HTTP worker threads, per listener (unix socket, TCP).")
 @click.option("--connection-limit", type=click.IntRange(1, 10000), default=100,
-              show_default=True, help="Open HTTP connections at most.")
+              show_default=True,
+              help="Open HTTP connections at most, per listener: TCP clients never take "
+                   "the unix socket's.")
 @click.option("--idle-timeout", type=click.IntRange(1, 3600), default=30, show_default=True,
               help="Seconds before an idle connection, or one whose request is still "
-                   "arriving, is closed.")
+                   "arriving, is closed (each listener's own).")
+@click.option("--fast-idle-timeout", type=click.FloatRange(0.01, 86400), default=120.0,
+              show_default=True, help="Seconds before a fast-channel client that sends "
+                                      "nothing is closed (its slot freed).")
 @click.option("--id-policy", type=click.Choice(POLICIES), default="sequential",
               show_default=True, help="How new domain IDs are chosen (for a new host).")
 @click.option("--max-domid", type=click.IntRange(1, 0x7FEF), default=0x7FEF,
@@ -50,7 +55,8 @@ def _address(text: str) -> tuple[str, int]:
 def daemon_command(
     listen: str | None, unix_socket: Path | None, no_unix: bool, state_dir: Path | None,
     token_file: Path | None, control_latency_ms: float, empty: bool, reboot_host: bool,
-    workers: int, connection_limit: int, idle_timeout: int, id_policy: str, max_domid: int,
+    workers: int, connection_limit: int, idle_timeout: int, fast_idle_timeout: float,
+    id_policy: str, max_domid: int,
 ) -> None:
     """Serve a host: xend's HTTP control plane, the fast channel and events.
 
@@ -62,7 +68,7 @@ def daemon_command(
         tcp=_address(listen) if listen else None, token_file=token_file,
         control_latency_ms=control_latency_ms, empty=empty, reboot_host=reboot_host,
         workers=workers, connection_limit=connection_limit,
-        idle_timeout_s=idle_timeout, id_policy=id_policy,
+        idle_timeout_s=idle_timeout, fast_idle_timeout_s=fast_idle_timeout, id_policy=id_policy,
         max_domid=max_domid,
     )
     try:

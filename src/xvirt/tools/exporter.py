@@ -13,10 +13,11 @@ import html
 import re
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import NoReturn
+from typing import Any, NoReturn
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import click
@@ -26,11 +27,22 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 import xvirt
 from xvirt.clock import Clock
 from xvirt.tools.exporter_metrics import HostReader, SurveyRunner, XvirtCollector
-from xvirt.tools.webconfig import BasicAuth, WebConfig, WebConfigError, load_web_config, ssl_adapter
+from xvirt.tools.webconfig import (
+    BasicAuth,
+    Verdict,
+    WebConfig,
+    WebConfigError,
+    load_web_config,
+    ssl_adapter,
+)
 
 __all__ = [
+    "AUTH_FAILURE_DELAY_S",
+    "AUTH_HELD_MAX",
     "DEFAULT_LISTEN",
     "DEFAULT_SCRAPE_TIMEOUT_S",
+    "MAX_REQUEST_BODY_BYTES",
+    "MAX_REQUEST_HEADER_BYTES",
     "Exporter",
     "exporter_app",
     "exporter_command",
@@ -42,6 +54,20 @@ DEFAULT_LISTEN = "127.0.0.1:9177"
 #: Below Prometheus' default scrape_timeout (10 s), so the exporter answers
 #: ``xvirt_up 0`` before Prometheus gives up on it and records nothing.
 DEFAULT_SCRAPE_TIMEOUT_S = 5.0
+#: The request line and headers together (cheroot's default is no limit: one 100 MiB
+#: header was read whole). Prometheus sends well under 1 KiB.
+MAX_REQUEST_HEADER_BYTES = 16 * 1024
+#: No route takes a body; cheroot would otherwise read a declared body whole to skip it.
+MAX_REQUEST_BODY_BYTES = 4 * 1024
+#: How long the answer to a refused credential is held back, and how many answers may
+#: be held at once. A client looping on a wrong password sends at most one request
+#: per delay on each connection, so a flood of them, answered quickly, cannot take
+#: the CPU (and the GIL) from a real scrape; a held answer costs a sleeping thread.
+AUTH_FAILURE_DELAY_S = 0.5
+AUTH_HELD_MAX = 24
+#: cheroot's worker threads (it never grows its pool by itself): the held answers at
+#: most, and as many again for everything else.
+SERVER_THREADS = 2 * AUTH_HELD_MAX
 
 _LANDING = """<!DOCTYPE html>
 <html lang="en">
@@ -55,18 +81,34 @@ _LANDING = """<!DOCTYPE html>
 """
 
 
-def exporter_app(registry: CollectorRegistry, auth: BasicAuth | None = None) -> WSGIApplication:
+def exporter_app(registry: CollectorRegistry, auth: BasicAuth | None = None, *,
+                 failure_delay_s: float = AUTH_FAILURE_DELAY_S,
+                 held_max: int = AUTH_HELD_MAX) -> WSGIApplication:
     """``/metrics`` from ``registry``, a landing page at ``/``, 404 elsewhere; every
-    path needs valid credentials when ``auth`` is given."""
+    path needs valid credentials when ``auth`` is given, and the answer to refused
+    ones is held back ``failure_delay_s`` (at most ``held_max`` at once; past that,
+    answered at once)."""
     metrics = make_wsgi_app(registry)
     landing = _LANDING.format(version=html.escape(xvirt.__version__)).encode()
+    held = threading.BoundedSemaphore(held_max)
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if auth is not None and not auth.check(environ.get("HTTP_AUTHORIZATION")):
+        verdict = Verdict.OK if auth is None else auth.verdict(environ.get("HTTP_AUTHORIZATION"))
+        if verdict is not Verdict.OK and failure_delay_s > 0 and held.acquire(blocking=False):
+            try:
+                time.sleep(failure_delay_s)  # sleeping: no CPU, and the GIL released
+            finally:
+                held.release()
+        if verdict is Verdict.BUSY:
+            return _plain(start_response, "429 Too Many Requests", b"Too Many Requests\n",
+                          [("Retry-After", "1")])
+        if verdict is not Verdict.OK:
             return _plain(start_response, "401 Unauthorized", b"Unauthorized\n",
                           [("WWW-Authenticate", 'Basic realm="xvirt exporter", charset="UTF-8"')])
         path = environ.get("PATH_INFO", "")
         if path == "/metrics":
+            if environ.get("REQUEST_METHOD") == "HEAD":
+                return _head_as_get(metrics, environ, start_response)
             result: Iterable[bytes] = metrics(environ, start_response)
             return result
         if path != "/":
@@ -93,6 +135,31 @@ def exporter_app(registry: CollectorRegistry, auth: BasicAuth | None = None) -> 
     return head_without_body
 
 
+def _head_as_get(app: WSGIApplication, environ: WSGIEnvironment,
+                 start_response: StartResponse) -> list[bytes]:
+    """HEAD answered as the GET it stands for (prometheus_client's app refuses HEAD):
+    the same status and headers, with the length of the body it leaves out, so the
+    connection stays usable (cheroot closes one whose HEAD answer has no length)."""
+    answer: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        answer.append((status, list(headers)))
+        return lambda data: None
+
+    body = app({**environ, "REQUEST_METHOD": "GET"}, capture)
+    try:
+        size = sum(len(chunk) for chunk in body)
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+    status, headers = answer[-1]
+    if not any(name.lower() == "content-length" for name, _ in headers):
+        headers.append(("Content-Length", str(size)))
+    start_response(status, headers)
+    return []
+
+
 def _plain(start_response: StartResponse, status: str, body: bytes,
            extra: list[tuple[str, str]] | None = None) -> list[bytes]:
     start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
@@ -103,7 +170,7 @@ def _plain(start_response: StartResponse, status: str, body: bytes,
 def parse_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:PORT`` for IPv6; port 0 picks a free one)."""
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise ValueError(f"--listen expects HOST:PORT (e.g. {DEFAULT_LISTEN}), not {text!r}")
     return host.removeprefix("[").removesuffix("]"), int(port)
 
@@ -120,7 +187,8 @@ class Exporter:
                  scrape_timeout_s: float = DEFAULT_SCRAPE_TIMEOUT_S,
                  web_config: WebConfig | None = None, clock: Clock | None = None,
                  log: Callable[[str], None] | None = None,
-                 opener: Callable[[str | None], xvirt.Connection] | None = None) -> None:
+                 opener: Callable[[str | None], xvirt.Connection] | None = None,
+                 auth_failure_delay_s: float = AUTH_FAILURE_DELAY_S) -> None:
         config = web_config or WebConfig()
         self.reader = HostReader(uri) if opener is None else HostReader(uri, opener)
         self.runner = SurveyRunner(self.reader.read, clock=clock)
@@ -129,8 +197,14 @@ class Exporter:
             XvirtCollector(self.runner, timeout_s=scrape_timeout_s, clock=clock, log=log))
         self.scheme = "https" if config.tls is not None else "http"
         auth = BasicAuth(config.users) if config.users else None
-        self._server = wsgi.Server(listen, exporter_app(self.registry, auth), numthreads=4,
-                                   max=16, server_name="xvirt-exporter")
+        #: The basic-auth check (None without users); its counters say what failed
+        #: logins cost (bcrypt checks run, failures remembered, 429s).
+        self.auth = auth
+        app = exporter_app(self.registry, auth, failure_delay_s=auth_failure_delay_s)
+        self._server = wsgi.Server(listen, app, numthreads=SERVER_THREADS,
+                                   max=SERVER_THREADS, server_name="xvirt-exporter")
+        self._server.max_request_header_size = MAX_REQUEST_HEADER_BYTES
+        self._server.max_request_body_size = MAX_REQUEST_BODY_BYTES
         if config.tls is not None:
             self._server.ssl_adapter = ssl_adapter(config.tls)  # WebConfigError: at once
         self._thread: threading.Thread | None = None
@@ -211,8 +285,8 @@ def exporter_command(uri: str | None, listen: str, scrape_timeout: float,
         address = parse_listen(listen)
     except ValueError as exc:
         _fail(str(exc))
-    if not scrape_timeout > 0:
-        _fail(f"--scrape-timeout must be positive, not {scrape_timeout:g}")
+    if not 0 < scrape_timeout <= 3600:  # also refuses NaN and inf (the timers overflow)
+        _fail(f"--scrape-timeout must be positive, at most 3600 s, not {scrape_timeout:g}")
     try:
         config = load_web_config(web_config_file) if web_config_file else WebConfig()
         exporter = Exporter(uri, listen=address, scrape_timeout_s=scrape_timeout,

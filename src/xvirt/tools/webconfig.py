@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import hashlib
 import re
 import ssl
@@ -33,6 +34,7 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 __all__ = [
     "BasicAuth",
     "TLSConfig",
+    "Verdict",
     "WebConfig",
     "WebConfigError",
     "load_web_config",
@@ -59,6 +61,10 @@ class WebConfigError(ValueError):
     """The web config file is wrong; the message says where and why."""
 
 
+#: The longest web config file read: users and TLS settings fit in far less.
+MAX_WEB_CONFIG_BYTES = 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class TLSConfig:
     cert_file: Path
@@ -76,12 +82,22 @@ class WebConfig:
 
 
 def load_web_config(path: str | Path) -> WebConfig:
+    """The file at ``path``, read to at most MAX_WEB_CONFIG_BYTES (``/dev/zero`` is
+    refused, not read until memory runs out)."""
     where = Path(path)
     try:
-        text = where.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        with where.open("rb") as f:
+            data = f.read(MAX_WEB_CONFIG_BYTES + 1)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
         raise WebConfigError(f"cannot read web config file {where}: "
                              f"{getattr(exc, 'strerror', None) or exc}") from None
+    if len(data) > MAX_WEB_CONFIG_BYTES:
+        raise WebConfigError(f"web config file {where} is longer than "
+                             f"{MAX_WEB_CONFIG_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WebConfigError(f"cannot read web config file {where}: {exc}") from None
     return parse_web_config(text, base_dir=where.resolve().parent, where=str(where))
 
 
@@ -185,44 +201,82 @@ def ssl_adapter(tls: TLSConfig) -> BuiltinSSLAdapter:
     return adapter
 
 
+class Verdict(enum.Enum):
+    """What a basic-auth check says: let in, refuse, or refuse for now (``BUSY``: a
+    password that needs bcrypt while another check is running; try again later)."""
+
+    OK = "ok"
+    DENIED = "denied"
+    BUSY = "busy"
+
+
 class BasicAuth:
     """Checks ``Authorization: Basic`` headers against bcrypt hashes.
 
-    bcrypt is slow by design (tens of milliseconds per check at the usual cost),
-    and Prometheus sends the same credentials on every scrape, so successful checks
-    are remembered, keyed by a SHA-256 of user, password and hash (the password
-    itself is never kept). Failures are not remembered: a wrong guess costs bcrypt
-    every time.
+    bcrypt is slow by design (tens of milliseconds per check at the usual cost), so
+    what a wrong password may cost is bounded, not just what a right one costs:
+
+    * Prometheus sends the same credentials on every scrape, so outcomes are
+      remembered, successes and failures alike, keyed by a SHA-256 of user, password
+      and hash (the password itself is never kept): a repeated guess, or a client
+      misconfigured with a wrong password, costs a hash, not bcrypt.
+    * At most one bcrypt check runs at a time; a request that would need another
+      meanwhile is answered BUSY (429) without one. So any number of clients
+      trying new passwords hold at most one CPU, and a scrape with remembered
+      credentials never waits for bcrypt. The price: under such a flood a
+      credential never seen before may be answered 429 until it ends.
     """
 
-    CACHE_SIZE = 1024
+    CACHE_SIZE = 1024  # remembered successes; as many failures again
 
     def __init__(self, users: Mapping[str, bytes]) -> None:
         self._users = {user.encode("utf-8"): hashed for user, hashed in users.items()}
         self._good: OrderedDict[bytes, None] = OrderedDict()
+        self._bad: OrderedDict[bytes, None] = OrderedDict()
         self._lock = threading.Lock()
+        self._bcrypt = threading.Lock()  # held while one bcrypt check runs
+        #: bcrypt checks run, failures answered from memory, requests answered BUSY:
+        #: counted so tests and benchmarks state what an attack cost, exactly.
+        self.verifications = 0
+        self.remembered_failures = 0
+        self.busy = 0
 
     def check(self, header: str | None) -> bool:
+        """True when ``header`` holds a user's right password (BUSY counts as no)."""
+        return self.verdict(header) is Verdict.OK
+
+    def verdict(self, header: str | None) -> Verdict:
         credentials = _basic_credentials(header)
         if credentials is None:
-            return False
+            return Verdict.DENIED
         user, password = credentials
         hashed = self._users.get(user)
         key = hashlib.sha256(b"\0".join((user, password, hashed or b""))).digest()
         with self._lock:
             if key in self._good:
                 self._good.move_to_end(key)
-                return True
-        if hashed is None:
-            _checkpw(password, _DUMMY_HASH)
-            return False
-        if not _checkpw(password, hashed):
-            return False
+                return Verdict.OK
+            if key in self._bad:
+                self._bad.move_to_end(key)
+                self.remembered_failures += 1
+                return Verdict.DENIED
+        if not self._bcrypt.acquire(blocking=False):
+            with self._lock:
+                self.busy += 1
+            return Verdict.BUSY
+        try:
+            with self._lock:
+                self.verifications += 1
+            # an unknown user costs as long as a wrong password: names do not leak
+            good = _checkpw(password, hashed or _DUMMY_HASH) and hashed is not None
+        finally:
+            self._bcrypt.release()
         with self._lock:
-            self._good[key] = None
-            if len(self._good) > self.CACHE_SIZE:
-                self._good.popitem(last=False)
-        return True
+            remembered = self._good if good else self._bad
+            remembered[key] = None
+            if len(remembered) > self.CACHE_SIZE:
+                remembered.popitem(last=False)
+        return Verdict.OK if good else Verdict.DENIED
 
 
 def _checkpw(password: bytes, hashed: bytes) -> bool:

@@ -35,8 +35,10 @@ unknown opcode, a frame cut short or a payload of the wrong size gets an
 ERROR (BAD_REQUEST) and the server closes that connection; when the host
 model fails, the reply is ERROR (UNAVAILABLE) and the connection stays. Every
 connection has its own thread, so a slow or hostile client only ever holds its
-own thread (and is dropped if it stalls in the middle of a frame), and at most
-``max_clients`` are served at once: one more is sent ERROR (BUSY) and closed.
+own thread (and is dropped if a frame takes longer than the I/O timeout), and at
+most ``max_clients`` are served at once: one more is sent ERROR (BUSY) and closed
+(a client then reads over HTTP). A client that sends nothing for the idle timeout
+(120 s by default) is closed: a client reading the table PINGs now and then.
 """
 
 from __future__ import annotations

@@ -1,17 +1,22 @@
 """The client of a daemon's fast channel (the protocol is ``xvirt.wire.fastchannel``).
 
 A connection that the peer has closed is a daemon that is gone, which
-``FastChannelClient.alive`` sees with one ``poll`` and no round trip.
+``FastChannelClient.alive`` sees with one ``poll`` and no round trip. A daemon
+that is there but will not serve this client on its fast channel (every slot
+taken, or a socket this user may not open) raises ``FastChannelRefused``, so
+the xend driver can read over HTTP instead of waiting for a slot.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
 import socket
 import struct
 import threading
+import time
 from types import TracebackType
 from typing import NoReturn
 
@@ -45,10 +50,19 @@ from xvirt.wire.fastchannel import (
     frame,
 )
 
-__all__ = ["FastChannelClient"]
+__all__ = ["FastChannelClient", "FastChannelRefused"]
 
 _POLLRDHUP: int = getattr(select, "POLLRDHUP", 0)
 _DEAD = select.POLLHUP | select.POLLERR | select.POLLNVAL | _POLLRDHUP
+
+
+class FastChannelRefused(HostUnreachableError):
+    """The daemon is there but refuses this client its fast channel: every slot is
+    taken (ERROR BUSY), or the socket's permissions keep this user out. Not a dead
+    daemon: the same questions can be asked over HTTP."""
+
+
+_PERMISSION = frozenset({errno.EACCES, errno.EPERM})
 
 
 def _no_answer_error(domid: int, uuid: str, message: str, uri: str) -> OperationFailedError:
@@ -59,7 +73,8 @@ class FastChannelClient:
     """One connection to a daemon's fast channel. Thread-safe; one request at a time.
 
     Every failure is an xvirt error: HostUnreachableError (with ``uri``) when the
-    daemon is absent, gone, silent for ``timeout`` seconds or refuses us;
+    daemon is absent, gone, silent for ``timeout`` seconds or refuses us (then its
+    subclass FastChannelRefused: every slot taken, or a socket not ours to open);
     ProtocolError when it sends something malformed. After either, the
     connection is dropped and later calls raise HostUnreachableError: make a
     new client (and read the new HELLO: the table may have moved). The
@@ -77,12 +92,17 @@ class FastChannelClient:
         self._buf = bytearray()
         self._closed = False
         self._failure: str | None = None
+        self._used = time.monotonic()  # the last exchange: keepalive() pings after a while
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(timeout)
             sock.connect(self.path)
         except OSError as exc:
             sock.close()
+            if exc.errno in _PERMISSION:
+                raise FastChannelRefused(
+                    f"cannot use the fast channel {self.path}: {_reason(exc)}", uri=uri
+                ) from exc
             raise HostUnreachableError(
                 f"no daemon at {self.path}: {_reason(exc)}", uri=uri) from exc
         self._sock: socket.socket | None = sock
@@ -171,6 +191,13 @@ class FastChannelClient:
         if self._call(Opcode.PING):
             self._fail("PONG carries no payload")
 
+    def keepalive(self, interval: float) -> None:
+        """PING if nothing was exchanged for ``interval`` seconds, so a client that reads
+        only the table is not closed as idle by the daemon (which closes clients silent
+        for its idle timeout, 120 s by default). Costs one clock read otherwise."""
+        if time.monotonic() - self._used >= interval:
+            self.ping()
+
     def alive(self) -> bool:
         """Whether the daemon still holds its end open. One poll(0), no round
         trip, nothing read; False once the daemon has exited or closed us."""
@@ -233,7 +260,9 @@ class FastChannelClient:
             except OSError as exc:
                 # A daemon that refused us (BUSY) may have hung up before our request
                 # arrived: its reason is waiting to be read.
-                reply = self._pending_error(sock)
+                code, reply = self._pending_error(sock)
+                if code == ErrorCode.BUSY:
+                    raise self._refused(reply) from exc
                 raise self._lost(reply or f"cannot send ({_reason(exc)})") from exc
             try:
                 reply_op, body = self._read_frame(sock)
@@ -241,6 +270,7 @@ class FastChannelClient:
                 raise self._lost(f"no answer within {self._timeout}s") from exc
             except OSError as exc:
                 raise self._lost(f"connection lost ({_reason(exc)})") from exc
+            self._used = time.monotonic()
         if reply_op == Opcode.ERROR:
             self._error_reply(op, body)
         if reply_op != REPLY | op:
@@ -271,16 +301,23 @@ class FastChannelClient:
             raise self._lost("the daemon closed the connection")
         buf += chunk
 
-    def _pending_error(self, sock: socket.socket) -> str | None:
-        """An ERROR frame already received, read without waiting, as text."""
+    def _pending_error(self, sock: socket.socket) -> tuple[int | None, str | None]:
+        """An ERROR frame already received, read without waiting: its code and text."""
         try:
             data = sock.recv(4096, socket.MSG_DONTWAIT)
             length, reply_op = FRAME.unpack_from(data)
-            if reply_op != Opcode.ERROR or len(data) != 4 + length:
-                return None
-            return data[FRAME.size + 1:].decode("utf-8", "replace")
+            if reply_op != Opcode.ERROR or len(data) != 4 + length or length < 2:
+                return None, None
+            return data[FRAME.size], data[FRAME.size + 1:].decode("utf-8", "replace")
         except (OSError, struct.error):
-            return None
+            return None, None
+
+    def _refused(self, text: str | None) -> FastChannelRefused:
+        """The daemon turned us away (ERROR BUSY): drop the connection, say why."""
+        self._failure = f"refused: {text}"
+        self._drop()
+        return FastChannelRefused(f"daemon at {self.path} refused the fast channel: {text}",
+                                  uri=self.uri)
 
     def _error_reply(self, op: int, body: bytes) -> NoReturn:
         if not body:
@@ -296,7 +333,7 @@ class FastChannelClient:
         if code == ErrorCode.UNAVAILABLE:  # the connection stays usable
             raise HostUnreachableError(f"daemon at {self.path}: {text}", uri=self.uri)
         if code == ErrorCode.BUSY:
-            raise self._lost(f"daemon refused the connection: {text}")
+            raise self._refused(text)
         self._fail(f"daemon refused our request: {text}")
 
 

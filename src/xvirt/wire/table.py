@@ -76,6 +76,13 @@ Only the writer's process writes (one ``TableWriter`` per file, serialised by
 its own lock). The file is created under a temporary name and renamed into
 place, so a reader never maps a half-initialised table; a writer that is closed
 marks its table retired so readers stop answering from it.
+
+A mapping faults (SIGBUS, the end of the process) on a page the disk cannot back
+or past the end of a file cut short, so the writer reserves every block when it
+makes the file, both sides check the file's size before each access, and a
+reader treats a slot whose figures cannot be true (NaN, infinite or negative
+rate, NaN or infinite ``since``, the nil UUID on a domain other than Domain-0) as
+corruption: all three end in named errors, never a signal.
 """
 
 from __future__ import annotations
