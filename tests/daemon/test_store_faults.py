@@ -202,3 +202,13 @@ def test_a_state_file_it_cannot_repair_is_one_line_naming_it() -> None:
         assert "Traceback" not in run.stderr
     finally:
         daemon.cleanup()
+
+
+def test_the_nth_commit_from_now_can_be_refused(target: DaemonTarget) -> None:
+    refuse_commits(target.daemon, 1, after=2)
+    target.host.create("a")
+    target.host.create("b")
+    with pytest.raises(xvirt.XvirtError, match="fault injection"):
+        target.host.create("c")
+    target.host.create("d")
+    assert _names(target) == ["Domain-0", "a", "b", "d"]

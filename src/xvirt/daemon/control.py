@@ -123,7 +123,7 @@ class ControlSettings:
     max_event_waiters: int = 4  # long polls may hold at most this many workers
     #: Fault injection (``POST /xvirt/host op=refuse_commits count=N``): the store
     #: refuses the next N commits. None: the route answers 501.
-    refuse_commits: Callable[[int], None] | None = None
+    refuse_commits: Callable[[int, int], None] | None = None
     #: Shared by every listener built with these settings (``GET /xvirt/host/refusals``).
     refusals: Refusals = field(default_factory=Refusals)
 
@@ -648,7 +648,9 @@ class ControlApp:
         elif op == "reboot_host":
             host.reboot_host()
         elif op == "refuse_commits" and self.settings.refuse_commits is not None:
-            self.settings.refuse_commits(_int(_one(f, "count"), "count", low=0, high=1 << 20))
+            self.settings.refuse_commits(
+                _int(_one(f, "count"), "count", low=0, high=1 << 20),
+                _int(_one(f, "after", required=False) or "0", "after", high=1 << 20))
         else:
             raise _Answer(501, f"Operation not implemented: {op}", kind="unsupported",
                           content_type="text/plain")

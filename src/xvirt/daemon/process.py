@@ -112,15 +112,19 @@ class _Keeper:
         self._store = store
         self._say = say
         self._refuse = 0
+        self._spare = 0  # commits still accepted before the refusals begin
         self._failing = False
 
-    def refuse(self, count: int) -> None:
-        """Refuse the next ``count`` commits, as a store that cannot write would."""
-        self._refuse = count  # called under no lock: the host's lock orders commits
+    def refuse(self, count: int, after: int = 0) -> None:
+        """Accept ``after`` more commits, then refuse ``count``, as a store that cannot
+        write would (``after`` N-1, ``count`` 1: the Nth commit from now)."""
+        self._spare, self._refuse = after, count
 
     def commit(self, change: HostChange) -> None:
         try:
-            if self._refuse:
+            if self._spare:
+                self._spare -= 1
+            elif self._refuse:
                 self._refuse -= 1
                 raise OperationFailedError(
                     f"cannot save the host's state to {str(self._store.path)!r}: the commit "

@@ -189,9 +189,10 @@ class _AdminHost:
     def unstall(self, domid: int) -> None:
         self._post("unstall", domid=domid)
 
-    def refuse_commits(self, count: int) -> None:
-        """The daemon's store refuses its next ``count`` commits (fault injection)."""
-        self._post("refuse_commits", count=count)
+    def refuse_commits(self, count: int, after: int = 0) -> None:
+        """The daemon's store accepts ``after`` more commits, then refuses ``count``
+        (fault injection)."""
+        self._post("refuse_commits", count=count, after=after)
 
     def reboot(self, domid: int) -> DomainRecord:
         return self._record(self._post("reboot", domid=domid))

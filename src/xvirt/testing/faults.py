@@ -1,8 +1,9 @@
 """Storage faults to inject into a daemon, for tests: a refused commit, a held lock, a
 full disk.
 
-* ``refuse_commits``: the daemon's store refuses its next N commits, as one that
-  cannot write would (the administration route's ``op=refuse_commits``; also
+* ``refuse_commits``: the daemon's store refuses N commits (the next ones, or after
+  M more accepted: the Nth commit from now), as one that cannot write would (the
+  administration route's ``op=refuse_commits``; also
   ``DaemonTarget.host.refuse_commits``).
 * ``hold_store_lock``: another process-like holder of SQLite's write lock on the
   state file, as a backup tool or a stuck second writer would hold it; the daemon's
@@ -44,12 +45,14 @@ __all__ = [
 _STATE_FILE = "host.sqlite"
 
 
-def refuse_commits(daemon: DaemonProcess, count: int) -> None:
-    """Make the daemon's store refuse its next ``count`` commits (0: none)."""
+def refuse_commits(daemon: DaemonProcess, count: int, *, after: int = 0) -> None:
+    """Make the daemon's store accept ``after`` more commits, then refuse ``count``
+    (0: none)."""
     with httpx.Client(transport=httpx.HTTPTransport(uds=str(daemon.socket)),
                       timeout=10.0) as client:
         response = client.post("http://xvirt/xvirt/host",
-                               data={"op": "refuse_commits", "count": str(count)})
+                               data={"op": "refuse_commits", "count": str(count),
+                                     "after": str(after)})
     if response.status_code != 200:
         raise RuntimeError(f"the daemon did not take the fault: {response.status_code} "
                            f"{response.text[:200]}")

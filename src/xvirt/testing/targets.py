@@ -62,7 +62,7 @@ class HostControl(Protocol):
 class StoreFaults(Protocol):
     """A host whose store can be made to refuse (the daemon's): fault injection."""
 
-    def refuse_commits(self, count: int) -> None: ...
+    def refuse_commits(self, count: int, after: int = 0) -> None: ...
 
 
 class Target(Protocol):
