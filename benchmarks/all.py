@@ -15,7 +15,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 #: In the report's order.
-BENCHMARKS = ("daemon_cost", "lookup_cost", "compat_cost", "matrix", "bench_cli",
+BENCHMARKS = ("daemon_cost", "lookup_cost", "compat_cost", "open_cost", "matrix", "bench_cli",
               "exporter_cost", "memory_cost", "hotpath_cost", "exporter_attack")
 
 

@@ -40,6 +40,7 @@ from xvirt.model import (
 from xvirt.planes import DiskConfig, DomainConfig, NicConfig
 from xvirt.uri import DEFAULT_URI, default_uri
 from xvirt.uri import open_driver as _open_driver
+from xvirt.uri import preload_libvirt_driver as _uri_preload_libvirt_driver
 from xvirt.uri import split_cache_option as _split_cache_option
 
 __version__ = "0.1.0"
@@ -90,6 +91,12 @@ def open(uri: str | None = None, readonly: bool = False) -> Connection:
     driver = _open_driver(target, readonly=readonly)
     driver.uri = given
     return Connection(driver, readonly=readonly, cache=cache)
+
+
+def _preload_libvirt_driver() -> None:
+    """For the libvirt face (which sees only this package): load the libvirt driver at
+    its import rather than at the first open, as ``import libvirt`` loads libvirtmod."""
+    _uri_preload_libvirt_driver()
 
 
 #: Subpackages that are public though ``import xvirt`` does not import them (so they are

@@ -14,6 +14,7 @@ it. The ``VIR_*`` constants have libvirt 9.0.0's values.
 
 from __future__ import annotations
 
+import sys as _sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,7 +30,8 @@ from xvirt.compat._translate import backend_for as _backend_for
 from xvirt.compat._translate import translate as _translate
 from xvirt.compat._unsupported import unsupported as _unsupported
 from xvirt.compat._uri import resolve as _resolve
-from xvirt.errors import InvalidArgumentError, XvirtError
+from xvirt.errors import InvalidArgumentError, UnsupportedError, XvirtError
+from xvirt.libvirt_api.binding import is_face as _is_face
 from xvirt.libvirt_api.binding import real_libvirt as _real_libvirt
 
 #: Marks this module as the face (xvirt.libvirt_api.binding tells it from the real binding).
@@ -189,3 +191,31 @@ def __getattr__(name: str) -> object:
     if name.startswith("VIR_"):
         raise AttributeError(f"module 'libvirt' (xvirt's face) has no constant {name!r}")
     return _unsupported("libvirt", name, _c.VIR_FROM_NONE)
+
+
+# -- loading what a libvirt URI needs, at import as libvirt-python does ---------------------
+
+def _preload() -> None:
+    """Load the real binding and the libvirt driver now, when the binding is installed.
+
+    ``import libvirt`` loads libvirt-python's C module (some 20 ms); the face
+    would otherwise load it, and the driver, at the first ``open()``, which then
+    took 30-55 ms against libvirt's 1-2 ms (docs/benchmarks.md, ``open_cost``).
+    Without the binding this does nothing: sim and daemon URIs do not need it."""
+    try:
+        _real_libvirt()
+    except UnsupportedError:
+        return
+    xvirt._preload_libvirt_driver()
+
+
+def _safe_to_preload() -> bool:
+    """False while ``xvirt compat``'s shim is still being imported as ``libvirt``: the
+    binding would take that half-made module for the real one. The shim preloads
+    once it has put the face in its place."""
+    current = _sys.modules.get("libvirt")
+    return current is None or _is_face(current) or hasattr(current, "virConnect")
+
+
+if _safe_to_preload():
+    _preload()

@@ -4,18 +4,27 @@ libvirt is not a Xen host: every call is an RPC (or, for ``test:///``, a call
 into the library), names come with every answer, handles are by UUID, and
 there is no generation. This driver maps it onto the driver interface:
 
-* data plane: ``listAllDomains`` (census), ``getAllDomainStats`` (snapshot;
-  ``info()`` per domain only for figures the hypervisor driver leaves out),
-  ``lookupByID`` (identify), ``info()`` on a UUID handle (info_by_uuid);
+* data plane: ``listAllDomains`` (census), ``getAllDomainStats`` of the state
+  group with NOWAIT plus ``info()`` per domain (snapshot: nothing that asks a
+  guest's QEMU monitor), ``lookupByUUIDString`` of the UUID the mirror believes
+  at the ID, ``lookupByID`` only when that fails (identify: a hash, not a scan),
+  ``info()`` on a UUID handle (info_by_uuid);
 * control plane: lookups by UUID and name for ``resolve``, ``XMLDesc`` for the
   configuration, the actions, ``restore``, ``getInfo`` and friends;
 * events: a local log made by :class:`Mirror` from observations (see
   libvirt_mirror.py); libvirt's lifecycle events, delivered on the event loop
   thread, make a worker thread observe the named domain again.
 
-Every call that touches libvirt holds the driver's lock, so observations reach
-the mirror in the order they were made. A lost connection (close callback,
-keepalive, or a failed call) is reopened until ``timeout`` runs out, then
+Calls that read libvirt's own domain list (lookups, listings, the state stats
+group: no domain job, no guest) hold the driver's lock, so observations reach
+the mirror in the order they were made. Calls that may wait on a guest
+(``info()``, ``XMLDesc``, actions, save and restore) are made without it: a hung
+guest holds up its own callers only. What such a call finds (the domain gone)
+is applied afterwards, under the lock, only if nothing was observed since it
+began; otherwise the domain is observed again (see ``_apply_departure``).
+
+A lost connection (close callback, keepalive, or a failed call) is reopened
+until ``timeout`` runs out, then
 reported as HostUnreachableError; after reopening, one census brings the
 mirror up to date. Only reads are retried: an action whose fate is unknown is
 reported, not repeated.
@@ -53,14 +62,17 @@ from xvirt.drivers.libvirt_mirror import Mirror
 from xvirt.drivers.libvirt_xml import config_from_xml, uuid_from_xml
 from xvirt.errors import (
     HostUnreachableError,
+    InvalidArgumentError,
     NoDomainError,
     OperationFailedError,
     UnsupportedError,
     XvirtError,
 )
+from xvirt.hotpath import tuple_new
 from xvirt.libvirt_api.binding import real_libvirt
 from xvirt.libvirt_api.constants import (
     VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE,
+    VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT,
     VIR_CONNECT_LIST_DOMAINS_ACTIVE,
     VIR_DOMAIN_BLOCKED,
     VIR_DOMAIN_CRASHED,
@@ -81,10 +93,8 @@ from xvirt.libvirt_api.constants import (
     VIR_DOMAIN_PMSUSPENDED,
     VIR_DOMAIN_RUNNING,
     VIR_DOMAIN_SHUTDOWN,
-    VIR_DOMAIN_STATS_BALLOON,
-    VIR_DOMAIN_STATS_CPU_TOTAL,
     VIR_DOMAIN_STATS_STATE,
-    VIR_DOMAIN_STATS_VCPU,
+    VIR_ERR_NO_DOMAIN,
 )
 from xvirt.model import DomainState, EventKind, HostInfo
 from xvirt.planes import (
@@ -129,8 +139,12 @@ _DEPARTURES = {  # STOPPED details
     VIR_DOMAIN_EVENT_STOPPED_SAVED: EventKind.SAVED,
 }
 
-_STATS = (VIR_DOMAIN_STATS_STATE | VIR_DOMAIN_STATS_CPU_TOTAL | VIR_DOMAIN_STATS_BALLOON
-          | VIR_DOMAIN_STATS_VCPU)
+# Only the state group: on QEMU every other group with the figures (cpu-total, balloon,
+# vcpu) asks each guest's QEMU monitor (~70 ms per group per 50 guests) and waits on a
+# hung one; state is read from libvirt's own domain objects. NOWAIT: never wait for a
+# domain's job (libvirt skips what it cannot read at once).
+_STATS = VIR_DOMAIN_STATS_STATE
+_STATS_FLAGS = VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE | VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
 _RECONNECT_PAUSE_S = 0.1
 
 
@@ -185,6 +199,11 @@ class LibvirtDriver(Driver):
         self._mirror = Mirror()
         self._published = 0  # the generation waiters were last woken for
         self._handles: dict[str, Any] = {}  # uuid -> virDomain, for calls by UUID
+        # Bumped by every libvirt call made under the lock (each may be an observation):
+        # a call made without it applies what it saw only if nothing was observed since
+        # it began (see _apply_departure).
+        self._epoch = 0
+        self._stats_flags = _STATS_FLAGS
         self._boot = f"libvirt-{_uuid.uuid4()}"
         self._closed = False
         self._lost = False
@@ -215,7 +234,7 @@ class LibvirtDriver(Driver):
         parts = urlsplit(self.target)
         if "+" in parts.scheme or parts.netloc:  # a remote connection can go silent
             with contextlib.suppress(lv.libvirtError):
-                conn.setKeepAlive(5, 3)  # a silent peer is noticed within ~20 s
+                conn.setKeepAlive(1, 15)  # a silent peer is noticed within ~16 s
         try:
             self._callback_id = conn.domainEventRegisterAny(
                 None, VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_event, None)
@@ -252,6 +271,7 @@ class LibvirtDriver(Driver):
                         uri=self.uri) from None
                 self._clock.sleep(_RECONNECT_PAUSE_S)
                 continue
+            self._epoch += 1
             self._handles.clear()
             self._mirror.census(self._remember(d) for d in doms)
             self._publish()
@@ -260,7 +280,10 @@ class LibvirtDriver(Driver):
     def _call(self, count: Callable[[], object], fn: Callable[[], T], *, retry: bool = True,
               op: str | None = None, uuid: str | None = None,
               domid: int | None = None) -> T:
-        """One libvirt call, counted; errors translated; reads survive a reconnect."""
+        """One libvirt call under the lock, counted; errors translated; reads survive a
+        reconnect. Only for calls that read libvirt's own domain list (lookups,
+        listings, the state stats group): they take no domain job and never talk to a
+        guest, so no guest can hold them up."""
         if self._closed:
             raise HostUnreachableError("the libvirt connection is closed", uri=self.uri)
         lv = self._lv
@@ -268,6 +291,7 @@ class LibvirtDriver(Driver):
             if self._lost or self._conn is None:
                 self._reconnect()
             count()
+            self._epoch += 1
             try:
                 return fn()
             except lv.libvirtError as exc:
@@ -289,6 +313,69 @@ class LibvirtDriver(Driver):
             return self._lost or not self._conn.isAlive()
         except self._lv.libvirtError:
             return True
+
+    def _unlocked(self, count: Callable[[], object], prepare: Callable[[], Callable[[], T]],
+                  *, retry: bool = True, op: str, uuid: str | None = None,
+                  domid: int | None = None, first: tuple[Any, Callable[[], T]] | None = None,
+                  ) -> T:
+        """One libvirt call made WITHOUT the driver's lock: a call that may wait on a
+        guest (a domain job, its QEMU monitor, a hypervisor that does not answer) must
+        hold up that guest's callers only, never the connection's.
+
+        ``prepare`` runs under the lock (it may reconnect or look the domain up) and
+        returns the call. Nothing the call answers is applied to the mirror here: the
+        caller does it under the lock, see :meth:`_apply_departure`. ``first``, the
+        connection and call a caller already prepared under the lock, saves the hot
+        path taking it again."""
+        lv = self._lv
+        for _ in range(2):
+            if first is not None:
+                (conn, fn), first = first, None
+            else:
+                with self._lock:
+                    if self._closed:
+                        raise HostUnreachableError("the libvirt connection is closed",
+                                                   uri=self.uri, op=op)
+                    if self._lost or self._conn is None:
+                        self._reconnect()
+                    conn = self._conn
+                    fn = prepare()
+            count()
+            try:
+                return fn()
+            except lv.libvirtError as exc:
+                self._failed(exc, conn, op=op, uuid=uuid, domid=domid)
+                if not retry:
+                    raise HostUnreachableError(
+                        f"the connection to libvirt was lost during {op}; whether it took "
+                        "effect is unknown", uri=self.uri, op=op, uuid=uuid, domid=domid,
+                        libvirt_code=exc.get_error_code()) from None
+        raise HostUnreachableError(f"libvirt at {self.target!r} keeps dropping the connection",
+                                   uri=self.uri, op=op)
+
+    def _failed(self, exc: Any, conn: Any, *, op: str, uuid: str | None = None,
+                domid: int | None = None) -> None:
+        """A call made without the lock on ``conn`` failed: raise its error, translated,
+        unless the connection is lost (then marked lost, for the caller to retry)."""
+        with self._lock:
+            if conn is self._conn and not self._is_lost():
+                raise translate(exc, uri=self.uri, op=op, uuid=uuid, domid=domid) from None
+            if conn is self._conn:
+                self._lost = True
+
+    def _apply_departure(self, uuid: str, since: int, count: Callable[[], object],
+                         kind: EventKind = EventKind.DESTROYED) -> Any | None:
+        """A call made without the lock found ``uuid`` not live (lock held now).
+
+        Observations must reach the mirror in the order they were made. If no call
+        was made under the lock since ``since`` (the epoch when that call began),
+        nothing observed can be newer than this finding: apply it. Otherwise its
+        order is unknown: observe the domain again, by UUID, now. Returns the
+        domain's handle if that observation finds it live."""
+        if self._epoch == since:
+            self._gone(uuid, kind)
+            return None
+        return self._observe_uuid(uuid, count, departure=kind)
 
     # -- observations (lock held) ---------------------------------------------------------
 
@@ -329,6 +416,22 @@ class LibvirtDriver(Driver):
             return None
         self._saw(dom, count, arrival)
         return dom
+
+    def _census_members(self, count: Callable[[], object]) -> list[tuple[int, str, str]]:
+        """One ``listAllDomains(ACTIVE)``, applied; ``(id, uuid, name)`` of each member
+        (asked of each handle once: each is a call into the binding)."""
+        doms = _running(self._call(
+            count, lambda: self._conn.listAllDomains(VIR_CONNECT_LIST_DOMAINS_ACTIVE),
+            op="listAllDomains"))
+        handles = {}
+        members = []
+        for dom in doms:
+            uuid = dom.UUIDString()
+            handles[uuid] = dom
+            members.append((dom.ID(), uuid, dom.name()))
+        self._mirror.census(members)
+        self._handles = handles
+        return members
 
     def _census_call(self, count: Callable[[], object]) -> list[Any]:
         doms: list[Any] = _running(self._call(
@@ -376,89 +479,219 @@ class LibvirtDriver(Driver):
 
     def census(self) -> Census:
         with self._lock:
-            doms = self._census_call(self.counters.data)
+            members = self._census_members(self.counters.data)
             self._publish()
             return Census(self._boot, self._mirror.generation,
-                          tuple((d.ID(), d.UUIDString()) for d in doms),
-                          tuple(d.name() for d in doms))
+                          tuple((domid, uuid) for domid, uuid, _ in members),
+                          tuple(name for _, _, name in members))
+
+    def _stats_records(self) -> list[tuple[int, str, str, Any, int | None]]:
+        """Who is live, with the state of the same instant: one ``getAllDomainStats``
+        of the state group (lock held; applied to the mirror as a census). Each as
+        ``(id, uuid, name, handle, state)``: every accessor of a handle is a call into
+        libvirt (a microsecond or two), so each is asked once."""
+        try:
+            try:
+                found = self._call(self.counters.data, lambda: self._conn.getAllDomainStats(
+                    _STATS, self._stats_flags), op="getAllDomainStats")
+            except (InvalidArgumentError, UnsupportedError):
+                if self._stats_flags == VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE:
+                    raise
+                self._stats_flags = VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE  # libvirt < 4.5
+                found = self._call(self.counters.data, lambda: self._conn.getAllDomainStats(
+                    _STATS, self._stats_flags), op="getAllDomainStats")
+        except UnsupportedError:
+            return [(domid, uuid, name, self._handles[uuid], None)
+                    for domid, uuid, name in self._census_members(self.counters.data)]
+        records = []
+        handles = {}
+        for dom, stats in found:
+            domid = dom.ID()
+            if domid < 0:
+                continue  # see _running
+            uuid = dom.UUIDString()
+            handles[uuid] = dom
+            records.append((domid, uuid, dom.name(), dom, stats.get("state.state")))
+        self._mirror.census((domid, uuid, name) for domid, uuid, name, _, _ in records)
+        self._handles = handles
+        return records
 
     def snapshot(self) -> TableSnapshot:
+        """One ``getAllDomainStats(STATE)`` under the lock, then ``info()`` for each
+        domain without it: the figures (CPU time, memory, vCPUs) libvirt reads without
+        the guest's QEMU monitor. A domain whose ``info()`` fails is that domain's
+        failure (``unanswered``), never the host's."""
         with self._lock:
-            try:
-                records = [r for r in self._call(
-                    self.counters.data, lambda: self._conn.getAllDomainStats(
-                        _STATS, VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE),
-                    op="getAllDomainStats") if r[0].ID() >= 0]  # see _running
-            except UnsupportedError:
-                records = [(d, {}) for d in self._census_call(self.counters.data)]
-            self._mirror.census(self._remember(d) for d, _ in records)
-            rows, names, unanswered = [], [], []
-            for dom, stats in records:
-                row = self._row_from_stats(dom, stats)
-                if row is None:
-                    # The figures the record leaves out, from info(), a later call: the
-                    # domain may have stopped and started again under another ID since,
-                    # so ID and state come from the record, one instant (C1).
-                    try:
-                        info = self._call(self.counters.data, dom.info, op="info")
-                    except NoDomainError:
-                        self._gone(dom.UUIDString())
-                        continue
-                    except CONNECTION_LOST:
-                        raise  # the host, not this domain: nothing can be answered
-                    except XvirtError as exc:  # this domain only: the others are served
-                        unanswered.append(
-                            Unanswered(dom.ID(), dom.UUIDString(), exc, dom.name()))
-                        continue
-                    row = self._row(dom.ID(), dom.UUIDString(), info,
-                                    stats.get("state.state"))
-                if row is not None:
-                    rows.append(row)
-                    names.append(dom.name())
-                else:
-                    self._gone(dom.UUIDString())
-            alive = [r.uuid for r in rows] + [u.uuid for u in unanswered]
-            self._handles = {u: self._handles[u] for u in alive if u in self._handles}
+            records = self._stats_records()
+            since = self._epoch
+            generation = self._mirror.generation
+            conn = self._conn
             self._publish()
-            return TableSnapshot(self._boot, self._mirror.generation, tuple(rows), tuple(names),
-                                 tuple(unanswered))
+        rows: list[DataRow] = []
+        names: list[str] = []
+        unanswered: list[Unanswered] = []
+        departed: list[tuple[int, str, str]] = []
+        count, error, row_of = self.counters.data, self._lv.libvirtError, self._row
+        for domid, uuid, name, dom, state in records:
+            # The figures, from info(), a later call: the domain may have stopped and
+            # started again under another ID since, so ID and state come from the
+            # record, one instant (C1).
+            try:
+                count()
+                try:
+                    info = dom.info()  # the hot path: _unlocked's first try, inlined
+                except error as exc:
+                    self._failed(exc, conn, op="info", uuid=uuid, domid=domid)
+                    info = self._unlocked(count, partial(self._handle_call, uuid, "info"),
+                                          op="info", uuid=uuid, domid=domid)
+            except NoDomainError:
+                departed.append((domid, uuid, name))
+                continue
+            except CONNECTION_LOST:
+                raise  # the host, not this domain: nothing can be answered
+            except XvirtError as exc:  # this domain only: the others are served
+                unanswered.append(Unanswered(domid, uuid, exc, name))
+                continue
+            row = row_of(domid, uuid, info, state)
+            if row is None:
+                departed.append((domid, uuid, name))
+                continue
+            rows.append(row)
+            names.append(name)
+        if departed:
+            state_of = {uuid: state for _, uuid, _, _, state in records}
+            with self._lock:
+                exact = self._epoch == since
+                for domid, uuid, name in departed:
+                    again = self._apply_departure(uuid, since, self.counters.data)
+                    if again is None:
+                        continue  # gone, observed in order
+                    # Live after all (it left its ID and came back under another since
+                    # the record, or never left): a member at the record's instant. Its
+                    # ID and state stay the record's; figures from its new handle (one
+                    # call, under the lock: a race's rare path).
+                    try:
+                        info = self._call(self.counters.data, again.info, op="info",
+                                          uuid=uuid, domid=domid)
+                        row = self._row(domid, uuid, info, state_of[uuid])
+                    except XvirtError as exc:
+                        if isinstance(exc, CONNECTION_LOST):
+                            raise
+                        row, error_ = None, exc
+                    else:
+                        error_ = NoDomainError(f"domain {domid} ({uuid}) vanished during "
+                                               "info()", uri=self.uri, op="info", uuid=uuid,
+                                               domid=domid)
+                    if row is not None:
+                        rows.append(row)
+                        names.append(name)
+                    else:
+                        unanswered.append(Unanswered(domid, uuid, error_, name))
+                # The members are the live set at the current generation only when no
+                # other observation came between; else at the census's (the cache then
+                # has events past it and leaves the membership to them).
+                if exact:
+                    generation = self._mirror.generation
+                self._publish()
+        return TableSnapshot(self._boot, generation, tuple(rows), tuple(names),
+                             tuple(unanswered))
 
     def identify(self, domid: int) -> IdOwner:
+        """Who holds ``domid``: one ``lookupByUUIDString`` of the UUID the mirror
+        believes there (libvirt hashes UUIDs), ``lookupByID`` (a scan of every
+        domain) only when that domain is no longer at ``domid``.
+
+        Either call is one observation of one instant; at that instant no other
+        domain can hold the ID the believed one reports, so "it is at ``domid``"
+        answers who holds ``domid`` exactly as ``lookupByID`` would (C1)."""
         with self._lock:
+            believed = self._mirror.holder(domid)
+            if believed is not None:
+                dom = self._lookup_uuid(believed)
+                if dom is not None and dom.ID() == domid:
+                    name = dom.name()
+                    self._handles[believed] = dom
+                    if not self._mirror.agrees(believed, domid, name):
+                        self._mirror.saw(domid, believed, name)  # renamed: nobody displaced
+                        self._publish()
+                    return tuple_new(IdOwner, (self._boot, self._mirror.generation, believed,
+                                               name))
+                # Gone or moved, observed in this call: only lookupByID can say who is there.
+                if dom is None or dom.ID() < 0:
+                    self._gone(believed)
+                else:
+                    self._saw(dom, self.counters.data)
             try:
                 dom = self._call(self.counters.data, lambda: self._conn.lookupByID(domid),
                                  op="lookupByID", domid=domid)
             except NoDomainError:
                 # Nobody there: whom the mirror believed there, or, if it holds that
-                # one departed, the one it last saw there (see Mirror.departed).
-                believed = self._mirror.vacant(domid) or self._mirror.departed(domid)
-                if believed is not None:
-                    self._observe_uuid(believed, self.counters.data)
+                # one departed, the one it last saw there (see Mirror.departed), unless
+                # this very call has just observed it.
+                suspect = self._mirror.vacant(domid) or self._mirror.departed(domid)
+                if suspect is not None and suspect != believed:
+                    self._observe_uuid(suspect, self.counters.data)
                 self._publish()
                 return IdOwner(self._boot, self._mirror.generation, None)
             _, uuid, name = self._saw(dom, self.counters.data)
             self._publish()
             return IdOwner(self._boot, self._mirror.generation, uuid, name)
 
+    def _lookup_uuid(self, uuid: str) -> Any | None:
+        """(Lock held) ``lookupByUUIDString``, counted on the data plane; None when no
+        domain has ``uuid``. :meth:`_call` inlined: this is every lookup's one call."""
+        conn = self._conn
+        if conn is not None and not self._lost:
+            self.counters.data()
+            self._epoch += 1
+            try:
+                return conn.lookupByUUIDString(uuid)
+            except self._lv.libvirtError as exc:
+                if exc.get_error_code() == VIR_ERR_NO_DOMAIN:
+                    return None
+                if not self._is_lost():
+                    raise translate(exc, uri=self.uri, op="lookupByUUIDString",
+                                    uuid=uuid) from None
+                self._lost = True  # _call reconnects and asks again, as for any read
+        try:
+            return self._call(self.counters.data, lambda: self._conn.lookupByUUIDString(uuid),
+                              op="lookupByUUIDString", uuid=uuid)
+        except NoDomainError:
+            return None
+
     def info_by_uuid(self, uuid: str, domid_hint: int) -> IdAnswer:
+        """``info()`` on the domain's UUID handle, made without the driver's lock: a
+        guest that does not answer holds up its own callers only."""
         with self._lock:
             dom = self._handles.get(uuid)
-            if dom is None:
+            if dom is None or self._lost or self._closed:
                 dom = self._observe_uuid(uuid, self.counters.data)
                 if dom is None:
                     self._publish()
                     return IdAnswer(self._boot, self._mirror.generation, None)
-            try:
-                info = self._call(self.counters.data, dom.info, op="info", uuid=uuid)
-            except NoDomainError:
-                info = None
-            known = self._mirror.domid(uuid)
-            row = None if info is None else self._row(
-                domid_hint if known is None else known, uuid, info)
-            if row is None:
-                self._gone(uuid)
+            since = self._epoch
+            conn = self._conn
+            known = self._mirror.domid(uuid)  # where it is as last observed
+            generation = self._mirror.generation
+        try:
+            info = self._unlocked(self.counters.data, partial(self._handle_call, uuid, "info"),
+                                  op="info", uuid=uuid, first=(conn, dom.info))
+        except NoDomainError:
+            info = None
+        row = None if info is None else self._row(
+            domid_hint if known is None else known, uuid, info)
+        if row is not None:
+            return tuple_new(IdAnswer, (self._boot, generation, row))
+        with self._lock:
+            self._apply_departure(uuid, since, self.counters.data)
             self._publish()
-            return IdAnswer(self._boot, self._mirror.generation, row)
+            return IdAnswer(self._boot, self._mirror.generation, None)
+
+    def _handle_call(self, uuid: str, method: str, *args: object) -> Callable[[], Any]:
+        """(Lock held) ``method(*args)`` of the domain's current handle, looked up by
+        UUID if none is held (a reconnect drops them all)."""
+        fn = getattr(self._handle(uuid, method), method)
+        return partial(fn, *args) if args else fn
 
     def info_by_id(self, domid: int) -> IdAnswer:
         owner = self.identify(domid)
@@ -476,17 +709,8 @@ class LibvirtDriver(Driver):
             return None  # shut off: not a live domain
         if state_code is not None:
             state = _STATES.get(state_code, state)
-        return DataRow(domid, uuid, state, int(info[2]), int(info[1]), int(info[3]),
-                       int(info[4]))
-
-    @staticmethod
-    def _row_from_stats(dom: Any, stats: dict[str, int]) -> DataRow | None:
-        try:
-            return DataRow(dom.ID(), dom.UUIDString(), _STATES[stats["state.state"]],
-                           int(stats["balloon.current"]), int(stats["balloon.maximum"]),
-                           int(stats["vcpu.current"]), int(stats["cpu.time"]))
-        except KeyError:
-            return None  # the hypervisor driver leaves figures out (test:///): ask info()
+        return tuple_new(DataRow, (domid, uuid, state, int(info[2]), int(info[1]),
+                                   int(info[3]), int(info[4])))
 
     # -- control plane ----------------------------------------------------------------------
 
@@ -543,23 +767,27 @@ class LibvirtDriver(Driver):
 
     def act(self, op: Op, domid: int, expected_uuid: str, arg: str | None = None) -> None:
         """By UUID handle: libvirt names the domain by UUID in the call itself, so the
-        action cannot land on a domain that took over the ID (C4)."""
-        with self._lock:
-            dom = self._handle(expected_uuid, op.value)
-            call = self._action(dom, op, arg)
-            try:
-                self._call(self.counters.control, call, retry=False, op=op.value,
-                           uuid=expected_uuid, domid=domid)
-            except OperationFailedError:
+        action cannot land on a domain that took over the ID (C4). Made without the
+        driver's lock: an action waits for the domain's job (a hung guest holds it for
+        libvirt's job timeout), and only this caller may wait for that."""
+        since = self._epoch
+        try:
+            self._unlocked(self.counters.control,
+                           lambda: self._action(self._handle(expected_uuid, op.value), op, arg),
+                           retry=False, op=op.value, uuid=expected_uuid, domid=domid)
+        except OperationFailedError:
+            with self._lock:
                 if self._observe_uuid(expected_uuid, self.counters.control) is None:
                     self._publish()
                     raise NoDomainError(f"no domain with UUID {expected_uuid}",
                                         uuid=expected_uuid, uri=self.uri, op=op.value) from None
-                raise
-            except NoDomainError:
-                self._gone(expected_uuid)
                 self._publish()
-                raise
+            raise
+        except NoDomainError:
+            with self._lock:
+                self._apply_departure(expected_uuid, since, self.counters.control)
+                self._publish()
+            raise
 
     def _action(self, dom: Any, op: Op, arg: str | None) -> Callable[[], object]:
         if op is Op.PAUSE:
@@ -592,12 +820,14 @@ class LibvirtDriver(Driver):
         if not os.path.isfile(path):
             raise NoDomainError(f"no saved image {image!r} in {self.image_dir}",
                                 uri=self.uri, op="restore")
+        # Both without the lock: they read the image and start a guest.
+        xml = self._unlocked(self.counters.control,
+                             lambda: partial(self._conn.saveImageGetXMLDesc, path, 0),
+                             op="restore")
+        uuid = uuid_from_xml(xml, uri=self.uri)
+        self._unlocked(self.counters.control, lambda: partial(self._conn.restore, path),
+                       retry=False, op="restore", uuid=uuid)
         with self._lock:
-            xml = self._call(self.counters.control,
-                             lambda: self._conn.saveImageGetXMLDesc(path, 0), op="restore")
-            uuid = uuid_from_xml(xml, uri=self.uri)
-            self._call(self.counters.control, lambda: self._conn.restore(path), retry=False,
-                       op="restore", uuid=uuid)
             dom = self._observe_uuid(uuid, self.counters.control, EventKind.RESTORED)
             if dom is None:
                 self._publish()
@@ -606,15 +836,17 @@ class LibvirtDriver(Driver):
             return self._resolution([dom])
 
     def domain_config(self, uuid: str) -> DomainConfig:
-        with self._lock:
-            dom = self._handle(uuid, "config")
-            try:
-                xml = self._call(self.counters.control, lambda: dom.XMLDesc(0), op="XMLDesc",
-                                 uuid=uuid)
-            except NoDomainError:
-                self._gone(uuid)
+        """``XMLDesc`` without the driver's lock (on QEMU it may refresh from the guest)."""
+        since = self._epoch
+        try:
+            xml = self._unlocked(self.counters.control,
+                                 partial(self._handle_call, uuid, "XMLDesc", 0),
+                                 op="XMLDesc", uuid=uuid)
+        except NoDomainError:
+            with self._lock:
+                self._apply_departure(uuid, since, self.counters.control)
                 self._publish()
-                raise
+            raise
         return config_from_xml(xml, uri=self.uri)
 
     def defined_names(self) -> list[str]:

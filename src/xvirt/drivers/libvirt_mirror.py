@@ -58,6 +58,11 @@ class Mirror:
     def holder(self, domid: int) -> str | None:
         return self._by_id.get(domid)
 
+    def agrees(self, uuid: str, domid: int, name: str) -> bool:
+        """Whether an observation of ``uuid`` live at ``domid`` named ``name`` would
+        change nothing (the hot path skips :meth:`saw`)."""
+        return self._where.get(uuid) == (domid, name)
+
     def departed(self, domid: int) -> str | None:
         """The UUID last observed at ``domid`` if the mirror holds it departed.
 
@@ -134,6 +139,8 @@ class Mirror:
     def census(self, members: Iterable[tuple[int, str, str]]) -> None:
         """Exactly these ``(id, uuid, name)`` are live: a complete observation."""
         live = {uuid: (domid, name) for domid, uuid, name in members}
+        if live == self._where and len(self._by_id) == len(self._where):
+            return  # the steady state: nothing changed, and _by_id (a subset) agrees
         for uuid in [u for u in self._where if u not in live]:
             self.gone(uuid)
         for uuid, (domid, name) in sorted(live.items(), key=lambda item: item[1][0]):

@@ -68,6 +68,8 @@ class ChildProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._env: dict[str, str] | None = None  # None: ours
         self._cwd: Path | None = None  # None: ours
+        self._user: int | None = None  # None: ours; else the child runs as this uid...
+        self._group: int | None = None  # ...and gid, with no supplementary groups
         self._owner = os.getpid()  # a forked copy of us must not kill our children
 
     # -- what a subclass supplies ------------------------------------------------------
@@ -108,9 +110,10 @@ class ChildProcess:
             raise self.error(f"{self.name} is already running")
         args = self._command()
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(args, env=self._env, cwd=self._cwd,
-                                         stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                args, env=self._env, cwd=self._cwd, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True, user=self._user,
+                group=self._group, extra_groups=None if self._user is None else [])
         _running.add(self)
         self._started()
         try:

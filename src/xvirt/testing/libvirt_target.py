@@ -84,7 +84,10 @@ class LibvirtHost:
     """HostControl over a libvirt connection of the target's own."""
 
     def __init__(self, target_uri: str, image_dir: str,
-                 restart: Callable[[], None] | None = None) -> None:
+                 restart: Callable[[], None] | None = None, *, conn: Any = None) -> None:
+        """``conn``: a connection to use instead of opening one (the caller's: not closed
+        here); the QEMU target passes its harness's, as libvirt allows a process only a
+        few opens of an embedded driver."""
         self._lv: Any = real_libvirt()
         self._uri = target_uri
         self._image_dir = image_dir
@@ -96,7 +99,8 @@ class LibvirtHost:
         # must see the same host (it orders guests by UUID when it draws one).
         self._uuids = itertools.count(1)
         self._highest = 1
-        self._conn = self._lv.open(target_uri)
+        self._owns_conn = conn is None
+        self._conn = self._lv.open(target_uri) if conn is None else conn
         self._pristine()
 
     def _pristine(self) -> None:
@@ -250,7 +254,7 @@ class LibvirtHost:
         self._conn.close()
         self._restart()
         self._boots += 1
-        self._conn = self._lv.open(self._uri)
+        self._conn, self._owns_conn = self._lv.open(self._uri), True
         self._pristine()
         self._conn.lookupByName(_DEFAULT).destroy()  # a booted host has no guests yet
 
@@ -258,8 +262,9 @@ class LibvirtHost:
         raise NotImplementedError("a libvirtd restart loses the test driver's state")
 
     def close(self) -> None:
-        with contextlib.suppress(self._lv.libvirtError):
-            self._conn.close()
+        if self._owns_conn:
+            with contextlib.suppress(self._lv.libvirtError):
+                self._conn.close()
 
 
 class LibvirtTarget:

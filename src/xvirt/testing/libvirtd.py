@@ -13,12 +13,16 @@ daemon, and two test runs cannot collide. Clients reach it through the socket na
   for a ``test+unix`` client, but that daemon is not our child, so it could not be
   stopped or killed by PID.
 
-``LIBVIRT_DRIVER_DIR`` points at an empty directory, so no hypervisor, network or storage
-driver module loads; the test driver is built into libvirt.so. The daemon runs in the
-foreground as our child (no ``-d``), so ``stop``/``kill`` act on its PID. It is never left
-behind: ``cleanup`` and an atexit hook kill it (the rules of ``_child.ChildProcess``), and
-``--timeout`` makes an orphan (the test runner SIGKILLed) exit once it has had no client
-for ``idle_timeout_s``.
+``LIBVIRT_DRIVER_DIR`` points at a directory of our own, so no hypervisor, network or storage
+driver module loads but those named in ``drivers`` (e.g. ``("qemu",)``, linked from the
+system's module directory); the test driver is built into libvirt.so. ``user`` runs the
+daemon as another, existing user (root only), in session mode, with the state directory
+handed to that user: ``xvirt.testing.qemu`` runs QEMU guests under ``nobody`` that way.
+
+The daemon runs in the foreground as our child (no ``-d``), so ``stop``/``kill`` act on its
+PID. It is never left behind: ``cleanup`` and an atexit hook kill it (the rules of
+``_child.ChildProcess``), and ``--timeout`` makes an orphan (the test runner SIGKILLed) exit
+once it has had no client for ``idle_timeout_s``.
 
 The test driver's state lives in the daemon, and only while some connection is open.
 After ``restart`` (or once every connection has closed) the host is pristine again: one
@@ -32,9 +36,12 @@ bare system Python, e.g. as another user, with the two files on ``sys.path``.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
 try:
     from ._child import ChildProcess
@@ -44,6 +51,12 @@ except ImportError:  # imported on its own, by a bare system Python (see above)
 __all__ = ["LIBVIRTD", "LibvirtdError", "LibvirtdProcess"]
 
 LIBVIRTD = "/usr/sbin/libvirtd"
+#: Where distributions keep libvirt's loadable connection drivers (libvirt_driver_<name>.so):
+#: Debian's multiarch directory first.
+DRIVER_MODULES = next(
+    (p for p in (*sorted(Path("/usr/lib").glob("*-linux-gnu/libvirt/connection-driver")),
+                 Path("/usr/lib64/libvirt/connection-driver")) if p.is_dir()),
+    Path("/usr/lib/x86_64-linux-gnu/libvirt/connection-driver"))
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
 _SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
@@ -69,9 +82,16 @@ class LibvirtdProcess(ChildProcess):
     poll_interval_s = 0.01
 
     def __init__(self, *, idle_timeout_s: int | None = 600, extra_config: str = "",
-                 libvirtd: str = LIBVIRTD, virsh: str = "virsh") -> None:
+                 libvirtd: str = LIBVIRTD, virsh: str = "virsh", user: str | None = None,
+                 drivers: Sequence[str] = (), uri_base: str = "test+unix:///default") -> None:
+        account = pwd.getpwnam(user) if user is not None else None  # before the directory
         super().__init__(prefix="xvirt-libvirtd-", log_name="libvirtd.log")
-        self.privileged = os.geteuid() == 0
+        self.user = account
+        if self.user is not None:
+            self._user, self._group = self.user.pw_uid, self.user.pw_gid
+            self._cwd = self.state_dir
+        self.privileged = (os.geteuid() if self.user is None else self.user.pw_uid) == 0
+        self._uri_base = uri_base
         self.socket = self.state_dir / "libvirt-sock"
         self.config = self.state_dir / "libvirtd.conf"
         self.pid_file = self.state_dir / "libvirtd.pid"
@@ -82,10 +102,16 @@ class LibvirtdProcess(ChildProcess):
         self._libvirtd = libvirtd
         self._virsh = virsh
         self._idle_timeout_s = idle_timeout_s
-        home = self.state_dir / "home"
+        self.home = home = self.state_dir / "home"
         runtime = self.state_dir / "run"
         for d in (home, runtime, self.state_dir / "drivers"):
             d.mkdir(mode=0o700)
+        for driver in drivers:
+            module = DRIVER_MODULES / f"libvirt_driver_{driver}.so"
+            if not module.exists():
+                shutil.rmtree(self.state_dir, ignore_errors=True)
+                raise LibvirtdError(f"{module} not found: install libvirt-daemon-driver-{driver}")
+            (self.state_dir / "drivers" / module.name).symlink_to(module)
         # Auth "none" is safe only because the sockets are 0700 in a 0700 directory: only
         # this user (and root) can connect.
         self.config.write_text(
@@ -117,12 +143,29 @@ class LibvirtdProcess(ChildProcess):
 
     @property
     def uri(self) -> str:
-        """The test driver inside this daemon, for ``libvirt.open`` or ``virsh -c``."""
-        return f"test+unix:///default?socket={self.socket}"
+        """The driver inside this daemon (``uri_base``: by default its test driver), for
+        ``libvirt.open`` or ``virsh -c``."""
+        return f"{self._uri_base}?socket={self.socket}"
 
     def _command(self) -> list[str]:
         if not os.access(self._libvirtd, os.X_OK):
             raise LibvirtdError(f"{self._libvirtd} not found: install libvirt-daemon")
+        if self.user is not None:
+            self._hand_over()
+        return self._libvirtd_args()
+
+    def _hand_over(self) -> None:
+        """Everything in the state directory (written by us, or by a harness since) to the
+        daemon's user, at every start: the daemon writes its log, sockets and state there."""
+        assert self.user is not None
+        self.log.touch()
+        uid, gid = self.user.pw_uid, self.user.pw_gid
+        os.chown(self.state_dir, uid, gid)
+        for parent, dirs, files in os.walk(self.state_dir):
+            for name in dirs + files:
+                os.chown(os.path.join(parent, name), uid, gid, follow_symlinks=False)
+
+    def _libvirtd_args(self) -> list[str]:
         args = [self._libvirtd, "--config", str(self.config), "--pid-file", str(self.pid_file)]
         if self._idle_timeout_s is not None:
             args.append(f"--timeout={self._idle_timeout_s}")
@@ -135,7 +178,9 @@ class LibvirtdProcess(ChildProcess):
             return False
         try:
             probe = subprocess.run(
-                [self._virsh, "-q", "-c", self.uri, "uri"], env=self._env,
+                # Our own environment when the daemon is another user's: its HOME is theirs.
+                [self._virsh, "-q", "-c", self.uri, "uri"],
+                env=self._env if self.user is None else None,
                 stdin=subprocess.DEVNULL, capture_output=True,
                 timeout=max(1.0, deadline - time.monotonic()))
         except FileNotFoundError:

@@ -20,7 +20,7 @@ import click
 import xvirt
 from xvirt.tools.bench_run import Cell, Mode, hosts_for, run
 
-__all__ = ["bench_command", "parse_counts", "render"]
+__all__ = ["bench_command", "parse_counts", "ratio_text", "render"]
 
 _MAX_DOMAINS = 0x7FF0  # Domain-0 and every guest ID Xen can give
 
@@ -61,7 +61,7 @@ def render(cells: Sequence[Cell], *, samples: int, repeats: int, latency_ms: flo
     ]
     for domains in sorted({c.domains for c in cells}):
         mine = [c for c in cells if c.domains == domains]
-        lines.append(f"{domains} domains (Domain-0 included)")
+        lines.append(f"{domains} domains" + _domain0_note(mine))
         lines.append(f"  {'per run:':<34} {'requests':>9} {'data calls':>11}  "
                      f"{'seconds: median (min-max)':<28} {'wrong answers':>13}")
         for c in mine:
@@ -77,13 +77,28 @@ def render(cells: Sequence[Cell], *, samples: int, repeats: int, latency_ms: flo
     return "\n".join(lines)
 
 
+def _domain0_note(cells: Sequence[Cell]) -> str:
+    """`` (Domain-0 included)`` only where the host has one: QEMU and libvirt's test
+    driver have none, and saying so there would miscount their guests."""
+    return " (Domain-0 included)" if any(c.domain0 for c in cells) else ""
+
+
+def ratio_text(old_s: float, new_s: float) -> str:
+    """How ``new_s`` compares with ``old_s``: "N.Nx faster" or "N.Nx slower" (a
+    slower result is never worded as a speed-up, however small the difference)."""
+    if new_s <= old_s:
+        return f"{old_s / new_s:.1f}x faster"
+    return f"{new_s / old_s:.1f}x slower"
+
+
 def _verdict(cells: Sequence[Cell]) -> str:
     by = {c.mode: c for c in cells if not c.skipped}
     said = []
     ours = by.get(Mode.XVIRT)
     old = by.get(Mode.Y2006)
-    if ours is not None and old is not None and ours.median_seconds > 0:
-        said.append(f"xvirt's cache is {old.median_seconds / ours.median_seconds:.0f}x faster "
+    if (ours is not None and old is not None and ours.median_seconds > 0
+            and old.median_seconds > 0):
+        said.append(f"xvirt's cache is {ratio_text(old.median_seconds, ours.median_seconds)} "
                     f"than 2006 mode with "
                     f"{statistics.median(old.control_requests):g} -> "
                     f"{statistics.median(ours.control_requests):g} requests per run")
@@ -121,7 +136,7 @@ def plot(cells: Sequence[Cell], path: Path) -> None:
                       (right, "seconds per run (median)")):
         ax.set_xscale("log")
         ax.set_yscale("log")  # a fresh client always asks at least once
-        ax.set_xlabel("domains (Domain-0 included)")
+        ax.set_xlabel("domains" + _domain0_note(cells))
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
     left.legend(fontsize="small")
@@ -193,6 +208,9 @@ def bench_command(uri: str | None, counts: str, samples: int, repeats: int,
                     churned = churned and host.churned
                 finally:
                     host.close()
+                    for path in host.left_behind:
+                        click.echo(f"warning: could not delete the bench's image {path}",
+                                   err=True)
     except xvirt.XvirtError as exc:
         from xvirt.tools.cli import _fail
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import os
 import statistics
 import tempfile
 import time
@@ -59,6 +60,8 @@ class Cell:
     seconds: list[float] = field(default_factory=list)
     wrong: list[int] = field(default_factory=list)
     skipped: str | None = None
+    #: Whether one of ``domains`` is Domain-0 (Xen hosts); QEMU and test hosts have none.
+    domain0: bool = True
 
     @property
     def median_seconds(self) -> float:
@@ -68,7 +71,7 @@ class Cell:
         return {"domains": self.domains, "mode": self.mode.key, "samples": self.samples,
                 "control_requests": self.control_requests, "data_calls": self.data_calls,
                 "seconds": self.seconds, "wrong_answers": self.wrong,
-                "skipped": self.skipped}
+                "skipped": self.skipped, "domain0": self.domain0}
 
 
 class BenchHost(Protocol):
@@ -77,12 +80,16 @@ class BenchHost(Protocol):
     uri: str
     #: What the report calls this host.
     label: str
-    #: How many domains the loop sees (Domain-0 included).
+    #: How many domains the loop sees (Domain-0 included, where there is one).
     domains: int
+    #: Whether the host has a Domain-0 (ID 0): Xen hosts do, QEMU and test hosts do not.
+    domain0: bool
     #: Milliseconds each control-plane request costs, where the bench sets it.
     latency_ms: float | None
     #: Whether a churn has happened yet (some hosts cannot be changed).
     churned: bool
+    #: Images the bench made and could not delete, to be reported (normally none).
+    left_behind: list[str]
 
     def churn(self) -> bool:
         """Between samples: make two domains swap IDs (save both, restore them
@@ -210,8 +217,10 @@ class SimBenchHost:
         self.uri = self.host.uri
         self.label = "embedded, made for the run (its ID space exactly full: IDs are reused)"
         self.domains = domains
+        self.domain0 = True
         self.latency_ms: float | None = latency_ms
         self.churned = False
+        self.left_behind: list[str] = []  # its images live in a directory deleted at close
         self._swapper = _Swapper()
 
     def churn(self) -> bool:
@@ -239,18 +248,26 @@ class ExistingHost:
 
     The churn goes through a writable xvirt connection (save and restore by
     image name); where that is refused (read-only access, no image directory)
-    the samples run without it. The truth comes from a 2006-mode connection,
-    which asks the control plane and caches nothing."""
+    the samples run without it. Each image has a name of this run's own and is
+    deleted once restored where the host leaves it behind (libvirt's restore
+    keeps the file; xvirt's hosts consume it), so the image directory ends as it
+    began. The truth comes from a 2006-mode connection, which asks the control
+    plane and caches nothing."""
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
         self.latency_ms: float | None = None
         self._truth = xvirt.open(uri + ("&" if "?" in uri else "?") + "cache=off",
                                  readonly=True)
-        self.domains = len(self._truth.list_domain_ids())
+        ids = self._truth.list_domain_ids()
+        self.domains = len(ids)
+        self.domain0 = 0 in ids
         self.label = f"{uri}, its {self.domains} domains as they are"
         self.churned = False
         self._swapper = _Swapper()
+        self._tag = f"xvirt-bench-{os.getpid()}-{next(_serial)}"
+        #: Images this bench made that it could not delete (their paths, or names).
+        self.left_behind: list[str] = []
 
     def churn(self) -> bool:
         pair = self._swapper.pair([i for i in self._truth.list_domain_ids() if i != 0])
@@ -263,18 +280,33 @@ class ExistingHost:
         with conn:
             saved: list[str] = []
             try:
-                for domid, image in zip(pair, ("xvirt-bench-low", "xvirt-bench-high"),
+                for domid, image in zip(pair, (f"{self._tag}-low", f"{self._tag}-high"),
                                         strict=True):
                     conn.lookup_by_id(domid).save(image)
                     saved.append(image)
             except xvirt.XvirtError:
-                for image in reversed(saved):  # never leave a guest behind in an image
-                    conn.restore(image)
+                self._restore(conn, saved)  # never leave a guest behind in an image
                 return False
-            for image in reversed(saved):
-                conn.restore(image)
+            self._restore(conn, saved)
         self.churned = True
         return True
+
+    def _restore(self, conn: xvirt.Connection, images: Sequence[str]) -> None:
+        """Restore ``images`` in reverse order, deleting each file the host kept."""
+        for image in reversed(images):
+            conn.restore(image)
+            self._delete(conn.image_dir, image)
+
+    def _delete(self, image_dir: str | None, image: str) -> None:
+        if image_dir is None:
+            return  # no directory known here: the host keeps its images to itself
+        path = os.path.join(image_dir, image)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass  # consumed by the restore, as xvirt's hosts and Xen do
+        except OSError:
+            self.left_behind.append(path)
 
     def truth(self) -> dict[int, str]:
         return {s.identity.id: s.identity.uuid for s in self._truth.survey().samples}
@@ -318,7 +350,7 @@ def run(host: BenchHost, *, samples: int, repeats: int, modes: Sequence[Mode] = 
     the host's latency) would exceed ``max_run_s`` is skipped and says why."""
     cells = []
     for mode in modes:
-        cell = Cell(host.domains, mode, samples)
+        cell = Cell(host.domains, mode, samples, domain0=host.domain0)
         slept = samples * host.domains * (host.latency_ms or 0.0) / 1000.0
         if mode is Mode.Y2006 and slept > max_run_s:
             cell.skipped = (f"one run would sleep {slept:.0f} s in control-plane latency "

@@ -46,10 +46,12 @@ __all__ = [
     "DEFAULT_DELAY_S",
     "CsvWriter",
     "Fleet",
+    "HostConnection",
     "HostWatcher",
     "JsonWriter",
     "TextWriter",
     "TopEnv",
+    "open_readonly",
     "top_command",
 ]
 
@@ -77,13 +79,33 @@ class TopEnv:
     (``CliRunner().invoke(main, args, obj=TopEnv(clock=...))``) and never sleep.
 
     ``clock`` measures elapsed time and does the batch loop's waiting; ``wall``
-    gives the time of day printed with each refresh."""
+    gives the time of day printed with each refresh; ``opener`` opens a host
+    (tests wrap connections to stall or count them)."""
 
     clock: Clock = field(default_factory=SystemClock)
     wall: Callable[[], float] = time.time
+    opener: Callable[[str], HostConnection] = field(default=lambda uri: open_readonly(uri))
 
 
 # -- fetching ---------------------------------------------------------------------------
+
+class HostConnection(Protocol):
+    """What top asks of a connection: :class:`xvirt.Connection` is one; tests give
+    wrappers that stall or count."""
+
+    def host_info(self) -> xvirt.HostInfo: ...
+
+    def survey(self) -> xvirt.Survey: ...
+
+    def stats(self) -> xvirt.ConnStats: ...
+
+    def close(self) -> None: ...
+
+
+def open_readonly(uri: str) -> HostConnection:
+    """How top opens a host: read-only, through the public API."""
+    return xvirt.open(uri, readonly=True)
+
 
 class HostWatcher:
     """One host: its connection, its facts (fetched once) and its CPU deltas.
@@ -92,17 +114,24 @@ class HostWatcher:
     gives a frame saying why, and the next refresh tries again (reopening the
     connection if it was never made; an open one reconnects by itself)."""
 
-    def __init__(self, uri: str, clock: Clock) -> None:
+    def __init__(self, uri: str, clock: Clock,
+                 opener: Callable[[str], HostConnection] = open_readonly) -> None:
         self.uri = uri
         self._clock = clock
-        self._conn: xvirt.Connection | None = None
+        self._opener = opener
+        self._conn: HostConnection | None = None
         self._info: xvirt.HostInfo | None = None
         self._info_stale = True
         self._tracker = CpuTracker()
         self._closed = False
 
     @property
-    def connection(self) -> xvirt.Connection | None:
+    def info(self) -> xvirt.HostInfo | None:
+        """The host's facts as last learnt (None until it first answered)."""
+        return self._info
+
+    @property
+    def connection(self) -> HostConnection | None:
         """The connection, once open: its ``stats()`` are what each frame's cost is from."""
         return self._conn
 
@@ -111,7 +140,7 @@ class HostWatcher:
         if self._closed:  # a refresh still under way when top quit must not reopen it
             raise xvirt.ConnectionClosedError("xvirt top is closing", uri=self.uri)
         if self._conn is None:
-            self._conn = xvirt.open(self.uri, readonly=True)
+            self._conn = self._opener(self.uri)
 
     def refresh(self) -> HostFrame:
         before = self._conn.stats() if self._conn is not None else _ZERO_STATS
@@ -122,14 +151,17 @@ class HostWatcher:
             if self._info_stale:
                 self._learn_host(conn.host_info())
             assert self._info is not None
-            now = self._clock.now()  # before the survey, as virt-top: the snapshot's instant
+            # The CPU times are read at some instant of the survey: time both ends.
+            started = self._clock.now()
             survey = conn.survey()
+            finished = self._clock.now()
         except xvirt.XvirtError as exc:
             self._info_stale = True  # when it answers again it may be another boot
             after = self._conn.stats() if self._conn is not None else _ZERO_STATS
             return HostFrame(self.uri, self._info, None, (), Cost.between(before, after),
                              error=str(exc) or type(exc).__name__)
-        rows, elapsed = self._tracker.step(now, survey, self._info.cpus, self._info.memory_kib)
+        rows, elapsed = self._tracker.step(started, survey, self._info.cpus,
+                                           self._info.memory_kib, finished=finished)
         return HostFrame(self.uri, self._info, elapsed, rows,
                          Cost.between(before, conn.stats()))
 
@@ -145,14 +177,34 @@ class HostWatcher:
             self._conn.close()
 
 
+class _Slot:
+    """One host's place in the fleet: the refresh under way (at most one) and the
+    newest frame it gave that has not been shown yet."""
+
+    def __init__(self, watcher: HostWatcher) -> None:
+        self.watcher = watcher
+        self.running_since: float | None = None  # on the fleet's clock
+        self.ready: HostFrame | None = None
+        self.crash: BaseException | None = None
+
+
 class Fleet:
-    """The hosts of one ``xvirt top``, refreshed together: in parallel when there are
-    several, so a refresh takes as long as the slowest host, not the sum of all.
+    """The hosts of one ``xvirt top``, each refreshed on its own schedule.
 
-    The threads are daemons: quitting never waits for a host that does not answer."""
+    Each host's refresh runs on a thread of its own, and a host has at most one
+    under way. :meth:`refresh` starts one for every host that has none, waits for
+    those up to ``wait_s`` seconds, and answers at once for the rest: a host
+    still busy (a daemon restarting, a hung guest's host) is a frame saying how
+    long it has been refreshing, so one slow or absent host never delays the
+    others; when it answers, its frame is shown at the next refresh. The threads
+    are daemons: quitting never waits for a host that does not answer."""
 
-    def __init__(self, uris: Sequence[str], clock: Clock) -> None:
-        self.watchers = [HostWatcher(uri, clock) for uri in uris]
+    def __init__(self, uris: Sequence[str], clock: Clock,
+                 opener: Callable[[str], HostConnection] = open_readonly) -> None:
+        self._clock = clock
+        self.watchers = [HostWatcher(uri, clock, opener) for uri in uris]
+        self._slots = [_Slot(w) for w in self.watchers]
+        self._done = threading.Condition()
 
     def connect(self, *, strict: bool) -> None:
         """Open every connection; an unreachable host raises only when ``strict``
@@ -165,27 +217,61 @@ class Fleet:
                 if strict:
                     raise
 
-    def refresh(self) -> list[HostFrame]:
-        if len(self.watchers) == 1:
-            return [self.watchers[0].refresh()]
-        frames: list[HostFrame | None] = [None] * len(self.watchers)
-        crashes: list[BaseException] = []
+    def refresh(self, wait_s: float | None = None) -> list[HostFrame]:
+        """A frame per host, in the order given. Hosts with no refresh under way start
+        one; those are waited for up to ``wait_s`` real seconds (None: until they
+        answer), hosts already busy not at all."""
+        started: list[_Slot] = []
+        with self._done:
+            for slot in self._slots:
+                if slot.running_since is None:
+                    slot.running_since = self._clock.now()
+                    started.append(slot)
+        for slot in started:
+            threading.Thread(target=self._run, args=(slot,), daemon=True,
+                             name=f"xvirt-top {slot.watcher.uri}").start()
+        with self._done:
+            self._done.wait_for(lambda: all(s.running_since is None for s in started),
+                                timeout=wait_s)
+            crashes = [s.crash for s in self._slots if s.crash is not None]
+            if crashes:
+                raise crashes[0]
+            frames = []
+            for slot in self._slots:
+                if slot.ready is not None:
+                    frames.append(slot.ready)
+                    slot.ready = None
+                else:
+                    assert slot.running_since is not None  # idle slots were started above
+                    frames.append(self._pending(slot, self._clock.now() - slot.running_since))
+            return frames
 
-        def one(i: int) -> None:
-            try:
-                frames[i] = self.watchers[i].refresh()
-            except BaseException as exc:  # a bug, not a host's error: re-raised below
-                crashes.append(exc)
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` real seconds until no refresh is under way; True if none is."""
+        with self._done:
+            return self._done.wait_for(
+                lambda: all(s.running_since is None for s in self._slots), timeout=timeout)
 
-        threads = [threading.Thread(target=one, args=(i,), name=f"xvirt-top-{i}", daemon=True)
-                   for i in range(len(self.watchers))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if crashes:
-            raise crashes[0]
-        return [f for f in frames if f is not None]
+    def _run(self, slot: _Slot) -> None:
+        try:
+            frame = slot.watcher.refresh()
+        except BaseException as exc:  # a bug, not a host's error: raised by refresh()
+            with self._done:
+                slot.crash = exc
+                slot.running_since = None
+                self._done.notify_all()
+            return
+        with self._done:
+            slot.ready = frame
+            slot.running_since = None
+            self._done.notify_all()
+
+    @staticmethod
+    def _pending(slot: _Slot, busy_s: float) -> HostFrame:
+        watcher = slot.watcher
+        return HostFrame(watcher.uri, watcher.info, None, (), Cost(0, 0),
+                         error=f"no answer yet: refreshing for {busy_s:.1f} s",
+                         pending_s=busy_s)
 
     def close(self) -> None:
         for watcher in self.watchers:
@@ -329,6 +415,7 @@ def host_dict(frame: HostFrame) -> dict[str, object]:
         "cost": {"control_requests": frame.cost.control_requests,
                  "data_calls": frame.cost.data_calls},
         "error": frame.error,
+        "pending_s": frame.pending_s,
         "domains": [
             {"id": r.id, "name": r.name, "uuid": r.uuid, "state": r.state.value,
              "memory_kib": r.memory_kib, "memory_percent": r.memory_percent,
@@ -425,7 +512,7 @@ def top_command(ctx: click.Context, batch: bool, iterations: str | None, delay: 
     interactive = not (batch or as_json or csv_path == "-")
     if interactive and not (sys.stdin.isatty() and sys.stdout.isatty()):
         _fail("the full-screen view needs a terminal; use --batch, --json or --csv -")
-    fleet = Fleet(list(uris) or [_default_uri()], env.clock)
+    fleet = Fleet(list(uris) or [_default_uri()], env.clock, env.opener)
     csv_out: IO[str] | None = None
     try:
         try:
@@ -446,7 +533,7 @@ def top_command(ctx: click.Context, batch: bool, iterations: str | None, delay: 
         else:
             # Ctrl-C ends batch mode, as it ends top -b: what was written stands.
             with contextlib.suppress(KeyboardInterrupt):
-                run_batch(fleet.refresh, writers, env, delay_s, count)
+                run_batch(lambda: fleet.refresh(wait_s=delay_s), writers, env, delay_s, count)
     finally:
         fleet.close()
         if csv_out is not None and csv_out is not sys.stdout:
@@ -458,9 +545,10 @@ def _run_screen(fleet: Fleet, env: TopEnv, writers: Sequence[Writer], delay_s: f
     from xvirt.tools.top_screen import TopApp  # Textual loads only for the screen
 
     def fetch() -> list[HostFrame]:
-        frames = fleet.refresh()
+        frames = fleet.refresh(wait_s=app.delay_s)  # the delay as the user last set it
         for writer in writers:  # the CSV file, if any: virt-top logs it from the screen too
             writer.write(frames, env.wall())
         return frames
 
-    TopApp(fetch, delay_s=delay_s, sort=sort, iterations=iterations, wall=env.wall).run()
+    app = TopApp(fetch, delay_s=delay_s, sort=sort, iterations=iterations, wall=env.wall)
+    app.run()

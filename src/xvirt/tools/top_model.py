@@ -5,6 +5,17 @@ ns * host CPUs)`` and the host's is the sum of its domains'. The previous figure
 is found by UUID, never by ID: IDs change on reboot, migration and restore and
 are reused, so a figure kept by ID would subtract one domain's CPU time from
 another's and show a spike (or a negative share) that never happened.
+
+The elapsed time is that between the two readings of the CPU times. A survey
+reads them at some instant between its start and its end, so each survey is
+timed at both ends and the elapsed time is the longest the two readings can be
+apart (this end minus the previous start): the share is then never above what
+the domain used (a domain never above 100% per vCPU, a host never above 100%
+per CPU, whatever a survey's duration), and exact when surveys take no time.
+When the readings' interval is not known to within a factor of two (a survey
+that took long against the delay, as during a daemon restart) the share is
+unknown (``-``) rather than a guess: before, the start of a slow survey was
+taken as the reading's instant and a host showed 171.6% on 2 CPUs.
 """
 
 from __future__ import annotations
@@ -41,6 +52,9 @@ SORT_LABELS: Final[Mapping[str, str]] = MappingProxyType(
 COLUMNS: Final = ("ID", "STATE", "%CPU", "%MEM", "MEM(k)", "VCPUS", "TIME", "NAME")
 #: Word for a domain whose figures could not be read, in state counts.
 NO_ANSWER: Final = "no answer"
+#: A share is shown only when the longest the two readings can be apart is at most this
+#: many times the shortest (both surveys quick against the time between them).
+MAX_ELAPSED_SPREAD: Final = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +102,9 @@ class HostFrame:
     rows: tuple[DomainRow, ...]
     cost: Cost
     error: str | None = None
+    #: Seconds the host's refresh has been under way when it had not answered by the
+    #: time this frame was shown (``error`` says so too); None for a frame it answered.
+    pending_s: float | None = None
 
     @property
     def label(self) -> str:
@@ -128,18 +145,25 @@ class CpuTracker:
 
     def __init__(self) -> None:
         self._previous: dict[str, int] = {}
-        self._when: float | None = None
+        self._when: tuple[float, float] | None = None  # the previous survey's start, end
 
     def reset(self) -> None:
         """Forget everything: the host is another one (a new boot)."""
         self._previous.clear()
         self._when = None
 
-    def step(self, now: float, survey: xvirt.Survey, cpus: int,
-             host_memory_kib: int) -> tuple[tuple[DomainRow, ...], float | None]:
-        """Rows for ``survey`` taken at ``now`` (seconds), and the elapsed seconds
-        since the previous step (None on the first)."""
-        elapsed = None if self._when is None else now - self._when
+    def step(self, now: float, survey: xvirt.Survey, cpus: int, host_memory_kib: int, *,
+             finished: float | None = None) -> tuple[tuple[DomainRow, ...], float | None]:
+        """Rows for ``survey``, begun at ``now`` and ended at ``finished`` (seconds;
+        default ``now``), and the elapsed seconds since the previous step: the longest
+        its CPU times and the previous ones can be apart (None on the first step, or
+        when that is more than :data:`MAX_ELAPSED_SPREAD` times the shortest)."""
+        end = now if finished is None else max(now, finished)
+        elapsed = None if self._when is None else end - self._when[0]
+        shortest = None if self._when is None else now - self._when[1]
+        if (elapsed is not None and shortest is not None
+                and elapsed > MAX_ELAPSED_SPREAD * shortest):
+            elapsed = None  # the readings' interval is not known well enough for a share
         usable = elapsed is not None and elapsed > 0 and cpus > 0
         capacity_ns = (elapsed or 0.0) * 1e9 * cpus
         rows: list[DomainRow] = []
@@ -167,7 +191,7 @@ class CpuTracker:
                 memory_percent=None, error=str(failure.error) or NO_ANSWER,
             ))
         self._previous = current
-        self._when = now
+        self._when = (now, end)
         rows.sort(key=lambda r: r.id)
         return tuple(rows), elapsed
 
@@ -255,6 +279,9 @@ def summary_lines(frame: HostFrame, delay_s: float) -> list[str]:
     host's %CPU and what the refresh cost; or why it could not be read."""
     info = frame.info
     name = frame.uri if info is None else f"{info.hostname} ({frame.uri})"
+    if frame.pending_s is not None:
+        return [f"{name}: no answer yet: refreshing for {frame.pending_s:.1f} s "
+                "(the other hosts are not held up)"]
     if frame.error is not None:
         return [f"{name}: unreachable: {frame.error} (retrying every {delay_s:g} s)"]
     assert info is not None  # a refresh without error has the host's facts

@@ -6,3 +6,4 @@ import sys
 import xvirt.compat.libvirt as _face
 
 sys.modules[__name__] = _face
+_face._preload()  # the real binding, now that ``libvirt`` is the face (see _safe_to_preload)

@@ -1,0 +1,144 @@
+"""The conformance kit's target on real QEMU guests (``xvirt.testing.qemu``).
+
+It is ``LibvirtTarget``'s host with QEMU's guests: the outside world acts through a libvirt
+connection of its own, guests are transient and persistent in turn (every third one with a
+disk image and a NIC), a reboot or migration is a stop and start or a save and restore.
+What differs, and why:
+
+- a guest has no OS, so nothing acts on a shutdown or reboot *request*: libvirt accepts one
+  (a shutdown only for a running guest) and the guest runs on as it was. ``check_qemu`` runs
+  the kit with that one rule changed (the kit's own source stays as it is: its derandomized
+  histories, and the coverage floors other suites assert, are drawn from it). The outside
+  world's shutdown is the request (refused for a paused guest, so no ``shutdown_paused``)
+  followed by a power-off, as a host's shutdown script would do;
+- QEMU cannot crash on demand, libvirt renames only inactive domains, and the QEMU host
+  is not rebooted or restarted here (its guests would outlive libvirtd): none of
+  ``crash``, ``rename``, ``reboot_host``, ``restart_daemon``.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import uuid as _uuid
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import precondition, rule, run_state_machine_as_test
+
+import xvirt
+from xvirt.connection import Connection
+from xvirt.drivers.libvirt import default_image_dir
+from xvirt.host.hypervisor import DomainRecord
+from xvirt.model import DomainState
+from xvirt.testing.conformance import ConformanceReport, ContractViolation, conformance_machine
+from xvirt.testing.libvirt_target import LibvirtHost, _refusals
+from xvirt.testing.qemu import QemuHost, guest_xml
+
+__all__ = ["QemuKitHost", "QemuReport", "QemuTarget", "check_qemu"]
+
+_REQUESTS = ("shutdown", "reboot")
+
+
+class QemuKitHost(LibvirtHost):
+    """HostControl over the QEMU host's libvirt, with guests of ``xvirt.testing.qemu``."""
+
+    def __init__(self, qemu: QemuHost, image_dir: str) -> None:
+        self._qemu = qemu
+        self._guests = itertools.count(1)
+        super().__init__(qemu.uri, image_dir, conn=qemu.conn)
+
+    def _pristine(self) -> None:
+        """No guest at all: a QEMU host has no default one."""
+        self._qemu.clear()
+
+    @_refusals
+    def create(self, name: str, *, memory_kib: int = 0, vcpus: int = 1) -> DomainRecord:
+        """A guest of the harness's size (the kit's memory figure is a test driver's)."""
+        self._free_name(name)
+        k = next(self._guests)
+        uuid = str(_uuid.UUID(int=(0x9E3D << 112) | next(self._uuids)))
+        devices = k % 3 == 0
+        disk = self._qemu.make_disk(f"{name}-{k}") if devices else None
+        xml = guest_xml(name, uuid, domain_type=self._qemu.domain_type, disk=disk, nic=devices)
+        dom: Any
+        if next(self._persistent):
+            dom = self._conn.defineXML(xml)
+            dom.create()
+        else:
+            dom = self._conn.createXML(xml, 0)
+        return self._record(dom)
+
+    @_refusals
+    def shutdown(self, domid: int) -> None:
+        dom = self._conn.lookupByID(domid)
+        dom.shutdown()  # the request: refused for a paused guest, ignored by SeaBIOS
+        dom.destroy()
+        self._finish(dom)
+
+
+class QemuTarget:
+    """Real QEMU guests, reached through xvirt's libvirt driver. Saves go to
+    ``default_image_dir()``, which the test points at ``qemu.image_dir`` (QEMU's user must
+    be able to write there)."""
+
+    capabilities = frozenset[str]()
+
+    def __init__(self, qemu: QemuHost) -> None:
+        self.uri = f"libvirt:{qemu.uri}"
+        self.host = QemuKitHost(qemu, default_image_dir())
+
+    def connect(self, *, readonly: bool = False) -> Connection:
+        return xvirt.open(self.uri, readonly=readonly)
+
+    def close(self) -> None:
+        self.host._pristine()
+        self.host.close()
+        gc.collect()
+
+
+@dataclass
+class QemuReport(ConformanceReport):
+    """The kit's report, and how many shutdown or reboot requests went through handles."""
+
+    requests: int = 0
+
+
+def check_qemu(qemu: QemuHost, *, max_examples: int = 4, stateful_step_count: int = 15,
+               **hypothesis_settings: Any) -> QemuReport:
+    """``check_driver`` on ``QemuTarget(qemu)``, except that a shutdown or reboot through a
+    handle is what it is on a guest with no OS: a request, accepted (a shutdown only while
+    the guest runs) and without effect on any domain."""
+    report = QemuReport()
+    kit: Any = conformance_machine(lambda: QemuTarget(qemu), report)
+
+    class QemuConformance(kit):  # type: ignore[misc]
+        @precondition(lambda self: bool(self.handles))
+        @rule(data=st.data(), op=st.sampled_from(["pause", "resume", "destroy", "save"]))
+        def act_through_handle(self, data: st.DataObject, op: str) -> None:
+            kit.act_through_handle(self, data, op)
+
+        @precondition(lambda self: bool(self.handles))
+        @rule(data=st.data(), op=st.sampled_from(_REQUESTS))
+        def request_through_handle(self, data: st.DataObject, op: str) -> None:
+            dom = data.draw(st.sampled_from(self.handles), label="handle")
+            ref = self.alive.get(dom.uuid)
+            ok = ref is not None and (op == "reboot" or ref.state is DomainState.RUNNING)
+            before = {r.uuid: (r.id, r.name, r.state) for r in self.truth()}
+            self.expect(ok, getattr(dom, op), f"handle {op} request")
+            report.requests += 1
+            after = {r.uuid: (r.id, r.name, r.state) for r in self.truth()}
+            if after != before:
+                raise ContractViolation(f"C4 violated: a {op} request through handle "
+                                        f"{dom.uuid} changed domains: {before} -> {after}")
+
+    run_state_machine_as_test(
+        QemuConformance,
+        settings=settings(max_examples=max_examples, stateful_step_count=stateful_step_count,
+                          deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow,
+                                                 HealthCheck.filter_too_much],
+                          **hypothesis_settings))
+    return report
