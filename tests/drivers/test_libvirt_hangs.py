@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import xvirt
+from tests.threads import in_thread
 from xvirt.libvirt_api.binding import real_libvirt
 from xvirt.libvirt_api.constants import (
     VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE,
@@ -72,19 +73,6 @@ def hung(monkeypatch: pytest.MonkeyPatch, method: str) -> Iterator[threading.Eve
         release.set()
         monkeypatch.setattr(lv.virDomain, method, real)
 
-
-def in_thread(fn: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
-    result: list[object] = []
-
-    def run() -> None:
-        try:
-            result.append(fn())
-        except BaseException as exc:  # handed to the test
-            result.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, result
 
 
 def others_answer(conn: xvirt.Connection) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import pytest
 
 import xvirt
+from tests.threads import in_thread
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not os.path.exists("/usr/bin/qemu-system-x86_64"),
@@ -57,19 +57,6 @@ def qemu_pid(host: Any, name: str) -> int:
             return pid
     raise AssertionError(f"no QEMU process for guest {name}")
 
-
-def in_thread(fn: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
-    result: list[object] = []
-
-    def run() -> None:
-        try:
-            result.append(fn())
-        except BaseException as exc:  # handed to the test
-            result.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, result
 
 
 def the_others(conn: xvirt.Connection, uuids: dict[str, str]) -> dict[str, float]:

@@ -4,7 +4,6 @@ naming the culprit, and the host is left as it was."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xvirt
+from tests.names import exercise_name
 from xvirt.testing.daemon import DaemonProcess
 
 #: Lone surrogates: what an undecodable byte of a file name becomes, and no UTF-8 can hold.
@@ -146,20 +146,4 @@ TEXT = (st.text(alphabet=st.characters(exclude_categories=()), max_size=24)
 def test_any_string_as_a_name_or_an_image_gives_an_xvirt_error_or_works(
         daemon: DaemonProcess, text: str) -> None:
     with xvirt.open(daemon.unix_uri) as c, xvirt.open(f"{daemon.unix_uri}?cache=off") as direct:
-        for lookup in (c, direct):
-            with contextlib.suppress(xvirt.XvirtError):
-                assert lookup.lookup_by_name(text).name == text
-        dom = c.lookup_by_name("g0")
-        try:
-            dom.rename(text)
-            dom.rename("g0")
-        except xvirt.XvirtError:
-            pass
-        try:
-            dom.save(text)
-            assert c.restore(text) == dom
-        except xvirt.XvirtError:
-            pass
-        with contextlib.suppress(xvirt.XvirtError):
-            c.restore(text)
-        assert dom.name == "g0"
+        exercise_name(c, (c, direct), text)

@@ -42,9 +42,19 @@ from xvirt.libvirt_api.constants import (
     VIR_CONNECT_LIST_DOMAINS_INACTIVE,
 )
 
-__all__ = ["LibvirtHost", "LibvirtTarget"]
+__all__ = ["LibvirtHost", "LibvirtTarget", "start_guest"]
 
 _DEFAULT = "test"  # the test driver's own guest, back after every libvirtd restart
+
+
+def start_guest(conn: Any, xml: str, *, persistent: bool) -> Any:
+    """Start a guest from ``xml``: defined first and then started (persistent, as a
+    managed domain), or created transient."""
+    if persistent:
+        dom = conn.defineXML(xml)
+        dom.create()
+        return dom
+    return conn.createXML(xml, 0)
 
 
 def guest_xml(name: str, uuid: str, *, memory_kib: int, vcpus: int) -> str:
@@ -179,12 +189,7 @@ class LibvirtHost:
         self._free_name(name)
         uuid = str(_uuid.UUID(int=(0x7E57 << 112) | next(self._uuids)))
         xml = guest_xml(name, uuid, memory_kib=memory_kib, vcpus=vcpus)
-        if next(self._persistent):
-            dom = self._conn.defineXML(xml)
-            dom.create()
-        else:
-            dom = self._conn.createXML(xml, 0)
-        return self._record(dom)
+        return self._record(start_guest(self._conn, xml, persistent=next(self._persistent)))
 
     @_refusals
     def destroy(self, domid: int) -> None:

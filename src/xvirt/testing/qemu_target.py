@@ -34,7 +34,7 @@ from xvirt.drivers.libvirt import default_image_dir
 from xvirt.host.hypervisor import DomainRecord
 from xvirt.model import DomainState
 from xvirt.testing.conformance import ConformanceReport, ContractViolation, conformance_machine
-from xvirt.testing.libvirt_target import LibvirtHost, _refusals
+from xvirt.testing.libvirt_target import LibvirtHost, _refusals, start_guest
 from xvirt.testing.qemu import QemuHost, guest_xml
 
 __all__ = ["QemuKitHost", "QemuReport", "QemuTarget", "check_qemu"]
@@ -63,13 +63,7 @@ class QemuKitHost(LibvirtHost):
         devices = k % 3 == 0
         disk = self._qemu.make_disk(f"{name}-{k}") if devices else None
         xml = guest_xml(name, uuid, domain_type=self._qemu.domain_type, disk=disk, nic=devices)
-        dom: Any
-        if next(self._persistent):
-            dom = self._conn.defineXML(xml)
-            dom.create()
-        else:
-            dom = self._conn.createXML(xml, 0)
-        return self._record(dom)
+        return self._record(start_guest(self._conn, xml, persistent=next(self._persistent)))
 
     @_refusals
     def shutdown(self, domid: int) -> None:
