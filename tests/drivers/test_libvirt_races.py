@@ -5,7 +5,6 @@ host's change, is injected exactly where it hurt."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,13 +13,12 @@ from typing import Any
 import pytest
 
 import xvirt
+from tests.drivers.libvirt_admin import TARGET, persistent_guest
 from xvirt.connection import Connection
 from xvirt.drivers.libvirt import LibvirtDriver
 from xvirt.libvirt_api.binding import real_libvirt
 from xvirt.model import DomainState
-from xvirt.testing.libvirt_target import guest_xml
 
-TARGET = "test:///default"
 UUID = "00000000-0000-4000-8000-0000000000a1"
 _STOPPED, _DESTROYED = 5, 1  # VIR_DOMAIN_EVENT_STOPPED, ..._STOPPED_DESTROYED
 
@@ -29,16 +27,8 @@ _STOPPED, _DESTROYED = 5, 1  # VIR_DOMAIN_EVENT_STOPPED, ..._STOPPED_DESTROYED
 def admin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The outside world's connection, with one persistent guest ``g0`` running."""
     monkeypatch.setenv("XVIRT_LIBVIRT_IMAGE_DIR", str(tmp_path / "images"))
-    lv = real_libvirt()
-    conn = lv.open(TARGET)
-    conn.defineXML(guest_xml("g0", UUID, memory_kib=65536, vcpus=1)).create()
-    yield conn
-    dom = conn.lookupByUUIDString(UUID)
-    with contextlib.suppress(lv.libvirtError):
-        dom.destroy()
-    with contextlib.suppress(lv.libvirtError):
-        dom.undefine()
-    conn.close()
+    with persistent_guest("g0", UUID) as conn:
+        yield conn
 
 
 @pytest.fixture

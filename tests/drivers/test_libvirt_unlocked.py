@@ -8,20 +8,18 @@ deterministically: libvirt's events are held back and the host changes inside in
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.drivers.libvirt_admin import TARGET, persistent_guest
 from xvirt.connection import Connection
 from xvirt.drivers.libvirt import LibvirtDriver
 from xvirt.libvirt_api.binding import real_libvirt
 from xvirt.model import DomainState
-from xvirt.testing.libvirt_target import guest_xml
 
-TARGET = "test:///default"
 UUID = "00000000-0000-4000-8000-0000000000d1"
 
 
@@ -31,16 +29,8 @@ def admin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     libvirt event reaches a driver (what is observed, and when, is the test's)."""
     monkeypatch.setenv("XVIRT_LIBVIRT_IMAGE_DIR", str(tmp_path / "images"))
     monkeypatch.setattr(LibvirtDriver, "_on_event", lambda *_args: None)
-    lv = real_libvirt()
-    conn = lv.open(TARGET)
-    conn.defineXML(guest_xml("d1", UUID, memory_kib=65536, vcpus=1)).create()
-    yield conn
-    dom = conn.lookupByUUIDString(UUID)
-    with contextlib.suppress(lv.libvirtError):
-        dom.destroy()
-    with contextlib.suppress(lv.libvirtError):
-        dom.undefine()
-    conn.close()
+    with persistent_guest("d1", UUID) as conn:
+        yield conn
 
 
 def vanishing_info(monkeypatch: pytest.MonkeyPatch, admin: Any,
