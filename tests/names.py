@@ -26,3 +26,14 @@ def exercise_name(conn: xvirt.Connection, lookups: tuple[xvirt.Connection, ...],
     with contextlib.suppress(xvirt.XvirtError):
         conn.restore(text)
     assert dom.name == "g0"
+
+
+def use_name(conn: xvirt.Connection, dom: xvirt.Domain, call: str, text: str) -> None:
+    """``text`` given to ``call``: ``rename`` and ``save`` on ``dom``, ``restore`` on
+    ``conn``."""
+    if call == "rename":
+        dom.rename(text)
+    elif call == "save":
+        dom.save(text)
+    else:
+        conn.restore(text)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import xvirt
+from tests.names import use_name
 
 pytest.importorskip("libvirt")
 
@@ -33,12 +34,7 @@ def test_a_string_libvirt_cannot_take_is_an_invalid_argument(
     Path(conn.image_dir).mkdir(parents=True, exist_ok=True)
     (Path(conn.image_dir) / text).write_bytes(b"")  # restore reaches libvirt only if it exists
     with pytest.raises(xvirt.InvalidArgumentError) as info:
-        if call == "rename":
-            dom.rename(text)
-        elif call == "save":
-            dom.save(text)
-        else:
-            conn.restore(text)
+        use_name(conn, dom, call, text)
     error = info.value
     assert (error.op, error.uri) == (call, URI)
     assert repr(text) in error.message and "lone surrogate" in error.message

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xvirt
-from tests.names import exercise_name
+from tests.names import exercise_name, use_name
 from xvirt.testing.daemon import DaemonProcess
 
 #: Lone surrogates: what an undecodable byte of a file name becomes, and no UTF-8 can hold.
@@ -61,12 +61,7 @@ def test_a_string_http_cannot_carry_is_an_invalid_argument(
     dom = conn.lookup_by_name("g0")
     before = _images(conn)
     with pytest.raises(xvirt.InvalidArgumentError) as info:
-        if call == "rename":
-            dom.rename(text)
-        elif call == "save":
-            dom.save(text)
-        else:
-            conn.restore(text)
+        use_name(conn, dom, call, text)
     error = info.value
     assert error.op == call and error.uri == conn.uri
     # named in the name field (escaped), and why: the driver's check says "lone surrogate";
