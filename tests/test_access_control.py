@@ -40,9 +40,11 @@ from xvirt.wire import records, sxp
 
 #: Every public name of Connection and Domain that never changes the host.
 CONNECTION_READS = {"close", "closed", "defined_names", "events", "host_info", "image_dir",
-                    "list_domain_ids", "list_domains", "lookup_by_id", "lookup_by_name",
+                    "list_defined", "list_domain_ids", "list_domains", "lookup_by_id",
+                    "lookup_by_name",
                     "lookup_by_uuid", "sample", "stats", "survey", "uri", "readonly"}
-DOMAIN_READS = {"close", "config", "connection", "id", "identity", "info", "name", "uuid"}
+DOMAIN_READS = {"close", "config", "connection", "id", "identity", "info", "name",
+                "persistent", "uuid"}
 
 Mutation = Callable[[xvirt.Connection, xvirt.Domain], object]
 
@@ -58,6 +60,10 @@ MUTATIONS: dict[str, list[Mutation]] = {
     "Domain.rename": [lambda c, d: d.rename("renamed-ro"), lambda c, d: d.rename("")],
     "Connection.restore": [lambda c, d: c.restore("saved.img"),
                            lambda c, d: c.restore("/etc/passwd")],
+    "Connection.define": [lambda c, d: c.define("defined-ro", xvirt.DomainConfig(65536, 65536, 1)),
+                          lambda c, d: c.define("", xvirt.DomainConfig(65536, 65536, 1))],
+    "Domain.start": [lambda c, d: d.start()],
+    "Domain.undefine": [lambda c, d: d.undefine()],
 }
 #: Host operations with no public call (yet): adding one must add it to MUTATIONS.
 UNEXPOSED_OPS = {Op.MIGRATE}

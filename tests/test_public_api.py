@@ -25,6 +25,7 @@ def test_all_is_pinned() -> None:
         "EventKind", "Survey",
         "EventStream",
         "DiskConfig", "DomainConfig", "NicConfig",  # what Domain.config() returns
+        "Definition",  # what Connection.list_defined() returns
         "HandleClosedError", "HostInfo", "HostUnreachableError", "Identity",
         "InvalidArgumentError", "NoDomainError", "OperationFailedError", "ProtocolError",
         "ReadOnlyError", "UnsupportedError", "XvirtError", "__version__", "default_uri", "errors",
@@ -136,6 +137,8 @@ SIM_HOST_NAMES = frozenset({
     # DESIGN.md
     "name", "uri", "create", "domains", "destroy", "pause", "resume", "shutdown", "reboot",
     "migrate", "save", "restore", "rename", "restart_daemon", "reboot_host", "journal", "close",
+    # managed domains (DESIGN.md: xend's xm new/start/delete)
+    "define", "start", "undefine", "defined_domains",
     # read-only facts
     "boot_id", "closed", "control_latency_ms", "domain", "generation", "id_policy", "image_dir",
     "images", "max_domid",

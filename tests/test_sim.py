@@ -11,7 +11,12 @@ import pytest
 import xvirt
 from xvirt import sim
 from xvirt.clock import ManualClock
-from xvirt.errors import HostUnreachableError, InvalidArgumentError
+from xvirt.errors import (
+    HostUnreachableError,
+    InvalidArgumentError,
+    NoDomainError,
+    OperationFailedError,
+)
 from xvirt.host.hypervisor import HostModel
 
 _serial = itertools.count()
@@ -124,6 +129,27 @@ def test_demo_populates() -> None:
     with sim.Host(_name(), clock=ManualClock(), demo=True) as h:
         names = [d.name for d in h.domains()]
         assert names == ["Domain-0", "web1", "web2", "db1", "cache1", "build1"]
+        assert [d.name for d in h.defined_domains()] == ["mail1", "staging1"]
+
+
+def test_managed_domains_through_the_facade() -> None:
+    with sim.Host(_name(), clock=ManualClock()) as h:
+        mail = h.define("mail", memory_kib=2048, vcpus=2)
+        assert isinstance(mail, sim.Definition) and mail.id is None and mail.persistent
+        assert h.defined_domains() == [mail]
+        rec = h.start(mail.uuid)
+        assert (rec.uuid, rec.name, rec.memory_kib, rec.vcpus) == (mail.uuid, "mail", 2048, 2)
+        assert h.defined_domains() == [] and h.domains()[1] == rec
+        with pytest.raises(OperationFailedError):
+            h.undefine(mail.uuid)  # it runs
+        h.shutdown(rec.id)
+        assert h.defined_domains() == [mail]  # shut off, not gone
+        h.undefine(mail.uuid)
+        assert h.defined_domains() == []
+        with pytest.raises(NoDomainError):
+            h.start(mail.uuid)
+        assert [e.op for e in h.journal()] == ["define", "start", "delete", "shutdown",
+                                               "delete", "start"]
 
 
 def test_get_of_an_unknown_name_is_none() -> None:

@@ -37,7 +37,7 @@ from xvirt.model import (
     Identity,
     Survey,
 )
-from xvirt.planes import DiskConfig, DomainConfig, NicConfig
+from xvirt.planes import Definition, DiskConfig, DomainConfig, NicConfig
 from xvirt.uri import DEFAULT_URI, default_uri
 from xvirt.uri import open_driver as _open_driver
 from xvirt.uri import preload_libvirt_driver as _uri_preload_libvirt_driver
@@ -51,6 +51,7 @@ __all__ = [
     "ConnStats",
     "Connection",
     "ConnectionClosedError",
+    "Definition",
     "DiskConfig",
     "Domain",
     "DomainConfig",

@@ -492,6 +492,8 @@ class IdentityCache:
 
     def _apply(self, event: HostEvent) -> None:
         kind = event.kind
+        if kind.definition_only:
+            return  # a definition changed; which domain holds which ID did not
         if kind.removes:
             self._evict(event.uuid)
             return

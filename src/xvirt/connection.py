@@ -4,6 +4,11 @@ A ``Domain`` is a UUID and a connection (C3); everything else it says is
 asked for when needed, through the connection's identity cache. Mutations go
 to the host as act-if-identity requests (C4) and never reach the driver on a
 read-only connection.
+
+A domain may also be defined and not running (a name and a UUID, no ID). The
+data plane, and so the cache, knows only running domains: a lookup the cache
+cannot answer asks the control plane once whether the domain is defined
+(``_live_or_defined``), and nothing about defined domains is cached.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from xvirt.model import (
     check_name,
     parse_uuid,
 )
-from xvirt.planes import DomainConfig, Op
+from xvirt.planes import Definition, DomainConfig, Op
 
 __all__ = ["Connection", "Domain", "EventStream"]
 
@@ -127,19 +132,69 @@ class Connection:
         return Domain(self, ident.uuid)
 
     def lookup_by_name(self, name: str) -> Domain:
-        ident = self._live().lookup_by_name(_checked(check_name, name, "lookup_by_name",
-                                                     self.uri))
-        return Domain(self, ident.uuid)
+        """A running or defined domain by name."""
+        cache = self._live()
+        checked = _checked(check_name, name, "lookup_by_name", self.uri)
+        uuid = self._live_or_defined(lambda: cache.lookup_by_name(checked).uuid,
+                                     lambda d: d.uuid, name=checked)
+        return Domain(self, uuid)
 
     def lookup_by_uuid(self, uuid: object) -> Domain:
-        ident = self._live().current(_checked(parse_uuid, uuid, "lookup_by_uuid", self.uri))
-        return Domain(self, ident.uuid)
+        """A running or defined domain by UUID (any form ``uuid.UUID`` takes)."""
+        cache = self._live()
+        checked = _checked(parse_uuid, uuid, "lookup_by_uuid", self.uri)
+        self._live_or_defined(lambda: cache.current(checked), lambda d: None, uuid=checked)
+        return Domain(self, checked)
+
+    def list_defined(self) -> list[Definition]:
+        """Domains defined but not running (xend's managed, libvirt's inactive
+        domains): name, UUID and configuration, ``id`` None, in name order; one
+        control-plane request. ``lookup_by_uuid(d.uuid)`` gives a handle."""
+        self._live()
+        return sorted(self._driver.list_defined(), key=lambda d: (d.name, d.uuid))
 
     def defined_names(self) -> list[str]:
-        """Names of domains defined but not running (libvirt's inactive domains);
-        always empty on a Xen host, which keeps no such domains."""
-        self._live()
-        return sorted(self._driver.defined_names())
+        """Names of the domains defined but not running, sorted (libvirt's
+        ``listDefinedDomains``): one control-plane request."""
+        return [d.name for d in self.list_defined()]
+
+    def define(self, name: str, config: DomainConfig, *, uuid: object = None) -> Domain:
+        """Define a domain without starting it (``xm new``, ``virsh define``) and
+        return its handle; ``start()`` boots it. Defining the UUID of a defined
+        domain replaces its definition."""
+        self._writable("define")
+        checked_name = _checked(check_name, name, "define", self.uri)
+        if not isinstance(config, DomainConfig):
+            raise InvalidArgumentError(
+                f"define needs a DomainConfig, not {type(config).__name__}", op="define",
+                name=checked_name, uri=self.uri)
+        wanted = None if uuid is None else _checked(parse_uuid, uuid, "define", self.uri)
+        found = self._driver.define(checked_name, config, wanted)
+        return Domain(self, found.uuid)
+
+    def _live_or_defined(
+        self, live: Callable[[], T], defined: Callable[[Definition], T], *,
+        uuid: str | None = None, name: str | None = None,
+    ) -> T:
+        """``live()``, or ``defined(d)`` for a domain defined and not running.
+
+        The data plane is asked first (it knows every running domain), then the
+        control plane once; a domain that starts or stops between the two is asked
+        again. C1: each answer held at one instant of the call. C2: a domain that
+        stays running, or stays defined and not running, is found on the first try."""
+        for _ in range(RETRIES):
+            try:
+                return live()
+            except NoDomainError as exc:
+                missing = exc
+            found = self._driver.find(uuid=uuid, name=name)
+            if found is None:
+                raise missing
+            if found.id is None:
+                return defined(found)
+        raise OperationFailedError(
+            "the domain kept starting and stopping while it was looked up; try again",
+            uuid=uuid, name=name, uri=self.uri)
 
     @property
     def image_dir(self) -> str | None:
@@ -231,25 +286,49 @@ class Domain:
         return self._conn
 
     def identity(self) -> Identity:
-        """UUID, name and current ID together, validated at one instant."""
-        return self._cache().current(self._uuid)
+        """UUID, name and current ID together, validated at one instant; the ID is
+        -1 while the domain is defined and not running."""
+        cache = self._cache()
+        uuid = self._uuid
+        return self._conn._live_or_defined(
+            lambda: cache.current(uuid), lambda d: Identity(d.uuid, d.name, -1), uuid=uuid)
 
     @property
     def name(self) -> str:
         return self.identity().name
 
     @property
-    def id(self) -> int:
-        """The current ID, re-checked on the data plane."""
-        return self.identity().id
+    def id(self) -> int | None:
+        """The current ID, re-checked on the data plane; None while the domain is
+        defined and not running (virsh shows ``-``)."""
+        domid = self.identity().id
+        return None if domid < 0 else domid
 
     def info(self) -> DomainInfo:
-        return self._cache().info(self._uuid)
+        """State, memory, vCPUs and CPU time; a domain defined and not running is
+        shut off, with its configured memory and vCPUs and no CPU time."""
+        cache = self._cache()
+        uuid = self._uuid
+        return self._conn._live_or_defined(lambda: cache.info(uuid), Definition.info, uuid=uuid)
 
     def config(self) -> DomainConfig:
-        """Memory, vCPUs, OS type, disks and interfaces: one control-plane request."""
+        """Memory, vCPUs, OS type, disks and interfaces: one control-plane request
+        (two for a domain defined and not running)."""
         self._cache()
-        return self._conn._driver.domain_config(self._uuid)
+        driver = self._conn._driver
+        return self._conn._live_or_defined(lambda: driver.domain_config(self._uuid),
+                                           Definition.configured, uuid=self._uuid)
+
+    @property
+    def persistent(self) -> bool:
+        """Whether the domain's definition outlives it (a stopped persistent domain
+        is shut off; a transient one is gone): one control-plane request."""
+        self._cache()
+        found = self._conn._driver.find(uuid=self._uuid)
+        if found is None:
+            raise NoDomainError(f"no domain with UUID {self._uuid}", uuid=self._uuid,
+                                uri=self._conn.uri)
+        return found.persistent
 
     def _act(
         self, op: Op, arg: object = None, check: Callable[[object], str] | None = None
@@ -281,6 +360,19 @@ class Domain:
 
     def rename(self, new_name: str) -> None:
         self._act(Op.RENAME, new_name, check_name)
+
+    def start(self) -> None:
+        """Boot a domain that is defined and not running: it gets a new ID."""
+        self._cache()
+        self._conn._writable("start", self._uuid)
+        self._conn._driver.start(self._uuid)
+
+    def undefine(self) -> None:
+        """Remove the definition of a domain that is not running; the handle then
+        raises NoDomainError."""
+        self._cache()
+        self._conn._writable("undefine", self._uuid)
+        self._conn._driver.undefine(self._uuid)
 
     def close(self) -> None:
         """Drop the handle. Cached identities stay with the connection (C6)."""
@@ -334,6 +426,13 @@ class EventStream:
         for e in batch.events:
             if e.kind is EventKind.RENAMED and e.name is not None:
                 self._remember(e.uuid, e.name)
+            if e.kind.definition_only:  # the event names the domain; it may not run
+                if e.name is not None:
+                    self._remember(e.uuid, e.name)
+                domid = None if e.id < 0 else e.id
+                self._pending.append(DomainEvent(e.seq, e.kind, e.uuid, domid, e.name))
+                self._after = e.seq
+                continue
             name = self._renamed.get(e.uuid) or cache.name_hint(e.uuid)
             if name is None and not e.kind.removes:
                 try:

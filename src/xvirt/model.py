@@ -52,10 +52,12 @@ class DomainState(enum.Enum):
     SHUTDOWN = "shutdown"
     CRASHED = "crashed"
     DYING = "dying"
+    #: Defined but not running: no ID, no flag set (xend shows ``------``).
+    SHUTOFF = "shutoff"
 
     @property
     def letter(self) -> str:
-        return _LETTERS[self]
+        return _LETTERS.get(self, "-")
 
     def flags(self) -> str:
         """xend's six-character state string, e.g. ``-b----``."""
@@ -88,6 +90,12 @@ class EventKind(enum.Enum):
     RENAMED = "renamed"
     PAUSED = "paused"
     RESUMED = "resumed"
+    #: A defined (managed) domain was booted: it now has an ID.
+    STARTED = "started"
+    #: A domain was defined, or its definition replaced; it has no ID (-1) unless running.
+    DEFINED = "defined"
+    #: A domain's definition was removed; it had no ID (it was not running).
+    UNDEFINED = "undefined"
 
     @property
     def removes(self) -> bool:
@@ -104,10 +112,16 @@ class EventKind(enum.Enum):
         """The domain keeps its UUID and name but gets a new ID."""
         return self in _MOVING
 
+    @property
+    def definition_only(self) -> bool:
+        """Only a definition changed: no live domain appeared, left, moved or was renamed."""
+        return self in _DEFINING
+
 
 _REMOVING = frozenset({EventKind.DESTROYED, EventKind.SHUTDOWN, EventKind.SAVED})
-_ADDING = frozenset({EventKind.CREATED, EventKind.RESTORED})
+_ADDING = frozenset({EventKind.CREATED, EventKind.RESTORED, EventKind.STARTED})
 _MOVING = frozenset({EventKind.REBOOTED, EventKind.MIGRATED})
+_DEFINING = frozenset({EventKind.DEFINED, EventKind.UNDEFINED})
 
 
 class Identity(NamedTuple):
@@ -119,6 +133,8 @@ class Identity(NamedTuple):
 
     uuid: str
     name: str
+    #: -1 while the domain is defined and not running (libvirt's convention;
+    #: ``Domain.id`` says None).
     id: int
 
 
@@ -206,7 +222,7 @@ class DomainEvent:
     seq: int
     kind: EventKind
     uuid: str
-    id: int
+    id: int | None  # None for a domain defined or undefined while not running
     name: str | None
     old_id: int | None = None
 

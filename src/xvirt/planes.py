@@ -12,13 +12,14 @@ import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from xvirt.errors import XvirtError
+from xvirt.errors import OperationFailedError, XvirtError
 from xvirt.hotpath import tuple_new
 from xvirt.model import DomainInfo, DomainState, EventKind
 
 __all__ = [
     "Census",
     "DataRow",
+    "Definition",
     "DiskConfig",
     "DomainConfig",
     "EventBatch",
@@ -157,6 +158,35 @@ class Resolved:
     uuid: str
     name: str
     config: DomainConfig | None = None  # None where it costs extra to learn (libvirt)
+
+
+@dataclass(frozen=True, slots=True)
+class Definition:
+    """A domain as the control plane knows it, running or not.
+
+    ``id`` is None while the domain is defined but not running (xend's managed
+    domains, libvirt's inactive ones): it has a name and a UUID and no ID.
+    ``persistent`` says whether its definition outlives it: a persistent domain
+    that stops is shut off and can be started again; a transient one is gone."""
+
+    uuid: str
+    name: str
+    id: int | None
+    persistent: bool
+    config: DomainConfig | None = None  # None where it costs extra to learn (libvirt)
+
+    def configured(self) -> DomainConfig:
+        """``config``, which every driver gives for a domain that is not running."""
+        if self.config is None:  # a driver's promise broken: say which domain
+            raise OperationFailedError("the host did not say how the defined domain is "
+                                       "configured", uuid=self.uuid, name=self.name)
+        return self.config
+
+    def info(self) -> DomainInfo:
+        """``Domain.info()`` of this domain while it is defined and not running, as
+        libvirt answers it: shut off, its configured memory and vCPUs, no CPU time."""
+        c = self.configured()
+        return DomainInfo(DomainState.SHUTOFF, c.memory_kib, c.max_memory_kib, c.vcpus, 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,10 +29,10 @@ from xvirt.host.demo import populate as _populate
 from xvirt.host.hypervisor import DOM0_UUID, DomainRecord, JournalEntry
 from xvirt.host.hypervisor import HostModel as _HostModel
 from xvirt.model import DOMID_FIRST_RESERVED as _DOMID_FIRST_RESERVED
-from xvirt.planes import DiskConfig, NicConfig
+from xvirt.planes import Definition, DiskConfig, NicConfig
 
-__all__ = ["DEFAULT_SEED", "DOM0_UUID", "DiskConfig", "DomainRecord", "Host", "JournalEntry",
-           "NicConfig", "get", "names"]
+__all__ = ["DEFAULT_SEED", "DOM0_UUID", "Definition", "DiskConfig", "DomainRecord", "Host",
+           "JournalEntry", "NicConfig", "get", "names"]
 
 #: The seed of the hosts xvirt makes itself (``sim:///default``, ``sim:///NAME?guests=N``):
 #: every process sees the same UUIDs, so one command's output can be fed to the next.
@@ -213,6 +213,42 @@ class Host:
     def rename(self, domid: int, new_name: str) -> None:
         """Rename a guest; connections see it through the control plane and as an event."""
         self._model.rename(domid, new_name)
+
+    # -- managed (defined) domains --------------------------------------------------
+
+    def define(
+        self,
+        name: str,
+        *,
+        memory_kib: int = 524288,
+        max_memory_kib: int | None = None,
+        vcpus: int = 1,
+        uuid: str | None = None,
+        os_type: str = "linux",
+        load: float = 0.25,
+        disks: _Iterable[DiskConfig] | None = None,
+        nics: _Iterable[NicConfig] | None = None,
+    ) -> Definition:
+        """Define a managed domain without starting it (``xm new``): a name and UUID, no
+        ID. The UUID of a defined domain replaces its definition; that of a running
+        guest makes it persistent (same name). A name another domain holds is refused."""
+        return self._model.define(
+            name, memory_kib=memory_kib, max_memory_kib=max_memory_kib, vcpus=vcpus,
+            uuid=uuid, os_type=os_type, load=load, disks=disks, nics=nics)
+
+    def start(self, uuid: str) -> DomainRecord:
+        """Boot a defined, shut-off domain (``xm start``): it gets a new ID and stays
+        defined, so shutdown, destroy or save leave it shut off, not gone."""
+        return self._model.start(uuid)
+
+    def undefine(self, uuid: str) -> None:
+        """Remove a shut-off domain's definition (``xm delete``); a running one is refused."""
+        self._model.undefine(uuid)
+
+    def defined_domains(self) -> list[Definition]:
+        """The defined domains that are shut off (no ID), by name: what ``xvirt list
+        --all`` adds to the running ones."""
+        return list(self._model.defined()[2])
 
     # -- host-wide events -----------------------------------------------------------
 

@@ -16,7 +16,6 @@ from .helpers import err
 @pytest.mark.parametrize(("call", "name"), [
     (lambda c, d: c.getCapabilities(), "virConnect.getCapabilities"),
     (lambda c, d: c.networkLookupByName("default"), "virConnect.networkLookupByName"),
-    (lambda c, d: c.defineXML("<domain/>"), "virConnect.defineXML"),
     (lambda c, d: c.createXML("<domain/>", 0), "virConnect.createXML"),
     (lambda c, d: d.blockStats("xvda"), "virDomain.blockStats"),
     (lambda c, d: d.setMemory(1024), "virDomain.setMemory"),

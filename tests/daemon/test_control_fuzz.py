@@ -39,6 +39,7 @@ from xvirt.wire import records, sxp
 PER_INPUT_S = 3.0  # a create of count=32751 domains is the slowest legitimate request
 TOKEN = "fuzz-token-0123456789"
 WEB_UUID = "5f0a6a0e-7e57-4b1d-9000-000000000001"
+OFF_UUID = "5f0a6a0e-7e57-4b1d-9000-0000000000ff"  # defined, shut off
 STATUSES = {200, 201, 202, 400, 401, 404, 405, 406, 413, 500, 501}
 
 
@@ -53,7 +54,8 @@ def _short_long_polls(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class Host:
-    """A fresh host with two guests and a throwaway image directory."""
+    """A fresh host with two guests, one domain defined and shut off, and a throwaway
+    image directory."""
 
     def __init__(self, base: Path) -> None:
         self.dir = tempfile.mkdtemp(dir=base)
@@ -61,6 +63,7 @@ class Host:
                                seed=5)
         self.model.create("web", memory_kib=512 * 1024, vcpus=2, uuid=WEB_UUID)
         self.model.create("db", memory_kib=1024 * 1024)
+        self.model.define("off", memory_kib=256 * 1024, uuid=OFF_UUID)
 
     def close(self) -> None:
         self.model.close()
@@ -125,17 +128,23 @@ def environ_of(method: str, path: str, query: str, body: bytes, length: str | No
 _ROUTES = ["/xend/node", "/xend/node/", "/xend/domain", "/xend/domain/", "/xend/domain/web",
            "/xend/domain/db", "/xend/domain/0", "/xend/domain/1", "/xend/domain/2",
            f"/xend/domain/{WEB_UUID}", "/xend/domain/nosuch", "/xend/domain/99999",
+           "/xend/domain/off", f"/xend/domain/{OFF_UUID}", "/xend/domain/new",
            "/xvirt/resolve", "/xvirt/events", "/xvirt/table", "/xvirt/table/", "/xvirt/table/1",
            "/xvirt/table/70000", "/xvirt/fast", "/xvirt/host", "/xvirt/host/",
-           "/xvirt/host/domains", "/xvirt/host/journal", "/xvirt/", "/", ""]
+           "/xvirt/host/domains", "/xvirt/host/defined", "/xvirt/host/journal", "/xvirt/", "/",
+           ""]
 _KEYS = ["op", "detail", "state", "after", "timeout", "uuid", "id", "name", "all", "domid",
          "memory_kib", "vcpus", "count", "image", "file", "reason", "expected_uuid", "config",
          "blocked"]
 _CONFIG = sxp.dumps(records.vm_config("new", 256 * 1024, 512 * 1024, 2))
+_OFF_CONFIG = sxp.dumps(records.vm_config("off", 64 * 1024, 64 * 1024, 1, OFF_UUID))
 _VALUES = ["", "0", "1", "2", "3", "-1", "web", "db", "new", "x", "pause", "unpause", "destroy",
            "save", "rename", "migrate", "shutdown", "create", "restore", "reboot", "poweroff",
            "halt", "vcpuinfo", "wait_for_devices", "crash", "resume", "set_blocked", "stall",
            "unstall", "reboot_host", "paused", "running", "halted", "blocked", "crashed", "all",
+           "new", "start", "delete", "define", "undefine", "defined", "inactive", "active",
+           OFF_UUID, "off", _OFF_CONFIG,
+           _CONFIG.replace("(vm", "(domain"),
            "nan", "inf", "1e3", "0.5", "\u00b2", "\u0663", "\x00", "99999999999999999999", "32751",
            "32752", "65535", WEB_UUID, WEB_UUID.upper(), "snap.img", "../etc/passwd",
            "/var/lib/xvirt/x.img", _CONFIG, _CONFIG[:-1], _CONFIG.replace("256", "-5"),
@@ -237,6 +246,58 @@ def test_fuzz_control_plane_requests(base: Path) -> None:
         return one
 
     fuzz("control plane", 120, run, lambda: n[0])
+
+
+@st.composite
+def managed_requests(draw: st.DrawFn) -> tuple[bool, str | None, dict[str, Any]]:
+    """Requests aimed at managed domains: op=new/start/delete with any config, key and
+    expected_uuid, and the listing's state filters, well-formed or not."""
+    op = draw(st.sampled_from(["new", "start", "delete"]))
+    if draw(st.integers(0, 4)) == 0:
+        query = urlencode([("state", draw(st.sampled_from(
+            ["halted", "inactive", "all", "running", "active", "paused", ""]) | values)),
+                           ("detail", draw(st.sampled_from(["1", "0", ""]) | values))])
+        path = draw(st.sampled_from(["/xend/domain", "/xend/domain/"]))
+        return draw(st.booleans()), TOKEN, environ_of("GET", path, query, b"", "0", {})
+    path = "/xend/domain/" if op == "new" else draw(st.sampled_from(
+        ["/xend/domain/off", f"/xend/domain/{OFF_UUID}", "/xend/domain/web",
+         f"/xend/domain/{WEB_UUID}", "/xend/domain/nosuch", "/xend/domain/1",
+         "/xend/domain/", "/xend/domain/off/x"]) | values.map(lambda v: "/xend/domain/" + v))
+    pairs = [("op", op)]
+    for key in draw(st.lists(st.sampled_from(["config", "expected_uuid", "name"]), max_size=3)):
+        pairs.append((key, draw(st.sampled_from([_CONFIG, _OFF_CONFIG, OFF_UUID, WEB_UUID])
+                                | values)))
+    body = urlencode(pairs).encode("utf-8", "surrogatepass")
+    auth = draw(st.sampled_from([{}, {"HTTP_AUTHORIZATION": f"Bearer {TOKEN}"},
+                                 {"HTTP_AUTHORIZATION": "Bearer wrong"}]))
+    return (draw(st.booleans()), draw(st.sampled_from([TOKEN, None])),
+            environ_of("POST", path, "", body, str(len(body)), auth))
+
+
+def test_fuzz_managed_domain_requests(base: Path) -> None:
+    n = [0]
+
+    def run(k: int) -> Callable[[], None]:
+        @fuzz_settings(k)
+        @given(st.lists(managed_requests(), min_size=1, max_size=4))
+        def one(reqs: list[tuple[bool, str | None, dict[str, Any]]]) -> None:
+            host = Host(base)
+            codes = []
+            try:
+                for trusted, token, environ in reqs:
+                    n[0] += 1
+                    app = ControlApp(host.model, ControlSettings(token=token), trusted=trusted)
+                    codes.append(call(app, environ)[0])
+                # whatever happened, each name is held once, running or defined
+                running = [d.name for d in host.model.domains()]
+                halted = [d.name for d in host.model.defined()[2]]
+                assert len(set(running + halted)) == len(running) + len(halted)
+            finally:
+                host.close()
+            target(float(sum(c < 300 for c in codes)), label="successes")
+        return one
+
+    fuzz("control plane: managed domains", 120, run, lambda: n[0])
 
 
 @pytest.mark.parametrize("length", _LENGTHS)

@@ -13,20 +13,24 @@ import io
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 import xvirt
 import xvirt.drivers.xend as xend
 from xvirt.clock import ManualClock, WallClock
-from xvirt.daemon.process import Daemon, DaemonConfig
+from xvirt.daemon.process import Daemon, DaemonConfig, _Keeper
 from xvirt.daemon.store import HostStore
-from xvirt.host.hypervisor import HostChange, HostModel
+from xvirt.errors import OperationFailedError
+from xvirt.host.hypervisor import HostChange, HostModel, HostState
 from xvirt.model import DomainState
 from xvirt.planes import Op
-from xvirt.testing.daemon import DaemonTarget
+from xvirt.testing.daemon import DaemonProcess, DaemonTarget
+from xvirt.testing.faults import refuse_commits
+from xvirt.uri import open_driver
 
 
 class _Killed(BaseException):
@@ -183,3 +187,103 @@ def _commit_as_the_killed_daemon(state_dir: Path, domid: int, uuid: str) -> None
     finally:
         host.close()
         store.close()
+
+
+# -- managed domains' definitions outlive the daemon, refused commits included -----------------
+
+M1 = "6695eb01-f6a4-8304-79aa-97f2502e193f"
+M2 = "4f77abd2-3019-58e8-3bab-6fbf2118f880"
+M3 = "3c9e5b1a-7d24-4f6e-9a81-52d0c7e4b613"
+
+
+def _stored(state_dir: Path) -> HostState:
+    store = HostStore(state_dir)
+    try:
+        state = store.load()
+    finally:
+        store.close()
+    assert state is not None
+    return state
+
+
+def _definitions(state: HostState) -> list[tuple[str, str, int]]:
+    return [(s.uuid, s.name, s.memory_kib) for s in state.definitions]
+
+
+def test_the_daemons_keeper_keeps_definitions_and_undoes_a_refused_one(
+        tmp_path: Path, restarted: list[Daemon]) -> None:
+    """The daemon's own keeper and store: every definition change a client was told of
+    is what the next daemon starts from, and a refused one is neither served nor kept."""
+    host = HostModel("xend", clock=ManualClock(), image_dir=tmp_path / "images")
+    store = HostStore(tmp_path)
+    store.save(host.state())
+    keeper = _Keeper(store, lambda _line: None)
+    host.add_observer(keeper)
+    host.define("mail", uuid=M1, memory_kib=2048)
+    host.define("web", uuid=M2)
+    web = host.start(M2)
+
+    def running_id(uuid: str) -> int:
+        found = host.find(uuid=uuid)[2]
+        assert found is not None and found.id is not None
+        return found.id
+
+    steps: list[Callable[[], object]] = [
+        lambda: host.define("post", uuid=M1, memory_kib=4096),  # replace
+        lambda: host.define("extra", uuid=M3),  # add
+        lambda: host.start(M1),  # run a defined one
+        lambda: host.destroy(web.id),  # stop a managed one: shut off, still defined
+        lambda: host.rename(running_id(M1), "post2"),  # its definition follows its name
+        lambda: host.undefine(M3),  # remove
+        lambda: host.reboot_host(),  # a new boot keeps definitions
+    ]
+    for step in steps:
+        before = (host.state().definitions, host.defined(), _definitions(_stored(tmp_path)))
+        keeper.refuse(1)
+        with pytest.raises(OperationFailedError, match="could not keep"):
+            step()
+        assert (host.state().definitions, host.defined(),
+                _definitions(_stored(tmp_path))) == before
+        step()  # accepted now: the store has exactly what the host serves
+        assert _definitions(_stored(tmp_path)) == _definitions(host.state())
+    store.close()
+    again = _restart(tmp_path, restarted)
+    assert again.defined()[2] == host.defined()[2]
+    assert again.state().definitions == host.state().definitions
+
+
+def _admin(daemon: DaemonProcess, **fields: str) -> httpx.Response:
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(daemon.socket)),
+                      timeout=30.0) as client:
+        return client.post("http://xvirt/xvirt/host", data=fields)
+
+
+def test_a_real_daemon_keeps_its_definitions_across_a_refused_commit_and_kill_9(
+        make_daemon: Callable[..., DaemonProcess]) -> None:
+    daemon = make_daemon(empty=False)  # the demo host: two domains defined and shut off
+    daemon.kill()
+    demo = _definitions(_stored(daemon.state_dir))
+    assert [name for _, name, _ in demo] == ["mail1", "staging1"]
+    daemon.start()
+    driver = open_driver(daemon.unix_uri)  # the data plane: the table, the fast channel
+    try:
+        shown = {u for _, u in driver.snapshot().members()} | {
+            u for _, u in driver.census().members}
+        assert len(shown) >= 6 and not shown & {u for u, _, _ in demo}  # shut off: no ID
+    finally:
+        driver.close()
+    refuse_commits(daemon, 1)
+    refused = _admin(daemon, op="create", name="mail1-twin", memory_kib="65536", vcpus="1")
+    assert refused.status_code >= 400 and "could not keep" in refused.text
+    taken = _admin(daemon, op="create", name="mail1", memory_kib="65536", vcpus="1")
+    assert taken.status_code >= 400  # a defined domain's name, though it does not run
+    assert _admin(daemon, op="create", name="extra", memory_kib="65536",
+                  vcpus="1").status_code == 200
+    daemon.kill()  # kill -9: the next daemon starts from the store alone
+    kept = _stored(daemon.state_dir)
+    assert _definitions(kept) == demo
+    assert "mail1-twin" not in {d.name for d in kept.domains}
+    assert "extra" in {d.name for d in kept.domains}
+    daemon.start()  # loads and checks them
+    daemon.stop()
+    assert _definitions(_stored(daemon.state_dir)) == demo

@@ -17,7 +17,7 @@ from xvirt.model import DomainState
 from xvirt.planes import DiskConfig, DomainConfig, NicConfig
 
 OPS = ["create", "destroy", "pause", "resume", "reboot", "migrate", "save", "restore",
-       "rename", "crash", "reboot_host", "set_blocked"]
+       "rename", "crash", "reboot_host", "set_blocked", "define", "start", "undefine"]
 
 
 def _host(tmp: Path, clock: ManualClock) -> HostModel:
@@ -27,8 +27,18 @@ def _host(tmp: Path, clock: ManualClock) -> HostModel:
 
 def _apply(host: HostModel, op: str, pick: int, serial: int) -> None:
     guests = [d for d in host.domains() if d.id != 0]
+    known = sorted({g.uuid for g in guests} | {s.uuid for s in host.state().definitions})
     try:
-        if op == "create":
+        if op == "define":  # a new domain, or (odd picks) another definition of a known one
+            uuid = known[pick % len(known)] if known and pick % 2 else None
+            current = host.find(uuid=uuid)[2] if uuid else None
+            name = current.name if current and current.id is not None else f"d{serial}"
+            host.define(name, uuid=uuid, memory_kib=1024 * (1 + pick % 4), vcpus=1 + pick % 3,
+                        nics=[NicConfig(f"02:00:00:00:01:{pick:02x}")] if pick % 3 else None)
+        elif op in ("start", "undefine"):
+            if known:
+                getattr(host, op)(known[pick % len(known)])
+        elif op == "create":
             disks: list[DiskConfig] | None = None  # odd picks: the defaults
             nics: list[NicConfig] | None = None
             if pick % 2 == 0:
@@ -79,6 +89,8 @@ def test_a_reloaded_host_is_the_same_host(tmp_path_factory: pytest.TempPathFacto
     assert again.generation == host.generation
     assert again.domains() == host.domains()  # IDs, names, states, CPU time
     assert _configs(again) == _configs(host)  # memory, devices
+    assert again.defined() == host.defined()  # the shut-off managed domains
+    assert again.state().definitions == host.state().definitions  # and the running ones'
     assert again.journal() == host.journal()
     events = host.events_since(max(0, host.generation - 10))
     assert again.events_since(max(0, host.generation - 10)) == events
@@ -215,7 +227,7 @@ def test_a_state_file_from_before_devices_loads_with_the_default_devices(
     assert _configs(again) == _configs(host)
     assert again.domains() == host.domains()
     db = sqlite3.connect(tmp_path / "host.sqlite")
-    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
     db.close()
 
 
@@ -245,3 +257,129 @@ def test_damaged_devices_are_named(tmp_path: Path, column: str, junk: str) -> No
     db.close()
     with pytest.raises(InvalidArgumentError, match="damaged"):
         store.load()
+
+
+# -- managed domains' definitions ----------------------------------------------------------
+
+U2 = "4f77abd2-3019-58e8-3bab-6fbf2118f880"
+
+
+def _reloaded(tmp_path: Path, clock: ManualClock) -> HostModel:
+    saved = HostStore(tmp_path).load()
+    assert saved is not None
+    again = _host(tmp_path, clock)
+    again.load(saved)
+    return again
+
+
+def _version_2_file(directory: Path) -> None:
+    """A state file as the daemon wrote it before domains could be defined (schema 2:
+    devices, no definitions table)."""
+    _version_1_file(directory)
+    db = sqlite3.connect(directory / "host.sqlite")
+    db.execute("ALTER TABLE domains ADD COLUMN disks TEXT")
+    db.execute("ALTER TABLE domains ADD COLUMN nics TEXT")
+    db.execute("UPDATE domains SET disks = '[]', nics = '[]' WHERE uuid = ?", (DOM0_UUID,))
+    db.execute("UPDATE domains SET disks = ?, nics = '[]' WHERE uuid = ?",
+               ('[{"source": "phy:/dev/vg/web", "target": "xvda", "readonly": false}]', U))
+    db.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
+    db.commit()
+    db.close()
+
+
+def test_a_state_file_from_before_definitions_loads_with_none(tmp_path: Path) -> None:
+    _version_2_file(tmp_path)
+    clock = ManualClock(1000.0)
+    store = HostStore(tmp_path)
+    saved = store.load()
+    assert saved is not None and saved.definitions == ()
+    host = _host(tmp_path, clock)
+    host.load(saved)
+    assert [(d.id, d.name) for d in host.domains()] == [(0, "Domain-0"), (1, "web")]
+    assert host.defined()[2] == ()
+    web = host.list_all().domains[1].config
+    assert web is not None and web.disks == (DiskConfig("phy:/dev/vg/web", "xvda"),)
+    # the file now keeps definitions: they are written and read back
+    host.add_observer(store)
+    host.define("mail", uuid=U2, memory_kib=2048)
+    host.define("web", uuid=U)  # the running domain becomes persistent
+    again = _reloaded(tmp_path, clock)
+    assert again.defined() == host.defined() and [d.name for d in again.defined()[2]] == [
+        "mail"]
+    assert again.find(uuid=U) == host.find(uuid=U)
+    found = again.find(uuid=U)[2]
+    assert found is not None and found.persistent
+    db = sqlite3.connect(tmp_path / "host.sqlite")
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
+    db.close()
+    store.close()
+
+
+def test_definitions_change_and_go_in_the_store_as_in_the_host(tmp_path: Path) -> None:
+    clock = ManualClock(1000.0)
+    host = _host(tmp_path, clock)
+    store = HostStore(tmp_path)
+    store.save(host.state())
+    host.add_observer(store)
+    host.define("mail", uuid=U, vcpus=2)
+    host.define("post", uuid=U2)
+    rec = host.start(U)
+    host.rename(rec.id, "mail2")
+    with host.batch():  # one commit that hands a name from one definition to another
+        host.define("spare", uuid=U2)
+        host.rename(rec.id, "post")
+    host.reboot_host()  # the running one is shut off, both definitions stay
+    assert [d.name for d in _reloaded(tmp_path, clock).defined()[2]] == ["post", "spare"]
+    host.define("post", uuid=U, memory_kib=4096)  # replaced while shut off
+    host.undefine(U2)
+    again = _reloaded(tmp_path, clock)
+    assert again.defined() == host.defined()
+    (post,) = again.defined()[2]
+    assert post.config is not None and (post.uuid, post.config.memory_kib) == (U, 4096)
+    assert again.start(U).name == "post"
+    store.close()
+
+
+def test_a_new_full_save_replaces_the_definitions(tmp_path: Path) -> None:
+    clock = ManualClock(1000.0)
+    host = _host(tmp_path, clock)
+    host.define("old", uuid=U)
+    store = HostStore(tmp_path)
+    store.save(host.state())
+    fresh = _host(tmp_path, clock)
+    fresh.define("new", uuid=U2)
+    store.save(fresh.state())
+    assert [d.name for d in _reloaded(tmp_path, clock).defined()[2]] == ["new"]
+    store.close()
+
+
+@pytest.mark.parametrize("column", ["disks", "nics"])
+@pytest.mark.parametrize("junk", ["not json", "5", '[{"x": 1}]', '["a"]'])
+def test_damaged_definitions_are_named(tmp_path: Path, column: str, junk: str) -> None:
+    host = _host(tmp_path, ManualClock())
+    host.define("a")
+    store = HostStore(tmp_path)
+    store.save(host.state())
+    db = sqlite3.connect(tmp_path / "host.sqlite")
+    db.execute(f"UPDATE definitions SET {column} = ?", (junk,))
+    db.commit()
+    db.close()
+    with pytest.raises(InvalidArgumentError, match="damaged"):
+        store.load()
+
+
+def test_a_definition_that_takes_a_running_domains_name_is_refused(tmp_path: Path) -> None:
+    clock = ManualClock()
+    host = _host(tmp_path, clock)
+    host.create("a")
+    host.define("b")
+    store = HostStore(tmp_path)
+    store.save(host.state())
+    db = sqlite3.connect(tmp_path / "host.sqlite")
+    db.execute("UPDATE definitions SET name = 'a'")
+    db.commit()
+    db.close()
+    state = store.load()
+    assert state is not None
+    with pytest.raises(InvalidArgumentError, match="inconsistent"):
+        _host(tmp_path, clock).load(state)

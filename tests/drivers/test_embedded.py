@@ -14,12 +14,13 @@ from xvirt.drivers.base import Driver, PlaneCounters
 from xvirt.drivers.embedded import EmbeddedDriver
 from xvirt.errors import NoDomainError, OperationFailedError
 from xvirt.host.hypervisor import JournalEntry
-from xvirt.planes import Op
+from xvirt.planes import Definition, DiskConfig, DomainConfig, NicConfig, Op
 
 pytestmark = pytest.mark.clock_start(10.0)
 _serial = itertools.count()  # guest names
 
 SimHosts = Callable[..., sim.Host]
+MISSING = "00000000-0000-0000-0000-00000000beef"
 
 
 @pytest.fixture
@@ -59,6 +60,31 @@ def _calls(kind: str) -> list[tuple[str, Call]]:
         with pytest.raises(OperationFailedError):
             d.restore("nothing-here")
 
+    def define(d: EmbeddedDriver, h: sim.Host) -> None:
+        d.define(f"def-{next(_serial)}", DomainConfig(1024, 1024, 1))
+
+    def define_refused(d: EmbeddedDriver, h: sim.Host) -> None:
+        with pytest.raises(OperationFailedError):
+            d.define("a", DomainConfig(1024, 1024, 1))  # a running domain's name
+
+    def start(d: EmbeddedDriver, h: sim.Host) -> None:
+        d.start(h.define(f"def-{next(_serial)}").uuid)
+
+    def start_refused(d: EmbeddedDriver, h: sim.Host) -> None:
+        with pytest.raises(NoDomainError):
+            d.start(MISSING)
+
+    def undefine(d: EmbeddedDriver, h: sim.Host) -> None:
+        d.undefine(h.define(f"def-{next(_serial)}").uuid)
+
+    def undefine_refused(d: EmbeddedDriver, h: sim.Host) -> None:
+        with pytest.raises(OperationFailedError):
+            d.undefine(h.domains()[1].uuid)  # it runs
+
+    def list_defined(d: EmbeddedDriver, h: sim.Host) -> None:
+        h.define(f"def-{next(_serial)}")
+        assert len(d.list_defined()) == 1
+
     table: dict[str, list[tuple[str, Call]]] = {
         "data": [
             ("snapshot", lambda d, h: d.snapshot()),
@@ -80,6 +106,16 @@ def _calls(kind: str) -> list[tuple[str, Call]]:
             ("act_failed", act_failed),
             ("restore", restore),
             ("restore_missing", restore_missing),
+            ("find_by_name", lambda d, h: d.find(name="a")),
+            ("find_by_uuid", lambda d, h: d.find(uuid=sim.DOM0_UUID)),
+            ("find_missing", lambda d, h: d.find(uuid=MISSING)),
+            ("list_defined", list_defined),
+            ("define", define),
+            ("define_refused", define_refused),
+            ("start", start),
+            ("start_refused", start_refused),
+            ("undefine", undefine),
+            ("undefine_refused", undefine_refused),
         ],
         "event": [
             ("events_since", lambda d, h: d.events_since(0)),
@@ -266,3 +302,44 @@ def test_image_dir_is_the_hosts(make_sim_host: SimHosts, clock: ManualClock,
         d = EmbeddedDriver(sim._model_of(h), uri=h.uri)
         assert d.image_dir == str(tmp_path / "i")
         assert _counts(d) == (0, 0, 0)  # known in process: no request
+
+
+# -- defined (managed) domains ----------------------------------------------------------------
+
+
+def test_define_takes_the_configuration_as_it_is(host: sim.Host) -> None:
+    d = EmbeddedDriver(sim._model_of(host), uri=host.uri)
+    disks = (DiskConfig("phy:/dev/vg0/m", "xvda"),)
+    nics = (NicConfig("00:16:3e:00:00:0b", "xenbr1"),)
+    config = DomainConfig(2048, 4096, 2, "hvm", disks, nics)
+    uuid = "6695eb01-f6a4-8304-79aa-97f2502e193f"
+    assert d.define("mail", config, uuid) == Definition(uuid, "mail", None, True, config)
+    bare = d.define("bare", DomainConfig(1024, 1024, 1))  # no devices named: none
+    assert bare.config == DomainConfig(1024, 1024, 1)
+    assert host.journal()[-2:] == [JournalEntry("define", -1, uuid, "ok", "client"),
+                                   JournalEntry("define", -1, bare.uuid, "ok", "client")]
+    assert d.list_defined() == (bare, Definition(uuid, "mail", None, True, config))
+    assert d.find(name="mail") == d.find(uuid=uuid) == d.list_defined()[1]
+    assert _counts(d) == (0, 6, 0)
+
+
+def test_start_and_undefine_act_by_uuid_as_the_client(host: sim.Host) -> None:
+    d = EmbeddedDriver(sim._model_of(host), uri=host.uri)
+    mail = host.define("mail")
+    d.start(mail.uuid)
+    (rec,) = host.domains()[1:]
+    assert (rec.uuid, rec.name) == (mail.uuid, "mail")
+    assert host.journal()[-1] == JournalEntry("start", rec.id, mail.uuid, "ok", "client")
+    found = d.find(uuid=mail.uuid)
+    assert found is not None and (found.id, found.persistent) == (rec.id, True)
+    assert d.list_defined() == ()  # it runs
+    with pytest.raises(OperationFailedError):
+        d.undefine(mail.uuid)
+    host.shutdown(rec.id)
+    assert [x.name for x in d.list_defined()] == ["mail"]
+    assert rec.uuid not in {r.uuid for r in d.snapshot().rows}
+    d.undefine(mail.uuid)
+    assert host.journal()[-1] == JournalEntry("delete", -1, mail.uuid, "ok", "client")
+    assert d.find(uuid=mail.uuid) is None and d.list_defined() == ()
+    with pytest.raises(NoDomainError):
+        d.undefine(mail.uuid)

@@ -1,8 +1,11 @@
 """The mirror: replaying its event log must rebuild exactly what it holds, after any
-sequence of observations (that is what lets the cache trust a generation)."""
+sequence of observations (that is what lets the cache trust a generation). A domain
+observed inactive (ID -1) is never held live, and a change of definition changes nothing
+live (the cache ignores it)."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,6 +22,10 @@ def replay(mirror: Mirror) -> dict[str, tuple[int, str]]:
     assert complete
     state: dict[str, tuple[int, str]] = {}
     for e in events:
+        if e.kind.definition_only:
+            # Under the ID and name it is live with, as the log says at that point.
+            assert (e.id, e.name) == state.get(e.uuid, (-1, e.name)), e
+            continue
         if e.kind.removes:
             state.pop(e.uuid, None)
         elif e.kind is EventKind.RENAMED:
@@ -41,7 +48,10 @@ observation = st.one_of(
     st.tuples(st.just("gone"), st.sampled_from(UUIDS)),
     st.tuples(st.just("vacant"), st.integers(1, 6)),
     st.tuples(st.just("census"), st.dictionaries(
-        st.sampled_from(UUIDS), st.tuples(st.integers(1, 6), st.sampled_from(NAMES)))),
+        st.sampled_from(UUIDS), st.tuples(st.integers(-1, 6), st.sampled_from(NAMES)))),
+    st.tuples(st.just("inactive"), st.sampled_from(UUIDS), st.sampled_from(NAMES)),
+    st.tuples(st.just("definition"), st.sampled_from(UUIDS), st.sampled_from(NAMES),
+              st.sampled_from([EventKind.DEFINED, EventKind.UNDEFINED])),
 )
 
 
@@ -60,6 +70,13 @@ def test_the_log_rebuilds_the_mirror_after_any_observations(steps: list[tuple]) 
             believed = mirror.vacant(step[1])
             if believed is not None:
                 mirror.gone(believed)
+        elif step[0] == "inactive":  # a lookup found it defined, not running
+            assert mirror.saw(-1, step[1], step[2]) is None
+            assert step[1] not in mirror
+        elif step[0] == "definition":
+            before = held(mirror)
+            mirror.definition(step[1], step[2], step[3])
+            assert held(mirror) == before
         else:
             by_id: dict[int, tuple[str, str]] = {}
             for uuid, (domid, name) in step[1].items():
@@ -67,6 +84,8 @@ def test_the_log_rebuilds_the_mirror_after_any_observations(steps: list[tuple]) 
             mirror.census([(d, u, n) for d, (u, n) in by_id.items()])
         assert replay(mirror) == held(mirror)
         assert mirror.generation == len(mirror.since(0)[0])
+        assert all(domid >= 0 for domid, _ in held(mirror).values())
+        assert mirror.holder(-1) is None
 
 
 def test_an_unchanged_observation_makes_no_event() -> None:
@@ -129,3 +148,24 @@ def test_the_ids_last_seen_are_bounded() -> None:
         mirror.gone(UUIDS[domid % 5])
     assert len(mirror._last_at) == 4
     assert mirror.departed(1) is None and mirror.departed(9) == UUIDS[4]
+
+
+def test_an_inactive_observation_is_a_departure_and_a_definition_changes_nothing() -> None:
+    mirror = Mirror()
+    mirror.saw(3, UUIDS[0], "a")
+    mirror.definition(UUIDS[0], "a", EventKind.DEFINED)  # running, made persistent
+    mirror.saw(-1, UUIDS[0], "a")  # then found shut off
+    mirror.definition(UUIDS[1], "b", EventKind.DEFINED)
+    mirror.census([(-1, UUIDS[1], "b"), (4, UUIDS[2], "c")])
+    mirror.definition(UUIDS[1], "b", EventKind.UNDEFINED)
+    assert [(e.kind, e.id, e.uuid, e.name) for e in mirror.since(0)[0]] == [
+        (EventKind.CREATED, 3, UUIDS[0], "a"),
+        (EventKind.DEFINED, 3, UUIDS[0], "a"),
+        (EventKind.DESTROYED, 3, UUIDS[0], None),
+        (EventKind.DEFINED, -1, UUIDS[1], "b"),
+        (EventKind.CREATED, 4, UUIDS[2], "c"),
+        (EventKind.UNDEFINED, -1, UUIDS[1], "b"),
+    ]
+    assert held(mirror) == {UUIDS[2]: (4, "c")} and mirror.holder(3) is None
+    with pytest.raises(ValueError):
+        mirror.definition(UUIDS[2], "c", EventKind.CREATED)

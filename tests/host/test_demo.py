@@ -62,6 +62,25 @@ def test_demo_guests_have_disks_and_interfaces(host: HostModel) -> None:
     assert len(set(macs)) == len(macs)  # no two demo interfaces share a MAC
 
 
+def test_populate_defines_shut_off_domains_for_list_all(
+        host: HostModel, make_host_model: HostModels, clock: ManualClock) -> None:
+    populate(host, churn=False)
+    inactive = host.defined()[2]
+    assert [d.name for d in inactive] == ["mail1", "staging1"]
+    assert all(d.id is None and d.persistent for d in inactive)
+    assert not {d.uuid for d in inactive} & {r.uuid for r in host.data_snapshot().rows}
+    running = {d.name for d in host.domains()}
+    assert not running & {d.name for d in inactive}
+    configs = [d.config for d in host.list_all().domains] + [d.config for d in inactive]
+    macs = [n.mac for c in configs if c is not None for n in c.nics]
+    assert len(set(macs)) == len(macs)  # no interface of theirs shares a MAC either
+    other = make_host_model(clock=clock)  # the same UUIDs in every process
+    populate(other, churn=False)
+    assert other.defined()[2] == inactive
+    rec = host.start(inactive[0].uuid)  # and they boot
+    assert (rec.name, rec.memory_kib, rec.vcpus) == ("mail1", 1024 * 1024, 1)
+
+
 def test_demo_guests_look_lived_in_and_burn_cpu(host: HostModel, clock: ManualClock) -> None:
     populate(host, churn=False)
     start = {d.name: d.cpu_time_ns for d in host.domains()}

@@ -187,8 +187,11 @@ def test_refusals_and_non_lifecycle_changes_emit_nothing(host: HostModel) -> Non
 def test_the_kinds_classify_themselves() -> None:
     assert {k for k in EventKind if k.removes} == {
         EventKind.DESTROYED, EventKind.SHUTDOWN, EventKind.SAVED}
-    assert {k for k in EventKind if k.adds} == {EventKind.CREATED, EventKind.RESTORED}
+    assert {k for k in EventKind if k.adds} == {
+        EventKind.CREATED, EventKind.RESTORED, EventKind.STARTED}
     assert {k for k in EventKind if k.moves} == {EventKind.REBOOTED, EventKind.MIGRATED}
+    assert {k for k in EventKind if k.definition_only} == {
+        EventKind.DEFINED, EventKind.UNDEFINED}
 
 
 def test_events_since_with_timeout_zero_does_not_wait(host: HostModel) -> None:

@@ -54,12 +54,23 @@ def _host(tmp_path: Path) -> tuple[HostModel, Keeper, Mirror]:
     return host, keeper, mirror
 
 
+SPARE = "6695eb01-f6a4-8304-79aa-97f2502e193f"  # a managed domain, shut off
+SVC = "4f77abd2-3019-58e8-3bab-6fbf2118f880"  # a managed domain, running
+
+
+def _setup(host: HostModel) -> None:
+    host.create("web")
+    host.create("db")
+    host.save(_by_name(host, "db"), "db.img")  # an image to restore
+    host.define("spare", uuid=SPARE)
+    host.define("svc", uuid=SVC)
+    host.start(SVC)
+
+
 @pytest.fixture
 def kept(tmp_path: Path) -> Iterator[tuple[HostModel, Keeper, Mirror]]:
     host, keeper, mirror = _host(tmp_path)
-    host.create("web")
-    host.create("db")
-    host.save(host.domains()[2].id, "db.img")  # an image to restore
+    _setup(host)
     yield host, keeper, mirror
     host.close()
 
@@ -90,6 +101,13 @@ MUTATIONS: dict[str, Callable[[HostModel], object]] = {
     "reboot_host": lambda h: h.reboot_host(),
     "restart_daemon": lambda h: h.restart_daemon(),
     "a batch": lambda h: _batch(h),
+    "define": lambda h: h.define("new-def"),
+    "redefine": lambda h: h.define("spare2", uuid=SPARE, memory_kib=1024),
+    "start": lambda h: h.start(SPARE),
+    "undefine": lambda h: h.undefine(SPARE),
+    "destroy a managed domain": lambda h: h.destroy(_by_name(h, "svc")),
+    "save a managed domain": lambda h: h.save(_by_name(h, "svc"), "svc.img"),
+    "rename a managed domain": lambda h: h.rename(_by_name(h, "svc"), "svc2"),
 }
 
 
@@ -124,7 +142,7 @@ def test_a_refused_save_leaves_no_image_and_a_refused_restore_keeps_it(
     with pytest.raises(OperationFailedError):
         host.restore("db.img")
     assert sorted(os.listdir(host.image_dir)) == ["db.img"]  # no staging left either
-    assert [r.name for r in host.domains()] == ["Domain-0", "web"]
+    assert [r.name for r in host.domains()] == ["Domain-0", "web", "svc"]
 
 
 def test_after_a_refusal_the_next_changes_number_on_without_a_gap(
@@ -152,19 +170,31 @@ def test_a_refused_destroy_then_the_same_name_is_one_domain(
     assert [r.name for r in host.domains()].count("web") == 1
 
 
-def _replay(start: dict[str, tuple[int, str]], changes: list[HostChange]
-            ) -> dict[str, tuple[int, str]]:
-    """The domains a store that held ``start`` and kept only ``changes`` would hold:
-    uuid -> (id, name)."""
+Kept = tuple[dict[str, tuple[int, str]], dict[str, str]]
+
+
+def _replay(start: dict[str, tuple[int, str]], changes: list[HostChange]) -> Kept:
+    """What a store that held ``start`` and kept only ``changes`` would hold: the
+    domains (uuid -> (id, name)) and the definitions (uuid -> name)."""
     doms = dict(start)
+    defs: dict[str, str] = {}
     for change in changes:
         if change.reset:
-            doms.clear()
+            doms.clear()  # a new boot: the definitions stay
         for uuid in change.gone_uuids:
             doms.pop(uuid, None)
         for d in change.domains:
             doms[d.uuid] = (d.id, d.name)
-    return doms
+        for uuid in change.undefined:
+            defs.pop(uuid, None)
+        for spec in change.definitions:
+            defs[spec.uuid] = spec.name
+    return doms, defs
+
+
+def _truth(host: HostModel) -> Kept:
+    return ({r.uuid: (r.id, r.name) for r in host.domains()},
+            {s.uuid: s.name for s in host.state().definitions})
 
 
 OPS = st.lists(st.tuples(st.sampled_from(sorted(MUTATIONS)), st.booleans()), max_size=25)
@@ -179,15 +209,12 @@ def test_the_host_is_always_what_its_keeper_accepted(tmp_path_factory: pytest.Te
     host, keeper, _ = _host(tmp_path_factory.mktemp("h"))
     start = {r.uuid: (r.id, r.name) for r in host.domains()}  # as the observers began
     try:
-        host.create("web")
-        host.create("db")
-        host.save(_by_name(host, "db"), "db.img")
+        _setup(host)
         for name, refuse in ops:
             keeper.refuse = int(refuse)
             with contextlib.suppress(XvirtError):
                 MUTATIONS[name](host)
             keeper.refuse = 0
-            truth = {r.uuid: (r.id, r.name) for r in host.domains()}
-            assert _replay(start, keeper.accepted) == truth
+            assert _replay(start, keeper.accepted) == _truth(host)
     finally:
         host.close()

@@ -112,8 +112,40 @@ def test_list_table_has_the_structure_of_the_real_capture(lab: xvirt.sim.Host) -
     assert real is None or ours.split("\n")[0].startswith(" Id   Name")
 
 
-def test_list_all_is_the_same_as_list(lab: xvirt.sim.Host) -> None:
-    assert run("list", "--all", "--uri", lab.uri).stdout == run("list", "--uri", lab.uri).stdout
+def test_list_all_adds_the_shut_off_domains_by_name(lab: xvirt.sim.Host) -> None:
+    lab.define("zz-spare", memory_kib=131072, vcpus=1)
+    lab.define("b-spare", memory_kib=131072, vcpus=1)
+    assert run("list", "--uri", lab.uri).stdout.count("spare") == 0
+    result = run("list", "--all", "--uri", lab.uri)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.split("\n") == [
+        " Id   Name                 State",
+        "-" * 37,  # (2 + 3) + (18 + 3) + (8 + 3)
+        " 0    Domain-0             running",
+        " 1    web1                 running",
+        " 2    a-rather-long-name   running",
+        " -    b-spare              shut off",
+        " -    zz-spare             shut off",
+        "",
+        "",
+    ]
+
+
+def test_list_all_json_gives_a_shut_off_domain_no_id(lab: xvirt.sim.Host) -> None:
+    spare = lab.define("spare", memory_kib=131072, max_memory_kib=262144, vcpus=3)
+    got = json.loads(run("list", "--all", "--json", "--uri", lab.uri).stdout)
+    assert got[-1] == {"id": None, "name": "spare", "uuid": spare.uuid, "state": "shutoff",
+                       "memory_kib": 131072, "max_memory_kib": 262144, "vcpus": 3,
+                       "cpu_time_ns": 0}
+    assert got[:-1] == [truth(r) for r in lab.domains()]
+
+
+def test_a_started_domain_leaves_the_shut_off_list(lab: xvirt.sim.Host) -> None:
+    spare = lab.define("spare", memory_kib=131072, vcpus=1)
+    started = lab.start(spare.uuid)
+    rows = run("list", "--all", "--uri", lab.uri).stdout.splitlines()
+    assert f" {started.id}    spare                running" in rows
+    assert not [r for r in rows if r.startswith(" -")]
 
 
 @pytest.mark.parametrize("flag", ["-c", "--connect", "--uri"])
@@ -187,6 +219,23 @@ def test_dominfo_by_name(lab: xvirt.sim.Host) -> None:
         "CPU time:       12.5s\n"
         "Max memory:     1048576 KiB\n"
         "Used memory:    524288 KiB\n"
+        "\n"
+    )
+
+
+@pytest.mark.parametrize("by", ["name", "uuid"])
+def test_dominfo_of_a_shut_off_domain_is_virshs(lab: xvirt.sim.Host, by: str) -> None:
+    spare = lab.define("spare", memory_kib=131072, max_memory_kib=262144, vcpus=2)
+    result = run("dominfo", spare.name if by == "name" else spare.uuid, "--uri", lab.uri)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (  # virsh leaves out CPU time when none was used
+        "Id:             -\n"
+        "Name:           spare\n"
+        f"UUID:           {spare.uuid}\n"
+        "State:          shut off\n"
+        "CPU(s):         2\n"
+        "Max memory:     262144 KiB\n"
+        "Used memory:    131072 KiB\n"
         "\n"
     )
 

@@ -18,7 +18,8 @@ rows = st.builds(
     DataRow,
     st.integers(0, 0x7FEF),
     st.uuids().map(str),
-    st.sampled_from(list(DomainState)),
+    # a row is a running domain: never SHUTOFF (defined, no ID), which reads as "------"
+    st.sampled_from([s for s in DomainState if s is not DomainState.SHUTOFF]),
     st.integers(0, 2**62),
     st.integers(0, 2**62),
     st.integers(0, 2**31),

@@ -16,7 +16,7 @@ events = st.builds(
     HostEvent,
     st.integers(1, 2**62),
     st.sampled_from(list(EventKind)),
-    st.integers(0, 0x7FEF),
+    st.integers(-1, 0x7FEF),  # -1: a definition changed while the domain had no ID
     st.uuids().map(str),
     st.none() | st.integers(0, 0x7FEF),
     st.none() | st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1,
@@ -42,3 +42,14 @@ def test_malformed_batches_are_protocol_errors_naming_the_uri(text: str) -> None
     with pytest.raises(ProtocolError) as exc:
         parse_events(sxp.parse(text), "xend://odd")
     assert exc.value.uri == "xend://odd"
+
+
+@pytest.mark.parametrize("kind", [EventKind.DEFINED, EventKind.UNDEFINED, EventKind.STARTED])
+def test_definition_events_travel_with_their_name_and_no_id(kind: EventKind) -> None:
+    """DEFINED/UNDEFINED of an inactive domain carry domid -1; STARTED its new ID."""
+    domid = 7 if kind is EventKind.STARTED else -1
+    sent = EventBatch("boot", 9, (HostEvent(9, kind, domid, "6695eb01-f6a4-8304-79aa-97f2502e193f",
+                                            None, "web"),), True)
+    wire = sxp.dumps(encode_events(sent))
+    assert f"(kind {kind.value}) (domid {domid})" in wire and "(name web)" in wire
+    assert parse_events(sxp.parse(wire)) == sent

@@ -189,7 +189,16 @@ def test_a_capture_is_accepted_as_a_config_too() -> None:
 @pytest.mark.parametrize("state", list(DomainState))
 def test_state_letters_round_trip(state: DomainState) -> None:
     assert len(state_flags(state)) == 6
-    assert parse_state_flags(state_flags(state)) is state
+    active = state is not DomainState.SHUTOFF  # only an inactive domain is shut off
+    assert parse_state_flags(state_flags(state), active=active) is state
+
+
+def test_no_letter_is_runnable_on_an_active_domain_and_shut_off_on_an_inactive_one() -> None:
+    assert state_flags(DomainState.SHUTOFF) == "------"
+    assert parse_state_flags("------") is DomainState.RUNNING
+    assert parse_state_flags("------", active=False) is DomainState.SHUTOFF
+    # a letter wins whatever the activity (xend's suspended managed domains: ---s--)
+    assert parse_state_flags("---s--", active=False) is DomainState.SHUTDOWN
 
 
 @pytest.mark.parametrize(
@@ -290,7 +299,8 @@ def test_bad_fields_are_a_protocol_error_naming_the_field(
 
 def test_missing_numbers_read_as_zero_and_missing_runtime_fields_as_none() -> None:
     parsed = parse_domain_record(_rec(*BASE, "(memory )", "(vcpus)"))
-    assert parsed == ParsedDomain(None, U, "vm", 0, 0, 0, "linux", None, None)
+    assert parsed == ParsedDomain(None, U, "vm", 0, 0, 0, "linux", None, None,
+                                  persistent=True)  # no domid: inactive, so managed
     assert parse_domain_record(_rec(*BASE, "(domid )")).domid is None
 
 
@@ -394,7 +404,42 @@ def test_an_inactive_record_has_no_domid_state_or_cpu_time() -> None:
         "uuid", "name", "memory", "maxmem", "memory_kib", "maxmem_kib", "vcpus", "image"
     ]
     assert parse_domain_record(rec) == ParsedDomain(None, U, "off", 1024, 1024, 1, "linux",
-                                                    None, None)
+                                                    None, None, persistent=True)
+
+
+def test_a_managed_domains_record_as_xend_3_0_4_wrote_it() -> None:
+    """Defined, not running: no domid, state ``------`` (shut off), persistent."""
+    rec = domain_record(domid=None, uuid=U, name="off", memory_kib=2048, max_memory_kib=4096,
+                        vcpus=2, os_type="linux", state=DomainState.SHUTOFF, cpu_time_ns=None,
+                        persistent=True)
+    text = dumps(rec)
+    assert "domid" not in text
+    assert "(state ------) (xvirt_persistent 1) (image (linux))" in text
+    parsed = parse_domain_record(parse(text))
+    assert (parsed.domid, parsed.state, parsed.persistent) == (None, DomainState.SHUTOFF, True)
+    # real xend writes no xvirt_persistent: what has no domid is managed, else unknown
+    bare = _rec(*BASE, "(state ------)")
+    assert parse_domain_record(bare).persistent is True
+    assert parse_domain_record(bare).state is DomainState.SHUTOFF
+    running = _rec(*BASE, "(domid 3)", "(state ------)")
+    assert (parse_domain_record(running).persistent, parse_domain_record(running).state) == (
+        None, DomainState.RUNNING)
+    assert parse_domain_record(_rec(*BASE, "(domid 3)", "(xvirt_persistent 0)")).persistent is (
+        False)
+    assert parse_domain_record(_rec(*BASE, "(domid 3)", "(xvirt_persistent 1)")).persistent
+
+
+@pytest.mark.parametrize("text", ["", "2", "yes", "true", "01"])
+def test_a_bad_persistence_field_is_a_protocol_error_naming_it(text: str) -> None:
+    with pytest.raises(ProtocolError, match="xvirt_persistent"):
+        parse_domain_record(_rec(*BASE, f"(xvirt_persistent '{text}')"))
+
+
+def test_a_running_domain_cannot_be_written_shut_off() -> None:
+    with pytest.raises(InvalidArgumentError, match="cannot be shut off") as err:
+        domain_record(domid=4, uuid=U, name="on", memory_kib=1, max_memory_kib=1, vcpus=1,
+                      os_type="linux", state=DomainState.SHUTOFF, cpu_time_ns=None)
+    assert (err.value.domid, err.value.uuid, err.value.name) == (4, U, "on")
 
 
 @pytest.mark.parametrize(("kib", "mib"), [(0, 0), (1, 1), (1023, 1), (1024, 1), (1025, 2)])
@@ -460,19 +505,28 @@ _MACS = st.binary(min_size=6, max_size=6).map(lambda b: b.hex(":"))
                    max_size=4).map(tuple),
     nics=st.lists(st.builds(NicConfig, _MACS, st.none() | st.text(min_size=1, max_size=15)),
                   max_size=4).map(tuple),
+    persistent=st.none() | st.booleans(),
 )
 def test_what_the_daemon_writes_the_driver_reads(
     domid: int | None, uuid: str, name: str, memory_kib: int, extra_kib: int, vcpus: int,
     os_type: str, state: DomainState | None, cpu_time_ns: int | None,
-    disks: tuple[DiskConfig, ...], nics: tuple[NicConfig, ...],
+    disks: tuple[DiskConfig, ...], nics: tuple[NicConfig, ...], persistent: bool | None,
 ) -> None:
-    rec = domain_record(domid=domid, uuid=uuid, name=name, memory_kib=memory_kib,
-                        max_memory_kib=memory_kib + extra_kib, vcpus=vcpus, os_type=os_type,
-                        state=state, cpu_time_ns=cpu_time_ns, disks=disks, nics=nics)
-    wire = parse(dumps(rec).encode())
+    def write() -> Sx:
+        return domain_record(domid=domid, uuid=uuid, name=name, memory_kib=memory_kib,
+                             max_memory_kib=memory_kib + extra_kib, vcpus=vcpus,
+                             os_type=os_type, state=state, cpu_time_ns=cpu_time_ns,
+                             disks=disks, nics=nics, persistent=persistent)
+
+    if domid is not None and state is DomainState.SHUTOFF:
+        with pytest.raises(InvalidArgumentError):  # would read back as runnable
+            write()
+        return
+    wire = parse(dumps(write()).encode())
+    told = persistent if persistent is not None else (True if domid is None else None)
     assert parse_domain_record(wire) == ParsedDomain(
         domid, uuid, name, memory_kib, memory_kib + extra_kib, vcpus, os_type, state,
-        cpu_time_ns, disks, nics,
+        cpu_time_ns, disks, nics, told,
     )
 
 

@@ -1,17 +1,38 @@
-"""One connection's lifecycle callbacks, and the pump that feeds them while any
-is registered (started with the first, stopped with the last)."""
+"""One connection's lifecycle callbacks, and the source that feeds them while any
+is registered (started with the first, stopped with the last): a pump reading
+xvirt's event stream, or libvirt's own events over a ``libvirt:`` URI."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from xvirt.compat._events import LOOP, Pump
-from xvirt.model import DomainEvent
+__all__ = ["Callback", "Callbacks", "EventSource", "Keyed"]
 
-__all__ = ["Callback", "Callbacks"]
+
+class Keyed(Protocol):
+    """An event as the callbacks filter it: by the domain's UUID."""
+
+    @property
+    def uuid(self) -> str: ...
+
+
+class EventSource(Protocol):
+    """What feeds the callbacks (a Pump, or libvirt's own events): posts each event to
+    the loop until stopped."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    def stop(self) -> None: ...
+
+    def join(self, timeout: float | None = None) -> None: ...
+
+
+#: Starts a source that hands each event to the given function, on the loop's thread.
+Start = Callable[[Callable[[Any], None]], EventSource]
 
 
 @dataclass(slots=True)
@@ -24,20 +45,20 @@ class Callback:
 class Callbacks:
     """Thread-safe: registrations come from the script, deliveries from the loop."""
 
-    def __init__(self, deliver: Callable[[DomainEvent, list[Callback]], None]) -> None:
+    def __init__(self, deliver: Callable[[Any, list[Callback]], None]) -> None:
         self._deliver = deliver
         self._lock = threading.Lock()
         self._entries: dict[int, Callback] = {}
         self._legacy: dict[Callable[..., object], int] = {}  # domainEventRegister's
         self._last_id = 0
-        self.pump: Pump | None = None
+        self.pump: EventSource | None = None
 
-    def add(self, entry: Callback, stream: Callable[[], Iterator[DomainEvent]]) -> int:
+    def add(self, entry: Callback, start: Start) -> int:
         with self._lock:
             if self.pump is None or not self.pump.alive:
-                # "From now on": the stream starts at the current generation, in the
-                # caller's thread, so no event after this call returns can be missed.
-                self.pump = Pump(stream(), self._dispatch, LOOP)
+                # "From now on": the source starts in the caller's thread, so no event
+                # after this call returns can be missed.
+                self.pump = start(self._dispatch)
             self._last_id += 1
             self._entries[self._last_id] = entry
             return self._last_id
@@ -54,8 +75,8 @@ class Callbacks:
             callback_id = self._legacy.get(cb)
             return None if callback_id is None else self._entries.get(callback_id)
 
-    def add_legacy(self, entry: Callback, stream: Callable[[], Iterator[DomainEvent]]) -> None:
-        callback_id = self.add(entry, stream)
+    def add_legacy(self, entry: Callback, start: Start) -> None:
+        callback_id = self.add(entry, start)
         with self._lock:
             self._legacy[entry.cb] = callback_id
 
@@ -78,7 +99,7 @@ class Callbacks:
             pump, self.pump = self.pump, None
         pump.stop()
 
-    def _dispatch(self, event: DomainEvent) -> None:
+    def _dispatch(self, event: Keyed) -> None:
         """On the loop's thread: the callbacks that want this event, as they are now."""
         with self._lock:
             wanted = [e for e in self._entries.values() if e.uuid is None or e.uuid == event.uuid]

@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
-from collections.abc import Callable, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from xvirt.compat import _constants as c
 from xvirt.compat import _uuid
-from xvirt.compat._callbacks import Callback, Callbacks
+from xvirt.compat._callbacks import Callback, Callbacks, EventSource
 from xvirt.compat._domain import STATES, check_flags, virDomain
 from xvirt.compat._errors import arg_error, error, libvirtError
 from xvirt.compat._events import LIFECYCLE, LOOP, Pump, guarded
@@ -27,14 +29,18 @@ from xvirt.compat._listing import (
     SUPPORTED_STATS,
     Candidate,
     keep,
+    restricts_persistence,
     stats_record,
 )
+from xvirt.compat._native import Native, NativeEvent, NativeEvents, shared_target
 from xvirt.compat._paths import image_name
+from xvirt.compat._reasons import Reasons, reason_for
 from xvirt.compat._translate import api, backend_for, not_found, translate
 from xvirt.compat._unsupported import unsupported
+from xvirt.compat._xml import DefinedXml, parse_domain_xml
 from xvirt.connection import Connection, Domain
-from xvirt.errors import InvalidArgumentError, NoDomainError, XvirtError
-from xvirt.model import DomainEvent
+from xvirt.errors import InvalidArgumentError, NoDomainError, OperationFailedError, XvirtError
+from xvirt.model import DomainEvent, DomainState, EventKind
 
 __all__ = ["LIB_VERSION", "virConnect"]
 
@@ -42,6 +48,7 @@ __all__ = ["LIB_VERSION", "virConnect"]
 LIB_VERSION = 9_000_000
 _INT_MAX = 2**31 - 1
 _EVENT_IDS = 27  # VIR_DOMAIN_EVENT_ID_LAST in libvirt 9.0.0
+_DEFINED_REMEMBERED = 4096  # definitions remembered to tell DEFINED_UPDATED from _ADDED
 
 
 def _version_number(text: str) -> int:
@@ -76,6 +83,18 @@ class virConnect:
         self._hv_type: str | None = None
         self._callbacks = Callbacks(self._deliver)
         self._close_callback: tuple[Callable[..., object], Any] | None = None
+        target = shared_target(xconn.uri)
+        #: libvirt itself, for what xvirt's API does not carry (libvirt: URIs only).
+        self._native = None if target is None else Native(target, readonly=xconn.readonly)
+        #: Why domains are in their states, on xvirt's own hosts, whose event log is the
+        #: host's own record (_reasons.py). Over libvirt only libvirt knows: its answer,
+        #: or UNKNOWN where the face cannot ask it (the driver's events are observations
+        #: made after the fact: they can miss or misname a change).
+        self._reasons = None if self._backend.libvirt else Reasons(xconn)
+        # UUIDs whose definition this connection knows to exist: a DEFINED event for one
+        # replaced it (libvirt's DEFINED_UPDATED), for any other it added one.
+        self._defined_lock = threading.Lock()
+        self._defined: OrderedDict[str, None] = OrderedDict()
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -94,6 +113,37 @@ class virConnect:
     def _hypervisor_type(self) -> str:
         """libvirt's domain type attribute: the hypervisor's name in lower case."""
         return self.getType().lower()
+
+    def _watch(self) -> None:
+        """Before an action: follow the host's events, so the reasons state() gives
+        include the change the action makes (not needed where libvirt says them)."""
+        if self._reasons is not None:
+            self._reasons.watch()
+
+    def _reason(self, uuid: str, state: DomainState) -> int:
+        if self._reasons is None:
+            return reason_for(state, None)
+        return self._reasons.reason(uuid, state)
+
+    def _persistent(self, dom: Domain) -> bool | None:
+        """Whether ``dom`` has a definition (one control request); None once gone."""
+        try:
+            return dom.persistent
+        except NoDomainError:
+            return None
+
+    def _remember_defined(self, uuid: str, defined: bool) -> bool:
+        """Record whether ``uuid`` has a definition; True if it had one already."""
+        with self._defined_lock:
+            had = uuid in self._defined
+            if defined:
+                self._defined[uuid] = None
+                self._defined.move_to_end(uuid)
+                while len(self._defined) > _DEFINED_REMEMBERED:
+                    self._defined.popitem(last=False)
+            else:
+                self._defined.pop(uuid, None)
+            return had
 
     def __getattr__(self, name: str) -> object:
         return unsupported("virConnect", name)
@@ -163,6 +213,8 @@ class virConnect:
     def close(self) -> int:
         self._callbacks.clear()
         self._xvirt.close()
+        if self._native is not None:
+            self._native.close()
         return 0
 
     def __enter__(self) -> virConnect:
@@ -176,6 +228,10 @@ class virConnect:
         if xconn is not None and not xconn.closed:
             with contextlib.suppress(Exception):  # never raise from a finalizer
                 xconn.close()
+        native = self.__dict__.get("_native")
+        if native is not None:
+            with contextlib.suppress(Exception):
+                native.close()
 
     # -- listing ------------------------------------------------------------------------
 
@@ -195,23 +251,109 @@ class virConnect:
     def numOfDefinedDomains(self) -> int:
         return len(self._xvirt.defined_names())
 
+    # -- defining -----------------------------------------------------------------------
+
+    @api("virDomainDefineXML")
+    def defineXML(self, xml: str) -> virDomain:
+        """Define (or redefine) a domain from its XML, without starting it. Over a
+        ``libvirt:`` URI libvirt itself reads the XML; on xvirt's hosts the face reads
+        name, UUID, memory, currentMemory, vCPUs, OS type, disks and interfaces, as
+        libvirt reads them, and refuses with libvirt's codes."""
+        return self._define(xml, None, "virDomainDefineXML")
+
+    @api("virDomainDefineXMLFlags")
+    def defineXMLFlags(self, xml: str, flags: int = 0) -> virDomain:
+        """defineXML with flags: VIR_DOMAIN_DEFINE_VALIDATE, which xvirt's hosts always
+        do (the face reads the XML strictly); libvirt's own over a ``libvirt:`` URI."""
+        if not isinstance(flags, int):
+            raise TypeError(f"an integer is required for flags, not {type(flags).__name__}")
+        return self._define(xml, flags, "virDomainDefineXMLFlags")
+
+    def _define(self, xml: object, flags: int | None, func: str) -> virDomain:
+        if xml is not None and not isinstance(xml, str):
+            raise TypeError(f"{func}() argument 2 must be str or None, not {type(xml).__name__}")
+        xconn = self._open(func)
+        if xconn.readonly:  # libvirt checks it before the argument
+            raise error(c.VIR_ERR_OPERATION_DENIED, c.VIR_FROM_DOMAIN,
+                        f"read only access prevents {func}")
+        text = _text_arg(xml, func, "xml")
+        if self._native is not None:
+            uuid, name = self._native.call(lambda conn: _defined(
+                conn.defineXML(text) if flags is None else conn.defineXMLFlags(text, flags)))
+            return virDomain(self, Domain(xconn, uuid), name=name)
+        self._flags(flags or 0, c.VIR_DOMAIN_DEFINE_VALIDATE, func)
+        parsed = parse_domain_xml(text, self._hypervisor_type())
+        if parsed.uuid is not None:
+            self._check_redefinition(parsed)
+        self._watch()
+        try:
+            dom = xconn.define(parsed.name, parsed.config, uuid=parsed.uuid)
+        except InvalidArgumentError as exc:  # what this host cannot run
+            raise error(c.VIR_ERR_CONFIG_UNSUPPORTED, c.VIR_FROM_DOMAIN, exc.message) from None
+        except OperationFailedError:
+            holder = self._holder(parsed.name)
+            if holder is None or holder == parsed.uuid:
+                raise
+            raise error(c.VIR_ERR_OPERATION_FAILED, c.VIR_FROM_DOMAIN,
+                        f"domain '{parsed.name}' already exists with uuid {holder}") from None
+        return virDomain(self, dom, name=parsed.name)
+
+    def _check_redefinition(self, parsed: DefinedXml) -> None:
+        """libvirt keeps a known UUID's name: defining it under another is refused (an
+        xvirt host would rename a shut-off domain)."""
+        assert parsed.uuid is not None
+        try:
+            name = self._xvirt.lookup_by_uuid(parsed.uuid).name
+        except NoDomainError:
+            return
+        if name != parsed.name:
+            raise error(c.VIR_ERR_OPERATION_FAILED, c.VIR_FROM_DOMAIN,
+                        f"domain '{name}' is already defined with uuid {parsed.uuid}")
+
+    def _holder(self, name: str) -> str | None:
+        """The UUID of the domain named ``name``, if any (after a refused define)."""
+        try:
+            return self._xvirt.lookup_by_name(name).uuid
+        except XvirtError:
+            return None
+
     @api("virConnectListAllDomains")
     def listAllDomains(self, flags: int = 0) -> list[virDomain]:
+        """Running domains (one data-plane snapshot, or one sample when a state filter
+        needs their states), then the shut-off ones (one control request), filtered as
+        libvirt filters: each group of flags restricts only when one of its bits is set.
+        A persistence filter asks each running domain whether it has a definition (one
+        control request each: the data plane does not know)."""
         flags = self._flags(flags, LIST_FLAGS, "virConnectListAllDomains")
-        persistent = not self._backend.xen
         found: list[virDomain] = []
-        if keep(flags & ~STATE_BITS, Candidate(active=True, persistent=persistent, state=None)):
-            if flags & STATE_BITS:  # states need runtime figures: one sample
-                found += [virDomain(self, Domain(self._xvirt, s.identity.uuid),
-                                    name=s.identity.name)
-                          for s in self._xvirt.sample()
-                          if keep(flags, Candidate(active=True, persistent=persistent,
-                                                   state=STATES[s.info.state]))]
-            else:  # one data-plane snapshot
-                found += [virDomain(self, d) for d in self._xvirt.list_domains()]
+        running: set[str] = set()
+        if any(keep(flags & ~STATE_BITS, Candidate(active=True, persistent=p, state=None))
+               for p in (True, False)):
+            for dom, name, state in self._running(bool(flags & STATE_BITS)):
+                if self._keeps(flags, dom, state):
+                    found.append(virDomain(self, dom, name=name))
+                    running.add(dom.uuid)
         if keep(flags, Candidate(active=False, persistent=True, state=c.VIR_DOMAIN_SHUTOFF)):
-            found += [virDomain(self, None, name=n) for n in self._xvirt.defined_names()]
+            found += [virDomain(self, Domain(self._xvirt, d.uuid), name=d.name)
+                      for d in self._xvirt.list_defined() if d.uuid not in running]
         return found
+
+    def _running(self, states: bool) -> Iterable[tuple[Domain, str | None, int | None]]:
+        """Every running domain with its libvirt state (from one sample) if ``states``,
+        else from one snapshot, without."""
+        if states:
+            return [(Domain(self._xvirt, s.identity.uuid), s.identity.name,
+                     STATES[s.info.state]) for s in self._xvirt.sample()]
+        return [(d, None, None) for d in self._xvirt.list_domains()]
+
+    def _keeps(self, flags: int, dom: Domain, state: int | None) -> bool:
+        """Whether the running ``dom`` passes ``flags`` (its persistence asked only when
+        a filter needs it; one that went meanwhile does not pass)."""
+        persistent: bool | None = True
+        if restricts_persistence(flags):
+            persistent = self._persistent(dom)
+        return persistent is not None and keep(
+            flags, Candidate(active=True, persistent=persistent, state=state))
 
     # -- lookups ------------------------------------------------------------------------
 
@@ -287,7 +429,9 @@ class virConnect:
         if xconn.readonly:
             raise error(c.VIR_ERR_OPERATION_DENIED, c.VIR_FROM_DOMAIN,
                         f"read only access prevents {func}")
-        xconn.restore(image_name(frm, xconn.image_dir, func, "from"))
+        image = image_name(frm, xconn.image_dir, func, "from")
+        self._watch()
+        xconn.restore(image)
         return 0
 
     # -- bulk statistics ----------------------------------------------------------------------
@@ -307,15 +451,28 @@ class virConnect:
         """One record per live domain, all from ONE ``sample()``."""
         flags = self._flags(flags, STATS_FLAGS, "virConnectGetAllDomainStats")
         groups = self._groups(stats, flags, "virConnectGetAllDomainStats")
-        persistent = not self._backend.xen
+        samples = self._xvirt.sample()
+        reasons = self._stats_reasons(groups)
         out = []
-        for s in self._xvirt.sample():
+        for s in samples:
             state = STATES[s.info.state]
-            if keep(flags & STATS_FILTERS, Candidate(active=True, persistent=persistent,
-                                                     state=state)):
-                dom = virDomain(self, Domain(self._xvirt, s.identity.uuid), name=s.identity.name)
-                out.append((dom, stats_record(groups, state, s.info)))
+            dom = Domain(self._xvirt, s.identity.uuid)
+            if self._keeps(flags & STATS_FILTERS, dom, state):
+                record = stats_record(groups, state, s.info, reasons(s.identity.uuid, s.info.state))
+                out.append((virDomain(self, dom, name=s.identity.name), record))
         return out
+
+    def _stats_reasons(self, groups: int) -> Callable[[str, DomainState], int]:
+        """State reasons for a bulk answer, asked once: libvirt's over a ``libvirt:``
+        URI (one call; a domain it does not list reads UNKNOWN), else this connection's
+        (_reasons.py). Nothing is asked when the state group is not."""
+        if not groups & c.VIR_DOMAIN_STATS_STATE:
+            return lambda _uuid, _state: 0
+        if self._native is not None:
+            native = self._native.call(_native_reasons, retry=True)
+            return lambda uuid, _state: native.get(uuid, 0)
+        seen = {} if self._reasons is None else self._reasons.reasons()
+        return lambda uuid, state: reason_for(state, seen.get(uuid))
 
     @api("virDomainListGetStats")
     def domainListGetStats(self, doms: Sequence[virDomain], stats: int = 0,
@@ -332,25 +489,36 @@ class virConnect:
                 raise arg_error("virDomainListGetStats", "doms",
                                 "domains from different connections are not allowed")
         by_uuid = {s.identity.uuid: s for s in self._xvirt.sample()}
+        reasons = self._stats_reasons(groups)
         out = []
         for d in doms:
-            s = by_uuid.get(d._uuid or "")
+            s = by_uuid.get(d._uuid)
             if s is not None:  # gone (or inactive): skipped, as libvirt skips missing ones
-                out.append((d, stats_record(groups, STATES[s.info.state], s.info)))
+                out.append((d, stats_record(groups, STATES[s.info.state], s.info,
+                                            reasons(d._uuid, s.info.state))))
         return out
 
     # -- events -------------------------------------------------------------------------------
 
     def _subscribe(self, entry: Callback, func: str, *, legacy: bool = False) -> int:
-        xconn = self._open(func)
+        self._open(func)
         if not LOOP.registered:  # libvirt refuses too: nothing would ever deliver them
             raise error(c.VIR_ERR_INTERNAL_ERROR, c.VIR_FROM_NONE,
                         "could not initialize domain event timer")
-        stream = functools.partial(xconn.events, timeout=Pump.POLL_S)
         if legacy:
-            self._callbacks.add_legacy(entry, stream)
+            self._callbacks.add_legacy(entry, self._event_source)
             return 0
-        return self._callbacks.add(entry, stream)
+        return self._callbacks.add(entry, self._event_source)
+
+    def _event_source(self, deliver: Callable[[Any], None]) -> EventSource:
+        """libvirt's own events over a ``libvirt:`` URI (exact details); elsewhere a
+        pump on xvirt's event stream, with the shut-off domains noted as defined first
+        (one control request), so that redefining one is DEFINED_UPDATED."""
+        if self._native is not None:
+            return NativeEvents(self._native, deliver, LOOP)
+        for d in self._xvirt.list_defined():
+            self._remember_defined(d.uuid, True)
+        return Pump(self._xvirt.events(timeout=Pump.POLL_S), deliver, LOOP)
 
     @api("virConnectDomainEventRegisterAny")
     def domainEventRegisterAny(self, dom: virDomain | None, eventID: int,
@@ -368,7 +536,7 @@ class virConnect:
                         f"{func} for event ID {eventID} (xvirt delivers lifecycle events only)")
         if dom is not None and not isinstance(dom, virDomain):
             raise TypeError("dom must be a virDomain or None")
-        uuid = None if dom is None else dom._uuid_or_fail(func)
+        uuid = None if dom is None else dom._uuid
         return self._subscribe(Callback(cb, opaque, uuid), func)
 
     @api("virConnectDomainEventDeregisterAny")
@@ -392,9 +560,28 @@ class virConnect:
     def domainEventDeregister(self, cb: Callable[..., object]) -> None:
         self._callbacks.remove_legacy(cb)
 
-    def _deliver(self, event: DomainEvent, wanted: list[Callback]) -> None:
+    def _deliver(self, event: DomainEvent | NativeEvent, wanted: list[Callback]) -> None:
         """On the loop's thread: one virDomain, every callback that wants the event."""
-        kind, detail = LIFECYCLE[event.kind]
+        if isinstance(event, NativeEvent):
+            kind, detail = event.event, event.detail
+        else:
+            kind, detail = LIFECYCLE[event.kind]
+            if event.kind is EventKind.DEFINED and self._remember_defined(event.uuid, True):
+                detail = c.VIR_DOMAIN_EVENT_DEFINED_UPDATED  # its definition was replaced
+            elif event.kind is EventKind.UNDEFINED:
+                self._remember_defined(event.uuid, False)
         dom = virDomain(self, Domain(self._xvirt, event.uuid), name=event.name)
         for entry in wanted:  # one failing callback does not starve the others
             guarded(functools.partial(entry.cb, self, dom, kind, detail, entry.opaque))
+
+
+def _defined(dom: Any) -> tuple[str, str]:
+    """UUID and name of the real binding's handle ``defineXML`` answered."""
+    return str(dom.UUIDString()), str(dom.name())
+
+
+def _native_reasons(conn: Any) -> dict[str, int]:
+    """Every domain's state reason, from libvirt's bulk state statistics (one call)."""
+    records = conn.getAllDomainStats(c.VIR_DOMAIN_STATS_STATE, 0)
+    return {str(dom.UUIDString()): int(record.get("state.reason", 0))
+            for dom, record in records}

@@ -1,26 +1,33 @@
 """virDomain: one domain, by UUID, over xvirt's Domain handle (C3: it follows the
-domain across ID changes).
+domain across ID changes, and through being shut off and started again).
 
-``name()`` and ``ID()`` are current; once the domain is gone ``name()`` still
-answers with the last name known, ``ID()`` is -1 and ``isActive()`` 0, as a
-libvirt handle on a domain that stopped. Handles on inactive domains (from
-``listAllDomains``) know only their name: xvirt's hosts report live domains.
+``name()`` and ``ID()`` are current; a domain that is defined and shut off has
+ID -1 and ``isActive()`` 0, and answers ``info()``, ``state()``, ``XMLDesc()`` from
+its definition. Once the domain is gone ``name()`` still answers with the last
+name known, ``ID()`` is -1 and ``isActive()`` 0.
+
+Calls that need a running domain refuse a shut-off one as libvirt's drivers do
+(``virDomainObjCheckActive``: VIR_ERR_OPERATION_INVALID, "domain is not running");
+over a ``libvirt:`` URI libvirt itself answers them (see _native.py), and also
+``state()``, ``create()`` and ``undefine()``, whose reasons, flags and semantics
+xvirt's API does not carry.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from xvirt.compat import _constants as c
 from xvirt.compat._errors import arg_error, error, libvirtError
 from xvirt.compat._paths import image_name
-from xvirt.compat._translate import api, translate
+from xvirt.compat._translate import api, not_found, translate
 from xvirt.compat._unsupported import unsupported
 from xvirt.compat._xml import domain_xml
 from xvirt.connection import Domain
-from xvirt.errors import ConnectionClosedError, NoDomainError, XvirtError
+from xvirt.errors import ConnectionClosedError, NoDomainError, OperationFailedError, XvirtError
 from xvirt.libvirt_api.states import LIBVIRT_STATE_OF
-from xvirt.model import DomainInfo
+from xvirt.model import DomainInfo, DomainState
 
 if TYPE_CHECKING:
     from xvirt.compat._connect import virConnect
@@ -38,6 +45,12 @@ _SHUTDOWN_FLAGS = (c.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN | c.VIR_DOMAIN_SHUTDOWN_
 _REBOOT_FLAGS = (c.VIR_DOMAIN_REBOOT_ACPI_POWER_BTN | c.VIR_DOMAIN_REBOOT_GUEST_AGENT
                  | c.VIR_DOMAIN_REBOOT_INITCTL | c.VIR_DOMAIN_REBOOT_SIGNAL
                  | c.VIR_DOMAIN_REBOOT_PARAVIRT)
+#: What libvirt's Xen driver (libxl) takes in virDomainUndefineFlags: there is never a
+#: managed save image or NVRAM to remove or keep on xvirt's hosts, so they change nothing.
+_UNDEFINE_FLAGS = (c.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | c.VIR_DOMAIN_UNDEFINE_NVRAM
+                   | c.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
+
+T = TypeVar("T")
 
 
 def check_flags(flags: object, allowed: int, func: str, domain: int) -> int:
@@ -59,24 +72,16 @@ def info_list(info: DomainInfo) -> list[int]:
 class virDomain:
     """libvirt-python's domain object, served by xvirt."""
 
-    def __init__(self, conn: virConnect, _obj: Domain | None = None, *,
-                 name: str | None = None) -> None:
+    def __init__(self, conn: virConnect, _obj: Domain, *, name: str | None = None) -> None:
         self._conn = conn
         self._dom = _obj
-        self._uuid = None if _obj is None else _obj.uuid
+        self._uuid = _obj.uuid
         self._name = name
 
     # -- plumbing ---------------------------------------------------------------------
 
     def _translate(self, exc: XvirtError, func: str) -> libvirtError:
         return translate(exc, self._conn._backend, func, uuid=self._uuid, name=self._name)
-
-    def _live(self) -> Domain:
-        if self._dom is None:
-            raise error(c.VIR_ERR_OPERATION_INVALID, self._conn._backend.error_domain,
-                        f"domain '{self._name}' is not running (xvirt knows only the name "
-                        "of an inactive domain)")
-        return self._dom
 
     def _flags(self, flags: object, allowed: int, func: str) -> int:
         return check_flags(flags, allowed, func, self._conn._backend.error_domain)
@@ -86,7 +91,48 @@ class virDomain:
         if self._conn._xvirt.readonly:
             raise error(c.VIR_ERR_OPERATION_DENIED, c.VIR_FROM_DOMAIN,
                         f"read only access prevents {func}")
-        return self._live()
+        return self._dom
+
+    @property
+    def _on_libvirt(self) -> bool:
+        """Whether libvirt itself answers what xvirt's API does not carry (_native.py)."""
+        return self._conn._native is not None
+
+    def _native(self, call: Callable[[Any], T], *, read: bool = False) -> T:
+        """``call(handle)`` on libvirt's own handle of this domain (``_on_libvirt``
+        only; a ``read`` survives a reconnection). A domain libvirt no longer has is
+        reported as a call on a gone handle is, with its UUID and name."""
+        native = self._conn._native
+        assert native is not None, "only over a libvirt: URI with a second connection"
+        uuid = self._uuid
+        try:
+            return native.call(lambda conn: call(conn.lookupByUUIDString(uuid)), retry=read)
+        except libvirtError as exc:
+            if exc.get_error_code() != c.VIR_ERR_NO_DOMAIN:
+                raise
+        raise not_found(self._conn._backend, "uuid", uuid, self._name)
+
+    def _not_running(self) -> libvirtError:
+        """virDomainObjCheckActive's refusal, which every libvirt driver gives for a call
+        that needs a running domain (the test driver's own for a few: see _native.py)."""
+        return error(c.VIR_ERR_OPERATION_INVALID, c.VIR_FROM_DOMAIN, "domain is not running")
+
+    def _act(self, func: str, act: Callable[[Domain], object],
+             native: Callable[[Any], object]) -> int:
+        """An action on a running domain: through xvirt, refused (as libvirt refuses it)
+        when the domain is defined and shut off, gone (NO_DOMAIN) when it is not."""
+        dom = self._writable(func)
+        self._conn._watch()
+        try:
+            act(dom)
+        except NoDomainError:
+            # Not live when the host was asked. Defined after all (or again)? Then it was
+            # shut off at that instant. identity() raises NoDomainError when it is gone.
+            self._name = dom.identity().name
+            if not self._on_libvirt:
+                raise self._not_running() from None
+            self._native(native)
+        return 0
 
     def __getattr__(self, name: str) -> object:
         return unsupported("virDomain", name)
@@ -95,8 +141,6 @@ class virDomain:
 
     @api("virDomainGetName")
     def name(self) -> str:
-        if self._dom is None:
-            return self._name or ""
         try:
             self._name = self._dom.name
         except (NoDomainError, ConnectionClosedError):
@@ -106,8 +150,6 @@ class virDomain:
 
     @api("virDomainGetID")
     def ID(self) -> int:
-        if self._dom is None:
-            return -1
         try:
             ident = self._dom.identity()
         except NoDomainError:
@@ -115,17 +157,11 @@ class virDomain:
         self._name = ident.name  # remembered for name() once the domain is gone
         return ident.id
 
-    def _uuid_or_fail(self, func: str) -> str:
-        if self._uuid is None:
-            raise error(c.VIR_ERR_NO_SUPPORT, self._conn._backend.error_domain,
-                        f"{func}: xvirt knows only the name of inactive domain '{self._name}'")
-        return self._uuid
-
     def UUID(self) -> bytes:
-        return bytes.fromhex(self._uuid_or_fail("virDomainGetUUID").replace("-", ""))
+        return bytes.fromhex(self._uuid.replace("-", ""))
 
     def UUIDString(self) -> str:
-        return self._uuid_or_fail("virDomainGetUUIDString")
+        return self._uuid
 
     def connect(self) -> virConnect:
         return self._conn
@@ -134,37 +170,38 @@ class virDomain:
 
     @api("virDomainGetInfo")
     def info(self) -> list[int]:
-        return info_list(self._live().info())
+        return info_list(self._dom.info())
 
     @api("virDomainGetState")
     def state(self, flags: int = 0) -> list[int]:
+        """``[state, reason]``: libvirt's own over a ``libvirt:`` URI; on xvirt's hosts
+        the reason libvirt's drivers give for the last change this connection saw
+        (see _reasons.py)."""
         self._flags(flags, 0, "virDomainGetState")
-        if self._dom is None:
-            return [c.VIR_DOMAIN_SHUTOFF, c.VIR_DOMAIN_SHUTOFF_UNKNOWN]
-        return [STATES[self._dom.info().state], 0]  # xvirt does not know reasons: UNKNOWN
+        if self._on_libvirt:
+            answer = self._native(lambda d: d.state(0), read=True)
+            return [int(answer[0]), int(answer[1])]
+        state = self._dom.info().state
+        return [STATES[state], self._conn._reason(self._uuid, state)]
 
     @api("virDomainIsActive")
     def isActive(self) -> int:
-        if self._dom is None:
-            return 0
+        """1 while the domain runs; 0 when it is defined and shut off, or gone."""
         try:
-            self._name = self._dom.identity().name
+            ident = self._dom.identity()
         except NoDomainError:
             return 0
-        return 1
+        self._name = ident.name
+        return 1 if ident.id >= 0 else 0
 
     @api("virDomainIsPersistent")
     def isPersistent(self) -> int:
-        """Xen hosts keep no definitions (domains are xm-created, transient);
-        over libvirt, active domains are taken as persistent (xvirt cannot tell)."""
-        if self._dom is None:
-            return 1
-        self._dom.identity()
-        return 0 if self._conn._backend.xen else 1
+        """Whether the domain has a definition that outlives it (one control request)."""
+        return 1 if self._dom.persistent else 0
 
     @api("virDomainIsUpdated")
     def isUpdated(self) -> int:
-        self._live().identity()
+        self._dom.identity()
         return 0
 
     @api("virDomainGetAutostart")
@@ -178,20 +215,26 @@ class virDomain:
 
     @api("virDomainGetMaxMemory")
     def maxMemory(self) -> int:
-        return self._live().info().max_memory_kib
+        return self._dom.info().max_memory_kib
 
     @api("virDomainGetMaxVcpus")
     def maxVcpus(self) -> int:
-        return self._live().info().vcpus
+        """The running domain's vCPUs: libvirt refuses a shut-off domain (it asks the
+        live configuration)."""
+        info = self._dom.info()
+        if info.state is DomainState.SHUTOFF:
+            raise self._not_running()
+        return info.vcpus
 
     @api("virDomainGetOSType")
     def OSType(self) -> str:
-        return self._live().config().os_type
+        return self._dom.config().os_type
 
     @api("virDomainGetXMLDesc")
     def XMLDesc(self, flags: int = 0) -> str:
+        """A shut-off domain's XML is its definition's, without an ``id``."""
         flags = self._flags(flags, _XML_FLAGS, "virDomainGetXMLDesc")
-        dom = self._live()
+        dom = self._dom
         ident = dom.identity()
         self._name = ident.name
         return domain_xml(self._conn._hypervisor_type(), ident, dom.config(),
@@ -201,40 +244,83 @@ class virDomain:
 
     @api("virDomainSuspend")
     def suspend(self) -> int:
-        self._writable("virDomainSuspend").pause()
-        return 0
+        return self._act("virDomainSuspend", Domain.pause, lambda d: d.suspend())
 
     @api("virDomainResume")
     def resume(self) -> int:
-        self._writable("virDomainResume").resume()
-        return 0
+        return self._act("virDomainResume", Domain.resume, lambda d: d.resume())
 
     @api("virDomainShutdown")
     def shutdown(self) -> int:
-        self._writable("virDomainShutdown").shutdown()
-        return 0
+        return self._act("virDomainShutdown", Domain.shutdown, lambda d: d.shutdown())
 
     @api("virDomainShutdownFlags")
     def shutdownFlags(self, flags: int = 0) -> int:
         self._flags(flags, _SHUTDOWN_FLAGS, "virDomainShutdownFlags")
-        self._writable("virDomainShutdownFlags").shutdown()
-        return 0
+        return self._act("virDomainShutdownFlags", Domain.shutdown,
+                         lambda d: d.shutdownFlags(flags))
 
     @api("virDomainReboot")
     def reboot(self, flags: int = 0) -> int:
         self._flags(flags, _REBOOT_FLAGS, "virDomainReboot")
-        self._writable("virDomainReboot").reboot()
-        return 0
+        return self._act("virDomainReboot", Domain.reboot, lambda d: d.reboot(flags))
 
     @api("virDomainDestroy")
     def destroy(self) -> int:
-        self._writable("virDomainDestroy").destroy()
-        return 0
+        return self._act("virDomainDestroy", Domain.destroy, lambda d: d.destroy())
 
     @api("virDomainDestroyFlags")
     def destroyFlags(self, flags: int = 0) -> int:
         self._flags(flags, c.VIR_DOMAIN_DESTROY_GRACEFUL, "virDomainDestroyFlags")
-        self._writable("virDomainDestroyFlags").destroy()
+        return self._act("virDomainDestroyFlags", Domain.destroy,
+                         lambda d: d.destroyFlags(flags))
+
+    @api("virDomainCreate")
+    def create(self) -> int:
+        return self._create(0, "virDomainCreate")
+
+    @api("virDomainCreateWithFlags")
+    def createWithFlags(self, flags: int = 0) -> int:
+        return self._create(flags, "virDomainCreateWithFlags")
+
+    def _create(self, flags: object, func: str) -> int:
+        """Start a shut-off domain: it gets an ID. libvirt's flags (start paused...)
+        over a ``libvirt:`` URI; xvirt's hosts take none."""
+        if not isinstance(flags, int):
+            raise TypeError(f"an integer is required for flags, not {type(flags).__name__}")
+        dom = self._writable(func)
+        if self._on_libvirt:
+            return int(self._native(lambda d: d.createWithFlags(flags)))
+        self._flags(flags, 0, func)
+        self._conn._watch()
+        try:
+            dom.start()
+        except OperationFailedError:
+            if dom.identity().id < 0:
+                raise
+            # libxl's refusal (the test driver says it as an internal error)
+            raise error(c.VIR_ERR_OPERATION_INVALID, self._conn._backend.error_domain,
+                        "Domain is already running") from None
+        return 0
+
+    @api("virDomainUndefine")
+    def undefine(self) -> int:
+        return self._undefine(0, "virDomainUndefine")
+
+    @api("virDomainUndefineFlags")
+    def undefineFlags(self, flags: int = 0) -> int:
+        return self._undefine(flags, "virDomainUndefineFlags")
+
+    def _undefine(self, flags: object, func: str) -> int:
+        """Remove the domain's definition. libvirt undefines a running domain too (it
+        becomes transient); xvirt's hosts refuse it, as xend's ``delete`` did."""
+        if not isinstance(flags, int):
+            raise TypeError(f"an integer is required for flags, not {type(flags).__name__}")
+        dom = self._writable(func)
+        if self._on_libvirt:
+            return int(self._native(lambda d: d.undefineFlags(flags)))
+        self._flags(flags, _UNDEFINE_FLAGS, func)
+        dom.undefine()
         return 0
 
     @api("virDomainSave")
@@ -250,8 +336,15 @@ class virDomain:
 
     def _save(self, to: object, func: str) -> int:
         dom = self._writable(func)
-        dom.save(image_name(to, self._conn._xvirt.image_dir, func, "to"))
-        return 0
+        try:
+            image = image_name(to, self._conn._xvirt.image_dir, func, "to")
+        except libvirtError:
+            # libvirt finds the domain shut off before it looks at the path (and the
+            # path is never handed to anyone: it may lead anywhere)
+            if dom.identity().id >= 0:
+                raise
+            raise self._not_running() from None
+        return self._act(func, lambda d: d.save(image), lambda d: d.save(to))
 
     @api("virDomainRename")
     def rename(self, new_name: str, flags: int = 0) -> int:
@@ -259,24 +352,37 @@ class virDomain:
         if new_name is None:
             raise arg_error("virDomainRename", "new_name",
                             "new_name in virDomainRename must not be NULL")
-        self._writable("virDomainRename").rename(new_name)
+        dom = self._writable("virDomainRename")
+        self._conn._watch()
+        try:
+            dom.rename(new_name)
+        except NoDomainError:
+            # Shut off: libvirt renames exactly such domains (and refuses running ones).
+            if self._on_libvirt:
+                self._native(lambda d: d.rename(new_name, 0))
+            else:
+                self._rename_defined(dom, new_name)
         self._name = new_name
         return 0
+
+    def _rename_defined(self, dom: Domain, new_name: str) -> None:
+        """A shut-off domain renamed on an xvirt host: its definition, defined again
+        under the new name (the host keeps the UUID; a running domain is refused)."""
+        config = dom.config()
+        self._conn._xvirt.define(new_name, config, uuid=self._uuid)
 
     # -- identity of the Python object ----------------------------------------------------
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, virDomain):
             return NotImplemented
-        if self._uuid is None or other._uuid is None:
-            return self._uuid is other._uuid and self._name == other._name
         return self._uuid == other._uuid
 
     def __hash__(self) -> int:
-        return hash(self._uuid if self._uuid is not None else self._name)
+        return hash(self._uuid)
 
     def __repr__(self) -> str:
-        return f"<xvirt.compat.libvirt.virDomain {self._uuid or self._name}>"
+        return f"<xvirt.compat.libvirt.virDomain {self._uuid}>"
 
 
 def _no_dxml(func: str) -> NoReturn:

@@ -22,6 +22,7 @@ __all__ = [
     "ErrorTuple",
     "arg_error",
     "error",
+    "from_binding",
     "get_last",
     "libvirtError",
     "raw_error",
@@ -42,6 +43,10 @@ _FORMATS: dict[int, str] = {
     c.VIR_ERR_INVALID_ARG: "invalid argument: %s",
     c.VIR_ERR_OPERATION_FAILED: "operation failed: %s",
     c.VIR_ERR_XML_ERROR: "XML error: %s",
+    c.VIR_ERR_XML_DETAIL: "%s",
+    c.VIR_ERR_CONFIG_UNSUPPORTED: "unsupported configuration: %s",
+    c.VIR_ERR_NO_TARGET: "missing target information for %s",
+    c.VIR_ERR_NO_NAME: "missing name information for %s",
     c.VIR_ERR_OPERATION_DENIED: "operation forbidden: %s",
     c.VIR_ERR_SYSTEM_ERROR: "%s",
     c.VIR_ERR_RPC: "%s",
@@ -175,6 +180,16 @@ def arg_error(func: str, param: str, message: str,
     """An argument check's error, as libvirt's virCheck* macros fill it in
     (str1 the function, str2 the parameter, int1 and int2 zero)."""
     return _raise_tuple((code, domain, message, c.VIR_ERR_ERROR, func, param, None, 0, 0))
+
+
+def from_binding(exc: Any) -> libvirtError:
+    """The real binding's libvirtError as the face's, every field kept (libvirt said it)."""
+    err = getattr(exc, "err", None)
+    if isinstance(err, (tuple, list)) and len(err) == 9:
+        code, domain, message, level, str1, str2, str3, int1, int2 = err
+        return _raise_tuple((int(code), int(domain), str(message), int(level), str1, str2,
+                             str3, int(int1), int(int2)))
+    return raw_error(c.VIR_ERR_INTERNAL_ERROR, c.VIR_FROM_NONE, str(exc))
 
 
 def raw_error(code: int, domain: int, message: str) -> libvirtError:

@@ -1,10 +1,11 @@
 """libvirt's listing filters (virConnectListAllDomains, virConnectGetAllDomainStats)
 and bulk statistics records, over xvirt's samples.
 
-What xvirt knows decides each filter: live domains are active; Xen hosts'
-domains are transient, libvirt's taken as persistent; xvirt domains have no
-managed save image, autostart, snapshot or checkpoint, so those filters keep
-all (NO_*) or none.
+What xvirt knows decides each filter: running domains are active, defined and
+shut-off ones inactive (and persistent); a running domain is persistent when it
+has a definition (asked only when a filter needs it); xvirt domains have no
+managed save image, autostart, snapshot or checkpoint, so those filters keep all
+(NO_*) or none.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "SUPPORTED_STATS",
     "Candidate",
     "keep",
+    "restricts_persistence",
     "stats_record",
 ]
 
@@ -59,9 +61,20 @@ class Candidate:
 
 
 def _pair(flags: int, yes: int, no: int, value: bool) -> bool:
-    if not flags & (yes | no) or (flags & yes and flags & no):
+    """libvirt's rule for a pair of filter bits: either, or both, keeps all."""
+    if not _restricts(flags, yes, no):
         return True
     return bool(flags & yes) == value
+
+
+def restricts_persistence(flags: int) -> bool:
+    """Whether ``flags`` keep persistent domains only, or transient ones only."""
+    return _restricts(flags, c.VIR_CONNECT_LIST_DOMAINS_PERSISTENT,
+                      c.VIR_CONNECT_LIST_DOMAINS_TRANSIENT)
+
+
+def _restricts(flags: int, yes: int, no: int) -> bool:
+    return bool(flags & yes) != bool(flags & no)
 
 
 def keep(flags: int, dom: Candidate) -> bool:
@@ -87,12 +100,13 @@ def keep(flags: int, dom: Candidate) -> bool:
     return True
 
 
-def stats_record(groups: int, state: int, info: DomainInfo) -> dict[str, Any]:
-    """libvirt's typed-parameter keys for the groups xvirt can fill."""
+def stats_record(groups: int, state: int, info: DomainInfo, reason: int = 0) -> dict[str, Any]:
+    """libvirt's typed-parameter keys for the groups xvirt can fill (``reason``: as
+    ``state()`` gives it, see _reasons.py)."""
     record: dict[str, Any] = {}
     if groups & c.VIR_DOMAIN_STATS_STATE:
         record["state.state"] = state
-        record["state.reason"] = 0  # xvirt does not know why: *_UNKNOWN
+        record["state.reason"] = reason
     if groups & c.VIR_DOMAIN_STATS_CPU_TOTAL:
         record["cpu.time"] = info.cpu_time_ns
     if groups & c.VIR_DOMAIN_STATS_BALLOON:

@@ -69,7 +69,12 @@ class Backend:
 
     driver: str  # "sim", "xend", or the libvirt driver's name ("test", "qemu"...)
     error_domain: int
-    xen: bool  # a Xen host (sim, xend): its domains are transient, as xm-created ones
+    xen: bool  # one of xvirt's own Xen hosts (sim, xend), not a libvirt one
+
+    @property
+    def libvirt(self) -> bool:
+        """A libvirt host (through xvirt's libvirt driver), not one of xvirt's own."""
+        return not self.xen
 
     @property
     def terse_lookups(self) -> bool:

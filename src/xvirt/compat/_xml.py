@@ -1,14 +1,27 @@
-"""The libvirt domain XML of one domain, built with ElementTree (never by pasting
-strings, so names and paths cannot break the document)."""
+"""libvirt's domain XML: written for one domain with ElementTree (never by pasting
+strings, so names and paths cannot break the document), and read back for
+``defineXML`` on xvirt's own hosts, as strictly as libvirt reads it.
+
+The reader is the face's own, not the libvirt driver's ``config_from_xml``: the
+face may not import a driver (tests/test_layers.py), and it must refuse what
+libvirt refuses, with libvirt's codes, where the driver reads libvirt's own
+output leniently.
+"""
 
 from __future__ import annotations
 
+import re
+import secrets
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 
+from xvirt.compat import _constants as c
+from xvirt.compat import _uuid
+from xvirt.compat._errors import error, raw_error
 from xvirt.model import Identity
 from xvirt.planes import DiskConfig, DomainConfig, NicConfig
 
-__all__ = ["domain_xml"]
+__all__ = ["DefinedXml", "domain_xml", "parse_domain_xml"]
 
 # The bus a disk's target name implies, as libvirt's XML names it.
 _BUSES = (("xvd", "xen"), ("vd", "virtio"), ("sd", "scsi"), ("hd", "ide"))
@@ -54,3 +67,204 @@ def _nic(nic: NicConfig) -> ET.Element:
     if nic.bridge:
         ET.SubElement(el, "source", bridge=nic.bridge)
     return el
+
+
+# -- reading (defineXML) ---------------------------------------------------------------------
+
+#: virDomainVirtType and virDomainOSType as libvirt 9.0 spells them.
+_VIRT_TYPES = frozenset({"none", "qemu", "kqemu", "kvm", "xen", "lxc", "uml", "openvz", "test",
+                         "vmware", "hyperv", "vbox", "phyp", "parallels", "bhyve", "vz",
+                         "hvf"})
+_OS_TYPES = frozenset({"hvm", "xen", "linux", "exe", "uml", "xenpvh"})
+#: What a Xen host runs, by libvirt's OS type -> xvirt's (xend's image kinds: a
+#: paravirtualised guest is "linux", libvirt's old alias of "xen").
+_XEN_OS_TYPES = {"hvm": "hvm", "xen": "linux", "linux": "linux"}
+#: strtoull as virStrToLong_ullp takes it: leading blanks and a sign, nothing after.
+_UNSIGNED = re.compile(r"[ \t\n\v\f\r]*\+?[0-9]+")
+_MAC = re.compile(r"[0-9a-fA-F]{1,2}(?::[0-9a-fA-F]{1,2}){5}")
+_MAX_BYTES = 2**63 - 1  # libvirt's memory values are unsigned long long bytes, at most LLONG_MAX
+_XEN_MAC_PREFIX = bytes((0x00, 0x16, 0x3E))  # libxl's prefix for the MACs it makes
+
+
+@dataclass(frozen=True, slots=True)
+class DefinedXml:
+    """What ``defineXML`` takes from a domain XML: the name, the UUID if given (else the
+    host makes one), and the configuration."""
+
+    name: str
+    uuid: str | None
+    config: DomainConfig
+
+
+def parse_domain_xml(text: str, hv_type: str) -> DefinedXml:
+    """Read a domain XML for a host whose domain type is ``hv_type`` (``xen``), in
+    libvirt's order of checks, refusing with libvirt's codes and messages.
+
+    libvirt's post-parse rules apply: a missing, zero or too large
+    ``<currentMemory>`` is ``<memory>``; ``<vcpu current=N>`` is the vCPU count the
+    domain gets (xvirt keeps one count); an interface without a MAC gets one in Xen's
+    prefix; a CD-ROM is read-only."""
+    root = _parse(text)
+    name = _name(root)
+    uuid = _uuid_of(root)
+    virt = root.get("type")
+    if virt is None:
+        raise error(c.VIR_ERR_INTERNAL_ERROR, c.VIR_FROM_DOMAIN, "missing domain type attribute")
+    if virt not in _VIRT_TYPES:
+        raise error(c.VIR_ERR_CONFIG_UNSUPPORTED, c.VIR_FROM_DOMAIN,
+                    f"invalid domain type {virt}")
+    os_type = root.findtext("os/type") or ""
+    if not os_type:
+        raise error(c.VIR_ERR_XML_ERROR, c.VIR_FROM_DOMAIN, "an os <type> must be specified")
+    if os_type not in _OS_TYPES:
+        raise error(c.VIR_ERR_CONFIG_UNSUPPORTED, c.VIR_FROM_DOMAIN,
+                    f"unknown OS type '{os_type}'")
+    max_kib = _memory(root, "memory") or 0
+    if not max_kib:
+        raise error(c.VIR_ERR_XML_ERROR, c.VIR_FROM_DOMAIN, "Memory size must be specified "
+                    "via <memory> or in the <numa> configuration")
+    current_kib = _memory(root, "currentMemory")
+    vcpus = _vcpus(root)
+    nics = tuple(_read_nic(n) for n in root.iterfind("devices/interface"))
+    if virt != hv_type or os_type not in _XEN_OS_TYPES:
+        raise error(c.VIR_ERR_CONFIG_UNSUPPORTED, c.VIR_FROM_DOMAIN,
+                    f"this host runs domains of type '{hv_type}' with OS type "
+                    f"{', '.join(repr(t) for t in _XEN_OS_TYPES)}, not type '{virt}' with "
+                    f"OS type '{os_type}'")
+    if "/" in name:
+        raise error(c.VIR_ERR_XML_ERROR, c.VIR_FROM_DOMAIN, f"name {name} cannot contain '/'")
+    disks = tuple(_read_disk(d) for d in root.iterfind("devices/disk"))
+    if not current_kib or current_kib > max_kib:
+        current_kib = max_kib
+    return DefinedXml(name, uuid, DomainConfig(current_kib, max_kib, vcpus,
+                                               _XEN_OS_TYPES[os_type], disks, nics))
+
+
+def _parse(text: str) -> ET.Element:
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        line, column = exc.position
+        reason = re.sub(r": line \d+, column \d+$", "", str(exc))
+        lines = text.splitlines() or ["(null)"]
+        shown = lines[line - 1] if 0 < line <= len(lines) else ""
+        raise error(c.VIR_ERR_XML_DETAIL, c.VIR_FROM_DOMAIN,
+                    f"(domain_definition):{line}: {reason}\n{shown}\n{'-' * column}^") from None
+    if root.tag != "domain":
+        raise error(c.VIR_ERR_XML_ERROR, c.VIR_FROM_XML,
+                    f"expecting root element of 'domain', not '{root.tag}'")
+    return root
+
+
+def _name(root: ET.Element) -> str:
+    name = root.findtext("name") or ""
+    if not name:
+        raise raw_error(c.VIR_ERR_NO_NAME, c.VIR_FROM_DOMAIN, "missing name information")
+    bad = next((ch for ch in name if ord(ch) < 32 or ch == "\x7f"), None)
+    if bad is not None:
+        raise error(c.VIR_ERR_XML_DETAIL, c.VIR_FROM_XML, f"invalid char in name: {bad}")
+    return name
+
+
+def _uuid_of(root: ET.Element) -> str | None:
+    text = root.findtext("uuid")
+    if text is None:
+        return None
+    parsed = _uuid.parse(text)
+    if parsed is None:
+        raise error(c.VIR_ERR_INTERNAL_ERROR, c.VIR_FROM_DOMAIN, "malformed uuid element")
+    return parsed
+
+
+def _unsigned(text: str) -> int | None:
+    return int(text) if _UNSIGNED.fullmatch(text) else None
+
+
+def _memory(root: ET.Element, tag: str) -> int | None:
+    """``<tag unit=...>`` in KiB, rounded up as libvirt rounds (None: absent)."""
+    node = root.find(tag)
+    if node is None:
+        return None
+    text = node.text or ""
+    value = _unsigned(text)
+    if value is None:
+        raise error(c.VIR_ERR_XML_ERROR, c.VIR_FROM_XML,
+                    f"Invalid value '{text}' for element or attribute './{tag}[1]'")
+    scale = _scale(node.get("unit"))
+    total = value * scale
+    if total > _MAX_BYTES:
+        raise error(c.VIR_ERR_XML_ERROR, c.VIR_FROM_XML,
+                    f"Invalid value '{text}' for element or attribute './{tag}[1]'")
+    return -(-total // 1024)
+
+
+def _scale(unit: str | None) -> int:
+    """Bytes per unit, as virScaleInteger reads a suffix (KiB when none)."""
+    if not unit:
+        return 1024
+    if unit.lower() in ("b", "byte", "bytes"):
+        return 1
+    tail = unit[1:].lower()
+    base = 1024 if tail in ("", "ib") else 1000 if tail == "b" else 0
+    power = "kmgtpe".find(unit[0].lower()) + 1
+    if not base or not power:
+        raise error(c.VIR_ERR_INVALID_ARG, c.VIR_FROM_NONE, f"unknown suffix '{unit}'")
+    return int(base**power)
+
+
+def _vcpus(root: ET.Element) -> int:
+    node = root.find("vcpu")
+    if node is None:
+        return 1
+    maximum = _unsigned(node.text or "")
+    if maximum is None:
+        raise error(c.VIR_ERR_XML_ERROR, c.VIR_FROM_DOMAIN,
+                    "maximum vcpus count must be an integer")
+    current_text = node.get("current")
+    current = maximum if current_text is None else _unsigned(current_text)
+    if current is None:
+        raise error(c.VIR_ERR_XML_ERROR, c.VIR_FROM_DOMAIN,
+                    "current vcpus count must be an integer")
+    if current > maximum:
+        raise error(c.VIR_ERR_CONFIG_UNSUPPORTED, c.VIR_FROM_DOMAIN,
+                    "maximum vCPU count must not be less than current vCPU count")
+    if current == 0:
+        raise error(c.VIR_ERR_INTERNAL_ERROR, c.VIR_FROM_DOMAIN,
+                    "CPU IDs in <numa> exceed the <vcpu> count")
+    return current
+
+
+def _read_nic(node: ET.Element) -> NicConfig:
+    kind = node.get("type")
+    source = node.find("source")
+    if kind == "bridge" and source is None:
+        raise error(c.VIR_ERR_XML_ERROR, c.VIR_FROM_DOMAIN,
+                    "interface type='bridge' requires a 'source' element")
+    mac_node = node.find("mac")
+    mac = None if mac_node is None else mac_node.get("address")
+    if mac is None:
+        mac = (_XEN_MAC_PREFIX + secrets.token_bytes(3)).hex(":")
+    elif not _MAC.fullmatch(mac):
+        raise error(c.VIR_ERR_XML_ERROR, c.VIR_FROM_DOMAIN, f"unable to parse mac address '{mac}'")
+    else:
+        given, mac = mac, ":".join(f"{int(part, 16):02x}" for part in mac.split(":"))
+        if int(mac[:2], 16) & 1:
+            raise error(c.VIR_ERR_XML_ERROR, c.VIR_FROM_DOMAIN,
+                        f"expected unicast mac address, found multicast '{given}'")
+    bridge = None if source is None else (source.get("bridge") or source.get("network"))
+    return NicConfig(mac, bridge)
+
+
+def _read_disk(node: ET.Element) -> DiskConfig:
+    source = node.find("source")
+    path = "" if source is None else (
+        source.get("file") or source.get("dev") or source.get("name") or "")
+    target = node.find("target")
+    dev = None if target is None else target.get("dev")
+    if not dev:
+        if not path:
+            raise raw_error(c.VIR_ERR_NO_TARGET, c.VIR_FROM_DOMAIN, "missing target information")
+        raise error(c.VIR_ERR_NO_TARGET, c.VIR_FROM_DOMAIN, f"device {path}")
+    readonly = node.find("readonly") is not None or node.get("device") == "cdrom"
+    return DiskConfig(path, dev, readonly)
+

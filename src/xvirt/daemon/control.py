@@ -9,11 +9,43 @@ boot identity and generation in ``X-Xvirt-Boot`` / ``X-Xvirt-Generation``
 headers, and failures an ``X-Xvirt-Error`` kind, so an xvirt client learns what
 it needs without changing a body an xend client would read.
 
+Managed domains (xend >= 3.0.4's ``xm new``/``start``/``delete``), as xend
+served them:
+
+* ``GET /xend/domain`` lists the live domains (xend's default filter,
+  ``running``; ``state=active`` is the same), ``?state=halted`` (or
+  ``inactive``) the defined domains that are not running, ``?state=all``
+  both, live ones first in ID order (xend 3.1's ``all``); ``paused``,
+  ``blocked``, ``crashed`` filter the live ones. ``detail=1`` gives records for
+  names. An inactive domain's record has no ``domid`` (how libvirt tells it is
+  inactive), the state ``------`` and no ``cpu_time``.
+* ``GET /xend/domain/<dom>`` finds a defined, inactive domain too, by name or
+  UUID; names win over IDs and UUIDs among live and defined domains alike.
+* Every record the ``/xend/`` routes answer says whether its domain is
+  persistent (managed: its definition outlives it) in the extension field
+  ``(xvirt_persistent 1)`` or ``0``, named like the node record's ``xvirt_``
+  fields (real xend has none).
+* ``POST /xend/domain/`` with ``op=new`` and ``config=(vm ...)`` defines (or
+  replaces the definition of the config's UUID) with exactly the devices the
+  config names (none if none: ``op=create``'s defaults are not added): 201
+  Created, a ``Location`` and the domain's record, as ``op=create``.
+* ``POST /xend/domain/<dom>`` with ``op=start`` boots a defined domain, with
+  ``op=delete`` removes a definition (refused while it runs): 202 and no body.
+  ``<dom>`` is a name or a UUID (an ID names a running domain, which neither
+  op takes); an ``expected_uuid`` field, when given, must be the UUID ``<dom>``
+  names, and with ``<dom>`` that very UUID the host acts on it without looking
+  at names (a domain named like another's UUID cannot take the call over). All
+  three need the token over TCP, as ``create`` does.
+* Other ops on an inactive domain are refused (500, ``failed``: it does not
+  run), not a 404 (it exists).
+
 Extensions, all under ``/xvirt/``: a batch resolve (C5), ``expected_uuid`` on
 every op so the host checks and acts in one step (C4), numbered events, the
 data plane over HTTP (for clients that cannot reach the fast channel), where
 the fast channel is, and the host's own administration (the outside world
-the conformance kit plays: creating, crashing, rebooting the host).
+the conformance kit plays: creating, crashing, rebooting the host; defining,
+starting and undefining as the host's own acts, with ``GET /xvirt/host/defined``
+the defined, shut-off domains' records).
 
 The application is built per listener: ``trusted`` for the 0600 unix socket;
 over TCP every mutating request needs ``Authorization: Bearer <token>``.
@@ -38,8 +70,8 @@ from xvirt.errors import (
     XvirtError,
 )
 from xvirt.host.hypervisor import HostModel, LiveDomain
-from xvirt.model import DOMID_FIRST_RESERVED, check_image_name, parse_uuid
-from xvirt.planes import DataRow, DomainConfig, Op, Resolved, Unanswered
+from xvirt.model import DOMID_FIRST_RESERVED, DomainState, check_image_name, parse_uuid
+from xvirt.planes import DataRow, Definition, DomainConfig, Op, Resolved, Unanswered
 from xvirt.wire import records, sxp
 from xvirt.wire.dataplane import encode_table
 from xvirt.wire.events import encode_events
@@ -75,12 +107,21 @@ _DOMAIN_OPS: dict[str, tuple[Op, int]] = {
     "migrate": (Op.MIGRATE, 202),
 }
 _SHUTDOWN_REASONS = {"poweroff": Op.SHUTDOWN, "halt": Op.SHUTDOWN, "reboot": Op.REBOOT}
+#: xend's ops on a managed domain, journalled under these names (as the host does).
+_MANAGED_OPS = frozenset({"start", "delete"})
+#: ``GET /xend/domain?state=``: the filters of live domains other than all of them.
+_LIVE_FILTERS = {"paused": DomainState.PAUSED, "blocked": DomainState.BLOCKED,
+                 "crashed": DomainState.CRASHED}
+#: How often an answer read in several steps (a listing with persistence, ``state=all``,
+#: a domain that started between two reads) is read again when an event came in
+#: between, before answering from the last reads.
+_CONSISTENT_TRIES = 4
 #: The administration route's ops (``POST /xvirt/host``), named as such in the
 #: journal when refused; any other name is journalled as ``unknown:<prefix>``.
 _HOST_OPS = frozenset({
     "create", "destroy", "shutdown", "pause", "resume", "crash", "stall", "unstall",
     "reboot", "migrate", "save", "restore", "rename", "set_blocked", "reboot_host",
-    "refuse_commits"})
+    "refuse_commits", "define", "start", "undefine"})
 
 
 class Refusals:
@@ -187,13 +228,41 @@ def _int(text: str | None, field: str, *, low: int = 0, high: int = 2**62) -> in
     return value
 
 
-def _record(dom: LiveDomain, now: float, *, runtime: bool = True) -> sxp.Sx:
+def _record(dom: LiveDomain, now: float, *, runtime: bool = True,
+            persistent: bool | None = None) -> sxp.Sx:
     return records.domain_record(
         domid=dom.id, uuid=dom.uuid, name=dom.name, memory_kib=dom.memory_kib,
         max_memory_kib=dom.max_memory_kib, vcpus=dom.vcpus, os_type=dom.os_type,
         state=dom.state if runtime else None,
         cpu_time_ns=dom.cpu_time(now) if runtime else None, disks=dom.disks, nics=dom.nics,
+        persistent=persistent,
     )
+
+
+def _inactive_record(d: Definition) -> sxp.Sx:
+    """A defined domain that is not running, as xend >= 3.0.4 wrote it: no domid."""
+    config = d.config
+    if config is None:
+        raise OperationFailedError(f"the host gave no configuration for domain {d.name!r}",
+                                   uuid=d.uuid, name=d.name, op="lookup")
+    return records.domain_record(
+        domid=None, uuid=d.uuid, name=d.name, memory_kib=config.memory_kib,
+        max_memory_kib=config.max_memory_kib, vcpus=config.vcpus, os_type=config.os_type,
+        state=DomainState.SHUTOFF, cpu_time_ns=None, disks=config.disks, nics=config.nics,
+        persistent=d.persistent)
+
+
+def _as_uuid(key: str) -> str | None:
+    """``key`` as a canonical UUID, or None when it is not one."""
+    try:
+        return parse_uuid(key)
+    except InvalidArgumentError:
+        return None
+
+
+def _not_running(d: Definition, op: str) -> OperationFailedError:
+    return OperationFailedError(f"domain {d.name!r} is not running (it is defined, shut off)",
+                                uuid=d.uuid, name=d.name, op=op)
 
 
 def _config(d: Resolved) -> DomainConfig:
@@ -373,25 +442,104 @@ class ControlApp:
     def _list(self, req: _Request) -> tuple[int, str, list[tuple[str, str]]]:
         if req.method == "POST":
             raise _Answer(405, "", kind="invalid")
-        boot, gen, now, doms = self.host.live_view()
-        state = _one(req.query, "state", required=False) or "all"
-        if state in ("halted", "inactive"):
-            doms = ()  # no managed (defined but inactive) domains on this host
-        elif state in ("running", "active", "all"):
-            pass
-        else:
-            try:
-                wanted = {"paused": "paused", "blocked": "blocked", "crashed": "crashed"}[state]
-            except KeyError:
-                raise _err(400, f"unknown state filter {state!r}", "invalid") from None
-            doms = tuple(d for d in doms if d.state.value == wanted)
+        # xend's default filter is "running": the live domains (see the module's notes)
+        state = _one(req.query, "state", required=False) or "running"
+        if state not in ("running", "active", "halted", "inactive", "all", *_LIVE_FILTERS):
+            raise _err(400, f"unknown state filter {state!r} (running, active, halted, "
+                            f"inactive, all, {', '.join(_LIVE_FILTERS)})", "invalid")
         detail = _one(req.query, "detail", required=False) == "1"
-        body: list[sxp.Sx] = [_record(d, now) for d in doms] if detail else [
-            d.name for d in doms]
+        boot, gen, now, doms, persistent, defs = self._view(
+            live=state not in ("halted", "inactive"), inactive=state in ("halted", "inactive",
+                                                                         "all"),
+            persistence=detail)
+        wanted = _LIVE_FILTERS.get(state)
+        if wanted is not None:
+            doms = tuple(d for d in doms if d.state is wanted)
+        body: list[sxp.Sx] = []
+        if detail:
+            body += [_record(d, now, persistent=d.uuid in persistent) for d in doms]
+            body += [_inactive_record(d) for d in defs]
+        else:
+            body += [d.name for d in doms] + [d.name for d in defs]
         return 200, sxp.dumps(body), [("X-Xvirt-Boot", boot), ("X-Xvirt-Generation", str(gen))]
 
-    def _find(self, key: str) -> tuple[str, int, float, LiveDomain]:
+    def _view(
+        self, *, live: bool, inactive: bool, persistence: bool,
+    ) -> tuple[str, int, float, tuple[LiveDomain, ...], frozenset[str], tuple[Definition, ...]]:
+        """The live domains (with which of them are persistent, if asked) and the
+        inactive definitions, each read from one generation when the host keeps still
+        long enough (it nearly always does: the reads are retried while an event comes
+        in between); otherwise the last reads, each domain once (live wins), stamped
+        with the newest generation read."""
+        doms: tuple[LiveDomain, ...] = ()
+        defs: tuple[Definition, ...] = ()
+        persistent: set[str] = set()
+        now = 0.0
+        for _ in range(_CONSISTENT_TRIES):
+            stamps: set[tuple[str, int]] = set()
+            persistent.clear()
+            if live:
+                boot, gen, now, doms = self.host.live_view()
+                stamps.add((boot, gen))
+                for d in doms if persistence else ():
+                    boot, gen, definition = self.host.find(uuid=d.uuid)
+                    stamps.add((boot, gen))
+                    if definition is not None and definition.persistent:
+                        persistent.add(d.uuid)
+            if inactive:
+                boot, gen, defs = self.host.defined()
+                stamps.add((boot, gen))
+            if len(stamps) == 1:
+                break
+        running = {d.uuid for d in doms}
+        defs = tuple(d for d in defs if d.uuid not in running)
+        return boot, gen, now, doms, frozenset(persistent), defs
+
+    def _persistent(self, uuid: str) -> bool:
+        """Whether the domain ``uuid`` is managed (a domain gone meanwhile is not)."""
+        _, _, definition = self.host.find(uuid=uuid)
+        return definition is not None and definition.persistent
+
+    def _live_record(self, dom: LiveDomain, now: float) -> sxp.Sx:
+        return _record(dom, now, persistent=self._persistent(dom.uuid))
+
+    def _definition(self, *, name: str | None = None,
+                    uuid: str | None = None) -> tuple[str, int, Definition | None]:
+        """The host's ``find``; a key that cannot be a name is no domain's name."""
+        try:
+            return self.host.find(name=name, uuid=uuid)
+        except InvalidArgumentError:
+            return self.host.boot_id, self.host.generation, None
+
+    def _by_uuid(self, uuid: str) -> tuple[str, int, float, LiveDomain | Definition | None]:
+        """The domain ``uuid``, live (with its runtime figures) or defined."""
+        for _ in range(_CONSISTENT_TRIES):
+            boot, gen, now, dom = self.host.lookup(uuid)
+            if dom is not None and dom.uuid == uuid:  # not a domain *named* like the UUID
+                return boot, gen, now, dom
+            boot, gen, definition = self._definition(uuid=uuid)
+            if definition is None or definition.id is None:
+                return boot, gen, now, definition
+            # started between the two reads: read it live again
+        return boot, gen, now, None
+
+    def _find_any(self, key: str) -> tuple[str, int, float, LiveDomain | Definition]:
+        """The domain ``key`` names, live or defined: by name first (xend's order), among
+        live and defined domains alike, then by ID, then by UUID; 404 when none."""
         boot, gen, now, dom = self.host.lookup(key)
+        if dom is None or dom.name != key:
+            boot2, gen2, definition = self._definition(name=key)
+            if definition is None and dom is None:
+                uuid = _as_uuid(key)
+                if uuid is not None:
+                    boot2, gen2, definition = self._definition(uuid=uuid)
+            if definition is not None:
+                if definition.id is None:
+                    return boot2, gen2, now, definition
+                boot, gen, now, found = self._by_uuid(definition.uuid)  # it runs now
+                if found is not None:
+                    return boot, gen, now, found
+                dom = None
         if dom is None:
             # xend answered the lookup error's text; clients must not parse it
             raise _Answer(404, f"<Fault 3: 'invalid domain:{key}'>", kind="no-domain",
@@ -399,13 +547,28 @@ class ControlApp:
                           headers=[("X-Xvirt-Boot", boot), ("X-Xvirt-Generation", str(gen))])
         return boot, gen, now, dom
 
+    def _find(self, key: str, op: str) -> tuple[str, int, float, LiveDomain]:
+        """The live domain ``key`` names; one that is defined and shut off is refused."""
+        boot, gen, now, found = self._find_any(key)
+        if isinstance(found, Definition):
+            raise _not_running(found, op)
+        return boot, gen, now, found
+
+    def _any_record(self, found: LiveDomain | Definition, now: float) -> sxp.Sx:
+        if isinstance(found, Definition):
+            return _inactive_record(found)
+        return self._live_record(found, now)
+
     def _domain(self, req: _Request, key: str) -> tuple[int, str, list[tuple[str, str]]]:
-        boot, gen, now, dom = self._find(key)
+        boot, gen, now, found = self._find_any(key)
         meta = [("X-Xvirt-Boot", boot), ("X-Xvirt-Generation", str(gen))]
         op = _one(req.query, "op", required=False)
         if op is None:
-            return 200, sxp.dumps(_record(dom, now)), meta
+            return 200, sxp.dumps(self._any_record(found, now)), meta
         if op == "vcpuinfo":
+            if isinstance(found, Definition):
+                raise _not_running(found, "vcpuinfo")
+            dom = found
             share = dom.cpu_time(now) / max(1, dom.vcpus) / 1e9
             running = "1" if dom.state.value == "running" else "0"
             vcpus: list[sxp.Sx] = [
@@ -438,8 +601,10 @@ class ControlApp:
     def _domain_post(self, req: _Request, key: str) -> tuple[int, str, list[tuple[str, str]]]:
         op_name = self._op(req)
         if op_name == "wait_for_devices":
-            self._find(key)
+            self._find(key, op_name)
             return 202, "", []
+        if op_name in _MANAGED_OPS:
+            return self._managed(req, key, op_name)
         if op_name == "shutdown":
             reason = _one(req.form, "reason", required=False) or "poweroff"
             if reason not in _SHUTDOWN_REASONS:
@@ -467,9 +632,32 @@ class ControlApp:
                                 f"{key!r}", "invalid")
             self.host.act(op, domid, expected, arg)
         else:
-            _, _, _, dom = self._find(key)
+            _, _, _, dom = self._find(key, op.value)
             self.host.act(op, dom.id, dom.uuid, arg, origin="xend")
         return status, "", []
+
+    def _managed(self, req: _Request, key: str,
+                 op_name: str) -> tuple[int, str, list[tuple[str, str]]]:
+        """``op=start``/``op=delete`` of the domain ``key`` names (xend: by name, ID or
+        UUID); the host acts by UUID, so no other domain can take the call over."""
+        expected = _one(req.form, "expected_uuid", required=False)
+        if expected is not None:
+            expected = parse_uuid(expected)
+        self._authorize(req, op_name, -1, expected or _as_uuid(key) or "")
+        if expected is not None and _as_uuid(key) == expected:
+            uuid = expected  # by UUID, as the xend driver sends it: no name can shadow it
+        else:
+            _, _, _, found = self._find_any(key)
+            if expected is not None and found.uuid != expected:
+                self.host.journal_refusal(op_name, -1, expected, "identity mismatch")
+                raise NoDomainError(f"{key!r} is domain {found.uuid}, not {expected}",
+                                    uuid=expected, name=found.name, op=op_name)
+            uuid = found.uuid
+        if op_name == "start":
+            self.host.start(uuid, origin="client")
+        else:
+            self.host.undefine(uuid, origin="client")
+        return 202, "", []
 
     def _domain_dir_post(self, req: _Request) -> tuple[int, str, list[tuple[str, str]]]:
         op_name = self._op(req)
@@ -486,14 +674,24 @@ class ControlApp:
             self._authorize(req, "restore")
             image = self._image_name(_one(req.form, "file", required=False))
             uuid = self.host.restore(image, origin="client").uuid
+        elif op_name == "new":
+            self._authorize(req, "define")
+            config = records.parse_vm_config(sxp.parse(_one(req.form, "config") or ""))
+            # the devices as sent, none if none (xend's op=new): create's defaults are
+            # for guests made on the spot, a definition is what its client wrote
+            uuid = self.host.define(config.name, memory_kib=config.memory_kib,
+                                    max_memory_kib=config.max_memory_kib, vcpus=config.vcpus,
+                                    uuid=config.uuid, os_type=config.os_type,
+                                    disks=config.disks or (), nics=config.nics or (),
+                                    origin="client").uuid
         else:
             raise _Answer(501, f"Operation not implemented: {op_name}", kind="unsupported",
                           content_type="text/plain")
-        boot, gen, now, dom = self.host.lookup(uuid)
-        if dom is None:  # destroyed by someone else in between
+        boot, gen, now, found = self._by_uuid(uuid)
+        if found is None:  # destroyed (or undefined) by someone else in between
             raise NoDomainError("the new domain vanished at once", uuid=uuid, op=op_name)
-        return 201, sxp.dumps(_record(dom, now)), [
-            ("Location", f"/xend/domain/{quote(dom.name)}"), ("X-Xvirt-Boot", boot),
+        return 201, sxp.dumps(self._any_record(found, now)), [
+            ("Location", f"/xend/domain/{quote(found.name)}"), ("X-Xvirt-Boot", boot),
             ("X-Xvirt-Generation", str(gen))]
 
     # -- extensions ------------------------------------------------------------------------
@@ -605,6 +803,10 @@ class ControlApp:
                 boot, gen, now, doms = self.host.live_view()
                 return 200, sxp.dumps(["domains", *[_record(d, now) for d in doms]]), [
                     ("X-Xvirt-Boot", boot), ("X-Xvirt-Generation", str(gen))]
+            if what == "defined":  # the truth of the defined, shut-off domains
+                boot, gen, defs = self.host.defined()
+                return 200, sxp.dumps(["defined", *[_inactive_record(d) for d in defs]]), [
+                    ("X-Xvirt-Boot", boot), ("X-Xvirt-Generation", str(gen))]
             if what == "journal":
                 return self._journal(req)
             if what == "refusals":
@@ -647,6 +849,15 @@ class ControlApp:
             host.set_blocked(domid(), _one(f, "blocked", required=False) != "0")
         elif op == "reboot_host":
             host.reboot_host()
+        elif op == "define":  # the host's own (origin host): xend's op=new is the client's
+            uuid = host.define(_one(f, "name") or "",
+                               memory_kib=_int(_one(f, "memory_kib"), "memory_kib", low=1),
+                               vcpus=_int(_one(f, "vcpus"), "vcpus", low=1),
+                               uuid=_one(f, "uuid", required=False)).uuid
+        elif op == "start":
+            uuid = host.start(parse_uuid(_one(f, "uuid"))).uuid
+        elif op == "undefine":
+            host.undefine(parse_uuid(_one(f, "uuid")))
         elif op == "refuse_commits" and self.settings.refuse_commits is not None:
             self.settings.refuse_commits(
                 _int(_one(f, "count"), "count", low=0, high=1 << 20),
@@ -656,7 +867,7 @@ class ControlApp:
                           content_type="text/plain")
         if uuid is None:
             return 200, "", []
-        boot, gen, now, dom = host.lookup(uuid)
-        if dom is None:
+        boot, gen, now, found = self._by_uuid(uuid)
+        if found is None:
             raise OperationFailedError("the domain vanished at once", uuid=uuid, op=op)
-        return 200, sxp.dumps(_record(dom, now)), []
+        return 200, sxp.dumps(self._any_record(found, now)), []

@@ -106,7 +106,9 @@ class _Keeper:
     """The store as the host's keeper (its first observer): a commit it refuses is
     undone by the host and refused to the client. It says in the log when the store
     starts refusing and when it accepts again, and takes injected refusals (fault
-    injection through the administration route)."""
+    injection through the administration route). A change goes to the store whole:
+    the managed domains' definitions it carries are written in the same transaction
+    as its domains, so a refused definition is undone with the rest."""
 
     def __init__(self, store: HostStore, say: Callable[[str], None]) -> None:
         self._store = store
@@ -293,7 +295,8 @@ class Daemon:
             where.append(f"unix:{cfg.socket_path}")
         if self.tcp_address:
             where.append(f"http://{self.tcp_address[0]}:{self.tcp_address[1]}")
-        self.say(f"serving host {host.boot_id} ({len(state.domains)} domains, generation "
+        self.say(f"serving host {host.boot_id} ({len(state.domains)} domains running, "
+                 f"{len(state.definitions)} defined, generation "
                  f"{host.generation}) on {', '.join(where)}; state in {cfg.state_dir}")
 
     def _lock_state_dir(self) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from xvirt.errors import InvalidArgumentError, OperationFailedError
 from xvirt.host.devices import default_disks, default_nics
 from xvirt.host.hypervisor import DOM0_UUID, HostChange, HostState, JournalEntry, LiveDomain
+from xvirt.host.images import SavedDomain
 from xvirt.model import DomainState, EventKind
 from xvirt.planes import DiskConfig, HostEvent, NicConfig
 
@@ -28,8 +29,11 @@ __all__ = ["HostStore"]
 
 # 2 added the domains' devices (JSON lists); a version 1 file gains the columns on
 # open, and its domains, stored without devices, get the defaults on load.
-_SCHEMA_VERSION = "2"
-_READABLE = (None, "1", _SCHEMA_VERSION)
+# 3 added the managed domains' definitions; an older file gains the (empty) table on
+# open. The number changes so that an older daemon refuses a file whose definitions
+# it would silently drop.
+_SCHEMA_VERSION = "3"
+_READABLE = (None, "1", "2", _SCHEMA_VERSION)
 _DEVICE_COLUMNS = ("disks", "nics")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,6 +50,14 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS journal (
     n INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL, domid INTEGER NOT NULL,
     uuid TEXT NOT NULL, outcome TEXT NOT NULL, origin TEXT NOT NULL
+);
+"""
+#: Created only in a file of a schema this store reads (see ``_upgrade``).
+_DEFINITIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS definitions (
+    uuid TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, memory_kib INTEGER NOT NULL,
+    max_memory_kib INTEGER NOT NULL, vcpus INTEGER NOT NULL, os_type TEXT NOT NULL,
+    load REAL NOT NULL, disks TEXT NOT NULL, nics TEXT NOT NULL
 );
 """
 
@@ -73,7 +85,7 @@ class HostStore:
             self._db.executescript(_SCHEMA)
             version = self._meta().get("schema")
             if version in _READABLE:
-                self._add_device_columns()
+                self._upgrade()
         except (OSError, sqlite3.Error) as exc:
             raise InvalidArgumentError(f"cannot use state file {str(self.path)!r}: {exc}") from None
         if version not in _READABLE:
@@ -81,12 +93,15 @@ class HostStore:
                 f"state file {str(self.path)!r} has schema {version}, expected {_SCHEMA_VERSION}"
             )
 
-    def _add_device_columns(self) -> None:
-        """Bring a version 1 file's domains table up to date (NULL: devices not stored)."""
+    def _upgrade(self) -> None:
+        """Bring an older file up to date: a version 1 file's domains table gains the
+        device columns (NULL: devices not stored), a version 1 or 2 file an empty
+        definitions table (it was written when no domain could be defined)."""
         have = {row[1] for row in self._db.execute("PRAGMA table_info(domains)")}
         for column in _DEVICE_COLUMNS:
             if column not in have:
                 self._db.execute(f"ALTER TABLE domains ADD COLUMN {column} TEXT")
+        self._db.executescript(_DEFINITIONS_TABLE)
 
     def _meta(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -117,6 +132,13 @@ class HostStore:
                     "SELECT op, domid, uuid, outcome, origin FROM journal ORDER BY n"
                 )
             )
+            definitions = tuple(
+                SavedDomain(u, n, m, mx, v, 0, os_type, load, *_devices(u, n, disks, nics))
+                for (u, n, m, mx, v, os_type, load, disks, nics) in self._db.execute(
+                    "SELECT uuid, name, memory_kib, max_memory_kib, vcpus, os_type, load,"
+                    " disks, nics FROM definitions ORDER BY name"
+                )
+            )
             generation = int(meta["generation"])
             kept = _consecutive_tail(events, generation)
             if len(kept) != len(events):
@@ -125,7 +147,7 @@ class HostStore:
                     f"seq {kept[0].seq if kept else generation + 1} were not consecutive): "
                     "clients that were further behind take a new snapshot")
             return HostState(meta["boot_id"], generation, doms, kept, journal,
-                             int(meta["rover"]), int(meta["daemon_epoch"]))
+                             int(meta["rover"]), int(meta["daemon_epoch"]), definitions)
         except (sqlite3.Error, KeyError, ValueError, TypeError) as exc:
             raise InvalidArgumentError(
                 f"state file {str(self.path)!r} is damaged: {exc}"
@@ -134,12 +156,15 @@ class HostStore:
     def save(self, state: HostState) -> None:
         """Replace whatever is stored with ``state`` (a new host, or a first save)."""
         self._write(state.boot_id, state.generation, True, state.domains, (), state.events,
-                    state.journal, state.rover, state.daemon_epoch)
+                    state.journal, state.rover, state.daemon_epoch, state.definitions, (),
+                    all_definitions=True)
 
     def commit(self, change: HostChange) -> None:
+        """Write what one request changed. A reset (new boot) forgets the domains and
+        events, not the definitions: those outlive a host reboot."""
         self._write(change.boot_id, change.generation, change.reset, change.domains,
                     change.gone_uuids, change.events, change.journal, change.rover,
-                    change.daemon_epoch)
+                    change.daemon_epoch, change.definitions, change.undefined)
 
     def _write(
         self,
@@ -152,6 +177,10 @@ class HostStore:
         journal: tuple[JournalEntry, ...],
         rover: int,
         daemon_epoch: int,
+        definitions: tuple[SavedDomain, ...],
+        undefined: tuple[str, ...],
+        *,
+        all_definitions: bool = False,
     ) -> None:
         db = self._db
         try:
@@ -167,6 +196,19 @@ class HostStore:
                       d.vcpus, d.os_type, d.load, d.cpu_ns, d.since,
                       json.dumps([asdict(x) for x in d.disks]),
                       json.dumps([asdict(x) for x in d.nics])) for d in domains],
+                )
+                if all_definitions:
+                    db.execute("DELETE FROM definitions")
+                db.executemany("DELETE FROM definitions WHERE uuid = ?",
+                               [(u,) for u in undefined])
+                # by UUID first: a change may hand a name from one definition to another
+                db.executemany("DELETE FROM definitions WHERE uuid = ?",
+                               [(d.uuid,) for d in definitions])
+                db.executemany(
+                    "INSERT INTO definitions VALUES (?,?,?,?,?,?,?,?,?)",
+                    [(d.uuid, d.name, d.memory_kib, d.max_memory_kib, d.vcpus, d.os_type,
+                      d.load, json.dumps([asdict(x) for x in d.disks]),
+                      json.dumps([asdict(x) for x in d.nics])) for d in definitions],
                 )
                 db.executemany(
                     "INSERT OR REPLACE INTO events VALUES (?,?,?,?,?,?)",

@@ -31,6 +31,7 @@ from xvirt.errors import (
 from xvirt.model import HostInfo
 from xvirt.planes import (
     Census,
+    Definition,
     DomainConfig,
     EventBatch,
     IdAnswer,
@@ -216,10 +217,41 @@ class Driver(abc.ABC):
                 return domain.config
         raise NoDomainError(f"no domain with UUID {uuid}", uuid=uuid, uri=self.uri)
 
-    def defined_names(self) -> list[str]:
-        """Names of domains defined but not running. A Xen host keeps none
-        (a saved image is not a domain); libvirt does."""
-        return []
+    # -- defined (managed, persistent) domains ---------------------------------------
+    #
+    # A domain may be defined and not running: a name and a UUID, no ID (xend's
+    # managed domains, libvirt's inactive ones). The data plane knows only running
+    # domains, so these calls are all control-plane requests, and the cache keeps
+    # nothing from them: a defined domain is asked for each time (C1/C2 trivially).
+    # Start and undefine name the domain by UUID, its identity, so no other domain
+    # can take the call over (C4 without an ID check).
+
+    @abc.abstractmethod
+    def find(self, *, uuid: str | None = None, name: str | None = None) -> Definition | None:
+        """One domain by UUID or by name (exactly one given), running or defined,
+        in one control-plane request; None when the host has no such domain."""
+
+    @abc.abstractmethod
+    def list_defined(self) -> tuple[Definition, ...]:
+        """Every domain defined but not running (``id`` None), in one control-plane
+        request."""
+
+    @abc.abstractmethod
+    def define(self, name: str, config: DomainConfig, uuid: str | None = None) -> Definition:
+        """Define a domain without starting it (``xm new``, ``virsh define``): one
+        request. Defining the UUID of a defined domain replaces its definition; a name
+        or UUID another domain holds is refused (OperationFailedError)."""
+
+    @abc.abstractmethod
+    def start(self, uuid: str) -> None:
+        """Boot the defined, not running domain ``uuid``: it gets an ID. One request;
+        NoDomainError when no such domain is defined, OperationFailedError when it is
+        already running."""
+
+    @abc.abstractmethod
+    def undefine(self, uuid: str) -> None:
+        """Remove the definition of ``uuid``, which must not be running (as xend's
+        ``delete``): one request."""
 
     @abc.abstractmethod
     def host_info(self) -> HostInfo:

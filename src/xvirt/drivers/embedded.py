@@ -11,7 +11,17 @@ from xvirt.drivers.base import Driver, PlaneCounters
 from xvirt.errors import NoDomainError, OperationFailedError
 from xvirt.host.hypervisor import HostModel
 from xvirt.model import HostInfo
-from xvirt.planes import Census, EventBatch, IdAnswer, IdOwner, Op, Resolution, TableSnapshot
+from xvirt.planes import (
+    Census,
+    Definition,
+    DomainConfig,
+    EventBatch,
+    IdAnswer,
+    IdOwner,
+    Op,
+    Resolution,
+    TableSnapshot,
+)
 
 __all__ = ["DOMAIN_TIMEOUT_MS", "EmbeddedDriver"]
 
@@ -112,6 +122,33 @@ class EmbeddedDriver(Driver):
     def host_info(self) -> HostInfo:
         self._control()
         return self.host.node_info()
+
+    # defined (managed) domains: control-plane requests, by UUID where they act
+
+    def find(self, *, uuid: str | None = None, name: str | None = None) -> Definition | None:
+        self._control()
+        return self.host.find(uuid=uuid, name=name)[2]
+
+    def list_defined(self) -> tuple[Definition, ...]:
+        self._control()
+        return self.host.defined()[2]
+
+    def define(self, name: str, config: DomainConfig, uuid: str | None = None) -> Definition:
+        """The configuration is taken as it is: its devices (none, if it names none)
+        and no defaults, as xend's ``op=new`` takes the ``(vm ...)`` it is sent."""
+        self._control()
+        return self.host.define(
+            name, memory_kib=config.memory_kib, max_memory_kib=config.max_memory_kib,
+            vcpus=config.vcpus, uuid=uuid, os_type=config.os_type, disks=config.disks,
+            nics=config.nics, origin="client")
+
+    def start(self, uuid: str) -> None:
+        self._control()
+        self.host.start(uuid, origin="client")
+
+    def undefine(self, uuid: str) -> None:
+        self._control()
+        self.host.undefine(uuid, origin="client")
 
     # events
 

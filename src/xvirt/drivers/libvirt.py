@@ -10,7 +10,9 @@ there is no generation. This driver maps it onto the driver interface:
   at the ID, ``lookupByID`` only when that fails (identify: a hash, not a scan),
   ``info()`` on a UUID handle (info_by_uuid);
 * control plane: lookups by UUID and name for ``resolve``, ``XMLDesc`` for the
-  configuration, the actions, ``restore``, ``getInfo`` and friends;
+  configuration, the actions, ``restore``, ``getInfo`` and friends, and the
+  defined (inactive) domains: ``find``, ``list_defined``, ``define``, ``start``,
+  ``undefine`` (their costs in libvirt calls are in "Defined domains" below);
 * events: a local log made by :class:`Mirror` from observations (see
   libvirt_mirror.py); libvirt's lifecycle events, delivered on the event loop
   thread, make a worker thread observe the named domain again.
@@ -32,7 +34,41 @@ reported, not repeated.
 Counting, exactly: ``data_calls`` and ``control_requests`` are the libvirt
 calls made for the data- and control-plane methods; ``event_requests`` the
 calls the worker makes to observe domains that events named. Reading the
-local event log costs no call and is not counted.
+local event log costs no call and is not counted. A handle's ``ID()``,
+``name()`` and ``UUIDString()`` are not calls: libvirt answers them from the
+handle, as the lookup that made it told them.
+
+Defined domains. A libvirt domain that is defined and not running (inactive,
+ID -1) is never live here: no lookup by ID, census or snapshot names it, and a
+lookup that finds one is an observation of it not live. Only the control-plane
+calls below see it; each counts every libvirt call it makes (n: domains listed):
+
+* ``find``: ``lookupByUUIDString``/``lookupByName``, then ``info()`` and
+  ``OSType()`` (the configuration's figures: libvirt answers both from its own
+  records, never from a guest's QEMU), and ``isPersistent()`` for a running
+  domain (an inactive one is persistent: a transient domain that stops is
+  gone): 4 calls for a running domain, 3 for an inactive one, 1 for none;
+* ``list_defined``: ``listAllDomains(INACTIVE)``, then ``info()`` and
+  ``OSType()`` of each: 1 + 2n;
+* ``define``: ``getCapabilities`` (which domain type, OS type and emulator this
+  hypervisor takes), ``defineXML``, then ``info()`` and ``OSType()`` of the
+  result: 4;
+* ``start``: ``lookupByUUIDString``, ``create()``, and ``lookupByUUIDString``
+  again to observe it running (its STARTED event comes from that): 3;
+* ``undefine``: ``lookupByUUIDString`` (its ID answers ``isActive``: libvirt's
+  isActive is "its ID is not -1"), ``undefine()``: 2.
+
+A refusal costs the calls made up to it: 0 for arguments that cannot be sent
+(checked first), 1 for ``start`` or ``undefine`` of a running (or unknown)
+domain or an OS type the host does not run, 2 for a definition libvirt
+refuses. A call that may wait (every one
+but the lookups and the listing: on QEMU ``defineXML`` may probe the emulator,
+``create``, ``undefine`` take a domain job) is made without the driver's lock,
+as the actions are; a lost connection is reopened within ``timeout`` for the
+reads, and reported (fate unknown) for ``define``, ``start`` and ``undefine``.
+libvirt's DEFINED and UNDEFINED events are logged as they come (no call; see
+libvirt_mirror.py), a STARTED/BOOTED one as STARTED when the domain is
+persistent (one more call, ``isPersistent``, for a domain not yet observed).
 """
 
 from __future__ import annotations
@@ -59,7 +95,13 @@ from xvirt.drivers.base import (
 from xvirt.drivers.libvirt_errors import translate
 from xvirt.drivers.libvirt_loop import ensure_event_loop
 from xvirt.drivers.libvirt_mirror import Mirror
-from xvirt.drivers.libvirt_xml import config_from_xml, uuid_from_xml
+from xvirt.drivers.libvirt_xml import (
+    check_definition,
+    choose_guest,
+    config_from_xml,
+    domain_xml,
+    uuid_from_xml,
+)
 from xvirt.errors import (
     HostUnreachableError,
     InvalidArgumentError,
@@ -74,12 +116,15 @@ from xvirt.libvirt_api.constants import (
     VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE,
     VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT,
     VIR_CONNECT_LIST_DOMAINS_ACTIVE,
+    VIR_CONNECT_LIST_DOMAINS_INACTIVE,
     VIR_DOMAIN_BLOCKED,
     VIR_DOMAIN_CRASHED,
     VIR_DOMAIN_EVENT_CRASHED,
+    VIR_DOMAIN_EVENT_DEFINED,
     VIR_DOMAIN_EVENT_ID_LIFECYCLE,
     VIR_DOMAIN_EVENT_RESUMED,
     VIR_DOMAIN_EVENT_STARTED,
+    VIR_DOMAIN_EVENT_STARTED_BOOTED,
     VIR_DOMAIN_EVENT_STARTED_MIGRATED,
     VIR_DOMAIN_EVENT_STARTED_RESTORED,
     VIR_DOMAIN_EVENT_STOPPED,
@@ -88,6 +133,7 @@ from xvirt.libvirt_api.constants import (
     VIR_DOMAIN_EVENT_STOPPED_SAVED,
     VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN,
     VIR_DOMAIN_EVENT_SUSPENDED,
+    VIR_DOMAIN_EVENT_UNDEFINED,
     VIR_DOMAIN_NOSTATE,
     VIR_DOMAIN_PAUSED,
     VIR_DOMAIN_PMSUSPENDED,
@@ -96,10 +142,11 @@ from xvirt.libvirt_api.constants import (
     VIR_DOMAIN_STATS_STATE,
     VIR_ERR_NO_DOMAIN,
 )
-from xvirt.model import DomainState, EventKind, HostInfo
+from xvirt.model import DomainState, EventKind, HostInfo, parse_uuid
 from xvirt.planes import (
     Census,
     DataRow,
+    Definition,
     DomainConfig,
     EventBatch,
     IdAnswer,
@@ -131,6 +178,10 @@ _STATES = {
 _ARRIVALS = {  # STARTED details
     VIR_DOMAIN_EVENT_STARTED_MIGRATED: EventKind.MIGRATED,
     VIR_DOMAIN_EVENT_STARTED_RESTORED: EventKind.RESTORED,
+}
+_DEFINITIONS = {  # events of definitions: nothing live changes
+    VIR_DOMAIN_EVENT_DEFINED: EventKind.DEFINED,
+    VIR_DOMAIN_EVENT_UNDEFINED: EventKind.UNDEFINED,
 }
 _DEPARTURES = {  # STOPPED details
     VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN: EventKind.SHUTDOWN,
@@ -209,7 +260,8 @@ class LibvirtDriver(Driver):
         self._lost = False
         self._conn: Any = None
         self._callback_id: int | None = None
-        self._work: queue.SimpleQueue[tuple[str, int, int] | None] = queue.SimpleQueue()
+        # (uuid, event, detail, name) of each libvirt event, for the worker.
+        self._work: queue.SimpleQueue[tuple[str, int, int, str] | None] = queue.SimpleQueue()
         with self._lock:
             self._connect()
         self._worker = threading.Thread(target=self._observe_events, daemon=True,
@@ -245,8 +297,9 @@ class LibvirtDriver(Driver):
         self._lost = True  # on the event loop thread: no lock, no call
 
     def _on_event(self, _conn: Any, dom: Any, event: int, detail: int, _opaque: object) -> None:
+        # UUIDString() and name() read the handle the event brought: no call to libvirt.
         with contextlib.suppress(self._lv.libvirtError):
-            self._work.put((dom.UUIDString(), event, detail))
+            self._work.put((dom.UUIDString(), event, detail, dom.name()))
 
     def _reconnect(self) -> None:
         """Open again until the deadline; then one census brings the mirror up to
@@ -279,7 +332,7 @@ class LibvirtDriver(Driver):
 
     def _call(self, count: Callable[[], object], fn: Callable[[], T], *, retry: bool = True,
               op: str | None = None, uuid: str | None = None,
-              domid: int | None = None) -> T:
+              domid: int | None = None, name: str | None = None) -> T:
         """One libvirt call under the lock, counted; errors translated; reads survive a
         reconnect. Only for calls that read libvirt's own domain list (lookups,
         listings, the state stats group): they take no domain job and never talk to a
@@ -298,13 +351,14 @@ class LibvirtDriver(Driver):
                 # A dying connection fails with various codes (a system error, an RPC
                 # error, "client socket is closed" as an internal error): ask it.
                 if not self._is_lost():
-                    raise translate(exc, uri=self.uri, op=op, uuid=uuid, domid=domid) from None
+                    raise translate(exc, uri=self.uri, op=op, uuid=uuid, domid=domid,
+                                    name=name) from None
                 self._lost = True
                 if not retry:
                     raise HostUnreachableError(
                         f"the connection to libvirt was lost during {op or 'a call'}; "
                         "whether it took effect is unknown", uri=self.uri, op=op, uuid=uuid,
-                        domid=domid, libvirt_code=exc.get_error_code()) from None
+                        domid=domid, name=name, libvirt_code=exc.get_error_code()) from None
         raise HostUnreachableError(f"libvirt at {self.target!r} keeps dropping the connection",
                                    uri=self.uri, op=op)
 
@@ -317,7 +371,7 @@ class LibvirtDriver(Driver):
     def _unlocked(self, count: Callable[[], object], prepare: Callable[[], Callable[[], T]],
                   *, retry: bool = True, op: str, uuid: str | None = None,
                   domid: int | None = None, first: tuple[Any, Callable[[], T]] | None = None,
-                  ) -> T:
+                  name: str | None = None) -> T:
         """One libvirt call made WITHOUT the driver's lock: a call that may wait on a
         guest (a domain job, its QEMU monitor, a hypervisor that does not answer) must
         hold up that guest's callers only, never the connection's.
@@ -344,22 +398,23 @@ class LibvirtDriver(Driver):
             try:
                 return fn()
             except lv.libvirtError as exc:
-                self._failed(exc, conn, op=op, uuid=uuid, domid=domid)
+                self._failed(exc, conn, op=op, uuid=uuid, domid=domid, name=name)
                 if not retry:
                     raise HostUnreachableError(
                         f"the connection to libvirt was lost during {op}; whether it took "
                         "effect is unknown", uri=self.uri, op=op, uuid=uuid, domid=domid,
-                        libvirt_code=exc.get_error_code()) from None
+                        name=name, libvirt_code=exc.get_error_code()) from None
         raise HostUnreachableError(f"libvirt at {self.target!r} keeps dropping the connection",
                                    uri=self.uri, op=op)
 
     def _failed(self, exc: Any, conn: Any, *, op: str, uuid: str | None = None,
-                domid: int | None = None) -> None:
+                domid: int | None = None, name: str | None = None) -> None:
         """A call made without the lock on ``conn`` failed: raise its error, translated,
         unless the connection is lost (then marked lost, for the caller to retry)."""
         with self._lock:
             if conn is self._conn and not self._is_lost():
-                raise translate(exc, uri=self.uri, op=op, uuid=uuid, domid=domid) from None
+                raise translate(exc, uri=self.uri, op=op, uuid=uuid, domid=domid,
+                                name=name) from None
             if conn is self._conn:
                 self._lost = True
 
@@ -417,6 +472,25 @@ class LibvirtDriver(Driver):
         self._saw(dom, count, arrival)
         return dom
 
+    def _observe_boot(self, uuid: str) -> None:
+        """A domain libvirt says booted, not yet observed: a persistent one is a defined
+        domain started (STARTED), a transient one a domain created (CREATED). Two calls
+        (the lookup, ``isPersistent``), both reads of libvirt's own records (no job, no
+        guest: the same domain-object lock a lookup takes), so made under the lock, as
+        every observation is."""
+        count = self.counters.event
+        try:
+            dom = self._call(count, lambda: self._conn.lookupByUUIDString(uuid),
+                             op="lookupByUUIDString", uuid=uuid)
+        except NoDomainError:
+            self._gone(uuid)
+            return
+        if dom.ID() < 0:  # stopped again already: not live
+            self._gone(uuid)
+            return
+        persistent = self._call(count, dom.isPersistent, op="isPersistent", uuid=uuid)
+        self._saw(dom, count, EventKind.STARTED if persistent else EventKind.CREATED)
+
     def _census_members(self, count: Callable[[], object]) -> list[tuple[int, str, str]]:
         """One ``listAllDomains(ACTIVE)``, applied; ``(id, uuid, name)`` of each member
         (asked of each handle once: each is a call into the binding)."""
@@ -443,28 +517,38 @@ class LibvirtDriver(Driver):
         return doms
 
     def _observe_events(self) -> None:
-        """The worker: observe again each domain a libvirt event named."""
+        """The worker: observe again each domain a libvirt event named (a change of
+        definition is logged as it comes: see _observe_event)."""
         while True:
             item = self._work.get()
             if item is None:
                 return
-            uuid, event, detail = item
+            uuid, event, detail, name = item
             with self._lock:
                 if self._closed:
                     return
                 try:
-                    self._observe_event(uuid, event, detail)
+                    self._observe_event(uuid, event, detail, name)
                 except XvirtError:
                     pass  # the connection is gone: the next caller reconnects and takes a census
                 finally:
                     self._publish()
 
-    def _observe_event(self, uuid: str, event: int, detail: int) -> None:
+    def _observe_event(self, uuid: str, event: int, detail: int, name: str) -> None:
+        if event in _DEFINITIONS:
+            # A definition made, replaced or removed changes nothing live: logged as it
+            # comes, under the ID and name the domain is live with, if it is (no call).
+            self._mirror.definition(uuid, name, _DEFINITIONS[event])
+            return
         arrival = _ARRIVALS.get(detail, EventKind.CREATED) \
             if event == VIR_DOMAIN_EVENT_STARTED else EventKind.CREATED
         departure = _DEPARTURES.get(detail, EventKind.DESTROYED) \
             if event == VIR_DOMAIN_EVENT_STOPPED else EventKind.DESTROYED
         known = uuid in self._mirror
+        if event == VIR_DOMAIN_EVENT_STARTED and detail == VIR_DOMAIN_EVENT_STARTED_BOOTED \
+                and not known:
+            self._observe_boot(uuid)
+            return
         dom = self._observe_uuid(uuid, self.counters.event, arrival, departure)
         if dom is None or not known:
             return
@@ -836,11 +920,14 @@ class LibvirtDriver(Driver):
             return self._resolution([dom])
 
     def domain_config(self, uuid: str) -> DomainConfig:
-        """``XMLDesc`` without the driver's lock (on QEMU it may refresh from the guest)."""
+        """``XMLDesc`` without the driver's lock (on QEMU it may refresh from the guest):
+        one call on a live domain's handle; on a defined, inactive domain (which has
+        none held) a ``lookupByUUIDString`` first, 2 (its disks and NICs are in its XML
+        only, and libvirt answers it from the definition: no guest)."""
         since = self._epoch
         try:
             xml = self._unlocked(self.counters.control,
-                                 partial(self._handle_call, uuid, "XMLDesc", 0),
+                                 partial(self._any_handle_call, uuid, "XMLDesc", 0),
                                  op="XMLDesc", uuid=uuid)
         except NoDomainError:
             with self._lock:
@@ -849,12 +936,207 @@ class LibvirtDriver(Driver):
             raise
         return config_from_xml(xml, uri=self.uri)
 
-    def defined_names(self) -> list[str]:
+    # -- defined domains (costs: see the module docstring) ----------------------------------
+
+    def _seen(self, dom: Any, count: Callable[[], object]) -> tuple[int, str, str]:
+        """(Lock held) Apply what a lookup under the lock found, live or inactive:
+        ``(id, uuid, name)``, the ID -1 for an inactive domain, which is not live."""
+        uuid, domid, name = dom.UUIDString(), dom.ID(), dom.name()
+        if domid >= 0:
+            self._saw(dom, count)
+        else:
+            self._gone(uuid)
+        return domid, uuid, name
+
+    def _uuid(self, uuid: str, op: str) -> str:
+        """``uuid`` in canonical form (libvirt's own answers use it), or
+        InvalidArgumentError before any call."""
+        try:
+            return parse_uuid(uuid)
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(exc.message, uri=self.uri, op=op, uuid=exc.uuid) from None
+
+    def _defined(self, uuid: str, op: str) -> tuple[Any, Any, int, str]:
+        """The domain ``uuid`` (canonical), running or not, by one ``lookupByUUIDString``
+        under the lock, applied: ``(connection, handle, id, name)``; NoDomainError if
+        none."""
         with self._lock:
-            names: list[str] = self._call(self.counters.control,
-                                          lambda: self._conn.listDefinedDomains(),
-                                          op="listDefinedDomains")
-            return names
+            try:
+                dom = self._call(self.counters.control,
+                                 lambda: self._conn.lookupByUUIDString(uuid), op=op, uuid=uuid)
+            except NoDomainError:
+                self._gone(uuid)
+                self._publish()
+                raise NoDomainError(f"no domain with UUID {uuid} is defined", uuid=uuid,
+                                    uri=self.uri, op=op) from None
+            domid, _, name = self._seen(dom, self.counters.control)
+            self._publish()
+            return self._conn, dom, domid, name
+
+    def _definition_call(self, uuid: str, method: str, *args: object) -> Callable[[], Any]:
+        """(Lock held) ``method(*args)`` of a fresh handle on ``uuid``, running or not:
+        how a call on a definition is prepared again after a reconnect."""
+        dom = self._call(self.counters.control, lambda: self._conn.lookupByUUIDString(uuid),
+                         op=method, uuid=uuid)
+        self._seen(dom, self.counters.control)
+        self._publish()
+        fn = getattr(dom, method)
+        return partial(fn, *args) if args else fn
+
+    def _any_handle_call(self, uuid: str, method: str, *args: object) -> Callable[[], Any]:
+        """(Lock held) ``method(*args)`` of the live domain's handle held, else of a
+        fresh one on ``uuid``, running or not."""
+        dom = self._handles.get(uuid)
+        if dom is None or self._lost:
+            return self._definition_call(uuid, method, *args)
+        fn = getattr(dom, method)
+        return partial(fn, *args) if args else fn
+
+    def _on_definition(self, conn: Any, dom: Any, uuid: str, method: str, *,
+                       retry: bool = True, op: str | None = None,
+                       name: str | None = None) -> Any:
+        """``dom.<method>()`` (``dom`` a handle made on ``conn``) without the driver's
+        lock, counted on the control plane; again on a fresh handle after a reconnect
+        when ``retry``."""
+        return self._unlocked(self.counters.control, partial(self._definition_call, uuid, method),
+                              retry=retry, op=op or method, uuid=uuid, name=name,
+                              first=(conn, getattr(dom, method)))
+
+    def _config(self, conn: Any, dom: Any, uuid: str) -> DomainConfig | None:
+        """Two calls: ``info()`` (memory, maximum, vCPUs; of an inactive domain too,
+        ``[5, max, memory, vcpus, 0]``) and ``OSType()``; libvirt answers both from its
+        records, not from the guest. None where the hypervisor has no ``OSType``."""
+        info = self._on_definition(conn, dom, uuid, "info")
+        try:
+            os_type = self._on_definition(conn, dom, uuid, "OSType")
+        except UnsupportedError:
+            return None
+        return DomainConfig(memory_kib=int(info[2]), max_memory_kib=int(info[1]),
+                            vcpus=int(info[3]), os_type=str(os_type))
+
+    def find(self, *, uuid: str | None = None, name: str | None = None) -> Definition | None:
+        """By one lookup under the lock (applied: a lookup is an observation), then the
+        domain's figures without it. None when the domain goes between the calls."""
+        if (uuid is None) == (name is None):
+            raise InvalidArgumentError("find takes exactly one of uuid and name",
+                                       uri=self.uri, op="find", uuid=uuid, name=name)
+        if name is not None and not sendable(name):
+            return None  # libvirt names are UTF-8: no domain has this one
+        if uuid is not None:
+            uuid = self._uuid(uuid, "find")
+        with self._lock:
+            try:
+                if uuid is not None:
+                    wanted = uuid
+                    dom = self._call(self.counters.control,
+                                     lambda: self._conn.lookupByUUIDString(wanted),
+                                     op="lookupByUUIDString", uuid=uuid)
+                else:
+                    called = name
+                    dom = self._call(self.counters.control,
+                                     lambda: self._conn.lookupByName(called),
+                                     op="lookupByName", name=name)
+            except NoDomainError:
+                if uuid is not None:
+                    self._gone(uuid)
+                self._publish()
+                return None
+            domid, found, found_name = self._seen(dom, self.counters.control)
+            conn = self._conn
+            self._publish()
+        try:
+            # An inactive libvirt domain is persistent: a transient one that stops is gone.
+            persistent = domid < 0 or bool(self._on_definition(conn, dom, found,
+                                                               "isPersistent"))
+            config = self._config(conn, dom, found)
+        except NoDomainError:
+            return None
+        return Definition(found, found_name, None if domid < 0 else domid, persistent, config)
+
+    def list_defined(self) -> tuple[Definition, ...]:
+        """``listAllDomains(INACTIVE)`` under the lock (applied: none of them is live),
+        then each one's figures without it; by name. One undefined between the calls is
+        left out."""
+        with self._lock:
+            doms = self._call(self.counters.control, lambda: self._conn.listAllDomains(
+                VIR_CONNECT_LIST_DOMAINS_INACTIVE), op="listAllDomains")
+            # libvirt filters on activity, then names each domain: one started in between
+            # comes out with its ID. It is running, not (only) defined.
+            inactive = sorted(((dom.name(), dom.UUIDString(), dom) for dom in doms
+                               if dom.ID() < 0), key=lambda item: (item[0], item[1]))
+            for _, uuid, _ in inactive:
+                self._gone(uuid)
+            conn = self._conn
+            self._publish()
+        found = []
+        for name, uuid, dom in inactive:
+            try:
+                config = self._config(conn, dom, uuid)
+            except NoDomainError:
+                continue
+            found.append(Definition(uuid, name, None, True, config))
+        return tuple(found)
+
+    def define(self, name: str, config: DomainConfig, uuid: str | None = None) -> Definition:
+        """``defineXML`` of a domain XML for this hypervisor (its capabilities say which
+        domain type, OS type and emulator). libvirt itself refuses a name another UUID
+        holds, and a new name for a UUID it knows (OperationFailedError), and replaces
+        the definition of a UUID it knows (running: it becomes persistent). Nothing is
+        applied to the mirror: a definition changes nothing live."""
+        uuid = check_definition(name, config, uuid, uri=self.uri)  # before any call
+        caps = self._unlocked(self.counters.control, lambda: self._conn.getCapabilities,
+                              op="getCapabilities", uuid=uuid, name=name)
+        guest = choose_guest(caps, config.os_type, uri=self.uri, name=name)
+        xml = domain_xml(name, config, uuid, guest, uri=self.uri)
+        used: list[Any] = []  # the connection defineXML went to: the handle's
+
+        def prepare() -> Callable[[], Any]:
+            used.append(self._conn)
+            return partial(self._conn.defineXML, xml)
+
+        dom = self._unlocked(self.counters.control, prepare, retry=False, op="define",
+                             uuid=uuid, name=name)
+        conn = used[-1]
+        found, domid = dom.UUIDString(), dom.ID()
+        try:
+            figures = self._config(conn, dom, found)
+        except NoDomainError:  # undefined already, by someone else: it was defined
+            figures = None
+        return Definition(found, dom.name(), None if domid < 0 else domid, True, figures)
+
+    def start(self, uuid: str) -> None:
+        """``create()`` of the inactive domain ``uuid``, without the driver's lock (it
+        boots the guest), then one lookup to observe it running, so that its STARTED
+        event is in the log when this returns (unless libvirt's event had the worker
+        observe it first)."""
+        op = "start"
+        uuid = self._uuid(uuid, op)
+        conn, dom, domid, name = self._defined(uuid, op)
+        if domid >= 0:
+            raise OperationFailedError(f"domain {name!r} is already running (ID {domid})",
+                                       uri=self.uri, op=op, uuid=uuid, domid=domid, name=name)
+        self._on_definition(conn, dom, uuid, "create", retry=False, op=op, name=name)
+        with self._lock:
+            self._observe_uuid(uuid, self.counters.control, EventKind.STARTED)
+            self._publish()
+
+    def undefine(self, uuid: str) -> None:
+        """``undefine()`` of the inactive domain ``uuid``; a running one is refused, as
+        xend's ``delete`` refuses it (libvirt would make it transient instead).
+
+        The check is the lookup's ID (libvirt's ``isActive`` is "the ID is not -1", so
+        asking it would be one more call for the same answer). A domain started between
+        the check and ``undefine()`` cannot be excluded (libvirt has no "undefine if
+        inactive"): libvirt then undefines it running, which leaves it transient, gone
+        when it stops; libvirt's UNDEFINED event reports it with its ID."""
+        op = "undefine"
+        uuid = self._uuid(uuid, op)
+        conn, dom, domid, name = self._defined(uuid, op)
+        if domid >= 0:
+            raise OperationFailedError(
+                f"domain {name!r} is running (ID {domid}): only a domain that is shut off "
+                "can be undefined", uri=self.uri, op=op, uuid=uuid, domid=domid, name=name)
+        self._on_definition(conn, dom, uuid, "undefine", retry=False, op=op, name=name)
 
     def host_info(self) -> HostInfo:
         with self._lock:

@@ -15,6 +15,12 @@ Each domain's (ID, name) in the mirror thus comes from one observation, the
 latest, and observations are applied in the order they were made. That is
 what the cache's proof of C1 needs (see docs/architecture.md).
 
+Defined (inactive) domains are never members: an observation with ID -1 is
+one of a domain not live. The one kind of libvirt event recorded as it comes
+is a change of definition (DEFINED, UNDEFINED): it changes nothing live, so
+its order against observations cannot mislead the cache, which ignores it;
+it is there for ``Connection.events()`` readers.
+
 Pure bookkeeping: no libvirt, no I/O, no lock (the driver holds its own).
 """
 
@@ -90,7 +96,14 @@ class Mirror:
         (or, believing nobody there, the one it last saw there and holds
         departed, see :meth:`departed`): where that one is now is unknown, and
         the caller must observe it by UUID before answering anyone.
+
+        A negative ``domid`` is libvirt's way of saying the domain is defined and
+        not running: that is an observation of it not live (C1: no lookup by ID
+        may find an inactive domain, no census may list one).
         """
+        if domid < 0:
+            self.gone(uuid)
+            return None
         displaced = self._by_id.get(domid)
         if displaced == uuid:
             displaced = None
@@ -138,7 +151,7 @@ class Mirror:
 
     def census(self, members: Iterable[tuple[int, str, str]]) -> None:
         """Exactly these ``(id, uuid, name)`` are live: a complete observation."""
-        live = {uuid: (domid, name) for domid, uuid, name in members}
+        live = {uuid: (domid, name) for domid, uuid, name in members if domid >= 0}
         if live == self._where and len(self._by_id) == len(self._where):
             return  # the steady state: nothing changed, and _by_id (a subset) agrees
         for uuid in [u for u in self._where if u not in live]:
@@ -147,6 +160,16 @@ class Mirror:
             self.saw(domid, uuid, name)
         # Every displaced domain was resolved by the same complete observation.
         self._by_id = {domid: uuid for uuid, (domid, _) in self._where.items()}
+
+    def definition(self, uuid: str, name: str, kind: EventKind) -> None:
+        """``uuid``'s definition was made, replaced or removed (libvirt's DEFINED and
+        UNDEFINED events; ``kind`` says which). Nothing live changes: the event takes
+        the ID and name the domain is live under as last observed, so it agrees with
+        the log around it, else ID -1 and the definition's ``name``."""
+        if not kind.definition_only:
+            raise ValueError(f"{kind} is not a change of definition")
+        domid, live_name = self._where.get(uuid, (-1, name))
+        self._log.append(kind, domid, uuid, name=live_name)
 
     def note(self, uuid: str, kind: EventKind) -> None:
         """A change that leaves identity alone (paused, resumed, crashed in place)."""

@@ -17,6 +17,11 @@
   both are counted in ``counters.data_fallbacks``. While it reads the table the
   driver pings the socket every ``KEEPALIVE_S``, so the daemon does not close it
   as idle.
+* Managed domains, as libvirt's xend driver reached them: one domain by UUID or
+  name is ``GET /xend/domain/<key>?detail=1`` (a silent 404 is None; a record
+  without ``domid`` is a domain defined and not running), the defined ones
+  ``GET /xend/domain?state=halted&detail=1``, and ``op=new`` (a ``(vm ...)``
+  config), ``op=start`` and ``op=delete`` (by UUID) the changes: one request each.
 * Events: ``GET /xvirt/events?after=N`` long polls (a longer wait is several polls).
 * The image directory comes from the node record's ``xvirt_image_dir``
   extension: read from any ``host_info()``, or fetched (one control request)
@@ -65,9 +70,11 @@ from xvirt.errors import (
     UnsupportedError,
     XvirtError,
 )
-from xvirt.model import HostInfo
+from xvirt.model import HostInfo, parse_uuid
 from xvirt.planes import (
     Census,
+    Definition,
+    DomainConfig,
     EventBatch,
     IdAnswer,
     IdOwner,
@@ -597,6 +604,118 @@ class XendDriver(Driver):
         if rec is None:
             raise ProtocolError("restore answered without the domain's record", uri=self.uri)
         return self._resolution(response, [rec])
+
+    # -- defined (managed) domains ------------------------------------------------------------
+
+    def _definition(self, rec: sxp.Sx) -> Definition:
+        """A ``(domain ...)`` record as a Definition; ``persistent`` from the daemon's
+        ``xvirt_persistent`` (real xend: inactive means managed, active unknown: no)."""
+        try:
+            p = records.parse_domain_record(rec)
+        except ProtocolError as exc:
+            raise self._stamped(exc) from None
+        return Definition(p.uuid, p.name, p.domid, bool(p.persistent), p.config())
+
+    def _writable(self, op: str, *, name: str | None = None, uuid: str | None = None) -> None:
+        if self.readonly:
+            shown = None if name is None else name.encode("utf-8", "backslashreplace").decode()
+            raise ReadOnlyError(f"cannot {op}: the connection is read-only", op=op,
+                                uri=self.uri, name=shown, uuid=uuid)
+
+    def _uuid(self, uuid: object, op: str) -> str:
+        try:
+            return parse_uuid(uuid)
+        except InvalidArgumentError as exc:
+            exc.uri, exc.op = self.uri, op
+            raise
+
+    def find(self, *, uuid: str | None = None, name: str | None = None) -> Definition | None:
+        """libvirt's lookup: ``GET /xend/domain/<uuid or name>?detail=1``, a 404 None.
+
+        xend also matches IDs and UUIDs by a name: only a domain of that very name (or
+        UUID) is an answer. A name HTTP cannot carry (a lone surrogate) is no domain's
+        name on the host: None, without a request, as lookups by name answer."""
+        if (uuid is None) == (name is None):
+            raise InvalidArgumentError("find takes exactly one of uuid and name",
+                                       op="find", uri=self.uri)
+        wanted = self._uuid(uuid, "find") if uuid is not None else None
+        if wanted is not None:
+            key = wanted
+        elif name is not None and sendable(name):
+            key = quote(name, safe="")
+        else:
+            return None
+        self.counters.control()
+        _response, rec = self._call("GET", f"/xend/domain/{key}", params={"detail": "1"},
+                                    silent_404=True, op="find")
+        if rec is None:
+            return None
+        found = self._definition(rec)
+        matches = found.uuid == wanted if wanted is not None else found.name == name
+        return found if matches else None
+
+    def list_defined(self) -> tuple[Definition, ...]:
+        """``GET /xend/domain?state=halted&detail=1``: one request. A record with a
+        domid (a domain that runs after all) is not an inactive one and is left out."""
+        self.counters.control()
+        _response, rec = self._call("GET", "/xend/domain",
+                                    params={"state": "halted", "detail": "1"},
+                                    op="list_defined")
+        if rec is None:
+            return ()
+        if not isinstance(rec, list):
+            raise ProtocolError("expected a list of domain records", uri=self.uri,
+                                op="list_defined")
+        found = (self._definition(r) for r in rec)
+        return tuple(d for d in found if d.id is None)
+
+    def define(self, name: str, config: DomainConfig, uuid: str | None = None) -> Definition:
+        """``op=new`` with a ``(vm ...)`` config naming exactly ``config``'s devices
+        (none if none, as the daemon then defines it): one request. The config always
+        crosses (the S-expression writer escapes what UTF-8 cannot hold); the host
+        judges its values, as ``create``'s."""
+        self._writable("define", name=name)
+        check_sendable(name, "the name", uri=self.uri, op="define")
+        wanted = self._uuid(uuid, "define") if uuid is not None else None
+        try:
+            text = sxp.dumps(records.vm_config(
+                name, config.memory_kib, config.max_memory_kib, config.vcpus, wanted,
+                config.os_type, config.disks, config.nics))
+        except InvalidArgumentError as exc:
+            exc.uri, exc.op, exc.name = self.uri, "define", name
+            raise
+        self.counters.control()
+        try:
+            _response, rec = self._call("POST", "/xend/domain/",
+                                        form=[("op", "new"), ("config", text)], mutation=True,
+                                        op="define")
+        except XvirtError as exc:
+            exc.name, exc.uuid = name, exc.uuid or wanted
+            raise
+        if rec is None:
+            raise ProtocolError("define answered without the domain's record", uri=self.uri,
+                                op="define", name=name)
+        return self._definition(rec)
+
+    def _managed(self, op: str, xend_op: str, uuid: str) -> None:
+        self._writable(op, uuid=uuid)
+        wanted = self._uuid(uuid, op)
+        self.counters.control()
+        try:
+            # expected_uuid: the daemon acts on this UUID, whatever a name may look like
+            self._call("POST", f"/xend/domain/{wanted}",
+                       form=[("op", xend_op), ("expected_uuid", wanted)], mutation=True, op=op)
+        except XvirtError as exc:
+            exc.uuid = wanted
+            raise
+
+    def start(self, uuid: str) -> None:
+        """``op=start`` by UUID: one request."""
+        self._managed("start", "start", uuid)
+
+    def undefine(self, uuid: str) -> None:
+        """``op=delete`` by UUID (xend's undefine): one request."""
+        self._managed("undefine", "delete", uuid)
 
     @property
     def image_dir(self) -> str | None:

@@ -1,4 +1,5 @@
-"""Demo content: a handful of guests with live CPU time, and batch guests that come and go.
+"""Demo content: a handful of guests with live CPU time, two managed domains defined and
+shut off, and batch guests that come and go.
 
 The churn runs on the host's own clock through a ticker (no thread): each
 request first catches the schedule up, so the demo behaves the same under a
@@ -32,6 +33,13 @@ _EXTRA_DISKS = {
     "build1": (DiskConfig("file:/var/lib/xen/images/toolchain.iso", "xvdc", readonly=True),),
 }
 _BRIDGES = {"db1": ("xenbr0", "xenbr1"), "cache1": ("xenbr1",)}
+#: Managed domains defined and shut off (``xm new`` without ``xm start``), so that
+#: ``xvirt list --all`` has something to show: name, memory MiB, vCPUs, load once
+#: started, and a fixed UUID (the same in every process, drawing nothing from the seed).
+_DEFINED = (
+    ("mail1", 1024, 1, 0.10, "3c9e5b1a-7d24-4f6e-9a81-52d0c7e4b613"),
+    ("staging1", 2048, 2, 0.40, "a17f02d8-64b3-4c1e-8e5a-0b9d3f26c7e4"),
+)
 
 
 #: The demo pretends its guests have been up this long, so CPU times look lived-in.
@@ -39,7 +47,8 @@ UPTIME_S = 3 * 3600.0
 
 
 def populate(host: HostModel, *, churn: bool = True) -> None:
-    """Fill an empty host with the demo guests (and, by default, batch churn)."""
+    """Fill an empty host with the demo guests, the defined shut-off domains and, by
+    default, batch churn."""
     for serial, (name, mib, vcpus, load, idle) in enumerate(_GUESTS, 1):
         burnt = int(UPTIME_S * 1e9 * vcpus * (0.01 if idle else load))
         disks = default_disks(name) + _EXTRA_DISKS.get(name, ())
@@ -49,6 +58,9 @@ def populate(host: HostModel, *, churn: bool = True) -> None:
                           cpu_time_ns=burnt, disks=disks, nics=nics)
         if idle:
             host.set_blocked(rec.id)
+    for serial, (name, mib, vcpus, load, uuid) in enumerate(_DEFINED, len(_GUESTS) + 1):
+        host.define(name, memory_kib=mib * 1024, vcpus=vcpus, load=load, uuid=uuid,
+                    nics=(NicConfig(f"00:16:3e:00:{serial:02x}:00", "xenbr0"),))
     if churn:
         host.add_ticker(BatchChurn(host.clock.now()))
 

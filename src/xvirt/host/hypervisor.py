@@ -7,6 +7,12 @@ unique names, a boot identity that changes only when the host reboots, and a
 numbered event log whose newest number is the generation every answer
 carries. One lock makes each request atomic, which is what lets act-if-identity
 (C4) check and act in one step.
+
+Managed domains (xend's ``xm new``/``start``/``delete``) are kept as definitions by
+UUID, whether they run or not: a defined domain that does not run has a name and a
+UUID and no ID, is never on the data plane, and gets a new ID when started; one that
+stops (shutdown, destroy, save, a host reboot) is shut off, not gone. Names are
+unique among running and defined domains together.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from xvirt.model import (
 from xvirt.planes import (
     Census,
     DataRow,
+    Definition,
     DiskConfig,
     DomainConfig,
     EventBatch,
@@ -155,6 +162,12 @@ class HostChange:
     #: UUIDs of the wedged domains (stall()) at this change: a runtime fault that a
     #: mirror of the data plane shows, and a store need not keep.
     stalled: frozenset[str] = frozenset()
+    #: Managed domains' definitions added or replaced, in their current form (running
+    #: or not: a definition is the control plane's, never the data plane's).
+    definitions: tuple[SavedDomain, ...] = ()
+    #: UUIDs whose definitions were removed. A reset (new boot) keeps definitions, as
+    #: xend kept its managed domains' configurations across a host reboot.
+    undefined: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +181,9 @@ class HostState:
     journal: tuple[JournalEntry, ...]
     rover: int
     daemon_epoch: int
+    #: Every managed domain's definition, running or not (none in a host kept before
+    #: domains could be defined).
+    definitions: tuple[SavedDomain, ...] = ()
 
 
 class HostObserver(Protocol):
@@ -188,6 +204,7 @@ class _Committed:
         self.journal: deque[JournalEntry] = deque(state.journal, maxlen=journal_capacity)
         self.rover = state.rover
         self.daemon_epoch = state.daemon_epoch
+        self.definitions = {d.uuid: d for d in state.definitions}
 
     def apply(self, change: HostChange) -> None:
         if change.reset:
@@ -197,6 +214,10 @@ class _Committed:
             self.domains.pop(uuid, None)
         for dom in change.domains:
             self.domains[dom.uuid] = dom
+        for uuid in change.undefined:
+            self.definitions.pop(uuid, None)
+        for spec in change.definitions:
+            self.definitions[spec.uuid] = spec
         self.events.extend(change.events)
         self.journal.extend(change.journal)
         self.boot_id, self.generation = change.boot_id, change.generation
@@ -206,7 +227,16 @@ class _Committed:
         return HostState(self.boot_id, self.generation,
                          tuple(sorted(self.domains.values(), key=lambda d: d.id)),
                          tuple(self.events), tuple(self.journal), self.rover,
-                         self.daemon_epoch)
+                         self.daemon_epoch, _sorted_by_name(self.definitions.values()))
+
+
+def _sorted_by_name(specs: Iterable[SavedDomain]) -> tuple[SavedDomain, ...]:
+    return tuple(sorted(specs, key=lambda s: s.name))
+
+
+def _config(spec: SavedDomain) -> DomainConfig:
+    return DomainConfig(spec.memory_kib, spec.max_memory_kib, spec.vcpus, spec.os_type,
+                        spec.disks, spec.nics)
 
 
 def _bounded(entry: JournalEntry) -> JournalEntry:
@@ -328,6 +358,34 @@ def _positive_int(value: object, what: str) -> int:
     return value
 
 
+def _checked_config(
+    name: str, memory_kib: int, max_memory_kib: int | None, vcpus: int, load: float,
+    os_type: str, disks: Iterable[DiskConfig] | None, nics: Iterable[NicConfig] | None,
+) -> tuple[int, tuple[DiskConfig, ...], tuple[NicConfig, ...] | None]:
+    """What ``create`` and ``define`` both check before taking the lock: the maximum
+    memory, the disks (the defaults for None) and the NICs (None: the defaults, which
+    need the UUID)."""
+    check_name(name)
+    _positive_int(memory_kib, "memory_kib")
+    max_kib = memory_kib if max_memory_kib is None else _positive_int(
+        max_memory_kib, "max_memory_kib")
+    if max_kib < memory_kib:
+        raise InvalidArgumentError(
+            f"max_memory_kib ({max_kib}) is below memory_kib ({memory_kib})", name=name
+        )
+    _positive_int(vcpus, "vcpus")
+    if not 0.0 <= load <= 1.0:
+        raise InvalidArgumentError(f"load must be within 0..1, not {load}", name=name)
+    if not isinstance(os_type, str):
+        raise InvalidArgumentError(f"os_type must be a string, not {os_type!r}", name=name)
+    try:
+        disk_specs = default_disks(name) if disks is None else check_disks(disks)
+        nic_specs = None if nics is None else check_nics(nics)
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(exc.message, name=name) from None
+    return max_kib, disk_specs, nic_specs
+
+
 class HostModel:
     """One Xen-style host. Thread-safe: every public method is atomic."""
 
@@ -377,6 +435,12 @@ class HostModel:
         self._committed_seq = 0
         self._reset = False
         self._depth = 0
+        # Managed domains (xend's ``xm new``): a definition per UUID, running or not. A
+        # name is held by one UUID among running AND defined domains, and a running
+        # managed domain's name is its definition's (rename renames both).
+        self._defs: dict[str, SavedDomain] = {}
+        self._def_names: dict[str, str] = {}  # name -> UUID of each definition
+        self._defs_touched: dict[str, None] = {}  # definitions changed since the last commit
         self._boot(first=True)
 
     # -- boot ---------------------------------------------------------------
@@ -452,7 +516,8 @@ class HostModel:
         doms = tuple(d.live() for d in self._by_id.values())
         events, _ = self._events.since(self._events.oldest_available)
         return HostState(self.boot_id, self._events.latest, doms, events,
-                         tuple(self._journal), self._ids.rover, self.daemon_epoch)
+                         tuple(self._journal), self._ids.rover, self.daemon_epoch,
+                         _sorted_by_name(self._defs.values()))
 
     def load(self, state: HostState) -> None:
         """Become the host ``state`` describes (a daemon starting again): same boot,
@@ -477,10 +542,22 @@ class HostModel:
                 by_name) != len(doms) or 0 not in by_id:
             raise InvalidArgumentError("saved host state is inconsistent: duplicate "
                                        "IDs, UUIDs or names, or no Domain-0")
+        defs = {s.uuid: s for s in state.definitions}
+        def_names = {s.name: s.uuid for s in state.definitions}
+        if len(defs) != len(state.definitions) or len(def_names) != len(defs) or (
+                DOM0_UUID in defs) or any(
+                by_name[n].uuid != u for n, u in def_names.items() if n in by_name) or any(
+                defs[u].name != d.name for u, d in by_uuid.items() if u in defs):
+            raise InvalidArgumentError(
+                "saved host state is inconsistent: a name held by two domains (running or "
+                "defined), a UUID defined twice, a definition of Domain-0, or a running "
+                "managed domain whose name is not its definition's")
         self.boot_id = state.boot_id
         self._events = events
         self._ids.resume(state.rover)
         self._by_id, self._by_uuid, self._by_name = by_id, by_uuid, by_name
+        self._defs, self._def_names = defs, def_names
+        self._defs_touched.clear()
         self._stalled &= by_uuid.keys()
         self._journal.clear()
         self._journal.extend(state.journal)
@@ -536,22 +613,25 @@ class HostModel:
         if not self._observers:
             self._touched.clear()
             self._vacated.clear()
+            self._defs_touched.clear()
             self._journalled = 0
             self._committed_seq = self._events.latest
             self._reset = False
             return
         latest = self._events.latest
         if not (self._touched or self._vacated or self._journalled or self._reset
-                or latest != self._committed_seq):
+                or self._defs_touched or latest != self._committed_seq):
             return
         live = tuple(self._by_uuid[u].live() for u in self._touched if u in self._by_uuid)
         gone = tuple(u for u in self._touched if u not in self._by_uuid)
         vacated = tuple(sorted(i for i in self._vacated if i not in self._by_id))
         events, _ = self._events.since(self._committed_seq)
         journal = tuple(islice(reversed(self._journal), self._journalled))[::-1]
+        defined = tuple(self._defs[u] for u in self._defs_touched if u in self._defs)
+        undefined = tuple(u for u in self._defs_touched if u not in self._defs)
         change = HostChange(self.boot_id, latest, self._reset, live, vacated, gone, events,
                             journal, self._ids.rover, self.daemon_epoch,
-                            frozenset(self._stalled))
+                            frozenset(self._stalled), defined, undefined)
         committed = self._committed
         try:
             self._observers[0].commit(change)  # the keeper: refused, and nothing happened
@@ -567,6 +647,7 @@ class HostModel:
             committed.apply(change)
         self._touched.clear()
         self._vacated.clear()
+        self._defs_touched.clear()
         self._journalled = 0
         self._committed_seq = latest
         self._reset = False
@@ -844,33 +925,17 @@ class HostModel:
 
         ``disks``/``nics`` None gives the defaults (``/var/lib/xen/images/<name>.img``
         on xvda; one vif on xenbr0 with a MAC from the UUID); ``()`` gives none."""
-        check_name(name)
-        _positive_int(memory_kib, "memory_kib")
-        max_kib = memory_kib if max_memory_kib is None else _positive_int(
-            max_memory_kib, "max_memory_kib")
-        if max_kib < memory_kib:
-            raise InvalidArgumentError(
-                f"max_memory_kib ({max_kib}) is below memory_kib ({memory_kib})", name=name
-            )
-        _positive_int(vcpus, "vcpus")
-        if not 0.0 <= load <= 1.0:
-            raise InvalidArgumentError(f"load must be within 0..1, not {load}", name=name)
-        if not isinstance(os_type, str):
-            raise InvalidArgumentError(f"os_type must be a string, not {os_type!r}", name=name)
         if isinstance(cpu_time_ns, bool) or not isinstance(cpu_time_ns, int) or cpu_time_ns < 0:
             raise InvalidArgumentError(
                 f"cpu_time_ns must be a non-negative integer, not {cpu_time_ns!r}", name=name
             )
-        try:
-            disk_specs = default_disks(name) if disks is None else check_disks(disks)
-            nic_specs = None if nics is None else check_nics(nics)
-        except InvalidArgumentError as exc:
-            raise InvalidArgumentError(exc.message, name=name) from None
+        max_kib, disk_specs, nic_specs = _checked_config(
+            name, memory_kib, max_memory_kib, vcpus, load, os_type, disks, nics)
         with self._mutation() as now:
             u = parse_uuid(uuid) if uuid is not None else self._new_uuid()
             spec = SavedDomain(u, name, memory_kib, max_kib, vcpus, cpu_time_ns, os_type, load,
                                disk_specs, default_nics(u) if nic_specs is None else nic_specs)
-            dom = self._admit(spec, now, "create", EventKind.CREATED)
+            dom = self._admit(spec, now, "create", EventKind.CREATED, may_be_defined=False)
             if paused:
                 dom.set_state(DomainState.PAUSED, now)
             self._log(JournalEntry("create", dom.id, dom.uuid, "ok", origin))
@@ -926,8 +991,8 @@ class HostModel:
         check_image_name(image)
         with self._mutation() as now:
             saved = self._images.read(image)
-            try:
-                dom = self._admit(saved, now, "restore", EventKind.RESTORED)
+            try:  # a managed domain saved while running comes back, still defined
+                dom = self._admit(saved, now, "restore", EventKind.RESTORED, may_be_defined=True)
             except OperationFailedError as exc:  # the image is kept; say why in the journal
                 self._log(
                     JournalEntry("restore", -1, saved.uuid, f"failed: {exc.message}", origin)
@@ -937,12 +1002,178 @@ class HostModel:
             self._log(JournalEntry("restore", dom.id, dom.uuid, "ok", origin))
             return dom.record(now)
 
+    # -- managed (defined) domains ---------------------------------------------------
+
+    def define(
+        self,
+        name: str,
+        *,
+        memory_kib: int = 524288,
+        max_memory_kib: int | None = None,
+        vcpus: int = 1,
+        uuid: str | None = None,
+        os_type: str = "linux",
+        load: float = 0.25,
+        disks: Iterable[DiskConfig] | None = None,
+        nics: Iterable[NicConfig] | None = None,
+        origin: str = "host",
+    ) -> Definition:
+        """Define a managed domain without starting it (xend's ``op=new``, ``xm new``).
+
+        Arguments are validated as ``create``'s (``load`` is what it burns once started).
+        The UUID of a defined domain replaces its definition (the running domain, if
+        any, keeps its configuration until it is started again); the UUID of a running
+        transient domain makes it persistent, under its current name only. A name
+        another UUID holds, running or defined, is refused, and so is Domain-0."""
+        max_kib, disk_specs, nic_specs = _checked_config(
+            name, memory_kib, max_memory_kib, vcpus, load, os_type, disks, nics)
+        wanted = parse_uuid(uuid) if uuid is not None else None
+        with self._mutation():
+            u = wanted if wanted is not None else self._new_uuid()
+            running = self._by_uuid.get(u)
+            domid = running.id if running is not None else -1
+            try:
+                if u == DOM0_UUID:
+                    raise OperationFailedError("Domain-0 cannot be defined", domid=0, uuid=u,
+                                               name=name, op="define")
+                if running is not None and running.name != name:
+                    raise OperationFailedError(
+                        f"domain {u} is running as {running.name!r}: a running domain is "
+                        f"defined under its own name (rename it first)",
+                        domid=domid, uuid=u, name=name, op="define")
+                self._check_name_free(name, u, "define")
+            except OperationFailedError as exc:
+                self._log(JournalEntry("define", domid, u, f"failed: {exc.message}", origin))
+                raise
+            spec = SavedDomain(u, name, memory_kib, max_kib, vcpus, 0, os_type, load,
+                               disk_specs, default_nics(u) if nic_specs is None else nic_specs)
+            old = self._defs.get(u)
+            if old is not None:
+                del self._def_names[old.name]
+            self._defs[u] = spec
+            self._def_names[name] = u
+            self._defs_touched[u] = None
+            self._events.append(EventKind.DEFINED, domid, u, name=name)
+            self._log(JournalEntry("define", domid, u, "ok", origin))
+            self._changed.notify_all()
+            answer = self._definition(u)
+            assert answer is not None
+            return answer
+
+    def start(self, uuid: str, *, origin: str = "host") -> DomainRecord:
+        """Boot the defined, not running domain ``uuid`` (xend's ``op=start``): a new ID
+        from the allocator, CPU time 0, running; it stays defined. NoDomainError when
+        no such domain is defined, OperationFailedError when it runs already."""
+        u = parse_uuid(uuid)
+        with self._mutation() as now:
+            running = self._by_uuid.get(u)
+            spec = self._defs.get(u)
+            try:
+                if running is not None:
+                    raise OperationFailedError(
+                        f"domain {running.name!r} is already running (ID {running.id})",
+                        domid=running.id, uuid=u, name=running.name, op="start")
+                if spec is None:
+                    raise NoDomainError(f"no domain with UUID {u} is defined", uuid=u,
+                                        op="start")
+                dom = self._admit(replace(spec, cpu_time_ns=0), now, "start",
+                                  EventKind.STARTED, may_be_defined=True)
+            except (OperationFailedError, NoDomainError) as exc:
+                outcome = ("refused: no such domain" if isinstance(exc, NoDomainError)
+                           else f"failed: {exc.message}")
+                self._log(JournalEntry("start", running.id if running else -1, u, outcome,
+                                       origin))
+                raise
+            self._log(JournalEntry("start", dom.id, u, "ok", origin))
+            return dom.record(now)
+
+    def undefine(self, uuid: str, *, origin: str = "host") -> None:
+        """Remove the definition of ``uuid`` (xend's ``op=delete``, journalled as
+        ``delete``). A running domain is refused (OperationFailedError: stop it first),
+        a UUID with no definition is NoDomainError."""
+        u = parse_uuid(uuid)
+        with self._mutation():
+            running = self._by_uuid.get(u)
+            spec = self._defs.get(u)
+            try:
+                if running is not None:
+                    raise OperationFailedError(
+                        f"domain {running.name!r} is running (ID {running.id}): only a "
+                        "domain that is shut off can be undefined",
+                        domid=running.id, uuid=u, name=running.name, op="undefine")
+                if spec is None:
+                    raise NoDomainError(f"no domain with UUID {u} is defined", uuid=u,
+                                        op="undefine")
+            except (OperationFailedError, NoDomainError) as exc:
+                outcome = ("refused: no such domain" if isinstance(exc, NoDomainError)
+                           else f"failed: {exc.message}")
+                self._log(JournalEntry("delete", running.id if running else -1, u, outcome,
+                                       origin))
+                raise
+            del self._defs[u]
+            del self._def_names[spec.name]
+            self._defs_touched[u] = None
+            self._events.append(EventKind.UNDEFINED, -1, u, name=spec.name)
+            self._log(JournalEntry("delete", -1, u, "ok", origin))
+            self._changed.notify_all()
+
+    def find(self, *, uuid: str | None = None, name: str | None = None
+             ) -> tuple[str, int, Definition | None]:
+        """Boot identity, generation and the domain with that UUID or name (exactly one
+        given), running (``id`` set; ``persistent`` when defined; its live configuration)
+        or defined and shut off (``id`` None; its definition), or None: atomically."""
+        if (uuid is None) == (name is None):
+            raise InvalidArgumentError("find takes exactly one of uuid and name", op="find")
+        if name is not None and not isinstance(name, str):
+            raise InvalidArgumentError(f"a name is a string, not {name!r}", op="find")
+        wanted = parse_uuid(uuid) if uuid is not None else None
+        with self._lock:
+            self._enter()
+            if wanted is None:
+                assert name is not None
+                dom = self._by_name.get(name)
+                wanted = dom.uuid if dom is not None else self._def_names.get(name)
+            answer = self._definition(wanted) if wanted is not None else None
+            return self.boot_id, self._events.latest, answer
+
+    def defined(self) -> tuple[str, int, tuple[Definition, ...]]:
+        """Boot identity, generation and every domain defined and shut off, by name
+        (xend's ``GET /xend/domain?state=halted``): running ones are not listed."""
+        with self._lock:
+            self._enter()
+            inactive = tuple(Definition(s.uuid, s.name, None, True, _config(s))
+                             for s in _sorted_by_name(self._defs.values())
+                             if s.uuid not in self._by_uuid)
+            return self.boot_id, self._events.latest, inactive
+
+    def _definition(self, uuid: str) -> Definition | None:
+        """The control plane's view of ``uuid`` (lock held)."""
+        dom = self._by_uuid.get(uuid)
+        spec = self._defs.get(uuid)
+        if dom is not None:
+            return Definition(uuid, dom.name, dom.id, spec is not None, dom.resolved().config)
+        if spec is not None:
+            return Definition(uuid, spec.name, None, True, _config(spec))
+        return None
+
+    def _check_name_free(self, name: str, uuid: str, op: str) -> None:
+        """Refuse ``name`` when a domain other than ``uuid`` holds it, running or defined."""
+        dom = self._by_name.get(name)
+        if dom is not None and dom.uuid != uuid:
+            raise OperationFailedError(f"a domain named {name!r} already exists", name=name,
+                                       uuid=uuid, op=op)
+        holder = self._def_names.get(name)
+        if holder is not None and holder != uuid:
+            raise OperationFailedError(
+                f"a domain named {name!r} already exists (defined, shut off: {holder})",
+                name=name, uuid=uuid, op=op)
+
     # -- internals ------------------------------------------------------------------
 
     def _new_uuid(self) -> str:
         while True:
             u = str(uuidlib.UUID(int=self._rng.getrandbits(128), version=4))
-            if u not in self._by_uuid:
+            if u not in self._by_uuid and u not in self._defs:
                 return u
 
     def _get(self, domid: int, op: str) -> _Domain:
@@ -959,14 +1190,25 @@ class HostModel:
                 f"Domain-0 cannot {op}", domid=0, uuid=dom.uuid, name=dom.name, op=op
             )
 
-    def _admit(self, spec: SavedDomain, now: float, op: str, kind: EventKind) -> _Domain:
+    def _admit(self, spec: SavedDomain, now: float, op: str, kind: EventKind, *,
+               may_be_defined: bool) -> _Domain:
+        """Run ``spec`` under a new ID. ``may_be_defined``: its UUID may be a defined,
+        shut-off domain's (start, restore), under that definition's name only."""
         uuid, name = spec.uuid, spec.name
-        if name in self._by_name:
-            raise OperationFailedError(f"a domain named {name!r} already exists", name=name, op=op)
+        self._check_name_free(name, uuid, op)
         if uuid in self._by_uuid:
             raise OperationFailedError(
                 f"a domain with UUID {uuid} already exists", uuid=uuid, name=name, op=op
             )
+        defined = self._defs.get(uuid)
+        if defined is not None and not may_be_defined:
+            raise OperationFailedError(
+                f"a domain with UUID {uuid} is already defined (as {defined.name!r})",
+                uuid=uuid, name=name, op=op)
+        if defined is not None and defined.name != name:
+            raise OperationFailedError(
+                f"domain {uuid} is defined as {defined.name!r}, not {name!r}: a managed "
+                "domain runs under its definition's name", uuid=uuid, name=name, op=op)
         domid = self._ids.allocate(self._by_id, len(self._by_id) - 1)
         dom = _Domain(domid, spec, now)
         self._by_id[domid] = dom
@@ -1036,12 +1278,18 @@ class HostModel:
             new = check_name(arg)
             self._guest_only(dom, "rename")
             if new != dom.name:
-                if new in self._by_name:
+                if new in self._by_name or self._def_names.get(new, dom.uuid) != dom.uuid:
                     raise _refusal(dom, op, f"a domain named {new!r} already exists")
                 del self._by_name[dom.name]
                 dom.name = new
                 self._by_name[new] = dom
                 self._touch(dom)
+                spec = self._defs.get(dom.uuid)
+                if spec is not None:  # a managed domain's definition follows its name
+                    del self._def_names[spec.name]
+                    self._defs[dom.uuid] = replace(spec, name=new)
+                    self._def_names[new] = dom.uuid
+                    self._defs_touched[dom.uuid] = None
                 self._events.append(EventKind.RENAMED, dom.id, dom.uuid, name=new)
         else:  # pragma: no cover - every Op is handled above
             raise AssertionError(op)

@@ -30,4 +30,5 @@ LIBVIRT_STATE_OF: dict[DomainState, int] = {
     DomainState.SHUTDOWN: VIR_DOMAIN_SHUTOFF,
     DomainState.CRASHED: VIR_DOMAIN_CRASHED,
     DomainState.DYING: VIR_DOMAIN_SHUTDOWN,
+    DomainState.SHUTOFF: VIR_DOMAIN_SHUTOFF,
 }

@@ -273,13 +273,16 @@ def build_families(reading: Reading | None, duration_s: float) -> list[Metric]:
     if reading is None:
         return [f.up, f.duration]
     seen: set[str] = set()
-    by_state = dict.fromkeys(xvirt.DomainState, 0)
+    # running domains only: a sample never holds a shut-off one (listing those is a
+    # control-plane request, which a scrape does not make)
+    by_state = dict.fromkeys((s for s in xvirt.DomainState if s is not xvirt.DomainState.SHUTOFF),
+                             0)
     for sample in reading.survey.samples:
         ident, info = sample.identity, sample.info
         if ident.uuid in seen:
             continue
         seen.add(ident.uuid)
-        by_state[info.state] += 1
+        by_state[info.state] = by_state.get(info.state, 0) + 1
         u = [ident.uuid]
         f.domain_info.add_metric([ident.uuid, ident.name, str(ident.id), info.state.value], {})
         f.scrape_error.add_metric(u, 0.0)

@@ -22,6 +22,7 @@ __all__ = [
     "cpu_seconds",
     "display_width",
     "domain_dict",
+    "domid_text",
     "dominfo_text",
     "list_text",
     "render_table",
@@ -39,6 +40,7 @@ STATE_WORDS: Final[Mapping[xvirt.DomainState, str]] = MappingProxyType(
         xvirt.DomainState.SHUTDOWN: "shut off",
         xvirt.DomainState.CRASHED: "crashed",
         xvirt.DomainState.DYING: "in shutdown",
+        xvirt.DomainState.SHUTOFF: "shut off",
     }
 )
 
@@ -120,8 +122,14 @@ def render_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 def list_text(views: Iterable[DomainView]) -> str:
     """``xvirt list`` output: virsh's table and the blank line virsh ends every command with."""
-    rows = [(str(v.identity.id), v.identity.name, state_word(v.info.state)) for v in views]
+    rows = [(domid_text(v.identity.id), v.identity.name, state_word(v.info.state))
+            for v in views]
     return render_table(("Id", "Name", "State"), rows) + "\n"
+
+
+def domid_text(domid: int) -> str:
+    """An ID as virsh prints it: ``-`` for a domain that is not running (-1)."""
+    return "-" if domid < 0 else str(domid)
 
 
 def cpu_seconds(cpu_time_ns: int) -> str:
@@ -131,26 +139,28 @@ def cpu_seconds(cpu_time_ns: int) -> str:
 
 def dominfo_text(view: DomainView) -> str:
     """``xvirt dominfo`` output: virsh's ``Label: value`` lines (label padded to 15),
-    only the fields xvirt really knows, then virsh's closing blank line."""
+    only the fields xvirt really knows, then virsh's closing blank line. As virsh,
+    a domain that has used no CPU time (one not running) has no ``CPU time`` line."""
     ident, info = view.identity, view.info
     fields = (
-        ("Id:", str(ident.id)),
+        ("Id:", domid_text(ident.id)),
         ("Name:", safe_text(ident.name)),
         ("UUID:", ident.uuid),
         ("State:", state_word(info.state)),
         ("CPU(s):", str(info.vcpus)),
-        ("CPU time:", cpu_seconds(info.cpu_time_ns)),
+        *((("CPU time:", cpu_seconds(info.cpu_time_ns)),) if info.cpu_time_ns else ()),
         ("Max memory:", f"{info.max_memory_kib} KiB"),
         ("Used memory:", f"{info.memory_kib} KiB"),
     )
     return "".join(f"{label:<15} {value}\n" for label, value in fields) + "\n"
 
 
-def domain_dict(view: DomainView) -> dict[str, str | int]:
-    """A domain for JSON: xvirt's names and units (``state`` is the DomainState value)."""
+def domain_dict(view: DomainView) -> dict[str, str | int | None]:
+    """A domain for JSON: xvirt's names and units (``state`` is the DomainState value;
+    ``id`` null for a domain that is not running)."""
     ident, info = view.identity, view.info
-    values: tuple[str | int, ...] = (
-        ident.id,
+    values: tuple[str | int | None, ...] = (
+        None if ident.id < 0 else ident.id,
         ident.name,
         ident.uuid,
         info.state.value,

@@ -30,6 +30,7 @@ STATE_CODES: dict[DomainState, int] = {
     DomainState.SHUTDOWN: 4,
     DomainState.CRASHED: 5,
     DomainState.DYING: 6,
+    DomainState.SHUTOFF: 7,  # never on the data plane (no ID), but every state has a code
 }
 #: The state of each code, by index; None at 0 (no domain). Readers index it inline.
 CODE_STATE: tuple[DomainState | None, ...] = (

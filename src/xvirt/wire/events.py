@@ -7,7 +7,9 @@ lifecycle events after ``N``::
             (event (seq N) (kind K) (domid D) (uuid U) [(old_id D)] [(name X)]) ...)
 
 ``complete`` is 0 when the host's bounded log no longer reaches back to ``N``:
-the reader must take a new snapshot instead.
+the reader must take a new snapshot instead. ``domid`` is -1 where the domain
+had no ID (``defined``/``undefined`` of a domain that is not running); every
+kind travels by its ``EventKind`` value, so a new kind needs no change here.
 """
 
 from __future__ import annotations

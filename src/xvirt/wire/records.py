@@ -28,6 +28,15 @@ interfaces and skips every other kind (vfb, vkbd, console, pci); ``uname`` is
 kept as given (``file:``, ``phy:``, ``tap:aio:`` ...); ``dev`` loses xend's
 ``ioemu:`` prefix and ``:disk``/``:cdrom`` suffix; mode ``r`` means read-only.
 An empty CD-ROM drive has no ``uname`` and reads as source ``""``.
+
+Managed domains (xend >= 3.0.4): a domain defined and not running has a record
+with no ``domid`` (libvirt's test for "inactive") and the state ``------``,
+which reads as SHUTOFF there (on a running domain it means runnable, RUNNING).
+Our records also say whether the domain is persistent (managed: its definition
+outlives it) in the extension field ``(xvirt_persistent 1)`` or ``0``, named as
+the node record's ``xvirt_`` fields are; real xend writes none, and a record
+without it reads as persistent exactly when it has no domid (what can be
+inactive is managed), and as unknown otherwise.
 """
 
 from __future__ import annotations
@@ -90,11 +99,12 @@ def state_flags(state: DomainState) -> str:
     return state.flags()
 
 
-def parse_state_flags(flags: str) -> DomainState:
+def parse_state_flags(flags: str, *, active: bool = True) -> DomainState:
     """The state a six-letter xend string means, the highest-ranked letter winning.
 
-    ``------`` (runnable, waiting for a CPU: common in ``xm list``) reads as
-    RUNNING; libvirt said NOSTATE, which xvirt has no state for.
+    ``------`` on an active domain (runnable, waiting for a CPU: common in
+    ``xm list``) reads as RUNNING, where libvirt said NOSTATE, which xvirt has no
+    state for; on an inactive one (``active`` False: no domid) it is SHUTOFF.
     """
     if len(flags) != 6 or any(
         c not in ("-", want) for c, want in zip(flags, _FLAG_ORDER, strict=True)
@@ -102,7 +112,8 @@ def parse_state_flags(flags: str) -> DomainState:
         raise ProtocolError(
             f"state {flags!r} is not six letters in the order {_FLAG_ORDER} (or '-')"
         )
-    return next((s for s in _PRIORITY if s.letter in flags), DomainState.RUNNING)
+    return next((s for s in _PRIORITY if s.letter in flags),
+                DomainState.RUNNING if active else DomainState.SHUTOFF)
 
 
 # -- numbers, as libvirt read them -------------------------------------------------------------
@@ -206,6 +217,9 @@ class ParsedDomain:
     cpu_time_ns: int | None  # None: the record has no cpu_time field
     disks: tuple[DiskConfig, ...] = ()
     nics: tuple[NicConfig, ...] = ()
+    #: Whether the domain is managed (its definition outlives it): the record's
+    #: ``xvirt_persistent``; without it, True when inactive, else None (unknown).
+    persistent: bool | None = None
 
     def config(self) -> DomainConfig:
         return DomainConfig(self.memory_kib, self.max_memory_kib, self.vcpus, self.os_type,
@@ -225,17 +239,25 @@ def domain_record(
     cpu_time_ns: int | None,
     disks: tuple[DiskConfig, ...] = (),
     nics: tuple[NicConfig, ...] = (),
+    persistent: bool | None = None,
 ) -> Sx:
     """A ``(domain ...)`` record in newer xend's style: dashed uuid, bare atoms.
 
-    ``domid`` None makes an inactive record (no domid field); ``state`` and
-    ``cpu_time_ns`` None leave their fields out. Devices follow the image.
+    ``domid`` None makes an inactive record (no domid field, as xend >= 3.0.4
+    wrote a managed domain that is not running); ``state`` and ``cpu_time_ns``
+    None leave their fields out; SHUTOFF (``------``) is an inactive domain's
+    state only. ``persistent`` None leaves ``xvirt_persistent`` out. Devices
+    follow the image.
     """
     _check_counts(memory_kib=memory_kib, max_memory_kib=max_memory_kib, vcpus=vcpus)
     rec: list[Sx] = ["domain"]
     if domid is not None:
         if not 0 <= domid < DOMID_FIRST_RESERVED:
             raise InvalidArgumentError(f"domain ID {domid} is out of range", domid=domid)
+        if state is DomainState.SHUTOFF:
+            # "------" on a running domain means runnable: the reader could not tell
+            raise InvalidArgumentError(f"domain {domid} runs, so it cannot be shut off",
+                                       domid=domid, uuid=uuid, name=name)
         rec.append(["domid", str(domid)])
     rec += [
         ["uuid", parse_uuid(uuid)],
@@ -249,6 +271,8 @@ def domain_record(
         if cpu_time_ns < 0:
             raise InvalidArgumentError(f"cpu_time_ns must not be negative, not {cpu_time_ns}")
         rec.append(["cpu_time", f"{cpu_time_ns // 10**9}.{cpu_time_ns % 10**9:09d}"])
+    if persistent is not None:
+        rec.append(["xvirt_persistent", "1" if persistent else "0"])
     rec.append(["image", [os_type]])
     rec += device_entries(disks, nics)
     return rec
@@ -263,6 +287,9 @@ def parse_domain_record(sx: Sx) -> ParsedDomain:
     cpu_time = value(sx, "domain/cpu_time")
     state = value(sx, "domain/state")
     disks, nics = parse_devices(sx)
+    persistent = value(sx, "domain/xvirt_persistent")
+    if persistent not in (None, "0", "1"):
+        raise ProtocolError(f"field 'xvirt_persistent': {persistent!r} is not 0 or 1")
     return ParsedDomain(
         domid=domid,
         uuid=_required_uuid(sx, "domain", ProtocolError),
@@ -271,10 +298,12 @@ def parse_domain_record(sx: Sx) -> ParsedDomain:
         max_memory_kib=_memory_kib(sx, "domain", "maxmem", "maxmem_kib") or 0,
         vcpus=_count(sx, "domain/vcpus") or 0,
         os_type=_os_type(sx),
-        state=parse_state_flags(state) if state else None,
+        state=parse_state_flags(state, active=domid is not None) if state else None,
         cpu_time_ns=_seconds_to_ns(cpu_time, "cpu_time") if cpu_time else None,
         disks=disks,
         nics=nics,
+        persistent=(persistent == "1") if persistent is not None else (
+            True if domid is None else None),
     )
 
 
