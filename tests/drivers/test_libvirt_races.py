@@ -43,6 +43,7 @@ def worker_observes(driver: LibvirtDriver, uuid: str, event: int, detail: int,
     """What the worker does on one libvirt event (about ``name``), on its own thread."""
     before = driver._mirror.generation
     driver._work.put((uuid, event, detail, name))
+    driver._start_worker()  # as the first event does
     deadline = time.monotonic() + 5
     while driver._mirror.generation == before:
         assert time.monotonic() < deadline, "the worker did not observe"

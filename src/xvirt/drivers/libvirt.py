@@ -262,11 +262,13 @@ class LibvirtDriver(Driver):
         self._callback_id: int | None = None
         # (uuid, event, detail, name) of each libvirt event, for the worker.
         self._work: queue.SimpleQueue[tuple[str, int, int, str] | None] = queue.SimpleQueue()
+        # Started by the first event, not here: starting a thread waits for it to run
+        # (0.3-1.5 ms on a loaded machine), which was most of what opening cost beyond
+        # libvirt's own open, and a connection that never sees an event never needs it.
+        self._worker: threading.Thread | None = None
+        self._worker_lock = threading.Lock()
         with self._lock:
             self._connect()
-        self._worker = threading.Thread(target=self._observe_events, daemon=True,
-                                        name=f"xvirt-libvirt-worker {target}")
-        self._worker.start()
 
     # -- the connection ------------------------------------------------------------------
 
@@ -300,6 +302,15 @@ class LibvirtDriver(Driver):
         # UUIDString() and name() read the handle the event brought: no call to libvirt.
         with contextlib.suppress(self._lv.libvirtError):
             self._work.put((dom.UUIDString(), event, detail, dom.name()))
+        if self._worker is None:
+            self._start_worker()
+
+    def _start_worker(self) -> None:
+        with self._worker_lock:
+            if self._worker is None and not self._closed:
+                self._worker = threading.Thread(target=self._observe_events, daemon=True,
+                                                name=f"xvirt-libvirt-worker {self.target}")
+                self._worker.start()
 
     def _reconnect(self) -> None:
         """Open again until the deadline; then one census brings the mirror up to

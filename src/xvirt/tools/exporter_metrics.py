@@ -275,8 +275,8 @@ def build_families(reading: Reading | None, duration_s: float) -> list[Metric]:
     seen: set[str] = set()
     # running domains only: a sample never holds a shut-off one (listing those is a
     # control-plane request, which a scrape does not make)
-    by_state = dict.fromkeys((s for s in xvirt.DomainState if s is not xvirt.DomainState.SHUTOFF),
-                             0)
+    by_state: dict[xvirt.DomainState, int] = dict.fromkeys(
+        (s for s in xvirt.DomainState if s is not xvirt.DomainState.SHUTOFF), 0)
     for sample in reading.survey.samples:
         ident, info = sample.identity, sample.info
         if ident.uuid in seen:
