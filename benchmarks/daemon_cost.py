@@ -185,7 +185,8 @@ def experiment_2006(quick: bool) -> Legacy2006:
     try:
         _populate(daemon, guests)
         runs = 1 if quick else 3
-        cached, old = [], []
+        cached: list[float] = []
+        old: list[float] = []
         creq = oreq = 0
         for _ in range(runs):  # alternate, so drift hits both alike
             for mode, walls in (("", cached), ("?cache=off", old)):

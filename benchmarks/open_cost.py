@@ -107,15 +107,13 @@ def render(cells: Sequence[Cell], command: str, runs: int, repeats: int, quick: 
               "does; the price moved to `import libvirt`, shown in the last column (the "
               "face also imports xvirt itself). The `before` row is the tree given with "
               "`--before` (the commit before this change), measured in the same run.", "",
-              "What remains is the libvirt driver's own setup, not the face: in one process "
-              "the face's open costs what `xvirt.open(\"libvirt:test:///default\")` costs "
-              "(about 1.1 ms against libvirt's 0.5 ms), and cProfile puts the difference in "
-              "the worker thread each driver starts (`Thread.start` waits for the new thread "
-              "to run: 0.3-1.5 ms on a loaded 2-core machine), plus, at the first open of a "
-              "process only, libvirt's event-loop thread. The face cannot start those "
-              "threads at import (a script may fork before it opens), so a first open "
-              "within 2x needs the driver (`src/xvirt/drivers/libvirt*.py`) to start its "
-              "worker lazily or share one across connections.", ""]
+              "What remained after that was the libvirt driver's own setup: cProfile put "
+              "most of it in the event worker thread each driver started at open "
+              "(`Thread.start` waits for the new thread to run: 0.3-1.5 ms on a loaded "
+              "2-core machine). The driver now starts that worker with the first libvirt "
+              "event, so an open costs libvirt's open, the registrations of the close and "
+              "lifecycle callbacks, and, at the first open of a process only, libvirt's "
+              "event-loop thread (which a script using events starts too).", ""]
     return "\n".join(lines)
 
 

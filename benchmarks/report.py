@@ -81,3 +81,42 @@ def line_plot(path: Path, series: Mapping[str, Sequence[tuple[float, float]]], *
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def bar_plot(path: Path, panels: Mapping[str, Mapping[str, float]], *, xlabel: str,
+             title: str, marks: Mapping[str, tuple[float, str]] | None = None) -> None:
+    """Horizontal bars, one panel per group: for calls measured side by side at one size,
+    where there is no size to draw a line against. A panel whose bars (and mark) span more
+    than a factor of 20 gets a log axis, any other a linear one from zero, so that bar
+    lengths compare. ``marks`` draws a target line in a panel: panel -> (x, label)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    heights = [max(1, len(bars)) for bars in panels.values()]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 1.1 + 0.34 * sum(heights)),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, (panel, bars) in zip(axes[:, 0], panels.items(), strict=True):
+        names = list(bars)[::-1]  # first bar on top
+        ax.barh(names, [bars[n] for n in names], color="tab:blue")
+        for y, name in enumerate(names):
+            ax.annotate(f" {bars[name]:.3g}", (bars[name], y), va="center", fontsize="x-small")
+        values = [*bars.values(), *([marks[panel][0]] if marks and panel in marks else [])]
+        if max(values) > 20 * min(values) > 0:
+            ax.set_xscale("log")
+        else:
+            ax.set_xlim(0, max(values) * 1.15)
+        ax.set_title(panel, fontsize="small", loc="left")
+        ax.tick_params(axis="y", labelsize="x-small")
+        ax.grid(True, axis="x", which="both", alpha=0.3)
+        if marks and panel in marks:
+            x, label = marks[panel]
+            ax.axvline(x, color="tab:red", linestyle="--", label=label)
+            ax.legend(fontsize="x-small", loc="lower right")
+    axes[-1, 0].set_xlabel(xlabel)
+    fig.suptitle(title, fontsize="medium")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -25,10 +25,23 @@ driver, run as root, insists that the user its build names (``libvirt-qemu``) ex
 when ``qemu.conf`` says root; where it does not, the driver is opened from a thread in a
 private mount namespace that sees copies of ``/etc/passwd`` and ``/etc/group`` naming it, so
 the system's files stay untouched. libvirt keeps that driver, on the root it was first
-opened with, until the process ends, and every open of ``qemu:///embed`` registers the QEMU
-driver once more in a table of 21 (libvirt 9.0): a process gets about 16 opens in all ("Too
-many drivers, cannot register QEMU" after that), so tests share connections there (the
-conformance kit runs through the daemon instead).
+opened with, until the process ends.
+
+What runs out on the embedded driver is opens, not connections: every
+``virConnectOpen("qemu:///embed?...")`` loads the driver module again and calls its
+``qemuRegister``, which appends the QEMU driver to libvirt's fixed table of connection drivers
+(``MAX_DRIVERS`` = 21 in libvirt 9.0; Test, OPENVZ, VMWARE, ESX and remote take the first
+five), before the URI is even matched; nothing ever removes an entry. So a process gets 16
+opens of ``qemu:///embed`` in all, whether or not the earlier connections were closed, and an
+open that fails (a second root, say) uses a slot too; after that every open fails with "Too
+many drivers, cannot register QEMU" (measured, and libvirt's ``virConnectOpenInternal``,
+``virDriverLoadModule`` and ``virRegisterConnectDriver`` read). So the process keeps ONE
+read-write connection per embedded root (and one read-only one, opened when first asked
+for), and every open of exactly that URI, through the binding's ``open``, ``openReadOnly``
+or ``openAuth`` (as the harness, xvirt's libvirt driver and libvirt-python scripts open
+it), returns a handle on it (``_EmbeddedOpens``): libvirt's own ``virConnect`` calls on
+the one connection, whose ``close`` lets go of the handle (and of the event callbacks
+registered through it) and leaves the connection open. Every other URI is opened as before.
 """
 
 from __future__ import annotations
@@ -37,6 +50,7 @@ import atexit
 import contextlib
 import ctypes
 import grp
+import itertools
 import os
 import pwd
 import shutil
@@ -45,11 +59,14 @@ import subprocess
 import tempfile
 import threading
 import time
+import traceback
 import uuid as _uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
 
 from xvirt.drivers.libvirt_loop import ensure_event_loop
 from xvirt.libvirt_api.binding import real_libvirt
@@ -58,8 +75,8 @@ from xvirt.testing.libvirtd import LibvirtdProcess
 if TYPE_CHECKING:
     from typing import Self
 
-__all__ = ["DaemonQemu", "EmbeddedQemu", "QemuError", "QemuHost", "guest_xml", "kvm_usable",
-           "pid_running"]
+__all__ = ["DaemonQemu", "EmbeddedQemu", "QemuError", "QemuHost", "embedded_root_of", "guest_xml",
+           "kvm_usable", "pid_running"]
 
 QEMU_SYSTEM = "/usr/bin/qemu-system-x86_64"
 QEMU_IMG = "/usr/bin/qemu-img"
@@ -201,6 +218,19 @@ class QemuHost:
                 pids.append(int(entry.name))
         return sorted(pids)
 
+    def qemu_pid(self, name: str) -> int:
+        """The PID of guest ``name``'s QEMU: the one of ours whose command line names it
+        (``-name guest=NAME,...``), to stop or continue it as a hung host would."""
+        for pid in self.qemu_pids():
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(arg == f"guest={name}".encode() or arg.startswith(f"guest={name},".encode())
+                   for arg in argv):
+                return pid
+        raise QemuError(f"no QEMU process under {self.state_dir} runs guest {name!r}")
+
     # -- teardown ------------------------------------------------------------------------
 
     def clear(self) -> None:
@@ -322,10 +352,216 @@ def _in_private_mounts(work: Path, call: Any) -> Any:
 _embedded_root: Path | None = None
 _embedded_lock = threading.Lock()
 
+#: The binding's functions that open a connection, routed by ``_EmbeddedOpens``.
+_OPENS = ("open", "openReadOnly", "openAuth")
+#: Where libvirt-python keeps a handle's event registrations, and how each is undone.
+_EVENT_REGISTRATIONS = (
+    ("domainEventCallbackID", "domainEventDeregisterAny"),
+    ("networkEventCallbackID", "networkEventDeregisterAny"),
+    ("storagePoolEventCallbackID", "storagePoolEventDeregisterAny"),
+    ("nodeDeviceEventCallbackID", "nodeDeviceEventDeregisterAny"),
+    ("secretEventCallbackID", "secretEventDeregisterAny"),
+)
+
 
 def _remove_embedded_root() -> None:
     if _embedded_root is not None:
         shutil.rmtree(_embedded_root, ignore_errors=True)
+
+
+def embedded_root_of(uri: object) -> str | None:
+    """The ``root`` of a ``qemu:///embed?root=DIR`` URI (as libvirt reads it: one ``root``
+    parameter, percent-decoded), or None for any other URI."""
+    if not isinstance(uri, str):
+        return None
+    parts = urlsplit(uri)
+    if parts.scheme != "qemu" or parts.netloc or parts.path != "/embed":
+        return None
+    roots = parse_qs(parts.query, keep_blank_values=True).get("root", [])
+    return roots[0] if len(roots) == 1 else None
+
+
+class _DomainEvents:
+    """The domain event callbacks of every handle on one kept connection, through one
+    libvirt registration per event and domain. libvirt refuses a second registration of a
+    callback for the same event and domain on one connection ("event callback already
+    tracked"), and libvirt-python registers the same C dispatcher for every callback: without
+    this, only the first handle to ask (the first xvirt connection, say) would get events."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+        self.ids = itertools.count(1)
+        self.registered: dict[tuple[int, str | None], int] = {}  # (event, uuid) -> libvirt's id
+        self.subscribers: dict[tuple[int, str | None], dict[int, tuple[Any, Any, Any]]] = {}
+        self.topic: dict[int, tuple[int, str | None]] = {}  # our callback id -> (event, uuid)
+
+    def add(self, handle: Any, dom: Any, event_id: int, callback: Any, opaque: Any) -> int:
+        topic = (event_id, None if dom is None else dom.UUIDString())
+        with self.lock:
+            if topic not in self.registered:
+                self.registered[topic] = self.conn.domainEventRegisterAny(
+                    dom, event_id, self._dispatch, topic)
+                self.subscribers[topic] = {}
+            callback_id = next(self.ids)
+            self.subscribers[topic][callback_id] = (handle, callback, opaque)
+            self.topic[callback_id] = topic
+        return callback_id
+
+    def remove(self, callback_id: int) -> None:
+        with self.lock:
+            topic = self.topic.pop(callback_id)
+            subscribers = self.subscribers[topic]
+            del subscribers[callback_id]
+            if not subscribers:
+                del self.subscribers[topic]
+                self.conn.domainEventDeregisterAny(self.registered.pop(topic))
+
+    def _dispatch(self, _conn: Any, dom: Any, *details: Any) -> None:
+        """On libvirt's event loop thread: each subscriber called as libvirt-python would
+        (its handle, the domain, the event's details, its own opaque); one that raises is
+        reported on stderr, as libvirt-python reports it, and stops no other."""
+        *args, topic = details
+        with self.lock:
+            subscribers = list(self.subscribers.get(topic, {}).values())
+        for handle, callback, opaque in subscribers:
+            try:
+                callback(handle, dom, *args, opaque)
+            except Exception:
+                traceback.print_exc()
+
+
+def _handle_class(lv: Any) -> Any:
+    """``virConnect`` of binding ``lv``, as a handle on a connection someone else keeps."""
+
+    def closed() -> Any:
+        lv.virResetLastError()
+        return lv.libvirtError("invalid connection pointer: this handle is closed")
+
+    class SharedConnection(lv.virConnect):  # type: ignore[misc]
+        """libvirt's own ``virConnect`` calls on the process's one connection to an embedded
+        root; domain events per handle, as on a connection of its own; ``close`` lets go of
+        this handle only."""
+
+        def __init__(self, shared: Any, events: _DomainEvents) -> None:
+            super().__init__(_obj=shared._o)
+            self._events = events
+            self.domainEventCallbackID: dict[int, Any] = {}
+
+        def domainEventRegisterAny(self, dom: Any, eventID: int, cb: Any,
+                                   opaque: Any) -> int:
+            if self._o is None:
+                raise closed()
+            callback_id = self._events.add(self, dom, eventID, cb, opaque)
+            self.domainEventCallbackID[callback_id] = opaque
+            return callback_id
+
+        def domainEventDeregisterAny(self, callbackID: int) -> None:
+            if callbackID not in self.domainEventCallbackID:
+                lv.virResetLastError()
+                raise lv.libvirtError(f"could not find event callback {callbackID} for deletion")
+            self._events.remove(callbackID)
+            del self.domainEventCallbackID[callbackID]
+
+        def close(self) -> int:
+            """Deregister the event callbacks registered through this handle and let go of
+            it; the connection stays open for the other handles (1: others hold it, as
+            ``virConnectClose`` says). A closed handle refuses every call, as libvirt's
+            own do."""
+            if self._o is None:
+                raise closed()
+            self._release()
+            return 1
+
+        def _release(self) -> None:
+            for table, deregister in _EVENT_REGISTRATIONS:
+                for callback_id in list(getattr(self, table, {})):
+                    with contextlib.suppress(lv.libvirtError):
+                        getattr(self, deregister)(callback_id)
+            for callback in list(getattr(self, "domainEventCallbacks", {})):
+                with contextlib.suppress(lv.libvirtError):
+                    self.domainEventDeregister(callback)
+            self._o = None
+
+        def __del__(self) -> None:
+            # Never virConnectClose: the reference is the keeper's. At interpreter exit the
+            # binding may be half torn down; a finalizer must not raise then.
+            if getattr(self, "_o", None) is not None:
+                with contextlib.suppress(Exception):
+                    self._release()
+
+    return SharedConnection
+
+
+class _EmbeddedOpens:
+    """The binding's open functions, routed: an open of an embedded root this process keeps
+    a connection to returns a new handle on that connection (read-write, or the read-only
+    one, opened at its first use); every other URI is libvirt's to open, as before."""
+
+    def __init__(self, lv: Any) -> None:
+        self.lv = lv
+        self.real: dict[str, Any] = {name: getattr(lv, name) for name in _OPENS}
+        self.handle: Any = _handle_class(lv)
+        self.kept: dict[tuple[str, bool], Any] = {}  # (root, read-only) -> virConnect
+        self.events: dict[tuple[str, bool], _DomainEvents] = {}
+        self.lock = threading.RLock()
+        lv.open, lv.openReadOnly, lv.openAuth = self.open, self.open_read_only, self.open_auth
+
+    def keep(self, root: str, first_open: Callable[[Callable[[], Any]], Any]) -> None:
+        """Open ``root``'s read-write connection, once per process: ``first_open(opener)``
+        runs libvirt's own open (from a thread that can see the QEMU user, say)."""
+        uri = f"qemu:///embed?root={root}"
+        with self.lock:
+            if (root, False) not in self.kept:
+                conn = first_open(lambda: self.real["open"](uri))
+                self.kept[(root, False)], self.events[(root, False)] = conn, _DomainEvents(conn)
+
+    def _handout(self, uri: object, readonly: bool) -> Any:
+        """A handle, or None when ``uri`` is not a kept root's."""
+        root = embedded_root_of(uri)
+        with self.lock:
+            if root is None or (root, False) not in self.kept:
+                return None
+            key = (root, readonly)
+            if key not in self.kept:  # libvirt enforces read-only on the connection: its own
+                conn = self.real["openReadOnly"](uri)
+                self.kept[key], self.events[key] = conn, _DomainEvents(conn)
+            return self.handle(self.kept[key], self.events[key])
+
+    def open(self, name: str | None = None) -> Any:
+        handle = self._handout(name, readonly=False)
+        return self.real["open"](name) if handle is None else handle
+
+    def open_read_only(self, name: str | None = None) -> Any:
+        handle = self._handout(name, readonly=True)
+        return self.real["openReadOnly"](name) if handle is None else handle
+
+    def open_auth(self, uri: str, auth: list[Any], flags: int = 0) -> Any:
+        handle = self._handout(uri, readonly=bool(flags & self.lv.VIR_CONNECT_RO))
+        return self.real["openAuth"](uri, auth, flags) if handle is None else handle
+
+
+_routers: dict[int, _EmbeddedOpens] = {}  # id(binding) -> its router (which keeps it alive)
+
+
+def _keep_open_past_exit() -> None:
+    """The kept connections stay open to the end, never freed: a handle still alive at
+    exit then never points at a freed connection. Their wrappers forget them, so that the
+    binding's finalizer, run after its module is torn down, does not try to close them."""
+    for router in _routers.values():
+        for conn in router.kept.values():
+            conn._o = None
+
+
+def _embedded_opens(lv: Any) -> _EmbeddedOpens:
+    """The router of binding ``lv``, installed at the first call."""
+    with _embedded_lock:
+        if not _routers:
+            atexit.register(_keep_open_past_exit)
+        router = _routers.get(id(lv))
+        if router is None:
+            router = _routers[id(lv)] = _EmbeddedOpens(lv)
+        return router
 
 
 class EmbeddedQemu(QemuHost):
@@ -334,7 +570,10 @@ class EmbeddedQemu(QemuHost):
     libvirt allows one embedded root per process, kept until the process ends, and one
     process per root: every ``EmbeddedQemu`` of a process shares that root (one at a time),
     and ``virsh -c`` the same URI cannot attach (it would start a second embedded driver),
-    so cross-checks go through the binding here."""
+    so cross-checks go through the binding here. ``conn``, and every connection opened on
+    ``uri`` in this process (``xvirt.open("libvirt:" + uri)`` too), is a handle on the
+    process's one connection to the root (see the module's docstring): opens are the
+    resource libvirt runs out of."""
 
     kind = "embedded"
 
@@ -356,10 +595,10 @@ class EmbeddedQemu(QemuHost):
         self.image_dir = Path(tempfile.mkdtemp(prefix="images-", dir=root))
         try:
             ensure_event_loop(self.lv)
-            if _names_resolve():
-                self.conn = self.lv.open(self.uri)
-            else:
-                self.conn = _in_private_mounts(root, lambda: self.lv.open(self.uri))
+            opens = _embedded_opens(self.lv)
+            opens.keep(str(root), (lambda opener: opener()) if _names_resolve()
+                       else (lambda opener: _in_private_mounts(root, opener)))
+            self.conn = self.lv.open(self.uri)  # a handle on the process's one connection
             if self.conn.listAllDomains(0):
                 raise QemuError(f"{self.uri} is in use: close the other EmbeddedQemu first")
         except BaseException:
@@ -369,8 +608,9 @@ class EmbeddedQemu(QemuHost):
                        else f"{KVM_DEVICE} cannot be opened")
 
     def close(self) -> None:
-        """Guests destroyed, our connection closed, leftover QEMUs killed, images removed.
-        The embedded driver and its root stay until the process ends (libvirt keeps them)."""
+        """Guests destroyed, our handle closed, leftover QEMUs killed, images removed. The
+        embedded driver, its root and the connection to it stay until the process ends
+        (libvirt keeps the driver; the connection is for the next ``EmbeddedQemu``)."""
         try:
             self._stop_guests()
         finally:
