@@ -553,9 +553,10 @@ def test_a_row_never_pairs_a_name_with_a_state_it_did_not_have_with_it(
 
 def test_a_restored_domain_is_named_with_the_name_it_was_saved_with(
         host: xvirt.sim.Host) -> None:
-    """Xen's events carry no names; an image brings back the name it was saved with,
-    so a save and a restore cost no control-plane request (under churn, every such
-    request was one more chance for the survey to meet a domain it could not name)."""
+    """The host's restore event names the domain (an image brings back the name it was
+    saved with), so a save and a restore cost no control-plane request (under churn,
+    every such request was one more chance for the survey to meet a domain it could
+    not name)."""
     a = host.create("a")
     conn = xvirt.open(host.uri)
     conn.sample()

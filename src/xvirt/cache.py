@@ -434,20 +434,15 @@ class IdentityCache:
             # Bring the answer forward through the events applied since it was taken.
             if not self._recent or self._recent[0].seq > answer.generation + 1:
                 return  # cannot: drop it; whoever needs a name asks again
-            saved: dict[str, str] = {}  # left since the answer, with the name it had
+            # A domain that left since is dropped, even if it came back: a restore
+            # brings back the name of its image, which may be an older one, and a
+            # defined domain may have run and been renamed in between.
             for e in self._recent:
-                if e.seq <= answer.generation:
-                    continue
-                if e.kind is EventKind.RESTORED and e.uuid in saved:
-                    found[e.uuid] = (e.id, saved.pop(e.uuid))  # the name it was saved with
-                    continue
-                if e.uuid not in found:
+                if e.seq <= answer.generation or e.uuid not in found:
                     continue
                 domid, name = found[e.uuid]
                 if e.kind.removes:
                     del found[e.uuid]
-                    if e.kind is EventKind.SAVED:
-                        saved[e.uuid] = name
                 elif e.kind is EventKind.RENAMED and e.name is not None:
                     found[e.uuid] = (domid, e.name)
                 elif e.kind.moves:
@@ -499,19 +494,19 @@ class IdentityCache:
             return
         entry = self._entries.get(event.uuid)
         if entry is None:
-            name = event.name
-            if name is None and kind is EventKind.RESTORED:
-                # An image brings back the name it was saved with (a saved domain
-                # cannot be renamed): the one it had when it left, if known.
-                name = self._tombs.get(event.uuid)
-            self._add(event.uuid, event.id, name)
+            # The event's name (a restore or start names the domain), never the name
+            # it had when it left: an image brings back the name it was saved with,
+            # which may be an older image's, and a defined domain may have run under
+            # another name since. Without one, unknown until asked (one batched request).
+            self._add(event.uuid, event.id, event.name)
             return
         if entry.domid != event.id:
             self._move(event.uuid, entry, event.id)
         if kind is EventKind.RENAMED:
             self._rename(event.uuid, entry, event.name)
         elif kind.adds:
-            self._rename(event.uuid, entry, None)  # back from elsewhere: ask again
+            self._rename(event.uuid, entry, event.name)  # back from elsewhere: the event's
+            # name, or ask again
 
     def _reconcile(
         self, boot_id: str, generation: int, members: Sequence[tuple[int, str]],

@@ -345,7 +345,7 @@ def test_the_event_channel_carries_definitions_with_domid_minus_1(host: HostMode
     got = [(sxp.value(e, "event/kind"), sxp.value(e, "event/domid"), sxp.value(e, "event/name"))
            for e in sxp.children(rec, "event")]
     db_id = str(next(d.id for d in host.domains() if d.name == "db"))
-    assert got == [("defined", "-1", "db"), ("started", db_id, None),
+    assert got == [("defined", "-1", "db"), ("started", db_id, "db"),
                    ("undefined", "-1", "off")]
 
 

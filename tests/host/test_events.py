@@ -155,7 +155,8 @@ def test_every_lifecycle_op_emits_its_event(host: HostModel) -> None:
     host.save(c.id, "c.img")
     assert _last(host) == HostEvent(host.generation, EventKind.SAVED, c.id, c.uuid)
     c2 = host.restore("c.img")
-    assert _last(host) == HostEvent(host.generation, EventKind.RESTORED, c2.id, c.uuid)
+    assert _last(host) == HostEvent(host.generation, EventKind.RESTORED, c2.id, c.uuid,
+                                    name="c")  # the image's name
     host.shutdown(c2.id)
     assert _last(host) == HostEvent(host.generation, EventKind.SHUTDOWN, c2.id, c.uuid)
 

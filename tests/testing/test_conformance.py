@@ -18,6 +18,13 @@ def test_sim_driver_keeps_the_contract(policy: str) -> None:
     assert report.moves >= 40, report
     assert report.host_reboots >= 10, report
     assert report.daemon_restarts >= 10, report
+    # Defined domains: made by the host and by clients, started by both, stopped and
+    # kept shut off, undefined by both, and looked up and held while shut off.
+    assert report.defines >= 40 and report.client_defines >= 15, report
+    assert report.starts >= 20 and report.handle_starts >= 10, report
+    assert report.undefines >= 10 and report.handle_undefines >= 5, report
+    assert report.kept_defined >= 20 and report.defined_checks >= 1000, report
+    assert report.skipped == frozenset(), report  # the embedded host can do it all
 
 
 def test_sim_driver_keeps_the_contract_on_fresh_histories() -> None:

@@ -79,3 +79,57 @@ def test_a_domain_briefly_away_in_a_step_may_be_missed_then_only() -> None:
     assert judge(Observation("id", 1, None, 3, 3), timeline) is None
     verdict = judge(Observation("uuid", C, None, 2, 2), timeline)
     assert verdict is not None and verdict.startswith("C2")
+
+
+S = DomainState.SHUTOFF
+D = "uuid-d"
+
+
+def _defined_timeline() -> Timeline:
+    """D is defined and shut off (ID -1), starts at 4 in step 1, stops (stays defined)
+    in step 3; C runs throughout."""
+    states: list[Snapshot] = [
+        {C: (1, "c", R), D: (-1, "d", S)},
+        {C: (1, "c", R), D: (4, "d", R)},
+        {C: (1, "c", R), D: (4, "d", R)},
+        {C: (1, "c", R), D: (-1, "d", S)},
+        {C: (1, "c", R), D: (-1, "d", S)},
+    ]
+    return Timeline(states)
+
+
+@pytest.mark.parametrize("ob", [
+    Observation("name", "d", D, 4, 4),  # defined: found by name and by UUID
+    Observation("uuid", D, D, 1, 4),
+    Observation("info", D, S, 4, 4),
+    Observation("info", D, R, 1, 3),  # running during the call
+    Observation("list", None, (1,), 4, 4),  # a listing never shows a defined domain
+    Observation("sample", None, ((1, C, "c", R),), 4, 4),
+    Observation("sample", None, ((1, C, "c", R), (4, D, "d", R)), 2, 2),
+])
+def test_a_defined_domain_is_judged_as_one(ob: Observation) -> None:
+    assert judge(ob, _defined_timeline()) is None
+
+
+@pytest.mark.parametrize(("ob", "fault"), [
+    (Observation("name", "d", None, 4, 4), "C2"),  # defined throughout: must be found
+    (Observation("uuid", D, None, 1, 4), "C2"),  # running or defined throughout
+    (Observation("info", D, R, 4, 4), "C1"),  # shut off throughout the call
+    (Observation("info", D, S, 2, 2), "C1"),  # running throughout the call
+    (Observation("id", -1, D, 4, 4), "C1"),  # no lookup by ID finds a defined domain
+    (Observation("list", None, (-1, 1), 4, 4), "ID -1"),
+    (Observation("sample", None, ((-1, D, "d", S), (1, C, "c", R)), 4, 4), "no state"),
+    (Observation("sample", None, ((1, C, "c", R),), 2, 2), "left out"),  # D ran throughout
+])
+def test_a_wrong_answer_about_a_defined_domain_is_named(ob: Observation, fault: str) -> None:
+    verdict = judge(ob, _defined_timeline())
+    assert verdict is not None and fault in verdict, verdict
+
+
+def test_a_persistent_domain_moved_may_be_seen_shut_off_in_between() -> None:
+    """libvirt moves a persistent guest by a stop and a start: shut off for a moment."""
+    timeline = Timeline([{D: (4, "d", R)}, {D: (5, "d", R)}])
+    ob = Observation("info", D, S, 1, 1)
+    assert judge(ob, timeline) is not None
+    timeline.touched[1] = {D}
+    assert judge(ob, timeline) is None

@@ -1215,7 +1215,11 @@ class HostModel:
         self._by_uuid[uuid] = dom
         self._by_name[name] = dom
         self._touch(dom)
-        self._events.append(kind, domid, uuid)
+        # A restored or started domain's event names it: its name is its image's or its
+        # definition's, which the last name it ran under need not be (xend's events
+        # carried no names; this host's do where a client could not know it otherwise).
+        self._events.append(kind, domid, uuid,
+                            name=None if kind is EventKind.CREATED else name)
         self._changed.notify_all()
         return dom
 

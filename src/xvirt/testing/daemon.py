@@ -5,6 +5,10 @@ rules of ``_child.ChildProcess``).
 ``DaemonTarget`` makes it a conformance-kit target: the kit plays the outside
 world through the daemon's own administration routes (over the trusted unix
 socket) and reaches the host through the xend driver, as any client would.
+Defined domains have no administration route: the outside world defines, starts
+and undefines them with xend's own requests (``op=new``, ``op=start``,
+``op=delete``, ``GET /xend/domain?state=halted``), as ``xm`` does, over the same
+socket and with the daemon's token.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from xvirt.connection import Connection
 from xvirt.errors import HostUnreachableError, XvirtError
 from xvirt.host.hypervisor import DomainRecord, JournalEntry
 from xvirt.model import DomainState
+from xvirt.planes import Definition
 from xvirt.testing._child import ChildProcess
 from xvirt.testing.conformance import CAPABILITIES
 from xvirt.wire import records, sxp
@@ -120,8 +125,15 @@ class _AdminHost:
     def __init__(self, daemon: DaemonProcess, max_domid: int) -> None:
         self._daemon = daemon
         self._max_domid = max_domid
-        self._client = httpx.Client(transport=httpx.HTTPTransport(uds=str(daemon.socket)),
-                                    base_url="http://localhost", timeout=30.0)
+        self._client = self._connect()
+
+    def _connect(self) -> httpx.Client:
+        """A client on the trusted socket; it sends the token too, as ``xm`` would over
+        TCP (the unix socket does not ask for it)."""
+        token = self._daemon.token
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self._daemon.socket)),
+                            base_url="http://localhost", timeout=30.0, headers=headers)
 
     def _post(self, op: str, **fields: Any) -> sxp.Sx | None:
         response = self._client.post("/xvirt/host", data={"op": op, **{
@@ -215,8 +227,47 @@ class _AdminHost:
     def restart_daemon(self) -> None:
         self._client.close()
         self._daemon.restart()
-        self._client = httpx.Client(transport=httpx.HTTPTransport(uds=str(self._daemon.socket)),
-                                    base_url="http://localhost", timeout=30.0)
+        self._client = self._connect()
+
+    # -- defined (managed) domains: xend's own requests, as ``xm new/start/delete`` ----
+
+    def _xend(self, method: str, path: str, **kwargs: Any) -> sxp.Sx | None:
+        response = self._client.request(method, path, **kwargs)
+        self._raise(response)
+        return sxp.parse(response.content) if response.content.strip() else None
+
+    @staticmethod
+    def _definition(rec: sxp.Sx) -> Definition:
+        p = records.parse_domain_record(rec)
+        return Definition(p.uuid, p.name, p.domid, bool(p.persistent), p.config())
+
+    def define(self, name: str, *, memory_kib: int = 524288, vcpus: int = 1,
+               uuid: str | None = None) -> Definition:
+        """``op=new`` (``xm new``) with a config naming no devices."""
+        config = sxp.dumps(records.vm_config(name, memory_kib, memory_kib, vcpus, uuid))
+        rec = self._xend("POST", "/xend/domain/", data={"op": "new", "config": config})
+        if rec is None:
+            raise xvirt.ProtocolError("op=new answered no record", name=name, op="define")
+        return self._definition(rec)
+
+    def start(self, uuid: str) -> DomainRecord:
+        """``op=start`` (``xm start``) by UUID, then the domain's record."""
+        self._xend("POST", f"/xend/domain/{uuid}", data={"op": "start"})
+        found = next((r for r in self.domains() if r.uuid == uuid), None)
+        if found is None:
+            raise xvirt.NoDomainError("started, and then not running", uuid=uuid, op="start")
+        return found
+
+    def undefine(self, uuid: str) -> None:
+        """``op=delete`` (``xm delete``) by UUID."""
+        self._xend("POST", f"/xend/domain/{uuid}", data={"op": "delete"})
+
+    def defined_domains(self) -> list[Definition]:
+        """``GET /xend/domain?state=halted&detail=1``."""
+        rec = self._xend("GET", "/xend/domain", params={"state": "halted", "detail": "1"})
+        if not isinstance(rec, list):
+            raise xvirt.ProtocolError(f"state=halted answered {rec!r}", op="defined_domains")
+        return [self._definition(r) for r in rec]
 
     def journal(self) -> list[JournalEntry]:
         """Every entry the daemon holds, oldest first, read a page at a time."""

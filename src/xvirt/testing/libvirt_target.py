@@ -4,17 +4,22 @@
 The outside world acts through a libvirt connection of its own, in libvirt's
 terms, mapped onto the kit's Xen vocabulary:
 
-* guests are created transient and persistent in turn;
+* ``create`` makes a transient guest (``createXML``), ``define`` a persistent
+  one (``defineXML``), ``start`` boots it (``create``) and ``undefine`` removes
+  an inactive one; a persistent guest that stops stays defined, shut off, as
+  xend's managed domains do (libvirt keeps its inactive definition);
+* ``undefine`` of a running guest is refused, as xend's ``delete`` is (libvirt
+  would make it transient);
 * a reboot or migration (a new ID, same UUID and name) is a stop and start
   for a persistent guest and a save and restore for a transient one: libvirt's
   own reboot keeps the ID;
-* a guest that stops leaves no inactive definition behind, so its name is
-  free again as on a Xen host;
-* a host reboot is a libvirtd restart (the test driver's state dies with it),
-  available only when a libvirtd serves the host.
+* a host reboot is a libvirtd restart, available only when a libvirtd serves
+  the host; the test driver's state dies with it, so the target defines again
+  what was defined before (a host keeps its definitions on disk).
 
 libvirt's test driver cannot crash a guest or rename a running one as Xen can,
-so the target leaves those out (``capabilities``).
+and libvirt refuses a new name for a UUID it has defined (xend takes it), so
+the target leaves those out (``capabilities``).
 libvirt keeps no journal of who did what; the kit checks C4 by comparing the
 other domains before and after each client action instead.
 """
@@ -35,16 +40,24 @@ import xvirt
 from xvirt.connection import Connection
 from xvirt.drivers.libvirt import default_image_dir, domain_state
 from xvirt.drivers.libvirt_errors import translate
+from xvirt.errors import OperationFailedError
 from xvirt.host.hypervisor import DomainRecord, JournalEntry
 from xvirt.libvirt_api.binding import real_libvirt
 from xvirt.libvirt_api.constants import (
     VIR_CONNECT_LIST_DOMAINS_ACTIVE,
     VIR_CONNECT_LIST_DOMAINS_INACTIVE,
+    VIR_CONNECT_LIST_DOMAINS_PERSISTENT,
+    VIR_DOMAIN_PAUSED,
+    VIR_DOMAIN_XML_INACTIVE,
 )
+from xvirt.planes import Definition, DomainConfig
 
 __all__ = ["LibvirtHost", "LibvirtTarget", "start_guest"]
 
 _DEFAULT = "test"  # the test driver's own guest, back after every libvirtd restart
+#: The default guest's definition per URI, as first seen: a history may undefine it,
+#: and the next one (on a libvirtd whose state lives on) starts from it again.
+_DEFAULT_XML: dict[str, str] = {}
 
 
 def start_guest(conn: Any, xml: str, *, persistent: bool) -> Any:
@@ -103,7 +116,6 @@ class LibvirtHost:
         self._image_dir = image_dir
         self._restart = restart
         self._boots = 1
-        self._persistent = itertools.cycle([False, True])
         self._moves = itertools.count(1)
         # UUIDs from a counter, not at random: hypothesis replays a history and
         # must see the same host (it orders guests by UUID when it draws one).
@@ -123,7 +135,12 @@ class LibvirtHost:
                     dom.destroy()
                 if dom.name() != _DEFAULT and dom.isPersistent():
                     dom.undefine()
-        self._conn.lookupByName(_DEFAULT).create()
+        try:
+            default = self._conn.lookupByName(_DEFAULT)
+            _DEFAULT_XML.setdefault(self._uri, default.XMLDesc(VIR_DOMAIN_XML_INACTIVE))
+        except self._lv.libvirtError:  # a history undefined it
+            default = self._conn.defineXML(_DEFAULT_XML[self._uri])
+        default.create()
 
     # -- truth ---------------------------------------------------------------------------
 
@@ -137,7 +154,6 @@ class LibvirtHost:
         return self._highest + 2
 
     def domains(self) -> list[DomainRecord]:
-        self._tidy()
         records = []
         for dom in self._conn.listAllDomains(VIR_CONNECT_LIST_DOMAINS_ACTIVE):
             state, max_kib, kib, vcpus, cpu = dom.info()
@@ -149,15 +165,15 @@ class LibvirtHost:
                                         max_kib, vcpus, cpu))
         return sorted(records, key=lambda r: r.id)
 
-    def _tidy(self) -> None:
-        """Drop the definitions guests stopped by the client left (destroy, shutdown
-        or save of a persistent guest): on a Xen host a name is held only while its
-        domain lives, and the kit restores images under names such a definition
-        would hold. Run with every look at the truth, so after every step."""
+    def defined_domains(self) -> list[Definition]:
+        """The inactive domains (every one is persistent: a transient one that stops is
+        gone), by name, with the figures libvirt keeps for them."""
+        found = []
         for dom in self._conn.listAllDomains(VIR_CONNECT_LIST_DOMAINS_INACTIVE):
-            with contextlib.suppress(self._lv.libvirtError):
-                if dom.name() != _DEFAULT and dom.isPersistent() and not dom.isActive():
-                    dom.undefine()
+            _, max_kib, kib, vcpus, _ = dom.info()
+            found.append(Definition(dom.UUIDString(), dom.name(), None, True,
+                                    DomainConfig(kib, max_kib, vcpus, dom.OSType())))
+        return sorted(found, key=lambda d: (d.name, d.uuid))
 
     def journal(self) -> list[JournalEntry]:
         return []  # libvirt keeps none; the kit compares the other domains instead
@@ -165,47 +181,69 @@ class LibvirtHost:
     def _record(self, dom: Any) -> DomainRecord:
         return next(r for r in self.domains() if r.uuid == dom.UUIDString())
 
-    def _free_name(self, name: str) -> None:
-        """A guest stopped by the client may have left its definition: drop it."""
-        try:
-            dom = self._conn.lookupByName(name)
-        except self._lv.libvirtError:
-            return
-        if not dom.isActive() and dom.isPersistent():
-            dom.undefine()
+    def _new_uuid(self) -> str:
+        return str(_uuid.UUID(int=(0x7E57 << 112) | next(self._uuids)))
 
-    def _finish(self, dom: Any) -> None:
-        """Drop the definition a stopped persistent guest leaves (a transient one is gone)."""
-        try:
-            if dom.name() != _DEFAULT and dom.isPersistent() and not dom.isActive():
-                dom.undefine()
-        except self._lv.libvirtError:
-            pass
+    def _xml(self, name: str, uuid: str, *, memory_kib: int, vcpus: int) -> str:
+        """A new guest of this host's kind."""
+        return guest_xml(name, uuid, memory_kib=memory_kib, vcpus=vcpus)
 
     # -- the outside world's actions ---------------------------------------------------------
 
     @_refusals
     def create(self, name: str, *, memory_kib: int = 262144, vcpus: int = 1) -> DomainRecord:
-        self._free_name(name)
-        uuid = str(_uuid.UUID(int=(0x7E57 << 112) | next(self._uuids)))
-        xml = guest_xml(name, uuid, memory_kib=memory_kib, vcpus=vcpus)
-        return self._record(start_guest(self._conn, xml, persistent=next(self._persistent)))
+        """A transient guest (``createXML``): gone when it stops."""
+        xml = self._xml(name, self._new_uuid(), memory_kib=memory_kib, vcpus=vcpus)
+        return self._record(start_guest(self._conn, xml, persistent=False))
+
+    @_refusals
+    def define(self, name: str, *, memory_kib: int = 262144, vcpus: int = 1,
+               uuid: str | None = None) -> Definition:
+        """``defineXML``: a new persistent guest, the definition of ``uuid`` replaced, or
+        (``uuid`` running) that guest made persistent. libvirt refuses a name another
+        UUID holds, and a new name for a UUID it knows."""
+        xml = self._xml(name, uuid or self._new_uuid(), memory_kib=memory_kib, vcpus=vcpus)
+        dom = self._conn.defineXML(xml)
+        _, max_kib, kib, vcpus, _ = dom.info()
+        return Definition(dom.UUIDString(), dom.name(), dom.ID() if dom.isActive() else None,
+                          True, DomainConfig(kib, max_kib, vcpus, dom.OSType()))
+
+    @_refusals
+    def start(self, uuid: str) -> DomainRecord:
+        """``create()`` of the inactive guest: libvirt refuses a running one."""
+        dom = self._conn.lookupByUUIDString(uuid)
+        dom.create()
+        return self._record(dom)
+
+    @_refusals
+    def undefine(self, uuid: str) -> None:
+        """``undefine()`` of an inactive guest; a running one is refused here (libvirt
+        would make it transient, xend refuses it)."""
+        dom = self._conn.lookupByUUIDString(uuid)
+        if dom.isActive():
+            raise OperationFailedError(f"domain {dom.name()!r} is running: only a domain "
+                                       "that is shut off can be undefined", uri=self._uri,
+                                       op="undefine", uuid=uuid, domid=dom.ID())
+        dom.undefine()
 
     @_refusals
     def destroy(self, domid: int) -> None:
-        dom = self._conn.lookupByID(domid)
-        dom.destroy()
-        self._finish(dom)
+        self._conn.lookupByID(domid).destroy()
 
     @_refusals
     def shutdown(self, domid: int) -> None:
-        dom = self._conn.lookupByID(domid)
-        dom.shutdown()
-        self._finish(dom)
+        self._conn.lookupByID(domid).shutdown()
 
     @_refusals
     def pause(self, domid: int) -> None:
-        self._conn.lookupByID(domid).suspend()
+        """Refused unless the guest runs, as Xen refuses it (QEMU's libvirt accepts a
+        pause of a paused guest and does nothing)."""
+        dom = self._conn.lookupByID(domid)
+        if dom.info()[0] == VIR_DOMAIN_PAUSED:
+            raise OperationFailedError(f"domain {dom.name()!r} is paused, not running",
+                                       uri=self._uri, op="pause", domid=domid,
+                                       uuid=dom.UUIDString())
+        dom.suspend()
 
     @_refusals
     def resume(self, domid: int) -> None:
@@ -228,9 +266,17 @@ class LibvirtHost:
             path = os.path.join(self._image_dir, f".move-{next(self._moves)}")
             os.makedirs(self._image_dir, exist_ok=True)
             dom.save(path)
-            self._conn.restore(path)
+            self._restore(path, uuid)
             os.unlink(path)
         return self._record(self._conn.lookupByUUIDString(uuid))
+
+    def _restore(self, path: str, uuid: str) -> None:
+        """Restore running, as Xen does: QEMU brings a guest saved paused back paused
+        (the test driver takes no ``VIR_DOMAIN_SAVE_RUNNING``), so resume it."""
+        self._conn.restore(path)
+        dom = self._conn.lookupByUUIDString(uuid)
+        if dom.info()[0] == VIR_DOMAIN_PAUSED:
+            dom.resume()
 
     def reboot(self, domid: int) -> DomainRecord:
         return self._move(domid)
@@ -241,27 +287,34 @@ class LibvirtHost:
     @_refusals
     def save(self, domid: int, image: str) -> None:
         os.makedirs(self._image_dir, exist_ok=True)
-        dom = self._conn.lookupByID(domid)
-        dom.save(os.path.join(self._image_dir, image))
-        self._finish(dom)
+        self._conn.lookupByID(domid).save(os.path.join(self._image_dir, image))
 
     @_refusals
     def restore(self, image: str) -> DomainRecord:
         path = os.path.join(self._image_dir, image)
         xml = self._conn.saveImageGetXMLDesc(path, 0)
         uuid = ET.fromstring(xml).findtext("uuid") or ""
-        self._conn.restore(path)
+        self._restore(path, uuid)
         return self._record(self._conn.lookupByUUIDString(uuid))
 
     def reboot_host(self) -> None:
+        """A libvirtd restart: no guest runs after it, and every definition is as it was
+        (the test driver forgets them: defined again from their XML)."""
         if self._restart is None:
             raise NotImplementedError("only a libvirtd-served host can be rebooted")
+        kept = {dom.UUIDString(): dom.XMLDesc(VIR_DOMAIN_XML_INACTIVE) for dom in
+                self._conn.listAllDomains(VIR_CONNECT_LIST_DOMAINS_PERSISTENT)}
         self._conn.close()
         self._restart()
         self._boots += 1
         self._conn, self._owns_conn = self._lv.open(self._uri), True
         self._pristine()
         self._conn.lookupByName(_DEFAULT).destroy()  # a booted host has no guests yet
+        for dom in self._conn.listAllDomains(VIR_CONNECT_LIST_DOMAINS_PERSISTENT):
+            if dom.UUIDString() not in kept:  # the test driver's own, undefined before
+                dom.undefine()
+        for xml in kept.values():
+            self._conn.defineXML(xml)
 
     def restart_daemon(self) -> None:
         raise NotImplementedError("a libvirtd restart loses the test driver's state")
@@ -282,7 +335,7 @@ class LibvirtTarget:
         self.uri = f"libvirt:{target_uri}"
         self.host = LibvirtHost(target_uri, default_image_dir(), restart)
         self.capabilities = frozenset(
-            {"shutdown_paused"} | ({"reboot_host"} if restart is not None else set()))
+            {"shutdown_paused", "defined"} | ({"reboot_host"} if restart is not None else set()))
 
     def connect(self, *, readonly: bool = False) -> Connection:
         return xvirt.open(self.uri, readonly=readonly)

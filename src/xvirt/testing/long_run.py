@@ -67,6 +67,7 @@ DRIVERS: dict[str, Plan] = {
 def run(name: str, steps: int, *, readers: int = 3, histories_per_round: int = 10,
         progress: Callable[[ConformanceReport, float], None] | None = None,
         until: Callable[[ConformanceReport], bool] | None = None, max_rounds: int = 8,
+        history: int | None = None,
         ) -> tuple[ConformanceReport, int, float]:
     """Check driver ``name`` for ``steps`` steps; returns the report, how many
     histories ran, and the seconds taken. Raises on a violation.
@@ -74,8 +75,12 @@ def run(name: str, steps: int, *, readers: int = 3, histories_per_round: int = 1
     ``until``: also go on, round after round (at most ``max_rounds`` in all), until it
     holds of the report. Hypothesis switches rules off at random per history (swarm
     testing), so a few short histories can all miss a rare rule such as a host
-    reboot; a short run that must reach it says so here rather than hoping."""
+    reboot; a short run that must reach it says so here rather than hoping.
+    ``history``: steps per history, at most, instead of the driver's plan (a short run
+    whose round would otherwise check far more steps than it asks for)."""
     plan = DRIVERS[name]
+    if history is not None:
+        plan = Plan(plan.factory, history, plan.restart_gap)
     report = ConformanceReport()
     histories = 0
     rounds = 0
@@ -103,7 +108,10 @@ def _line(name: str, report: ConformanceReport, histories: int, seconds: float) 
             f"{report.concurrent_answers:>9} concurrent answers  "
             f"{report.id_reuses:>7} ID reuses  {report.moves:>6} moves  "
             f"{report.host_reboots:>5} host reboots  {report.daemon_restarts:>5} daemon "
-            f"restarts  0 violations  {seconds:8.1f} s  {report.steps / seconds:6.0f} steps/s")
+            f"restarts  {report.defines:>6} defines  {report.starts:>6} starts  "
+            f"{report.undefines:>6} undefines  0 violations  {seconds:8.1f} s  "
+            f"{report.steps / seconds:6.0f} steps/s"
+            + (f"  (cannot: {', '.join(sorted(report.skipped))})" if report.skipped else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,10 @@ some state in that window agrees with it (C1: never a domain that is not, or not
 there); a "no such domain" is wrong when one domain held the key through the whole
 window (C2). Steps that take the service down (a host reboot, a daemon restart)
 excuse errors and absences, never a wrong positive answer.
+
+A domain defined and not running is in the states too, with ID -1 and state
+SHUTOFF: name and UUID lookups find it (and must, if it stays), listings and
+samples never show it.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from xvirt.model import DomainState
 
 __all__ = ["Observation", "Readers", "Snapshot", "Timeline", "Window", "judge"]
 
-#: uuid -> (id, name, state): the host's domains after one step of the history.
+#: uuid -> (id, name, state): the host's domains after one step of the history; a
+#: domain defined and not running has ID -1 and state SHUTOFF.
 Snapshot = dict[str, tuple[int, str, DomainState]]
 #: A sample's members: (id, uuid, name, state).
 Members = tuple[tuple[int, str, str, DomainState], ...]
@@ -113,9 +118,11 @@ class Window:
     disrupted: bool
     touched: set[str]
 
-    def stayed(self) -> set[str]:
-        """Domains alive, and never away, through the whole window."""
-        return set.intersection(*(set(s) for s in self.states)) - self.touched
+    def stayed(self, *, running: bool = False) -> set[str]:
+        """Domains there (``running``: and running), and never away, through the whole
+        window."""
+        return set.intersection(*({u for u, rec in s.items() if not running or rec[0] >= 0}
+                                  for s in self.states)) - self.touched
 
     def throughout(self, kind: str, key: Any) -> bool:
         """One domain answered to ``key`` (an ID, a name, a UUID) through the whole
@@ -142,9 +149,10 @@ class Observation:
 
 
 def _holder(state: Snapshot, kind: str, key: Any) -> str | None:
-    """The UUID holding an ID or a name in one state."""
-    field_ = 0 if kind == "id" else 1
-    return next((u for u, rec in state.items() if rec[field_] == key), None)
+    """The UUID holding an ID (a running domain) or a name in one state."""
+    if kind == "id":
+        return next((u for u, rec in state.items() if rec[0] == key and rec[0] >= 0), None)
+    return next((u for u, rec in state.items() if rec[1] == key), None)
 
 
 def _sample_fault(w: Window, members: Members) -> str | None:
@@ -152,11 +160,11 @@ def _sample_fault(w: Window, members: Members) -> str | None:
     if len(set(uuids)) != len(uuids):
         return "a domain twice"
     for domid, uuid, name, state in members:
-        if not any(s.get(uuid) == (domid, name, state) for s in w.states):
+        if domid < 0 or not any(s.get(uuid) == (domid, name, state) for s in w.states):
             seen = [s.get(uuid) for s in w.states]
             return (f"member ({domid}, {uuid}, {name!r}, {state.name}) in no state of its "
                     f"window, where it was {seen}")
-    missing = set() if w.disrupted else w.stayed() - set(uuids)
+    missing = set() if w.disrupted else w.stayed(running=True) - set(uuids)
     return f"left out {sorted(missing)}, alive throughout" if missing else None
 
 
@@ -164,7 +172,7 @@ def _list_fault(w: Window, ids: tuple[int, ...]) -> str | None:
     for domid in ids:
         if not any(_holder(s, "id", domid) is not None for s in w.states):
             return f"ID {domid}, which nobody held in its window"
-    missing = [i for i in {r[0] for r in w.states[0].values()}
+    missing = [i for i in {r[0] for r in w.states[0].values() if r[0] >= 0}
                if w.throughout("id", i) and i not in ids]
     return f"left out {sorted(missing)}, held throughout" if missing else None
 
@@ -187,7 +195,10 @@ def judge(ob: Observation, timeline: Timeline) -> str | None:
             return f"C2: {what}, but one domain held it throughout"
         return None
     if ob.kind == "info":
-        right = any(s.get(ob.key, (0, "", None))[2] is ob.answer for s in states)
+        right = any(s.get(ob.key, (0, "", None))[2] is ob.answer for s in states) or (
+            # a domain taken down and up again (a persistent one: stopped and started)
+            # was shut off in between
+            ob.answer is DomainState.SHUTOFF and ob.key in w.touched)
     elif ob.kind == "uuid":
         right = ob.answer == ob.key and any(ob.key in s for s in states)
     else:

@@ -15,12 +15,17 @@ import xvirt
 from xvirt.clock import ManualClock
 from xvirt.connection import Connection
 from xvirt.host.hypervisor import DomainRecord, JournalEntry
+from xvirt.planes import Definition
 
 __all__ = ["HostControl", "SimTarget", "StoreFaults", "Target"]
 
 
 class HostControl(Protocol):
-    """The host's truth and the actions of everyone who is not the client."""
+    """The host's truth and the actions of everyone who is not the client.
+
+    ``define``, ``start``, ``undefine`` and ``defined_domains`` are needed only by a
+    target whose ``capabilities`` name ``defined`` (a host that keeps domains defined
+    and shut off: xend's managed domains, libvirt's inactive ones)."""
 
     @property
     def boot_id(self) -> str: ...
@@ -57,6 +62,27 @@ class HostControl(Protocol):
     def restart_daemon(self) -> None: ...
 
     def journal(self) -> list[JournalEntry]: ...
+
+    def define(self, name: str, *, memory_kib: int = ..., vcpus: int = ...,
+               uuid: str | None = None) -> Definition:
+        """Define a domain without starting it (``uuid``: replace that definition, or
+        make that running domain persistent); OperationFailedError for a name another
+        domain holds, running or defined."""
+        ...
+
+    def start(self, uuid: str) -> DomainRecord:
+        """Boot the defined, shut-off domain ``uuid``: NoDomainError when none is
+        defined, OperationFailedError when it runs already or no ID is free."""
+        ...
+
+    def undefine(self, uuid: str) -> None:
+        """Remove a shut-off domain's definition: OperationFailedError while it runs,
+        NoDomainError when none is defined."""
+        ...
+
+    def defined_domains(self) -> list[Definition]:
+        """The truth of the domains defined and shut off (``id`` None)."""
+        ...
 
 
 class StoreFaults(Protocol):
