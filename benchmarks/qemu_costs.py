@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compat_cost import PYTHON, SCRIPT, XVIRT
 from compat_cost import run as run_script
+from daemon_cost import naive_sample
 from report import PLOTS, REPO, REPORT, bar_plot, command_line, machine_lines, write_section
 
 import xvirt
@@ -126,16 +127,6 @@ def xvirt_floor(raw: Any, lv: Any) -> int:
     return n
 
 
-def xvirt_naive(conn: xvirt.Connection) -> int:
-    n = 0
-    for domid in conn.list_domain_ids():
-        dom = conn.lookup_by_id(domid)
-        dom.info()
-        dom.close()
-        n += 1
-    return n
-
-
 @dataclass
 class Clients:
     """Every client, each on a connection of its own, read-only as a monitor's is."""
@@ -147,7 +138,7 @@ class Clients:
     keepalive: Any  # a libvirt-python connection with the driver's keepalive
 
     def naive(self) -> dict[str, Callable[[], int]]:
-        return {NAIVE[0]: lambda: lv_naive(self.raw), NAIVE[1]: lambda: xvirt_naive(self.api),
+        return {NAIVE[0]: lambda: lv_naive(self.raw), NAIVE[1]: lambda: naive_sample(self.api),
                 NAIVE[2]: lambda: lv_naive(self.face),
                 NAIVE[3]: lambda: xvirt_floor(self.raw, self.lv),
                 NAIVE[4]: lambda: xvirt_floor(self.keepalive, self.lv)}
