@@ -101,7 +101,8 @@ class Calls:
         self.counts: collections.Counter[str] = collections.Counter()
 
     def mine(self, conn: Any) -> bool:
-        return conn is self.driver._conn and threading.get_ident() == self.thread
+        return (conn is self.driver._conn or conn is self.driver._watched) \
+            and threading.get_ident() == self.thread
 
 
 @pytest.fixture

@@ -25,6 +25,20 @@ guest holds up its own callers only. What such a call finds (the domain gone)
 is applied afterwards, under the lock, only if nothing was observed since it
 began; otherwise the domain is observed again (see ``_apply_departure``).
 
+Two connections where libvirt is reached through a daemon that serves one host
+to every connection (``qemu:///system``, ``test+unix:///default``...): the
+calls are made on one kept out of libvirt's event loop (no wake-up of the loop
+thread and no keepalive timer reset per call: see libvirt_loop.py), except the
+calls that may wait on a guest (actions, ``XMLDesc``, save and restore, define,
+start, undefine), which go, with libvirt's events and keepalive, on the other:
+libvirt's client makes a call queued behind one that waits for its reply wait
+for the connection's next keepalive, so no lookup may share a connection with
+them. Everywhere else (``test:///``, ``qemu:///embed``) one connection does all.
+A daemon that stops answering altogether holds up the calls already made on
+the first connection until it answers or dies, as it would a libvirt-python
+script's; keepalive on the second notices it within ~16 s, and the calls made
+from then on reconnect.
+
 A lost connection (close callback, keepalive, or a failed call) is reopened
 until ``timeout`` runs out, then
 reported as HostUnreachableError; after reopening, one census brings the
@@ -213,6 +227,22 @@ def default_image_dir() -> str:
     return os.path.join(state, "xvirt", "libvirt-images")
 
 
+def _through_daemon(target: str) -> bool:
+    """Whether libvirt reaches ``target`` through a daemon's socket (an RPC per call)
+    rather than a driver in this process (``test:///``, ``qemu:///embed``)."""
+    parts = urlsplit(target)
+    transport = "+" in parts.scheme or bool(parts.netloc)
+    return transport or parts.path in ("/system", "/session")
+
+
+def _shared_host(target: str) -> bool:
+    """Whether every connection to ``target`` sees one host: so for any daemon's
+    driver but the test driver's, whose every open of a host file is a host of
+    its own (only ``/default`` is shared)."""
+    parts = urlsplit(target)
+    return parts.scheme.split("+")[0] != "test" or parts.path == "/default"
+
+
 def _running(doms: list[Any]) -> list[Any]:
     """The domains of an ACTIVE listing that were running when listed.
 
@@ -244,12 +274,15 @@ class LibvirtDriver(Driver):
         self._timeout = timeout
         self._clock = clock or SystemClock()
         self._lv: Any = binding if binding is not None else real_libvirt()
-        ensure_event_loop(self._lv)
+        self._loop = ensure_event_loop(self._lv)
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._mirror = Mirror()
         self._published = 0  # the generation waiters were last woken for
         self._handles: dict[str, Any] = {}  # uuid -> virDomain, for calls by UUID
+        # The same for calls that may wait (on the watched connection: see _waiting_handle);
+        # the same dict when there is one connection.
+        self._waiting: dict[str, Any] = self._handles
         # Bumped by every libvirt call made under the lock (each may be an observation):
         # a call made without it applies what it saw only if nothing was observed since
         # it began (see _apply_departure).
@@ -258,7 +291,8 @@ class LibvirtDriver(Driver):
         self._boot = f"libvirt-{_uuid.uuid4()}"
         self._closed = False
         self._lost = False
-        self._conn: Any = None
+        self._conn: Any = None  # the calls are made on this one
+        self._watched: Any = None  # libvirt's events come on this one (maybe the same)
         self._callback_id: int | None = None
         # (uuid, event, detail, name) of each libvirt event, for the worker.
         self._work: queue.SimpleQueue[tuple[str, int, int, str] | None] = queue.SimpleQueue()
@@ -273,6 +307,42 @@ class LibvirtDriver(Driver):
     # -- the connection ------------------------------------------------------------------
 
     def _connect(self) -> None:
+        """Open the connection the calls are made on and, where that is a daemon's that
+        serves one host to every connection, a second one for libvirt's events only:
+        the first is kept out of the event loop (see libvirt_loop.py), so no call on it
+        wakes the loop thread or resets keepalive's timer. Otherwise one does both."""
+        lv = self._lv
+        split = self._loop is not None and _through_daemon(self.target) \
+            and _shared_host(self.target)
+        if split:
+            assert self._loop is not None
+            with self._loop.unwatched():
+                conn = self._open()
+            try:
+                watched = self._open()
+            except XvirtError:
+                with contextlib.suppress(lv.libvirtError):
+                    conn.close()
+                raise
+        else:
+            conn = watched = self._open()
+        self._conn, self._watched = conn, watched
+        self._waiting = {} if split else self._handles
+        self._lost = False
+        for each in {id(conn): conn, id(watched): watched}.values():
+            # Drivers without a close callback (test:///) cannot lose their connection.
+            with contextlib.suppress(lv.libvirtError):
+                each.registerCloseCallback(self._on_close, None)
+        if _through_daemon(self.target):  # a daemon can go silent
+            with contextlib.suppress(lv.libvirtError):
+                watched.setKeepAlive(1, 15)  # a silent daemon is noticed within ~16 s
+        try:
+            self._callback_id = watched.domainEventRegisterAny(
+                None, VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_event, None)
+        except lv.libvirtError:
+            self._callback_id = None  # no events: snapshots and validation still keep C1-C7
+
+    def _open(self) -> Any:
         lv = self._lv
         try:
             conn = lv.openReadOnly(self.target) if self.readonly else lv.open(self.target)
@@ -280,20 +350,24 @@ class LibvirtDriver(Driver):
             raise translate(exc, uri=self.uri, op="open") from None
         if conn is None:
             raise HostUnreachableError(f"libvirt could not open {self.target!r}", uri=self.uri)
-        self._conn = conn
-        self._lost = False
-        # Drivers without a close callback (test:///) cannot lose their connection.
-        with contextlib.suppress(lv.libvirtError):
-            conn.registerCloseCallback(self._on_close, None)
-        parts = urlsplit(self.target)
-        if "+" in parts.scheme or parts.netloc:  # a remote connection can go silent
+        return conn
+
+    def _disconnect(self) -> None:
+        """(Lock held) Close both connections; the events stop first."""
+        conn, watched = self._conn, self._watched
+        self._conn = self._watched = None
+        self._handles.clear()  # each holds its connection open
+        self._waiting.clear()
+        lv = self._lv
+        if watched is not None and self._callback_id is not None:
             with contextlib.suppress(lv.libvirtError):
-                conn.setKeepAlive(1, 15)  # a silent peer is noticed within ~16 s
-        try:
-            self._callback_id = conn.domainEventRegisterAny(
-                None, VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_event, None)
-        except lv.libvirtError:
-            self._callback_id = None  # no events: snapshots and validation still keep C1-C7
+                watched.domainEventDeregisterAny(self._callback_id)
+        self._callback_id = None
+        for each in {id(c): c for c in (watched, conn) if c is not None}.values():
+            with contextlib.suppress(lv.libvirtError):
+                each.unregisterCloseCallback()
+            with contextlib.suppress(lv.libvirtError):
+                each.close()
 
     def _on_close(self, _conn: Any, _reason: int, _opaque: object) -> None:
         self._lost = True  # on the event loop thread: no lock, no call
@@ -318,10 +392,7 @@ class LibvirtDriver(Driver):
         deadline = self._clock.now() + self._timeout
         lv = self._lv
         while True:
-            old, self._conn = self._conn, None
-            if old is not None:
-                with contextlib.suppress(lv.libvirtError):
-                    old.close()
+            self._disconnect()
             try:
                 self._connect()
                 self.counters.data()
@@ -375,7 +446,7 @@ class LibvirtDriver(Driver):
 
     def _is_lost(self) -> bool:
         try:
-            return self._lost or not self._conn.isAlive()
+            return self._lost or not self._conn.isAlive() or not self._watched.isAlive()
         except self._lv.libvirtError:
             return True
 
@@ -453,7 +524,7 @@ class LibvirtDriver(Driver):
 
     def _remember(self, dom: Any) -> tuple[int, str, str]:
         uuid = dom.UUIDString()
-        self._handles[uuid] = dom
+        (self._handles if dom.connect() is self._conn else self._waiting)[uuid] = dom
         return dom.ID(), uuid, dom.name()
 
     def _saw(self, dom: Any, count: Callable[[], object],
@@ -466,14 +537,18 @@ class LibvirtDriver(Driver):
 
     def _gone(self, uuid: str, kind: EventKind = EventKind.DESTROYED) -> None:
         self._handles.pop(uuid, None)
+        self._waiting.pop(uuid, None)
         self._mirror.gone(uuid, kind)
 
     def _observe_uuid(self, uuid: str, count: Callable[[], object],
                       arrival: EventKind = EventKind.CREATED,
-                      departure: EventKind = EventKind.DESTROYED) -> Any | None:
-        """Where ``uuid`` is now (one call); its handle, or None when not live."""
+                      departure: EventKind = EventKind.DESTROYED, *,
+                      waiting: bool = False) -> Any | None:
+        """Where ``uuid`` is now (one call); its handle, or None when not live; with
+        ``waiting``, a handle for calls that may wait (see :meth:`_waiting_handle`)."""
         try:
-            dom = self._call(count, lambda: self._conn.lookupByUUIDString(uuid), uuid=uuid)
+            dom = self._call(count, lambda: (self._watched if waiting else self._conn)
+                             .lookupByUUIDString(uuid), uuid=uuid)
         except NoDomainError:
             self._gone(uuid, departure)
             return None
@@ -515,8 +590,17 @@ class LibvirtDriver(Driver):
             handles[uuid] = dom
             members.append((dom.ID(), uuid, dom.name()))
         self._mirror.census(members)
-        self._handles = handles
+        self._keep_handles(handles)
         return members
+
+    def _keep_handles(self, handles: dict[str, Any]) -> None:
+        """(Lock held) A census's handles replace those held: of the domains not in it,
+        none is kept (C7), for calls that may wait either."""
+        if self._waiting is self._handles:
+            self._waiting = handles
+        else:
+            self._waiting = {u: d for u, d in self._waiting.items() if u in handles}
+        self._handles = handles
 
     def _census_call(self, count: Callable[[], object]) -> list[Any]:
         doms: list[Any] = _running(self._call(
@@ -524,7 +608,7 @@ class LibvirtDriver(Driver):
             op="listAllDomains"))
         members = [self._remember(d) for d in doms]
         self._mirror.census(members)
-        self._handles = {uuid: self._handles[uuid] for _, uuid, _ in members}
+        self._keep_handles({uuid: self._handles[uuid] for _, uuid, _ in members})
         return doms
 
     def _observe_events(self) -> None:
@@ -608,7 +692,7 @@ class LibvirtDriver(Driver):
             handles[uuid] = dom
             records.append((domid, uuid, dom.name(), dom, stats.get("state.state")))
         self._mirror.census((domid, uuid, name) for domid, uuid, name, _, _ in records)
-        self._handles = handles
+        self._keep_handles(handles)
         return records
 
     def snapshot(self) -> TableSnapshot:
@@ -860,6 +944,20 @@ class LibvirtDriver(Driver):
             raise NoDomainError(f"no domain with UUID {uuid}", uuid=uuid, uri=self.uri, op=op)
         return dom
 
+    def _waiting_handle(self, uuid: str, op: str) -> Any:
+        """(Lock held) The live domain's handle for a call that may wait on its guest
+        (an action, its XML): one made on the watched connection. libvirt's client lets a
+        call queued behind another that waits for its reply wait for the connection's
+        next keepalive, and the connection the other calls use has none: a pending
+        action there would hold up every lookup."""
+        dom = self._waiting.get(uuid)
+        if dom is None:
+            dom = self._observe_uuid(uuid, self.counters.control, waiting=True)
+        if dom is None:
+            self._publish()
+            raise NoDomainError(f"no domain with UUID {uuid}", uuid=uuid, uri=self.uri, op=op)
+        return dom
+
     def act(self, op: Op, domid: int, expected_uuid: str, arg: str | None = None) -> None:
         """By UUID handle: libvirt names the domain by UUID in the call itself, so the
         action cannot land on a domain that took over the ID (C4). Made without the
@@ -868,7 +966,8 @@ class LibvirtDriver(Driver):
         since = self._epoch
         try:
             self._unlocked(self.counters.control,
-                           lambda: self._action(self._handle(expected_uuid, op.value), op, arg),
+                           lambda: self._action(self._waiting_handle(expected_uuid, op.value),
+                                                       op, arg),
                            retry=False, op=op.value, uuid=expected_uuid, domid=domid)
         except OperationFailedError:
             with self._lock:
@@ -917,10 +1016,10 @@ class LibvirtDriver(Driver):
                                 uri=self.uri, op="restore")
         # Both without the lock: they read the image and start a guest.
         xml = self._unlocked(self.counters.control,
-                             lambda: partial(self._conn.saveImageGetXMLDesc, path, 0),
+                             lambda: partial(self._watched.saveImageGetXMLDesc, path, 0),
                              op="restore")
         uuid = uuid_from_xml(xml, uri=self.uri)
-        self._unlocked(self.counters.control, lambda: partial(self._conn.restore, path),
+        self._unlocked(self.counters.control, lambda: partial(self._watched.restore, path),
                        retry=False, op="restore", uuid=uuid)
         with self._lock:
             dom = self._observe_uuid(uuid, self.counters.control, EventKind.RESTORED)
@@ -974,7 +1073,8 @@ class LibvirtDriver(Driver):
         with self._lock:
             try:
                 dom = self._call(self.counters.control,
-                                 lambda: self._conn.lookupByUUIDString(uuid), op=op, uuid=uuid)
+                                 lambda: self._watched.lookupByUUIDString(uuid), op=op,
+                                 uuid=uuid)
             except NoDomainError:
                 self._gone(uuid)
                 self._publish()
@@ -987,8 +1087,8 @@ class LibvirtDriver(Driver):
     def _definition_call(self, uuid: str, method: str, *args: object) -> Callable[[], Any]:
         """(Lock held) ``method(*args)`` of a fresh handle on ``uuid``, running or not:
         how a call on a definition is prepared again after a reconnect."""
-        dom = self._call(self.counters.control, lambda: self._conn.lookupByUUIDString(uuid),
-                         op=method, uuid=uuid)
+        dom = self._call(self.counters.control,
+                         lambda: self._watched.lookupByUUIDString(uuid), op=method, uuid=uuid)
         self._seen(dom, self.counters.control)
         self._publish()
         fn = getattr(dom, method)
@@ -997,7 +1097,7 @@ class LibvirtDriver(Driver):
     def _any_handle_call(self, uuid: str, method: str, *args: object) -> Callable[[], Any]:
         """(Lock held) ``method(*args)`` of the live domain's handle held, else of a
         fresh one on ``uuid``, running or not."""
-        dom = self._handles.get(uuid)
+        dom = self._waiting.get(uuid)
         if dom is None or self._lost:
             return self._definition_call(uuid, method, *args)
         fn = getattr(dom, method)
@@ -1040,12 +1140,12 @@ class LibvirtDriver(Driver):
                 if uuid is not None:
                     wanted = uuid
                     dom = self._call(self.counters.control,
-                                     lambda: self._conn.lookupByUUIDString(wanted),
+                                     lambda: self._watched.lookupByUUIDString(wanted),
                                      op="lookupByUUIDString", uuid=uuid)
                 else:
                     called = name
                     dom = self._call(self.counters.control,
-                                     lambda: self._conn.lookupByName(called),
+                                     lambda: self._watched.lookupByName(called),
                                      op="lookupByName", name=name)
             except NoDomainError:
                 if uuid is not None:
@@ -1069,7 +1169,7 @@ class LibvirtDriver(Driver):
         then each one's figures without it; by name. One undefined between the calls is
         left out."""
         with self._lock:
-            doms = self._call(self.counters.control, lambda: self._conn.listAllDomains(
+            doms = self._call(self.counters.control, lambda: self._watched.listAllDomains(
                 VIR_CONNECT_LIST_DOMAINS_INACTIVE), op="listAllDomains")
             # libvirt filters on activity, then names each domain: one started in between
             # comes out with its ID. It is running, not (only) defined.
@@ -1095,7 +1195,7 @@ class LibvirtDriver(Driver):
         the definition of a UUID it knows (running: it becomes persistent). Nothing is
         applied to the mirror: a definition changes nothing live."""
         uuid = check_definition(name, config, uuid, uri=self.uri)  # before any call
-        caps = self._unlocked(self.counters.control, lambda: self._conn.getCapabilities,
+        caps = self._unlocked(self.counters.control, lambda: self._watched.getCapabilities,
                               op="getCapabilities", uuid=uuid, name=name)
         guest = choose_guest(caps, config.os_type, uri=self.uri, name=name)
         xml = domain_xml(name, config, uuid, guest, uri=self.uri)
@@ -1103,7 +1203,7 @@ class LibvirtDriver(Driver):
 
         def prepare() -> Callable[[], Any]:
             used.append(self._conn)
-            return partial(self._conn.defineXML, xml)
+            return partial(self._watched.defineXML, xml)
 
         dom = self._unlocked(self.counters.control, prepare, retry=False, op="define",
                              uuid=uuid, name=name)
@@ -1188,18 +1288,5 @@ class LibvirtDriver(Driver):
                 return
             self._closed = True
             self._publish()
-            conn, self._conn = self._conn, None
-            self._handles.clear()  # each holds the connection open
+            self._disconnect()
         self._work.put(None)
-        if conn is None:
-            return
-        lv = self._lv
-        try:
-            if self._callback_id is not None:
-                conn.domainEventDeregisterAny(self._callback_id)
-            conn.unregisterCloseCallback()
-        except lv.libvirtError:
-            pass
-        with contextlib.suppress(lv.libvirtError):
-            conn.close()
-
