@@ -118,22 +118,19 @@ def samplers(conn: xvirt.Connection, scan: xvirt.Connection, raw: Any, lv: Any,
     return run
 
 
-def populated(libvirtd: LibvirtdProcess, guests: int) -> str:
+def populated(libvirtd: LibvirtdProcess, guests: int) -> Any:
     """The daemon's shared test host (``/default``: every connection sees the one host,
     as on a real daemon), made pristine, then running ``guests`` domains named and
-    sized as the host file's."""
+    sized as the host file's. Returns the connection that made them: the test driver
+    forgets the shared host when its last connection closes."""
     libvirtd.restart()
-    lv = real_libvirt()
-    admin = lv.open(libvirtd.uri)
-    try:
-        for i in range(guests - len(admin.listDomainsID())):
-            admin.createXML(
-                f"<domain type='test'><name>guest-{i + 1:05d}</name>"
-                f"<uuid>00000000-0000-4000-8000-{i:012x}</uuid><memory>262144</memory>"
-                "<vcpu>1</vcpu><os><type>hvm</type></os></domain>", 0)
-    finally:
-        admin.close()
-    return libvirtd.uri
+    admin = real_libvirt().open(libvirtd.uri)
+    for i in range(guests - len(admin.listDomainsID())):
+        admin.createXML(
+            f"<domain type='test'><name>guest-{i + 1:05d}</name>"
+            f"<uuid>00000000-0000-4000-8000-{i:012x}</uuid><memory>262144</memory>"
+            "<vcpu>1</vcpu><os><type>hvm</type></os></domain>", 0)
+    return admin
 
 
 def measure(guests: int, samples: int, workdir: Path,
@@ -148,7 +145,9 @@ def measure(guests: int, samples: int, workdir: Path,
         stack.callback(raw.close)
         daemon = None
         if libvirtd is not None:
-            remote = populated(libvirtd, guests)
+            admin = populated(libvirtd, guests)
+            stack.callback(admin.close)
+            remote = libvirtd.uri
             dconn = stack.enter_context(xvirt.open(f"libvirt:{remote}", readonly=True))
             loop = ensure_event_loop(lv)
             assert loop is not None
