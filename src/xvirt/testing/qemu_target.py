@@ -52,36 +52,19 @@ from xvirt.testing.qemu import GUEST_MEMORY_MIB, QemuHost, guest_xml
 __all__ = ["QemuKitHost", "QemuReport", "QemuTarget", "check_qemu"]
 
 _REQUESTS = ("shutdown", "reboot")
-BYSTANDER = "many"  # bystanders' names: many000, many001...; none of the kit's own
-_BYSTANDER_UUIDS = itertools.count(1)  # their UUIDs: none of the kit's or the harness's
 
 
 class QemuKitHost(LibvirtHost):
     """HostControl over the QEMU host's libvirt, with guests of ``xvirt.testing.qemu``."""
 
-    def __init__(self, qemu: QemuHost, image_dir: str, bystanders: int = 0) -> None:
+    def __init__(self, qemu: QemuHost, image_dir: str) -> None:
         self._qemu = qemu
         self._guests = itertools.count(1)
-        #: Guests every history begins with beside its own (the long run's many): booted
-        #: once, kept running between histories, booted again only if a history ended them.
-        self.bystanders = tuple(f"{BYSTANDER}{i:03d}" for i in range(bystanders))
         super().__init__(qemu.uri, image_dir, conn=qemu.conn)
 
     def _pristine(self) -> None:
-        """No guest but the bystanders, each running: a QEMU host has no default one."""
-        self._qemu.clear(keep=self.bystanders)
-        for i, name in enumerate(self.bystanders):
-            try:
-                dom = self._conn.lookupByName(name)
-            except self._lv.libvirtError:  # a history ended it: another takes its name
-                devices = i % 4 == 0
-                uuid = str(_uuid.UUID(int=(0xB157 << 112) | next(_BYSTANDER_UUIDS)))
-                self._conn.createXML(guest_xml(
-                    name, uuid, domain_type=self._qemu.domain_type,
-                    disk=self._qemu.make_disk(name) if devices else None, nic=devices), 0)
-                continue
-            if dom.info()[0] != self._lv.VIR_DOMAIN_RUNNING:
-                dom.resume()
+        """No guest at all: a QEMU host has no default one."""
+        self._qemu.clear()
 
     def _new_uuid(self) -> str:
         return str(_uuid.UUID(int=(0x9E3D << 112) | next(self._uuids)))
@@ -112,9 +95,9 @@ class QemuTarget:
     #: driver takes from the host's capabilities).
     client_config = DomainConfig(GUEST_MEMORY_MIB * 1024, GUEST_MEMORY_MIB * 1024, 1, "hvm")
 
-    def __init__(self, qemu: QemuHost, bystanders: int = 0) -> None:
+    def __init__(self, qemu: QemuHost) -> None:
         self.uri = f"libvirt:{qemu.uri}"
-        self.host = QemuKitHost(qemu, default_image_dir(), bystanders)
+        self.host = QemuKitHost(qemu, default_image_dir())
 
     def connect(self, *, readonly: bool = False) -> Connection:
         return xvirt.open(self.uri, readonly=readonly)
@@ -133,18 +116,14 @@ class QemuReport(ConformanceReport):
 
 
 def check_qemu(qemu: QemuHost, *, max_examples: int = 4, stateful_step_count: int = 15,
-               bystanders: int = 0, readers: int = 0, report: QemuReport | None = None,
                **hypothesis_settings: Any) -> QemuReport:
-    """``check_driver`` on ``QemuTarget(qemu, bystanders)``, except that a shutdown or
-    reboot through a handle is what it is on a guest with no OS: a request, accepted (a
-    shutdown only while the guest runs) and without effect on any domain; and every
-    history begins with guests defined, started and undefined (``defined_guests``), and
-    defines, starts and undefines are drawn twice as often (the kit's rule for them is
-    offered twice). ``bystanders``: guests every history begins with, running, which it
-    may act on as on its own; ``readers``: client threads judged beside each history."""
-    tally = report if report is not None else QemuReport()
-    kit: Any = conformance_machine(lambda: QemuTarget(qemu, bystanders), tally,
-                                   readers=readers)
+    """``check_driver`` on ``QemuTarget(qemu)``, except that a shutdown or reboot through a
+    handle is what it is on a guest with no OS: a request, accepted (a shutdown only while
+    the guest runs) and without effect on any domain; and every history begins with
+    guests defined, started and undefined (``defined_guests``), and defines, starts and
+    undefines are drawn twice as often (the kit's rule for them is offered twice)."""
+    report = QemuReport()
+    kit: Any = conformance_machine(lambda: QemuTarget(qemu), report)
 
     class QemuConformance(kit):  # type: ignore[misc]
         @initialize(data=st.data(), by_client=st.booleans())
@@ -182,7 +161,7 @@ def check_qemu(qemu: QemuHost, *, max_examples: int = 4, stateful_step_count: in
             ok = ref is not None and (op == "reboot" or ref.state is DomainState.RUNNING)
             before = self.world()
             self.expect(ok, getattr(dom, op), f"handle {op} request")
-            tally.requests += 1
+            report.requests += 1
             after = self.world()
             if after != before:
                 raise ContractViolation(f"C4 violated: a {op} request through handle "
@@ -195,5 +174,5 @@ def check_qemu(qemu: QemuHost, *, max_examples: int = 4, stateful_step_count: in
                           suppress_health_check=[HealthCheck.too_slow,
                                                  HealthCheck.filter_too_much],
                           **hypothesis_settings))
-    say_skipped(tally, f"QemuTarget({qemu.kind}, {qemu.accel})")
-    return tally
+    say_skipped(report, f"QemuTarget({qemu.kind}, {qemu.accel})")
+    return report
