@@ -19,7 +19,8 @@ IMPLEMENTATIONS = [IdentityCache, DirectLookup]
 
 #: What Connection, Domain and EventStream call on the seam: the protocol, no more.
 SEAM = {
-    "census", "counts", "current", "domid_hint", "info", "lookup_by_id", "lookup_by_name",
+    "census", "counts", "current", "domid_hint", "info", "list_ids", "lookup_by_id",
+    "lookup_by_name",
     "merge", "name_hint", "relocate", "snapshot", "survey",
 }
 

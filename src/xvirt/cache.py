@@ -116,6 +116,12 @@ class IdentityCache:
             self._reconcile(census.boot_id, census.generation, census.members, census.names)
         return census
 
+    def list_ids(self) -> list[int]:
+        ids = self._driver.list_ids()
+        if ids is None:
+            return [domid for domid, _ in self.census().members]
+        return list(ids)  # what the driver observed reaches the cache as events
+
     def survey(self) -> Survey:
         """Every live domain with identity and info (or why its info is missing):
         one snapshot, at most one control-plane request (for all newcomers at once)."""

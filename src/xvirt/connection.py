@@ -102,8 +102,9 @@ class Connection:
     # -- listing and lookup -----------------------------------------------------------
 
     def list_domain_ids(self) -> list[int]:
-        """IDs of all live domains: one data-plane snapshot."""
-        return sorted(domid for domid, _ in self._live().census().members)
+        """IDs of all live domains, at one instant: one data-plane call (on libvirt a
+        second, a census, when the host changed since the last)."""
+        return sorted(self._live().list_ids())
 
     def list_domains(self) -> list[Domain]:
         """Handles of all live domains, in ID order: one data-plane snapshot."""

@@ -56,6 +56,10 @@ class DirectLookup:
     def census(self) -> Census:
         return self._driver.census()
 
+    def list_ids(self) -> list[int]:
+        ids = self._driver.list_ids()
+        return [domid for domid, _ in self.census().members] if ids is None else list(ids)
+
     def survey(self) -> Survey:
         snap = self._driver.snapshot()
         names = {d.uuid: d.name for d in self._driver.list_all().domains}

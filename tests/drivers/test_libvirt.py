@@ -3,6 +3,7 @@ cross-checked against real captures in realdata/libvirt."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import time
@@ -99,6 +100,47 @@ def test_failing_lookups_match_libvirts_errors(admin: Any) -> None:
             conn.lookup_by_uuid("00000000-0000-0000-0000-0000000000ff")
 
 
+def test_listing_ids_takes_a_census_only_when_the_ids_changed(
+        admin: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``listDomainsID`` a listing; ``listAllDomains`` (a handle made per domain) besides
+    only when a domain arrived, left or moved since the driver last saw the host."""
+    lv = real_libvirt()
+    made: collections.Counter[str] = collections.Counter()
+    for method in ("listDomainsID", "listAllDomains"):
+        real = getattr(lv.virConnect, method)
+
+        def counted(self: Any, *args: Any, _real: Any = real, _name: str = method) -> Any:
+            made[_name] += 1
+            return _real(self, *args)
+
+        monkeypatch.setattr(lv.virConnect, method, counted)
+
+    def no_events(self: Any, *args: Any) -> Any:
+        raise lv.libvirtError("no events here")  # else one might tell the driver first
+
+    monkeypatch.setattr(lv.virConnect, "domainEventRegisterAny", no_events)
+    first = guests(admin, 3)
+    with xvirt.open(URI) as conn:
+        steps: list[tuple[list[int], dict[str, int]]] = []
+
+        def listing() -> None:
+            made.clear()
+            steps.append((conn.list_domain_ids(), dict(made)))
+
+        listing()  # the driver knows nothing yet: a census
+        listing()  # nothing changed: the IDs alone
+        first[0].destroy()
+        listing()  # one left
+        listing()
+        (arrived,) = guests(admin, 1, first=3)
+        listing()  # one arrived
+    live = sorted(d.ID() for d in admin.listAllDomains(lv.VIR_CONNECT_LIST_DOMAINS_ACTIVE))
+    census = {"listDomainsID": 1, "listAllDomains": 1}
+    ids_only = {"listDomainsID": 1}
+    assert [calls for _, calls in steps] == [census, ids_only, census, ids_only, census]
+    assert steps[-1][0] == live and arrived.ID() in live
+
+
 def test_the_monitoring_loop_costs_one_call_per_lookup_and_per_info(admin: Any) -> None:
     guests(admin, 20)
     with xvirt.open(URI) as conn:
@@ -110,9 +152,11 @@ def test_the_monitoring_loop_costs_one_call_per_lookup_and_per_info(admin: Any) 
                 dom.close()
         stats = conn.stats()
     assert len(ids) == 21
-    # listAllDomains once a sample, lookupByID and info() once a domain: what
-    # libvirt-python's own loop costs; names came with the listing, so no request.
-    assert stats.data_calls == 5 * (1 + 2 * 21)
+    # listDomainsID once a sample, a lookup and info() once a domain: what
+    # libvirt-python's own loop costs; plus, the first time, the census that tells the
+    # driver where each domain is (the IDs did not match what it knew: nothing). Names
+    # came with the census, so no request.
+    assert stats.data_calls == 5 * (1 + 2 * 21) + 1
     assert stats.control_requests == 0
     assert stats.cache_size == 21
 

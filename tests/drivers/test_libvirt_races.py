@@ -135,12 +135,14 @@ def test_a_domain_that_stops_while_being_listed_is_not_a_member(
         return records
 
     with Connection(LibvirtDriver(f"libvirt:{TARGET}", TARGET)) as conn:
-        before = conn.list_domain_ids()
+        driver = conn._driver
+        before = driver.census().members
         assert len(before) == 2
         monkeypatch.setattr(lv.virConnect, "listAllDomains", stopping)
-        ids = conn.list_domain_ids()
+        members = driver.census().members
         monkeypatch.setattr(lv.virConnect, "listAllDomains", real_list)
-        assert -1 not in ids and len(ids) == 1  # before: [-1, 1]
+        assert [m for m in members if m[0] < 0] == [] and len(members) == 1  # was (-1, g0)
+        assert conn.list_domain_ids() == [members[0][0]]
         dom.create()
         assert len(conn.list_domain_ids()) == 2
         monkeypatch.setattr(lv.virConnect, "getAllDomainStats", stopping_stats)

@@ -149,6 +149,11 @@ class Mirror:
         uuid = self._by_id.pop(domid, None)
         return uuid
 
+    def holds_exactly(self, ids: Iterable[int]) -> bool:
+        """Whether ``ids`` are exactly the IDs the mirror places its live domains at
+        (every one of which it knows where: none displaced)."""
+        return len(self._by_id) == len(self._where) and set(ids) == self._by_id.keys()
+
     def census(self, members: Iterable[tuple[int, str, str]]) -> None:
         """Exactly these ``(id, uuid, name)`` are live: a complete observation."""
         live = {uuid: (domid, name) for domid, uuid, name in members if domid >= 0}
