@@ -107,6 +107,7 @@ from xvirt.drivers.base import (
     sendable,
 )
 from xvirt.drivers.libvirt_errors import translate
+from xvirt.drivers.libvirt_fanout import Fanout
 from xvirt.drivers.libvirt_loop import ensure_event_loop
 from xvirt.drivers.libvirt_mirror import Mirror
 from xvirt.drivers.libvirt_xml import (
@@ -211,6 +212,11 @@ _DEPARTURES = {  # STOPPED details
 _STATS = VIR_DOMAIN_STATS_STATE
 _STATS_FLAGS = VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE | VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
 _RECONNECT_PAUSE_S = 0.1
+# A snapshot of at least _FANOUT_MIN domains through a daemon spreads its info() calls
+# over _FANOUT_LANES more connections (see libvirt_fanout.py): 3 ways in all measured
+# 1.7x faster than one at 30 domains, 4 ways no better on 2 cores.
+_FANOUT_MIN = 8
+_FANOUT_LANES = 2
 
 
 def domain_state(code: int) -> DomainState | None:
@@ -300,6 +306,7 @@ class LibvirtDriver(Driver):
         # (0.3-1.5 ms on a loaded machine), which was most of what opening cost beyond
         # libvirt's own open, and a connection that never sees an event never needs it.
         self._worker: threading.Thread | None = None
+        self._fanout: Fanout | None = None  # started by the first snapshot that pays
         self._worker_lock = threading.Lock()
         with self._lock:
             self._connect()
@@ -710,6 +717,23 @@ class LibvirtDriver(Driver):
         self._keep_handles(handles)
         return records
 
+    def _fanout_for(self, domains: int) -> Fanout | None:
+        """(Lock held) The lanes for a snapshot of ``domains``, started on first use;
+        None where there are none: one connection (an in-process driver, a test host
+        file), or too few domains for the hand-over to pay."""
+        if self._waiting is self._handles or domains < _FANOUT_MIN or self._closed:
+            return None
+        if self._fanout is None:
+            self._fanout = Fanout(self._open_unwatched, self._lv, _FANOUT_LANES,
+                                  self.counters.data, self._timeout,
+                                  f"xvirt-libvirt-info {self.target}")
+        return self._fanout
+
+    def _open_unwatched(self) -> Any:
+        assert self._loop is not None
+        with self._loop.unwatched():
+            return self._open()
+
     def snapshot(self) -> TableSnapshot:
         """One ``getAllDomainStats(STATE)`` under the lock, then ``info()`` for each
         domain without it: the figures (CPU time, memory, vCPUs) libvirt reads without
@@ -720,24 +744,39 @@ class LibvirtDriver(Driver):
             since = self._epoch
             generation = self._mirror.generation
             conn = self._conn
+            fanout = self._fanout_for(len(records))
             self._publish()
         rows: list[DataRow] = []
         names: list[str] = []
         unanswered: list[Unanswered] = []
         departed: list[tuple[int, str, str]] = []
         count, error, row_of = self.counters.data, self._lv.libvirtError, self._row
-        for domid, uuid, name, dom, state in records:
+        answered: dict[str, Sequence[int]] = {}
+        lanes_from = len(records)  # where the lanes' domains begin, in ``records``
+        if fanout is not None:
+            # Lane i gets every (lanes + 1)-th domain from the i-th on; this thread
+            # takes the rest meanwhile, then whatever a lane could not answer.
+            ways = fanout.lanes + 1
+            jobs = fanout.start([[r[1] for r in records[i::ways]] for i in range(1, ways)],
+                                {r[1] for r in records})
+            lanes_from = len(records[0::ways])
+            records = [r for i in range(ways) for r in records[i::ways]]
+        for k, (domid, uuid, name, dom, state) in enumerate(records):
             # The figures, from info(), a later call: the domain may have stopped and
             # started again under another ID since, so ID and state come from the
             # record, one instant (C1).
+            if k == lanes_from and fanout is not None:
+                answered = fanout.finish(jobs)
             try:
-                count()
-                try:
-                    info = dom.info()  # the hot path: _unlocked's first try, inlined
-                except error as exc:
-                    self._failed(exc, conn, op="info", uuid=uuid, domid=domid)
-                    info = self._unlocked(count, partial(self._handle_call, uuid, "info"),
-                                          op="info", uuid=uuid, domid=domid)
+                info = answered.get(uuid)
+                if info is None:
+                    count()
+                    try:
+                        info = dom.info()  # the hot path: _unlocked's first try, inlined
+                    except error as exc:
+                        self._failed(exc, conn, op="info", uuid=uuid, domid=domid)
+                        info = self._unlocked(count, partial(self._handle_call, uuid, "info"),
+                                              op="info", uuid=uuid, domid=domid)
             except NoDomainError:
                 departed.append((domid, uuid, name))
                 continue
@@ -1304,4 +1343,7 @@ class LibvirtDriver(Driver):
             self._closed = True
             self._publish()
             self._disconnect()
+            fanout, self._fanout = self._fanout, None
         self._work.put(None)
+        if fanout is not None:
+            fanout.close()
