@@ -4,9 +4,11 @@ libvirt is not a Xen host: every call is an RPC (or, for ``test:///``, a call
 into the library), names come with every answer, handles are by UUID, and
 there is no generation. This driver maps it onto the driver interface:
 
-* data plane: ``listAllDomains`` (census), ``getAllDomainStats`` of the state
-  group with NOWAIT plus ``info()`` per domain (snapshot: nothing that asks a
-  guest's QEMU monitor), ``lookupByUUIDString`` of the UUID the mirror believes
+* data plane: ``listAllDomains`` (census), ``listDomainsID`` (the IDs, with a
+  census only when they changed), ``getAllDomainStats`` of the state group with
+  NOWAIT plus ``info()`` per domain (snapshot: nothing that asks a guest's QEMU
+  monitor; through a daemon the ``info()`` calls overlap over a few more
+  connections, see libvirt_fanout.py), ``lookupByUUIDString`` of the UUID the mirror believes
   at the ID, ``lookupByID`` only when that fails (identify: a hash, not a scan),
   ``info()`` on a UUID handle (info_by_uuid);
 * control plane: lookups by UUID and name for ``resolve``, ``XMLDesc`` for the
