@@ -5,12 +5,14 @@ judged beside the histories, the random ID policy on a small ID space.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import pytest
 
 from xvirt.testing.conformance import CapabilitySkipped, ConformanceReport
 from xvirt.testing.long_run import main, run
+from xvirt.testing.qemu_target import QemuReport
 
 
 @pytest.mark.parametrize(("driver", "steps"), [("sim", 1500), ("daemon", 400),
@@ -59,3 +61,22 @@ def test_an_unknown_driver_is_named(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--drivers", "sim,xen"])
     assert exc.value.code == 2
     assert "unknown driver 'xen'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists("/usr/bin/qemu-system-x86_64"),
+    reason="real QEMU guests need root (libvirtd runs as nobody) and qemu-system-x86 "
+    "(scripts/test installs it)")
+def test_concurrent_histories_on_real_qemu_beside_many_guests(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The long run's QEMU mode, short: a private libvirtd (KVM or TCG: it says which),
+    guests running beside every history, readers judged beside it."""
+    with pytest.warns(CapabilitySkipped, match="QemuTarget"):
+        report, histories, seconds = run("qemu", 40, readers=2, histories_per_round=2,
+                                         history=20, guests=8)
+    with capsys.disabled():
+        print(f"\nqemu long run: {report} in {seconds:.0f} s")
+    assert report.steps >= 40 and histories >= 2
+    assert report.concurrent_answers >= 5 * report.steps, report
+    assert report.defines >= 2 and report.starts >= 1, report
+    assert isinstance(report, QemuReport) and report.most_at_start >= 8, report  # beside

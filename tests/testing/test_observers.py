@@ -133,3 +133,27 @@ def test_a_persistent_domain_moved_may_be_seen_shut_off_in_between() -> None:
     assert judge(ob, timeline) is not None
     timeline.touched[1] = {D}
     assert judge(ob, timeline) is None
+
+
+def test_a_domain_a_step_starts_may_be_seen_in_passing_under_its_id_and_name_only() -> None:
+    """QEMU's libvirt starts a guest paused, then resumes it: on a host that says so
+    (``passing_states``), a step that starts D may show it paused, under the ID and name
+    it has before or after the step; no other domain, and no other step."""
+    steps: list[Snapshot] = [{C: (1, "c", R)}, {C: (1, "c", R), D: (4, "d", R)},
+                             {C: (1, "c", R), D: (4, "d", R)}]
+    paused = Observation("sample", None, ((1, C, "c", R), (4, D, "d", P)), 1, 1)
+    info = Observation("info", D, P, 1, 1)
+    plain = Timeline([steps[0]])
+    for s in steps[1:]:
+        plain.advance(s)
+    assert judge(paused, plain) is not None and judge(info, plain) is not None
+    timeline = Timeline([steps[0]], passing_states=frozenset({P}))
+    for s in steps[1:]:
+        timeline.advance(s)
+    assert timeline.passing == {1: {D}, 2: set()}
+    assert judge(paused, timeline) is None and judge(info, timeline) is None
+    other_id = Observation("sample", None, ((1, C, "c", R), (5, D, "d", P)), 1, 1)
+    assert "in no state of its window" in (judge(other_id, timeline) or "")
+    not_started = Observation("sample", None, ((1, C, "c", P), (4, D, "d", R)), 1, 1)
+    assert judge(not_started, timeline) is not None
+    assert judge(Observation("info", D, P, 2, 2), timeline) is not None  # a later step

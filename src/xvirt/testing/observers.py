@@ -46,6 +46,11 @@ class Timeline:
     #: step -> domains it took down and up again (a reboot may be a destroy and a
     #: create): each may be missing for a moment though it is there before and after.
     touched: dict[int, set[str]] = field(default_factory=dict)
+    #: States a host shows a domain in while a step starts, moves or stops it (QEMU's
+    #: libvirt: paused while a guest starts up or is saved); empty for a Xen host.
+    passing_states: frozenset[DomainState] = frozenset()
+    #: step -> the domains it started, moved or stopped (found by ``advance``).
+    passing: dict[int, set[str]] = field(default_factory=dict)
     _moved: threading.Condition = field(default_factory=threading.Condition, repr=False)
     #: reader -> the last step whose calls it has made (readers that have joined).
     _paced: dict[int, int] = field(default_factory=dict, repr=False)
@@ -68,6 +73,10 @@ class Timeline:
             step = len(self.snapshots)
             self._moved.wait_for(
                 lambda: all(done >= step for done in self._paced.values()), self.LAG_S)
+            if self.passing_states and self.snapshots:
+                before = self.snapshots[-1]
+                self.passing[step] = {u for u in before.keys() | state.keys()
+                                      if _where(before, u) != _where(state, u)}
             self.snapshots.append(state)
             self._moved.notify_all()
 
@@ -104,9 +113,17 @@ class Timeline:
     def window(self, lo: int, hi: int) -> Window:
         """What a call seen at steps ``lo`` .. ``hi`` may have met (``hi < now()``)."""
         steps = range(lo, hi + 1)
+        passing = set().union(*(self.passing.get(k, ()) for k in steps))
         return Window(self.snapshots[max(lo - 1, 0): hi + 1],
                       any(k in self.disruptive for k in steps),
-                      set().union(*(self.touched.get(k, ()) for k in steps)))
+                      set().union(*(self.touched.get(k, ()) for k in steps)),
+                      {u: set(self.passing_states) for u in passing})
+
+
+def _where(state: Snapshot, uuid: str) -> int | None:
+    """The ID ``uuid`` runs at in ``state``; None when it does not run there."""
+    rec = state.get(uuid)
+    return rec[0] if rec is not None and rec[0] >= 0 else None
 
 
 @dataclass
@@ -117,6 +134,15 @@ class Window:
     states: list[Snapshot]
     disrupted: bool
     touched: set[str]
+    #: domains started, moved or stopped in the window -> the states shown meanwhile
+    passing: dict[str, set[DomainState]] = field(default_factory=dict)
+
+    def was(self, uuid: str, domid: int, name: str, state: DomainState) -> bool:
+        """``uuid`` had that ID, name and state in a state of the window, or the state
+        in passing, under an ID and name it had in one (see ``Timeline.passing_states``)."""
+        return any(s.get(uuid) == (domid, name, state) for s in self.states) or (
+            state in self.passing.get(uuid, ())
+            and any(s.get(uuid, (None, None, None))[:2] == (domid, name) for s in self.states))
 
     def stayed(self, *, running: bool = False) -> set[str]:
         """Domains there (``running``: and running), and never away, through the whole
@@ -160,7 +186,7 @@ def _sample_fault(w: Window, members: Members) -> str | None:
     if len(set(uuids)) != len(uuids):
         return "a domain twice"
     for domid, uuid, name, state in members:
-        if domid < 0 or not any(s.get(uuid) == (domid, name, state) for s in w.states):
+        if domid < 0 or not w.was(uuid, domid, name, state):
             seen = [s.get(uuid) for s in w.states]
             return (f"member ({domid}, {uuid}, {name!r}, {state.name}) in no state of its "
                     f"window, where it was {seen}")
@@ -196,6 +222,7 @@ def judge(ob: Observation, timeline: Timeline) -> str | None:
         return None
     if ob.kind == "info":
         right = any(s.get(ob.key, (0, "", None))[2] is ob.answer for s in states) or (
+            ob.answer in w.passing.get(ob.key, ())) or (
             # a domain taken down and up again (a persistent one: stopped and started)
             # was shut off in between
             ob.answer is DomainState.SHUTOFF and ob.key in w.touched)

@@ -62,7 +62,7 @@ import time
 import traceback
 import uuid as _uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -233,21 +233,30 @@ class QemuHost:
 
     # -- teardown ------------------------------------------------------------------------
 
-    def clear(self) -> None:
-        """No guest left: every QEMU of ours killed by PID (libvirt's own destroy waits
-        1.5-2 s a guest here, see ``kill_qemus``), then every domain and definition dropped
-        through libvirt."""
-        self.kill_qemus()
+    def clear(self, keep: Collection[str] = ()) -> None:
+        """No guest left but the running ones named in ``keep``: every other QEMU of ours
+        killed by PID (libvirt's own destroy waits 1.5-2 s a guest here, see
+        ``kill_qemus``), then every other domain and definition dropped through libvirt."""
+        self.kill_qemus(spare=self._pids_of(keep))
         if self.conn is None:
             return
         with contextlib.suppress(self.lv.libvirtError):
             for dom in self.conn.listAllDomains(0):
+                if dom.name() in keep:
+                    continue
                 with contextlib.suppress(self.lv.libvirtError):
                     if dom.isActive():
                         dom.destroy()
                 with contextlib.suppress(self.lv.libvirtError):
                     if dom.isPersistent():
                         dom.undefine()
+
+    def _pids_of(self, names: Collection[str]) -> set[int]:
+        pids = set()
+        for name in names:
+            with contextlib.suppress(QemuError):
+                pids.add(self.qemu_pid(name))
+        return pids
 
     def _stop_guests(self) -> None:
         """``clear``, then our connection closed."""
@@ -257,11 +266,11 @@ class QemuHost:
                 self.conn.close()
         self.conn = None
 
-    def kill_qemus(self) -> None:
-        """SIGKILL, by PID, every QEMU of ours still running; wait until each is gone (a
-        zombie counts as gone: a daemonized QEMU is init's to reap, which libvirt's destroy
-        waits for)."""
-        pids = self.qemu_pids()
+    def kill_qemus(self, spare: Collection[int] = ()) -> None:
+        """SIGKILL, by PID, every QEMU of ours still running but those in ``spare``; wait
+        until each is gone (a zombie counts as gone: a daemonized QEMU is init's to reap,
+        which libvirt's destroy waits for)."""
+        pids = [pid for pid in self.qemu_pids() if pid not in spare]
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
