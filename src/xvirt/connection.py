@@ -183,16 +183,29 @@ class Connection:
         control plane once; a domain that starts or stops between the two is asked
         again. C1: each answer held at one instant of the call. C2: a domain that
         stays running, or stays defined and not running, is found on the first try."""
-        for _ in range(RETRIES):
-            try:
-                return live()
-            except NoDomainError as exc:
-                missing = exc
+        try:
+            return live()
+        except NoDomainError as exc:
+            return self._after_miss(exc, live, defined, uuid=uuid, name=name)
+
+    def _after_miss(
+        self, missing: NoDomainError, live: Callable[[], T],
+        defined: Callable[[Definition], T], *, uuid: str | None = None,
+        name: str | None = None,
+    ) -> T:
+        """:meth:`_live_or_defined` once the data plane has said no domain runs so."""
+        for attempt in range(RETRIES):
             found = self._driver.find(uuid=uuid, name=name)
             if found is None:
                 raise missing
             if found.id is None:
                 return defined(found)
+            if attempt == RETRIES - 1:
+                break
+            try:
+                return live()
+            except NoDomainError as exc:
+                missing = exc
         raise OperationFailedError(
             "the domain kept starting and stopping while it was looked up; try again",
             uuid=uuid, name=name, uri=self.uri)
@@ -310,7 +323,11 @@ class Domain:
         shut off, with its configured memory and vCPUs and no CPU time."""
         cache = self._cache()
         uuid = self._uuid
-        return self._conn._live_or_defined(lambda: cache.info(uuid), Definition.info, uuid=uuid)
+        try:
+            return cache.info(uuid)  # the hot path: _live_or_defined's first try, inlined
+        except NoDomainError as exc:
+            return self._conn._after_miss(exc, lambda: cache.info(uuid), Definition.info,
+                                          uuid=uuid)
 
     def config(self) -> DomainConfig:
         """Memory, vCPUs, OS type, disks and interfaces: one control-plane request

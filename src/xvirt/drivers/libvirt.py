@@ -908,9 +908,15 @@ class LibvirtDriver(Driver):
             conn = self._conn
             known = self._mirror.domid(uuid)  # where it is as last observed
             generation = self._mirror.generation
+        count = self.counters.data
         try:
-            info = self._unlocked(self.counters.data, partial(self._handle_call, uuid, "info"),
-                                  op="info", uuid=uuid, first=(conn, dom.info))
+            count()
+            try:
+                info = dom.info()  # the hot path: _unlocked's first try, inlined
+            except self._lv.libvirtError as exc:
+                self._failed(exc, conn, op="info", uuid=uuid)
+                info = self._unlocked(count, partial(self._handle_call, uuid, "info"),
+                                      op="info", uuid=uuid)
         except NoDomainError:
             info = None
         row = None if info is None else self._row(
