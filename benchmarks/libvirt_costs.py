@@ -170,7 +170,7 @@ def measure(guests: int, samples: int, workdir: Path,
 
 
 LAYERS = (
-    "listing: `list_domain_ids()` (listAllDomains(ACTIVE), each domain's ID and UUID)",
+    "listing: `list_domain_ids()` (listDomainsID; a census only when the IDs changed)",
     "libvirt's per-domain calls alone: lookupByUUIDString + info()",
     "the driver per domain: `identify()` + `info_by_uuid()`",
     "the whole naive loop (Connection, cache, driver, libvirt)",

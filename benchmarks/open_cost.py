@@ -26,21 +26,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from report import REPO, REPORT, command_line, write_section
 
+from xvirt.testing.libvirtd import LibvirtdProcess
+
 SCRIPT = REPO / "benchmarks" / "scripts" / "open_once.py"
 PYTHON = sys.executable
 COMPAT = [PYTHON, "-m", "xvirt", "compat", "--"]
 TARGET_RATIO = 2.0
-#: (name, command prefix, URI): libvirt-python first, as the baseline.
+DAEMON = "{daemon}"  # a private libvirtd's test driver, over its unix socket
+#: (name, command prefix, URI): each URI's libvirt-python row first, its baseline.
 CONFIGS = (
     ("libvirt-python, test:///default", [], "test:///default"),
     ("xvirt compat, test:///default", COMPAT, "test:///default"),
     ("xvirt compat, libvirt:test:///default", COMPAT, "libvirt:test:///default"),
+    ("libvirt-python, a libvirtd (test+unix:///default)", [], DAEMON),
+    ("xvirt compat, a libvirtd (test+unix:///default)", COMPAT, DAEMON),
 )
 
 
 @dataclass
 class Cell:
     config: str
+    base: int  # the index of the libvirt-python row on the same URI
     imports: list[float] = field(default_factory=list)
     first: list[float] = field(default_factory=list)
     later: list[float] = field(default_factory=list)
@@ -57,13 +63,18 @@ def one(prefix: Sequence[str], uri: str, repeats: int,
     return answer
 
 
-def measure(runs: int, repeats: int, before: Path | None) -> list[Cell]:
+def measure(runs: int, repeats: int, before: Path | None, daemon: str) -> list[Cell]:
     configs: list[tuple[str, list[str], str, Path | None]] = [
-        (name, prefix, uri, None) for name, prefix, uri in CONFIGS]
+        (name, prefix, daemon if uri == DAEMON else uri, None) for name, prefix, uri in CONFIGS]
     if before is not None:
         configs.append((f"xvirt compat, test:///default, before (`{before}`)", COMPAT,
                         "test:///default", before))
-    cells = [Cell(name) for name, _, _, _ in configs]
+    bases: dict[str, int] = {}
+    cells = []
+    for i, (name, prefix, uri, _) in enumerate(configs):
+        if not prefix:
+            bases[uri.removeprefix("libvirt:")] = i
+        cells.append(Cell(name, bases[uri.removeprefix("libvirt:")]))
     for _ in range(runs):  # interleaved, so drift hits every configuration alike
         for cell, (_, prefix, uri, src) in zip(cells, configs, strict=True):
             answer = one(prefix, uri, repeats, src)
@@ -78,7 +89,6 @@ def _ms(values: Sequence[float]) -> str:
 
 
 def render(cells: Sequence[Cell], command: str, runs: int, repeats: int, quick: bool) -> str:
-    base = cells[0]
     lines = ["## Opening a connection (`open_cost`)", "",
              f"Command: `{command}`{' (quick smoke run)' if quick else ''}. "
              f"{os.cpu_count()} cores. {runs} fresh processes per configuration (interleaved), "
@@ -90,6 +100,7 @@ def render(cells: Sequence[Cell], command: str, runs: int, repeats: int, quick: 
              "|---|---:|---:|---:|---:|---:|"]
     worst = 0.0
     for cell in cells:
+        base = cells[cell.base]
         first = statistics.median(cell.first) / statistics.median(base.first)
         later = statistics.median(cell.later) / statistics.median(base.later)
         if cell is not base and "before" not in cell.config:
@@ -113,7 +124,12 @@ def render(cells: Sequence[Cell], command: str, runs: int, repeats: int, quick: 
               "2-core machine). The driver now starts that worker with the first libvirt "
               "event, so an open costs libvirt's open, the registrations of the close and "
               "lifecycle callbacks, and, at the first open of a process only, libvirt's "
-              "event-loop thread (which a script using events starts too).", ""]
+              "event-loop thread (which a script using events starts too).", "",
+              "Through a daemon the driver opens one connection, kept out of the event loop "
+              "(`xvirt/drivers/libvirt_loop.py`); the second, for libvirt's events, "
+              "keepalive and the calls that may wait on a guest, opens only when someone "
+              "follows events or makes such a call. Each row is compared with "
+              "libvirt-python's open of the same URI.", ""]
     return "\n".join(lines)
 
 
@@ -125,7 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "HEAD src | tar -x -C /tmp/before`, then /tmp/before/src)")
     args = parser.parse_args(argv)
     runs, repeats = (5, 5) if args.quick else (25, 20)
-    cells = measure(runs, repeats, args.before)
+    with LibvirtdProcess() as libvirtd:
+        cells = measure(runs, repeats, args.before, libvirtd.uri)
     for cell in cells:
         print(f"{cell.config}: first {_ms(cell.first)}, later {_ms(cell.later)}, "
               f"import {_ms(cell.imports)}", flush=True)

@@ -414,6 +414,8 @@ class EventStream:
     def __init__(self, conn: Connection, timeout: float | None) -> None:
         self._conn = conn
         self._timeout = timeout
+        conn._live()
+        conn._driver.follow_events()  # before the census: nothing after it is missed
         snap = conn._live().census()  # "from now on": the current generation
         self._boot = snap.boot_id
         self._after = snap.generation

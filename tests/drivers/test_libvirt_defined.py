@@ -489,6 +489,7 @@ class Log:
     def __init__(self, driver: LibvirtDriver, *uuids: str) -> None:
         self.driver = driver
         self.uuids = set(uuids)
+        driver.follow_events()  # as Connection.events() does: libvirt's events from now on
         self.after = driver.events_since(0).latest
 
     def next(self, count: int = 1) -> list[tuple[EventKind, int, str | None]]:

@@ -157,11 +157,16 @@ def test_the_driver_calls_on_an_unwatched_connection_where_a_daemon_serves_one_h
     before = loop.watches()
     driver = LibvirtDriver("libvirt:" + libvirtd.uri, libvirtd.uri)
     try:
-        assert driver._conn is not driver._watched
-        assert loop.watches() == before + 1  # the events' connection only
+        assert driver.census().members and driver.snapshot().rows
+        assert loop.watches() == before  # a monitor that lists and reads: none watched
+        driver.follow_events()  # someone follows events: the events' connection opens
+        assert driver._watched is not None and driver._conn is not driver._watched
+        assert loop.watches() == before + 1
         assert driver.census().members
     finally:
         driver.close()
+    one_iteration(real_libvirt())
+    assert loop.watches() == before
 
 
 @pytest.mark.parametrize(("target", "daemon", "shared"), [

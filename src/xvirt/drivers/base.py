@@ -158,6 +158,12 @@ class Driver(abc.ABC):
     # The calls below have answers derived from the two above. A driver
     # overrides them where its data plane answers them for less (libvirt).
 
+    def follow_events(self) -> None:
+        """Someone follows the host's events from now on (``Connection.events()``): a
+        driver that takes its host's events only when asked starts now. Most always
+        have them."""
+        return None  # a hook: most drivers have nothing to start
+
     def list_ids(self) -> Sequence[int] | None:
         """The IDs of the live domains, in one data-plane call, where the driver has a
         call cheaper than :meth:`census` for them; None where it has not (the caller

@@ -301,6 +301,8 @@ class LibvirtDriver(Driver):
         self._lost = False
         self._conn: Any = None  # the calls are made on this one
         self._watched: Any = None  # libvirt's events come on this one (maybe the same)
+        self._split = False  # two connections (see _connect)
+        self._following = False  # someone waits for events: watch from the start
         self._callback_id: int | None = None
         # (uuid, event, detail, name) of each libvirt event, for the worker.
         self._work: queue.SimpleQueue[tuple[str, int, int, str] | None] = queue.SimpleQueue()
@@ -316,33 +318,41 @@ class LibvirtDriver(Driver):
     # -- the connection ------------------------------------------------------------------
 
     def _connect(self) -> None:
-        """Open the connection the calls are made on and, where that is a daemon's that
-        serves one host to every connection, a second one for libvirt's events only:
-        the first is kept out of the event loop (see libvirt_loop.py), so no call on it
-        wakes the loop thread or resets keepalive's timer. Otherwise one does both."""
-        lv = self._lv
-        split = self._loop is not None and _through_daemon(self.target) \
+        """Open the connection the calls are made on. Where that is a daemon's that
+        serves one host to every connection, it is kept out of the event loop (see
+        libvirt_loop.py: no call on it wakes the loop thread or resets keepalive's timer),
+        and libvirt's events, keepalive and the calls that may wait get a second one,
+        opened when first needed (:meth:`_watched_conn`): a monitor that only lists and
+        reads never opens it. Otherwise the one connection does all, from the start."""
+        self._split = self._loop is not None and _through_daemon(self.target) \
             and _shared_host(self.target)
-        if split:
+        if self._split:
             assert self._loop is not None
             with self._loop.unwatched():
                 conn = self._open()
-            try:
-                watched = self._open()
-            except XvirtError:
-                with contextlib.suppress(lv.libvirtError):
-                    conn.close()
-                raise
         else:
-            conn = watched = self._open()
-        self._conn, self._watched = conn, watched
-        self._waiting = {} if split else self._handles
+            conn = self._open()
+        self._conn, self._watched = conn, None
+        self._waiting = {} if self._split else self._handles
         self._lost = False
-        for each in {id(conn): conn, id(watched): watched}.values():
-            # Drivers without a close callback (test:///) cannot lose their connection.
+        # Drivers without a close callback (test:///) cannot lose their connection.
+        with contextlib.suppress(self._lv.libvirtError):
+            conn.registerCloseCallback(self._on_close, None)
+        if not self._split or self._following:
+            self._watched_conn()
+
+    def _watched_conn(self) -> Any:
+        """(Lock held) The connection libvirt's events come on, with keepalive where a
+        daemon can go silent, and the calls that may wait go on; opened with all that
+        on first need."""
+        if self._watched is not None:
+            return self._watched
+        lv = self._lv
+        watched = self._open() if self._split else self._conn
+        if watched is not self._conn:
             with contextlib.suppress(lv.libvirtError):
-                each.registerCloseCallback(self._on_close, None)
-        if _through_daemon(self.target):  # a daemon can go silent
+                watched.registerCloseCallback(self._on_close, None)
+        if _through_daemon(self.target):
             with contextlib.suppress(lv.libvirtError):
                 watched.setKeepAlive(1, 15)  # a silent daemon is noticed within ~16 s
         try:
@@ -350,6 +360,16 @@ class LibvirtDriver(Driver):
                 None, VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_event, None)
         except lv.libvirtError:
             self._callback_id = None  # no events: snapshots and validation still keep C1-C7
+        self._watched = watched
+        return watched
+
+    def follow_events(self) -> None:
+        """libvirt's lifecycle events from now on, and after every reconnect: they make
+        the log timely (without them it has what lookups and snapshots observe)."""
+        with self._lock:
+            self._following = True
+            if not self._closed and not self._lost and self._conn is not None:
+                self._watched_conn()
 
     def _open(self) -> Any:
         lv = self._lv
@@ -455,7 +475,8 @@ class LibvirtDriver(Driver):
 
     def _is_lost(self) -> bool:
         try:
-            return self._lost or not self._conn.isAlive() or not self._watched.isAlive()
+            return self._lost or not self._conn.isAlive() or (
+                self._watched is not None and not self._watched.isAlive())
         except self._lv.libvirtError:
             return True
 
@@ -556,7 +577,7 @@ class LibvirtDriver(Driver):
         """Where ``uuid`` is now (one call); its handle, or None when not live; with
         ``waiting``, a handle for calls that may wait (see :meth:`_waiting_handle`)."""
         try:
-            dom = self._call(count, lambda: (self._watched if waiting else self._conn)
+            dom = self._call(count, lambda: (self._watched_conn() if waiting else self._conn)
                              .lookupByUUIDString(uuid), uuid=uuid)
         except NoDomainError:
             self._gone(uuid, departure)
@@ -1078,10 +1099,10 @@ class LibvirtDriver(Driver):
                                 uri=self.uri, op="restore")
         # Both without the lock: they read the image and start a guest.
         xml = self._unlocked(self.counters.control,
-                             lambda: partial(self._watched.saveImageGetXMLDesc, path, 0),
+                             lambda: partial(self._watched_conn().saveImageGetXMLDesc, path, 0),
                              op="restore")
         uuid = uuid_from_xml(xml, uri=self.uri)
-        self._unlocked(self.counters.control, lambda: partial(self._watched.restore, path),
+        self._unlocked(self.counters.control, lambda: partial(self._watched_conn().restore, path),
                        retry=False, op="restore", uuid=uuid)
         with self._lock:
             dom = self._observe_uuid(uuid, self.counters.control, EventKind.RESTORED)
@@ -1135,7 +1156,7 @@ class LibvirtDriver(Driver):
         with self._lock:
             try:
                 dom = self._call(self.counters.control,
-                                 lambda: self._watched.lookupByUUIDString(uuid), op=op,
+                                 lambda: self._watched_conn().lookupByUUIDString(uuid), op=op,
                                  uuid=uuid)
             except NoDomainError:
                 self._gone(uuid)
@@ -1150,7 +1171,8 @@ class LibvirtDriver(Driver):
         """(Lock held) ``method(*args)`` of a fresh handle on ``uuid``, running or not:
         how a call on a definition is prepared again after a reconnect."""
         dom = self._call(self.counters.control,
-                         lambda: self._watched.lookupByUUIDString(uuid), op=method, uuid=uuid)
+                         lambda: self._watched_conn().lookupByUUIDString(uuid), op=method,
+                         uuid=uuid)
         self._seen(dom, self.counters.control)
         self._publish()
         fn = getattr(dom, method)
@@ -1202,12 +1224,12 @@ class LibvirtDriver(Driver):
                 if uuid is not None:
                     wanted = uuid
                     dom = self._call(self.counters.control,
-                                     lambda: self._watched.lookupByUUIDString(wanted),
+                                     lambda: self._watched_conn().lookupByUUIDString(wanted),
                                      op="lookupByUUIDString", uuid=uuid)
                 else:
                     called = name
                     dom = self._call(self.counters.control,
-                                     lambda: self._watched.lookupByName(called),
+                                     lambda: self._watched_conn().lookupByName(called),
                                      op="lookupByName", name=name)
             except NoDomainError:
                 if uuid is not None:
@@ -1231,7 +1253,7 @@ class LibvirtDriver(Driver):
         then each one's figures without it; by name. One undefined between the calls is
         left out."""
         with self._lock:
-            doms = self._call(self.counters.control, lambda: self._watched.listAllDomains(
+            doms = self._call(self.counters.control, lambda: self._watched_conn().listAllDomains(
                 VIR_CONNECT_LIST_DOMAINS_INACTIVE), op="listAllDomains")
             # libvirt filters on activity, then names each domain: one started in between
             # comes out with its ID. It is running, not (only) defined.
@@ -1257,7 +1279,7 @@ class LibvirtDriver(Driver):
         the definition of a UUID it knows (running: it becomes persistent). Nothing is
         applied to the mirror: a definition changes nothing live."""
         uuid = check_definition(name, config, uuid, uri=self.uri)  # before any call
-        caps = self._unlocked(self.counters.control, lambda: self._watched.getCapabilities,
+        caps = self._unlocked(self.counters.control, lambda: self._watched_conn().getCapabilities,
                               op="getCapabilities", uuid=uuid, name=name)
         guest = choose_guest(caps, config.os_type, uri=self.uri, name=name)
         xml = domain_xml(name, config, uuid, guest, uri=self.uri)
@@ -1265,7 +1287,7 @@ class LibvirtDriver(Driver):
 
         def prepare() -> Callable[[], Any]:
             used.append(self._conn)
-            return partial(self._watched.defineXML, xml)
+            return partial(self._watched_conn().defineXML, xml)
 
         dom = self._unlocked(self.counters.control, prepare, retry=False, op="define",
                              uuid=uuid, name=name)
@@ -1336,7 +1358,11 @@ class LibvirtDriver(Driver):
 
     def events_since(self, after: int, timeout: float = 0.0) -> EventBatch:
         """From the local log: the events libvirt's own could not give (numbered, in
-        order with every answer). No libvirt call."""
+        order with every answer). No libvirt call, except that a caller who waits
+        (``timeout`` > 0) starts the driver following libvirt's events (see
+        :meth:`follow_events`)."""
+        if timeout > 0 and not self._following:
+            self.follow_events()
         with self._lock:
             if timeout > 0 and after == self._mirror.generation:
                 self._changed.wait_for(
