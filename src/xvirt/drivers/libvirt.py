@@ -32,7 +32,8 @@ to every connection (``qemu:///system``, ``test+unix:///default``...): the
 calls are made on one kept out of libvirt's event loop (no wake-up of the loop
 thread and no keepalive timer reset per call: see libvirt_loop.py), except the
 calls that may wait on a guest (actions, ``XMLDesc``, save and restore, define,
-start, undefine), which go, with libvirt's events and keepalive, on the other:
+start, undefine), which go, with libvirt's events and keepalive, on the other,
+opened when first needed (such a call, or ``follow_events``):
 libvirt's client makes a call queued behind one that waits for its reply wait
 for the connection's next keepalive, so no lookup may share a connection with
 them. Everywhere else (``test:///``, ``qemu:///embed``) one connection does all.
