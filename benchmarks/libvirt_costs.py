@@ -34,7 +34,6 @@ import contextlib
 import cProfile
 import gc
 import io
-import os
 import pstats
 import statistics
 import sys
@@ -330,7 +329,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[int, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="xvirt-libvirt-costs-") as tmp, \
             LibvirtdProcess() as libvirtd:
-        os.chmod(tmp, 0o755)  # the daemon reads the host files (as root here, or as us)
         for guests, samples in sizes:
             results[guests] = measure(guests, samples, Path(tmp), libvirtd)
             print(f"{guests:5d}: " + ", ".join(

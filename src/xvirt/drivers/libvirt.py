@@ -745,7 +745,7 @@ class LibvirtDriver(Driver):
         """(Lock held) The lanes for a snapshot of ``domains``, started on first use;
         None where there are none: one connection (an in-process driver, a test host
         file), or too few domains for the hand-over to pay."""
-        if self._waiting is self._handles or domains < _FANOUT_MIN or self._closed:
+        if not self._split or domains < _FANOUT_MIN or self._closed:
             return None
         if self._fanout is None:
             self._fanout = Fanout(self._open_unwatched, self._lv, _FANOUT_LANES,
@@ -774,7 +774,7 @@ class LibvirtDriver(Driver):
         names: list[str] = []
         unanswered: list[Unanswered] = []
         departed: list[tuple[int, str, str]] = []
-        count, error, row_of = self.counters.data, self._lv.libvirtError, self._row
+        row_of = self._row
         answered: dict[str, Sequence[int]] = {}
         lanes_from = len(records)  # where the lanes' domains begin, in ``records``
         if fanout is not None:
@@ -794,13 +794,7 @@ class LibvirtDriver(Driver):
             try:
                 info = answered.get(uuid)
                 if info is None:
-                    count()
-                    try:
-                        info = dom.info()  # the hot path: _unlocked's first try, inlined
-                    except error as exc:
-                        self._failed(exc, conn, op="info", uuid=uuid, domid=domid)
-                        info = self._unlocked(count, partial(self._handle_call, uuid, "info"),
-                                              op="info", uuid=uuid, domid=domid)
+                    info = self._info(dom, conn, uuid, domid)
             except NoDomainError:
                 departed.append((domid, uuid, name))
                 continue
@@ -930,15 +924,8 @@ class LibvirtDriver(Driver):
             conn = self._conn
             known = self._mirror.domid(uuid)  # where it is as last observed
             generation = self._mirror.generation
-        count = self.counters.data
         try:
-            count()
-            try:
-                info = dom.info()  # the hot path: _unlocked's first try, inlined
-            except self._lv.libvirtError as exc:
-                self._failed(exc, conn, op="info", uuid=uuid)
-                info = self._unlocked(count, partial(self._handle_call, uuid, "info"),
-                                      op="info", uuid=uuid)
+            info = self._info(dom, conn, uuid)
         except NoDomainError:
             info = None
         row = None if info is None else self._row(
@@ -949,6 +936,18 @@ class LibvirtDriver(Driver):
             self._apply_departure(uuid, since, self.counters.data)
             self._publish()
             return IdAnswer(self._boot, self._mirror.generation, None)
+
+    def _info(self, dom: Any, conn: Any, uuid: str, domid: int | None = None) -> Any:
+        """``dom.info()`` without the driver's lock, counted: the hot path is
+        :meth:`_unlocked`'s first try, inlined; a failure goes through it (translated,
+        or retried on the UUID's handle after a reconnect)."""
+        self.counters.data()
+        try:
+            return dom.info()
+        except self._lv.libvirtError as exc:
+            self._failed(exc, conn, op="info", uuid=uuid, domid=domid)
+            return self._unlocked(self.counters.data, partial(self._handle_call, uuid, "info"),
+                                  op="info", uuid=uuid, domid=domid)
 
     def _handle_call(self, uuid: str, method: str, *args: object) -> Callable[[], Any]:
         """(Lock held) ``method(*args)`` of the domain's current handle, looked up by
