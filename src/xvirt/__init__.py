@@ -10,6 +10,9 @@ are imported under private aliases, and ``dir(xvirt)`` leaves out the internal
 submodules (cache, planes, uri...) that the import system binds here once imported.
 """
 
+from collections.abc import Sequence as _Sequence
+from typing import Any as _Any
+
 from xvirt import errors, sim
 from xvirt.connection import Connection, Domain, EventStream
 from xvirt.errors import (
@@ -83,13 +86,17 @@ __all__ = [
 ]
 
 
-def open(uri: str | None = None, readonly: bool = False) -> Connection:
+def open(uri: str | None = None, readonly: bool = False, *,
+         auth: _Sequence[_Any] | None = None) -> Connection:
     """Open a connection; ``uri`` defaults to ``$XVIRT_DEFAULT_URI`` or ``sim:///default``.
 
-    ``?cache=off`` on any URI gives 2006 mode: one control-plane request per lookup."""
+    ``?cache=off`` on any URI gives 2006 mode: one control-plane request per lookup.
+    ``auth``, libvirt's ``[credtypes, callback, cbdata]``, answers the credentials a
+    ``libvirt:`` URI asks for (libvirt calls ``callback`` at every connection it opens);
+    xvirt's own hosts ask for none."""
     given = default_uri() if uri is None else uri
     target, cache = _split_cache_option(given)
-    driver = _open_driver(target, readonly=readonly)
+    driver = _open_driver(target, readonly=readonly, auth=auth)
     driver.uri = given
     return Connection(driver, readonly=readonly, cache=cache)
 

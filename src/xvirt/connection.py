@@ -18,7 +18,7 @@ import numbers
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from xvirt.cache import RETRIES, IdentityCache
 from xvirt.direct import DirectLookup
@@ -247,6 +247,14 @@ class Connection:
         (None: for ever) and the iteration ends when none came in time."""
         self._live()  # a closed connection is the first problem, then the argument
         return EventStream(self, _check_timeout(timeout, self.uri))
+
+    def libvirt_connection(self) -> Any:
+        """The libvirt-python ``virConnect`` under a ``libvirt:`` URI, for what xvirt does
+        not carry (networks, storage, libvirt's own XML, events of every kind): the one
+        that carries libvirt's events and keepalive. After a reconnection it is a new
+        object, so ask again rather than keep it. UnsupportedError on other URIs."""
+        self._live()
+        return self._driver.binding_connection()
 
     # -- lifetime ----------------------------------------------------------------------------
 

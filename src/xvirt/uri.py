@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from xvirt.drivers.base import Driver
@@ -47,7 +48,8 @@ def default_uri() -> str:
     return os.environ.get("XVIRT_DEFAULT_URI") or DEFAULT_URI
 
 
-def open_driver(uri: str, *, readonly: bool = False) -> Driver:
+def open_driver(uri: str, *, readonly: bool = False,
+                auth: Sequence[Any] | None = None) -> Driver:
     if not isinstance(uri, str) or not uri.strip():
         raise InvalidArgumentError(f"a connection URI must be a non-empty string, not {uri!r}")
     if any(ord(c) < 32 or ord(c) == 127 for c in uri):  # urlsplit would drop tabs, newlines
@@ -55,7 +57,7 @@ def open_driver(uri: str, *, readonly: bool = False) -> Driver:
             f"a connection URI must not contain a NUL, a tab, a newline or another control "
             f"character (percent-encode it): {uri!r}", uri=uri)
     if uri.startswith("libvirt:"):
-        return _open_libvirt(uri, uri[len("libvirt:"):], readonly)
+        return _open_libvirt(uri, uri[len("libvirt:"):], readonly, auth)
     try:
         parts = urlsplit(uri)
     except ValueError as exc:
@@ -242,7 +244,8 @@ def preload_libvirt_driver() -> None:
     import xvirt.drivers.libvirt  # noqa: F401  - the import is the point
 
 
-def _open_libvirt(uri: str, target: str, readonly: bool) -> Driver:
+def _open_libvirt(uri: str, target: str, readonly: bool,
+                  auth: Sequence[Any] | None = None) -> Driver:
     """``libvirt:`` + any libvirt URI; everything after the prefix is libvirt's."""
     if not target.strip() or target != target.strip() or "://" not in target:
         raise InvalidArgumentError(
@@ -254,4 +257,4 @@ def _open_libvirt(uri: str, target: str, readonly: bool) -> Driver:
             "character (percent-encode it)", uri=uri)
     from xvirt.drivers.libvirt import LibvirtDriver
 
-    return LibvirtDriver(uri, target, readonly=readonly)
+    return LibvirtDriver(uri, target, readonly=readonly, auth=auth)

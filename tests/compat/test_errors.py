@@ -23,7 +23,8 @@ def test_an_error_has_libvirts_fields(conn: face.virConnect) -> None:
 
 
 def test_a_scripts_own_libvirterror_has_no_codes() -> None:
-    e = face.libvirtError("my message", conn=None, dom=None)
+    face.virResetLastError()
+    e = face.libvirtError("my message")
     assert str(e) == "my message"
     assert e.err is None
     assert [e.get_error_code(), e.get_error_domain(), e.get_error_message(),

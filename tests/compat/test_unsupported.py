@@ -20,9 +20,6 @@ from .helpers import err
     (lambda c, d: d.blockStats("xvda"), "virDomain.blockStats"),
     (lambda c, d: d.setMemory(1024), "virDomain.setMemory"),
     (lambda c, d: d.snapshotCreateXML("<x/>", 0), "virDomain.snapshotCreateXML"),
-    (lambda c, d: face.virNodeDeviceLookupByName("x"), "libvirt.virNodeDeviceLookupByName"),
-    (lambda c, d: face.virEventRegisterImpl(*[None] * 6), "libvirt.virEventRegisterImpl"),
-    (lambda c, d: face.virEventAddHandle(0, 1, None, None), "libvirt.virEventAddHandle"),
 ])
 def test_unserved_calls(conn: face.virConnect, host: xvirt.sim.Host, call: Any,
                         name: str) -> None:

@@ -72,7 +72,22 @@ def info_list(info: DomainInfo) -> list[int]:
 class virDomain:
     """libvirt-python's domain object, served by xvirt."""
 
+    def __new__(cls, conn: virConnect, _obj: Any, *, name: str | None = None) -> virDomain:
+        """``virDomain(conn, _obj=pointer)``, as the companion modules (libvirt_qemu) make
+        one from libvirt's pointer: the face's domain for it, on a ``libvirt:`` URI."""
+        if isinstance(_obj, Domain):
+            # the connection's own kind of domain (the pass-through one on libvirt:)
+            kind: type[virDomain] = getattr(conn, "_domain_class", cls)
+            return super().__new__(kind if issubclass(kind, cls) else cls)
+        adopt = getattr(conn, "_adopt", None)
+        if adopt is None:
+            raise TypeError("virDomain() takes a domain of the face's own connection")
+        adopted: virDomain = adopt(_obj)
+        return adopted
+
     def __init__(self, conn: virConnect, _obj: Domain, *, name: str | None = None) -> None:
+        if not isinstance(_obj, Domain):
+            return  # made by __new__ from libvirt's pointer
         self._conn = conn
         self._dom = _obj
         self._uuid = _obj.uuid

@@ -14,9 +14,11 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xvirt.compat import _constants as c
+from xvirt.errors import UnsupportedError
+from xvirt.libvirt_api.binding import real_libvirt
 
 __all__ = [
     "ErrorTuple",
@@ -25,6 +27,7 @@ __all__ = [
     "from_binding",
     "get_last",
     "libvirtError",
+    "note",
     "raw_error",
     "register_handler",
     "reset_last",
@@ -120,8 +123,9 @@ def _report(err: ErrorTuple) -> None:
         traceback.print_exc()
 
 
-class libvirtError(Exception):
-    """libvirt-python's exception: the message and codes of the thread's last error."""
+class _FaceError(Exception):
+    """libvirt-python's exception where the binding is not installed: the message and
+    codes of the thread's last error."""
 
     def __init__(self, defmsg: str, conn: object = None, dom: object = None,
                  net: object = None, pool: object = None, vol: object = None) -> None:
@@ -160,10 +164,46 @@ class libvirtError(Exception):
         return self._field(8)  # type: ignore[no-any-return]
 
 
+def _error_class() -> type[_FaceError]:
+    """The binding's own libvirtError where it is installed, so that one ``except
+    libvirt.libvirtError`` catches what the face raises and what libvirt raises through
+    it (calls passed through, the companion modules); the face's class otherwise."""
+    try:
+        real: type[_FaceError] = real_libvirt().libvirtError
+    except UnsupportedError:
+        return _FaceError
+    return real
+
+
+if TYPE_CHECKING:
+    libvirtError = _FaceError
+else:
+    libvirtError = _error_class()
+
+
+def _made(err: ErrorTuple) -> libvirtError:
+    """An exception carrying ``err``, without the binding's constructor (which reads
+    libvirt's own last error, not the face's)."""
+    exc = libvirtError.__new__(libvirtError)
+    Exception.__init__(exc, err[2])
+    exc.err = err
+    return exc
+
+
+def note(exc: libvirtError) -> libvirtError:
+    """An error libvirt raised through the face (a call passed through): made the
+    thread's last error and reported, as the face's own are."""
+    err = getattr(exc, "err", None)
+    if isinstance(err, (tuple, list)) and len(err) == 9:
+        _local.last = tuple(err)
+        _report(_local.last)
+    return exc
+
+
 def _raise_tuple(err: ErrorTuple) -> libvirtError:
     _local.last = err
     _report(err)
-    return libvirtError(err[2])
+    return _made(err)
 
 
 def error(code: int, domain: int, info: str | None = None) -> libvirtError:

@@ -68,12 +68,26 @@ class EventLoop:
         self._timers: dict[int, _Timer] = {}
         self._ids = itertools.count(1)
         self.registered = False
+        #: Called after each post when libvirt's own loop runs the script's events
+        #: (the face then wakes that loop, which calls :meth:`run_ready`).
+        self.waker: Callable[[], object] | None = None
 
     def post(self, job: Callable[[], object]) -> None:
         """Run ``job`` in the next iteration (from any thread)."""
         with self._cond:
             self._pending.append(job)
             self._cond.notify_all()
+            waker = self.waker
+        if waker is not None:
+            waker()
+
+    def run_ready(self) -> None:
+        """Run what was posted, without waiting (from libvirt's loop, via the waker)."""
+        with self._cond:
+            jobs = list(self._pending)
+            self._pending.clear()
+        for job in jobs:
+            guarded(job)
 
     def add_timeout(self, interval_ms: int, cb: Callable[[int, Any], object],
                     opaque: Any) -> int:

@@ -19,6 +19,7 @@ import abc
 import itertools
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from xvirt.errors import (
     ConnectionClosedError,
@@ -26,6 +27,7 @@ from xvirt.errors import (
     InvalidArgumentError,
     NoDomainError,
     OperationFailedError,
+    UnsupportedError,
     XvirtError,
 )
 from xvirt.model import HostInfo
@@ -163,6 +165,14 @@ class Driver(abc.ABC):
         driver that takes its host's events only when asked starts now. Most always
         have them."""
         return None  # a hook: most drivers have nothing to start
+
+    def binding_connection(self) -> Any:
+        """The library connection under this driver, for what xvirt does not carry
+        (libvirt's: the compat face passes calls through it). Only the libvirt driver
+        has one."""
+        raise UnsupportedError(f"{self.uri} is not reached through libvirt: there is no "
+                               "libvirt connection under it", uri=self.uri,
+                               op="binding_connection")
 
     def list_ids(self) -> Sequence[int] | None:
         """The IDs of the live domains, in one data-plane call, where the driver has a

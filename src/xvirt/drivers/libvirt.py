@@ -139,7 +139,6 @@ from xvirt.libvirt_api.constants import (
     VIR_DOMAIN_CRASHED,
     VIR_DOMAIN_EVENT_CRASHED,
     VIR_DOMAIN_EVENT_DEFINED,
-    VIR_DOMAIN_EVENT_ID_LIFECYCLE,
     VIR_DOMAIN_EVENT_RESUMED,
     VIR_DOMAIN_EVENT_STARTED,
     VIR_DOMAIN_EVENT_STARTED_BOOTED,
@@ -274,10 +273,12 @@ class LibvirtDriver(Driver):
         image_dir: str | None = None,
         clock: Clock | None = None,
         binding: Any = None,
+        auth: Sequence[Any] | None = None,
     ) -> None:
         self.uri = uri
         self.target = target
         self.readonly = readonly
+        self._auth = auth  # libvirt's [credtypes, callback, cbdata], for every open
         self.counters = PlaneCounters()
         self.image_dir = image_dir or default_image_dir()
         self._timeout = timeout
@@ -304,7 +305,7 @@ class LibvirtDriver(Driver):
         self._watched: Any = None  # libvirt's events come on this one (maybe the same)
         self._split = False  # two connections (see _connect)
         self._following = False  # someone waits for events: watch from the start
-        self._callback_id: int | None = None
+        self._following_events = False  # our lifecycle callback is registered
         # (uuid, event, detail, name) of each libvirt event, for the worker.
         self._work: queue.SimpleQueue[tuple[str, int, int, str] | None] = queue.SimpleQueue()
         # Started by the first event, not here: starting a thread waits for it to run
@@ -356,11 +357,15 @@ class LibvirtDriver(Driver):
         if _through_daemon(self.target):
             with contextlib.suppress(lv.libvirtError):
                 watched.setKeepAlive(1, 15)  # a silent daemon is noticed within ~16 s
+        # libvirt's legacy registration, not domainEventRegisterAny: libvirt refuses a
+        # second Any registration of one event ID on a connection, and a program that
+        # shares this connection (the compat face passes its calls through) must be free
+        # to make its own. Legacy callbacks share one registration per connection.
         try:
-            self._callback_id = watched.domainEventRegisterAny(
-                None, VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_event, None)
+            watched.domainEventRegister(self._on_event, None)
+            self._following_events = True
         except lv.libvirtError:
-            self._callback_id = None  # no events: snapshots and validation still keep C1-C7
+            self._following_events = False  # no events: snapshots and validation keep C1-C7
         self._watched = watched
         return watched
 
@@ -372,10 +377,29 @@ class LibvirtDriver(Driver):
             if not self._closed and not self._lost and self._conn is not None:
                 self._watched_conn()
 
+    def binding_connection(self) -> Any:
+        """The libvirt-python connection that carries libvirt's events, keepalive and
+        the calls that may wait, for a caller that needs libvirt itself for what xvirt
+        does not carry (the compat face passes such calls through). Reconnects where
+        the connection was lost; after that the object is a new one, so ask again
+        rather than keep it."""
+        with self._lock:
+            if self._closed:
+                raise HostUnreachableError("the libvirt connection is closed", uri=self.uri)
+            if self._lost or self._conn is None or self._is_lost():
+                self._reconnect()
+            return self._watched_conn()
+
     def _open(self) -> Any:
         lv = self._lv
         try:
-            conn = lv.openReadOnly(self.target) if self.readonly else lv.open(self.target)
+            if self._auth is not None:
+                flags = lv.VIR_CONNECT_RO if self.readonly else 0
+                conn = lv.openAuth(self.target, list(self._auth), flags)
+            elif self.readonly:
+                conn = lv.openReadOnly(self.target)
+            else:
+                conn = lv.open(self.target)
         except lv.libvirtError as exc:
             raise translate(exc, uri=self.uri, op="open") from None
         if conn is None:
@@ -389,10 +413,15 @@ class LibvirtDriver(Driver):
         self._handles.clear()  # each holds its connection open
         self._waiting.clear()
         lv = self._lv
-        if watched is not None and self._callback_id is not None:
-            with contextlib.suppress(lv.libvirtError):
-                watched.domainEventDeregisterAny(self._callback_id)
-        self._callback_id = None
+        if watched is not None and self._following_events:
+            # libvirt-python's dispatcher iterates this dict on the loop thread: give the
+            # connection a copy to change, so an event being delivered is not disturbed.
+            callbacks = getattr(watched, "domainEventCallbacks", None)
+            if isinstance(callbacks, dict):
+                watched.domainEventCallbacks = dict(callbacks)
+            with contextlib.suppress(lv.libvirtError, KeyError, AttributeError):
+                watched.domainEventDeregister(self._on_event)
+        self._following_events = False
         for each in {id(c): c for c in (watched, conn) if c is not None}.values():
             with contextlib.suppress(lv.libvirtError):
                 each.unregisterCloseCallback()

@@ -32,6 +32,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from xvirt.libvirt_api.binding import event_impl_registered
+
 __all__ = ["EventLoop", "ensure_event_loop"]
 
 _ERRORS_KEPT = 10
@@ -264,20 +266,9 @@ def ensure_event_loop(binding: Any) -> EventLoop | None:
     with _lock:
         if not _checked:
             binding.registerErrorHandler(lambda _ctx, _err: None, None)
-            if not _registered_elsewhere(binding):
+            if not event_impl_registered(binding):
                 loop = EventLoop(binding)
                 loop.start()
                 _loop = loop
             _checked = True
         return _loop
-
-
-def _registered_elsewhere(binding: Any) -> bool:
-    """Whether an event implementation is registered (libvirt has no query: adding a
-    disabled timer succeeds only if one is)."""
-    try:
-        timer = binding.virEventAddTimeout(-1, lambda _timer, _opaque: None, None)
-    except binding.libvirtError:
-        return False
-    binding.virEventRemoveTimeout(timer)
-    return True

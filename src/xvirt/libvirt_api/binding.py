@@ -21,7 +21,7 @@ from types import ModuleType
 
 from xvirt.errors import UnsupportedError
 
-__all__ = ["PRIVATE_NAME", "is_face", "real_libvirt"]
+__all__ = ["PRIVATE_NAME", "event_impl_registered", "is_face", "real_libvirt"]
 
 #: The name the real binding is loaded under when ``libvirt`` is the face.
 PRIVATE_NAME = "_xvirt_real_libvirt"
@@ -93,4 +93,19 @@ def _load_privately() -> ModuleType:
     if is_face(module):
         del sys.modules[PRIVATE_NAME]
         raise UnsupportedError(_MISSING)
+    for value in vars(module).values():  # its classes say they are libvirt's, as they are
+        if isinstance(value, type) and value.__module__ == PRIVATE_NAME:
+            value.__module__ = "libvirt"
     return module
+
+
+def event_impl_registered(binding: ModuleType) -> bool:
+    """Whether an event loop implementation is registered with libvirt, by anyone (the
+    libvirt driver's own, or the program's). libvirt has no query: adding a disabled
+    timer succeeds only if one is."""
+    try:
+        timer = binding.virEventAddTimeout(-1, lambda _timer, _opaque: None, None)
+    except binding.libvirtError:
+        return False
+    binding.virEventRemoveTimeout(timer)
+    return True
