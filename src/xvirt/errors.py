@@ -35,6 +35,7 @@ class XvirtError(Exception):
         uuid: str | None = None,
         op: str | None = None,
         libvirt_code: int | None = None,
+        libvirt_domain: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -44,6 +45,7 @@ class XvirtError(Exception):
         self.uuid = uuid
         self.op = op
         self.libvirt_code = libvirt_code  # kept when translated from a libvirtError
+        self.libvirt_domain = libvirt_domain  # ... with the part of libvirt that said it
 
     def context(self) -> dict[str, str | int]:
         """The fields that are set, for logs and machine-readable output."""
@@ -54,6 +56,7 @@ class XvirtError(Exception):
             "uuid": self.uuid,
             "uri": self.uri,
             "libvirt_code": self.libvirt_code,
+            "libvirt_domain": self.libvirt_domain,
         }
         return {k: v for k, v in fields.items() if v is not None}
 

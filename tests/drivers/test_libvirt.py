@@ -285,6 +285,22 @@ def test_a_lost_libvirtd_is_reported_then_reconnected_without_help() -> None:
             conn.close()
 
 
+def test_the_first_listing_after_a_libvirtd_restart_answers() -> None:
+    """The listing's call is made on the connection of after the reconnect, not on the
+    one it replaced (which the reconnect closed): libvirt's IDs, at the first try."""
+    from xvirt.connection import Connection
+    from xvirt.testing.libvirtd import LibvirtdProcess
+
+    with LibvirtdProcess() as daemon:
+        conn = Connection(LibvirtDriver(f"libvirt:{daemon.uri}", daemon.uri, timeout=5.0))
+        try:
+            assert conn.list_domain_ids() == [1]
+            daemon.restart()  # the same socket, a pristine test host
+            assert conn.list_domain_ids() == [1]
+        finally:
+            conn.close()
+
+
 def test_one_domain_whose_info_fails_does_not_fail_the_survey(
         admin: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     lv = real_libvirt()

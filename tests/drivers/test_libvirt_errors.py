@@ -10,11 +10,14 @@ from xvirt.libvirt_api.binding import real_libvirt
 
 
 class FakeError:
-    def __init__(self, code: int | None, message: str | None) -> None:
-        self._code, self._message = code, message
+    def __init__(self, code: int | None, message: str | None, domain: int | None = 13) -> None:
+        self._code, self._message, self._domain = code, message, domain
 
     def get_error_code(self) -> int | None:
         return self._code
+
+    def get_error_domain(self) -> int | None:
+        return self._domain
 
     def get_error_message(self) -> str | None:
         return self._message
@@ -37,7 +40,7 @@ def test_codes_map_to_the_error_tree_and_are_kept(name: str, cls: type) -> None:
     err = translate(FakeError(code, "boom"), uri="libvirt:test:///default", op="info",
                     uuid="u")
     assert type(err) is cls
-    assert err.libvirt_code == code
+    assert (err.libvirt_code, err.libvirt_domain) == (code, 13)  # what libvirt said, whole
     assert (err.uri, err.op, err.uuid) == ("libvirt:test:///default", "info", "u")
     assert "boom" in str(err) and f"libvirt_code={code}" in str(err)
 

@@ -113,8 +113,10 @@ def translate(exc: XvirtError, backend: Backend, func: str, *, uuid: str | None 
     """The libvirtError for an xvirt error raised while serving ``func``."""
     if exc.libvirt_code is not None:  # it came from real libvirt: its code wins
         code = exc.libvirt_code
-        return raw_error(code, _FIXED_DOMAINS.get(code, backend.error_domain),
-                         _strip(exc.message))
+        domain = exc.libvirt_domain
+        if domain is None:
+            domain = _FIXED_DOMAINS.get(code, backend.error_domain)
+        return raw_error(code, domain, _strip(exc.message))
     domain = backend.error_domain
     if isinstance(exc, ReadOnlyError):
         return error(c.VIR_ERR_OPERATION_DENIED, c.VIR_FROM_DOMAIN,

@@ -8,14 +8,19 @@ from typing import Any, NoReturn
 
 from xvirt.compat import _constants as c
 from xvirt.compat._errors import error
+from xvirt.errors import UnsupportedError
+from xvirt.libvirt_api.binding import real_libvirt
 
 __all__ = ["unsupported"]
 
 
 def unsupported(owner: str, name: str, domain: int = c.VIR_FROM_DOMAIN) -> Callable[..., NoReturn]:
-    """A stand-in for ``owner.name`` that refuses when called."""
-    if name.startswith("_"):  # private and special names stay absent (copy, pickle...)
-        raise AttributeError(f"{owner!r} has no attribute {name!r}")
+    """A stand-in for ``owner.name`` that refuses when called. Where the binding is
+    installed, only for a method its own ``owner`` class has: any other name stays an
+    AttributeError, as on libvirt-python (a script may test for a method)."""
+    if name.startswith("_") or not _libvirt_has(owner, name):
+        # private and special names stay absent (copy, pickle...), and unknown ones
+        raise AttributeError(f"{owner!r} object has no attribute {name!r}")
     where = f"{owner}.{name}" if owner else name
 
     def refuse(*_args: Any, **_kwargs: Any) -> NoReturn:
@@ -24,3 +29,13 @@ def unsupported(owner: str, name: str, domain: int = c.VIR_FROM_DOMAIN) -> Calla
 
     refuse.__name__ = refuse.__qualname__ = name
     return refuse
+
+
+def _libvirt_has(owner: str, name: str) -> bool:
+    """Whether the binding's class ``owner`` has a method ``name`` (True without the
+    binding, or for a name on no class: nothing to check against)."""
+    try:
+        cls = getattr(real_libvirt(), owner, None)
+    except UnsupportedError:
+        return True
+    return cls is None or callable(getattr(cls, name, None))

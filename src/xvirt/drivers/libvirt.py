@@ -731,7 +731,7 @@ class LibvirtDriver(Driver):
         or moved: the census makes that an observation, and keeps the mirror to the
         live set, C7). Either answer is the live IDs at one instant of the call."""
         with self._lock:
-            ids: list[int] = self._call(self.counters.data, self._conn.listDomainsID,
+            ids: list[int] = self._call(self.counters.data, lambda: self._conn.listDomainsID(),
                                         op="listDomainsID")
             if self._mirror.holds_exactly(ids):
                 return ids

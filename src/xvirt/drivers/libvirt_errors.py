@@ -59,6 +59,8 @@ class LibvirtErrorLike(Protocol):
 
     def get_error_message(self) -> str | None: ...
 
+    def get_error_domain(self) -> int | None: ...
+
 
 def translate(
     exc: LibvirtErrorLike,
@@ -75,4 +77,4 @@ def translate(
     message = exc.get_error_message() or f"libvirt error {code}"
     cls = _BY_CODE.get(code if code is not None else -1, OperationFailedError)
     return cls(f"libvirt: {message}", uri=uri, op=op, domid=domid, name=name, uuid=uuid,
-               libvirt_code=code)
+               libvirt_code=code, libvirt_domain=exc.get_error_domain())
