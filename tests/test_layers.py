@@ -63,7 +63,8 @@ LAYERS: tuple[Layer, ...] = (
           "fast-channel client"),
     Layer("host", ("xvirt.host",), ("vocabulary",), "the Xen-semantics host model"),
     Layer("vocabulary",
-          ("xvirt.errors", "xvirt.model", "xvirt.planes", "xvirt.clock", "xvirt.hotpath"),
+          ("xvirt.errors", "xvirt.model", "xvirt.stats", "xvirt.planes", "xvirt.clock",
+           "xvirt.hotpath"),
           (), "errors, value types, what the planes say, injected time, hot-path tricks"),
 )
 
@@ -78,8 +79,8 @@ TOOL_EXCEPTIONS: dict[str, tuple[str, ...]] = {
 }
 #: The public API the tools see: `import xvirt` (the package alone, first) and the
 #: modules it documents (each with what lies below it).
-TOOLS_SEE = ("xvirt", "xvirt.errors", "xvirt.sim", "xvirt.clock", "xvirt.compat",
-             "xvirt.daemon")
+TOOLS_SEE = ("xvirt", "xvirt.errors", "xvirt.stats", "xvirt.sim", "xvirt.clock",
+             "xvirt.compat", "xvirt.daemon")
 #: Halves the daemon must not hold: a server never imports its own clients.
 CLIENT_SIDE = ("xvirt.wire.table_reader", "xvirt.wire.fastchannel_client")
 
