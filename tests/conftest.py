@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import re
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
@@ -36,6 +37,33 @@ _C = TypeVar("_C", bound=_Closable)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "clock_start(seconds): where the clock fixture starts (default 0.0)")
+    _libvirt_runs_xvirts_event_loop()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test writes to the user's own state directory (sim:///default keeps its saved
+    images there, chosen when that host is first made)."""
+    old = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state-home"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = old
+
+
+def _libvirt_runs_xvirts_event_loop() -> None:
+    """One process runs every test, and libvirt takes one event loop per process, for
+    good: xvirt's own, registered before any test runs, so that no test's order decides
+    it. (A script that registers libvirt's default loop or libvirtaio's first is run in
+    a process of its own: tests/compat/test_passthrough.py.)"""
+    from xvirt.drivers.libvirt_loop import ensure_event_loop
+    from xvirt.errors import UnsupportedError
+    from xvirt.libvirt_api.binding import real_libvirt
+
+    with contextlib.suppress(UnsupportedError):
+        ensure_event_loop(real_libvirt())
 
 
 def _unique_name(node: pytest.Item | pytest.Collector) -> str:

@@ -24,6 +24,13 @@ def test_all_is_pinned() -> None:
         "Domain", "DomainEvent", "DomainFailure", "DomainInfo", "DomainSample", "DomainState",
         "EventKind", "Survey",
         "EventStream",
+        # what Connection.domain_stats(), Domain.stats() and sample(groups=) give
+        "BalloonStats", "BlockStats", "CpuStats", "DomainStats", "NetStats", "StatGroup",
+        "VcpuStats",
+        # what the Xen-host calls give (settings, scheduler, capabilities, node figures)
+        "Affect", "DomainMetadata", "DomainSettings", "GuestType", "HostCapabilities",
+        "MetadataElement", "MetadataKind", "NodeCpuStats", "NodeMemoryStats",
+        "SchedulerParams", "VcpuInfo", "VcpuState",
         "DiskConfig", "DomainConfig", "NicConfig",  # what Domain.config() returns
         "Definition",  # what Connection.list_defined() returns
         "HandleClosedError", "HostInfo", "HostUnreachableError", "Identity",
@@ -31,6 +38,7 @@ def test_all_is_pinned() -> None:
         "ReadOnlyError", "UnsupportedError", "XvirtError", "__version__", "default_uri", "errors",
         "open",
         "sim",
+        "stats",
     ])
     for name in xvirt.__all__:
         assert hasattr(xvirt, name), name
@@ -66,7 +74,7 @@ def test_error_tree() -> None:
 # -- every public name is a promise, and every promise is kept ---------------------------------
 
 #: The modules users import by name; each pins its surface in ``__all__``.
-PUBLIC_MODULES = ("xvirt", "xvirt.errors", "xvirt.sim", "xvirt.testing")
+PUBLIC_MODULES = ("xvirt", "xvirt.errors", "xvirt.sim", "xvirt.stats", "xvirt.testing")
 
 #: Submodules that are public themselves, so ``dir()`` of their package may list them.
 #: ``errors`` and ``sim`` are also in ``xvirt.__all__``; ``compat`` (the libvirt-python
@@ -74,7 +82,7 @@ PUBLIC_MODULES = ("xvirt", "xvirt.errors", "xvirt.sim", "xvirt.testing")
 #: import them (``testing`` needs hypothesis). Every other submodule is internal, and
 #: the testing kit's helper modules are imported by their full name.
 PUBLIC_SUBMODULES: dict[str, frozenset[str]] = {
-    "xvirt": frozenset({"compat", "errors", "sim", "testing"}),
+    "xvirt": frozenset({"compat", "errors", "sim", "stats", "testing"}),
 }
 
 

@@ -13,7 +13,7 @@ submodules (cache, planes, uri...) that the import system binds here once import
 from collections.abc import Sequence as _Sequence
 from typing import Any as _Any
 
-from xvirt import errors, sim
+from xvirt import errors, sim, stats
 from xvirt.connection import Connection, Domain, EventStream
 from xvirt.errors import (
     AuthError,
@@ -29,18 +29,39 @@ from xvirt.errors import (
     XvirtError,
 )
 from xvirt.model import (
+    Affect,
     ConnStats,
     DomainEvent,
     DomainFailure,
     DomainInfo,
+    DomainMetadata,
     DomainSample,
+    DomainSettings,
     DomainState,
     EventKind,
+    GuestType,
+    HostCapabilities,
     HostInfo,
     Identity,
+    MetadataElement,
+    MetadataKind,
+    NodeCpuStats,
+    NodeMemoryStats,
+    SchedulerParams,
     Survey,
+    VcpuInfo,
+    VcpuState,
 )
 from xvirt.planes import Definition, DiskConfig, DomainConfig, NicConfig
+from xvirt.stats import (
+    BalloonStats,
+    BlockStats,
+    CpuStats,
+    DomainStats,
+    NetStats,
+    StatGroup,
+    VcpuStats,
+)
 from xvirt.uri import DEFAULT_URI, default_uri
 from xvirt.uri import open_driver as _open_driver
 from xvirt.uri import preload_libvirt_driver as _uri_preload_libvirt_driver
@@ -50,10 +71,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_URI",
+    "Affect",
     "AuthError",
+    "BalloonStats",
+    "BlockStats",
     "ConnStats",
     "Connection",
     "ConnectionClosedError",
+    "CpuStats",
     "Definition",
     "DiskConfig",
     "Domain",
@@ -61,28 +86,44 @@ __all__ = [
     "DomainEvent",
     "DomainFailure",
     "DomainInfo",
+    "DomainMetadata",
     "DomainSample",
+    "DomainSettings",
     "DomainState",
+    "DomainStats",
     "EventKind",
     "EventStream",
+    "GuestType",
     "HandleClosedError",
+    "HostCapabilities",
     "HostInfo",
     "HostUnreachableError",
     "Identity",
     "InvalidArgumentError",
+    "MetadataElement",
+    "MetadataKind",
+    "NetStats",
     "NicConfig",
     "NoDomainError",
+    "NodeCpuStats",
+    "NodeMemoryStats",
     "OperationFailedError",
     "ProtocolError",
     "ReadOnlyError",
+    "SchedulerParams",
+    "StatGroup",
     "Survey",
     "UnsupportedError",
+    "VcpuInfo",
+    "VcpuState",
+    "VcpuStats",
     "XvirtError",
     "__version__",
     "default_uri",
     "errors",
     "open",
     "sim",
+    "stats",
 ]
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 import numbers
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -33,20 +34,30 @@ from xvirt.errors import (
 )
 from xvirt.lookup import Lookup
 from xvirt.model import (
+    Affect,
     ConnStats,
     DomainEvent,
     DomainInfo,
+    DomainMetadata,
     DomainSample,
+    DomainSettings,
     EventKind,
+    HostCapabilities,
     HostInfo,
     Identity,
+    MetadataKind,
+    NodeCpuStats,
+    NodeMemoryStats,
+    SchedulerParams,
     Survey,
+    VcpuInfo,
     check_domid,
-    check_image_name,
+    check_image,
     check_name,
     parse_uuid,
 )
 from xvirt.planes import Definition, DomainConfig, Op
+from xvirt.stats import ALL_GROUPS, DomainStats, StatGroup, check_groups
 
 __all__ = ["Connection", "Domain", "EventStream"]
 
@@ -111,22 +122,45 @@ class Connection:
         rows = sorted(self._live().snapshot().rows, key=lambda r: r.id)
         return [Domain(self, row.uuid) for row in rows]
 
-    def sample(self) -> list[DomainSample]:
+    def sample(self, groups: Iterable[StatGroup | str] = ()) -> list[DomainSample]:
         """Identity and info of every live domain, in ID order, from one data-plane
-        snapshot and at most one control-plane request: what monitors want.
+        snapshot and at most one control-plane request: what monitors want. With
+        ``groups`` (:class:`xvirt.stats.StatGroup` or their names: ``"block"``,
+        ``"net"``...), each sample also carries those statistics, from one more
+        data-plane call; without, nothing more is asked.
 
         Raises the error of the first domain whose figures could not be read;
         :meth:`survey` reports such domains beside the others instead."""
-        found = self._live().survey()
+        found = self.survey(groups)
         if found.failures:
             raise found.failures[0].error
         return found.samples
 
-    def survey(self) -> Survey:
+    def survey(self, groups: Iterable[StatGroup | str] = ()) -> Survey:
         """:meth:`sample`, except that a domain whose figures could not be read
         (an error, or no answer within the per-domain timeout) is reported in
-        ``failures`` and the others are still answered: what exporters want."""
-        return self._live().survey()
+        ``failures`` and the others are still answered: what exporters want. A
+        domain that answers its info but not some statistics groups has them in
+        its stats' ``missing``."""
+        chosen = check_groups(groups, op="survey", uri=self.uri)
+        found = self._live().survey()
+        if not chosen or not found.samples:
+            return found
+        stats = {s.uuid: s for s in self._driver.domain_stats(
+            chosen, [s.identity.uuid for s in found.samples])}
+        return Survey([replace(s, stats=stats.get(s.identity.uuid) or _unanswered(
+            s.identity, chosen)) for s in found.samples], found.failures)
+
+    def domain_stats(self, groups: Iterable[StatGroup | str] = ALL_GROUPS,
+                     domains: Iterable[Domain] | None = None) -> list[DomainStats]:
+        """The statistics ``groups`` (default: all) of ``domains`` (None: every live
+        domain), in one data-plane call, in ID order. A domain gone meanwhile is left
+        out; one that does not answer some groups in time has them in ``missing``."""
+        chosen = check_groups(groups, op="domain_stats", uri=self.uri)
+        self._live()
+        uuids = None if domains is None else [d.uuid for d in domains]
+        found = self._driver.domain_stats(chosen, uuids)
+        return sorted(found, key=lambda s: (s.id is None, s.id or 0, s.name))
 
     def lookup_by_id(self, domid: int) -> Domain:
         ident = self._live().lookup_by_id(_checked(check_domid, domid, "lookup_by_id", self.uri))
@@ -159,19 +193,61 @@ class Connection:
         ``listDefinedDomains``): one control-plane request."""
         return [d.name for d in self.list_defined()]
 
-    def define(self, name: str, config: DomainConfig, *, uuid: object = None) -> Domain:
+    def define(self, name: str, config: DomainConfig, *, uuid: object = None,
+               max_vcpus: int | None = None, metadata: DomainMetadata | None = None) -> Domain:
         """Define a domain without starting it (``xm new``, ``virsh define``) and
         return its handle; ``start()`` boots it. Defining the UUID of a defined
-        domain replaces its definition."""
+        domain replaces its definition. ``config.vcpus`` come online when it starts,
+        ``max_vcpus`` (default: as many) are the most it may bring online; ``metadata``
+        is its title, description and metadata elements. One control request."""
         self._writable("define")
-        checked_name = _checked(check_name, name, "define", self.uri)
+        checked_name, wanted = self._new_domain("define", name, config, uuid, max_vcpus,
+                                                metadata)
+        if max_vcpus is None and metadata is None:
+            found = self._driver.define(checked_name, config, wanted)
+        else:
+            found = self._driver.define_domain(checked_name, config, uuid=wanted,
+                                               max_vcpus=max_vcpus, metadata=metadata)
+        return Domain(self, found.uuid)
+
+    def create(self, name: str, config: DomainConfig, *, uuid: object = None,
+               max_vcpus: int | None = None, metadata: DomainMetadata | None = None,
+               paused: bool = False) -> Domain:
+        """Start a transient domain at once (``xm create``, libvirt's ``createXML``) and
+        return its handle: it gets an ID and has no definition (stopped, it is gone).
+        The configuration is taken as it is: its devices, none if it names none.
+        Running, or ``paused``. One control request."""
+        self._writable("create")
+        checked_name, wanted = self._new_domain("create", name, config, uuid, max_vcpus,
+                                                metadata)
+        if not isinstance(paused, bool):
+            raise InvalidArgumentError(f"paused must be True or False, not {paused!r}",
+                                       op="create", uri=self.uri)
+        answer = self._driver.create(checked_name, config, uuid=wanted, max_vcpus=max_vcpus,
+                                     metadata=metadata, paused=paused)
+        cache = self._live()
+        cache.merge(answer)  # its name, as a restore's: events of it are named
+        return Domain(self, answer.domains[0].uuid)
+
+    def _new_domain(self, op: str, name: object, config: object, uuid: object,
+                    max_vcpus: object, metadata: object) -> tuple[str, str | None]:
+        """The checked name and UUID of a domain to define or create; the other
+        arguments checked as far as a client can (the host judges their values)."""
+        checked_name = _checked(check_name, name, op, self.uri)
         if not isinstance(config, DomainConfig):
             raise InvalidArgumentError(
-                f"define needs a DomainConfig, not {type(config).__name__}", op="define",
+                f"{op} needs a DomainConfig, not {type(config).__name__}", op=op,
                 name=checked_name, uri=self.uri)
-        wanted = None if uuid is None else _checked(parse_uuid, uuid, "define", self.uri)
-        found = self._driver.define(checked_name, config, wanted)
-        return Domain(self, found.uuid)
+        if max_vcpus is not None and (isinstance(max_vcpus, bool)
+                                      or not isinstance(max_vcpus, int)):
+            raise InvalidArgumentError(f"max_vcpus must be an integer or None, not "
+                                       f"{max_vcpus!r}", op=op, name=checked_name, uri=self.uri)
+        if metadata is not None and not isinstance(metadata, DomainMetadata):
+            raise InvalidArgumentError(f"metadata must be a DomainMetadata or None, not "
+                                       f"{type(metadata).__name__}", op=op,
+                                       name=checked_name, uri=self.uri)
+        wanted = None if uuid is None else _checked(parse_uuid, uuid, op, self.uri)
+        return checked_name, wanted
 
     def _live_or_defined(
         self, live: Callable[[], T], defined: Callable[[Definition], T], *,
@@ -216,9 +292,12 @@ class Connection:
         return self._driver.image_dir
 
     def restore(self, image: str) -> Domain:
-        """Bring a saved domain back: same UUID and name, a new ID."""
+        """Bring a saved domain back: same UUID and name, a new ID. ``image`` is a name
+        in the host's image directory or an absolute path (the embedded host takes any
+        the process may read; a daemon only its image directory). The image stays, as
+        with xm and libvirt; a second restore of it is refused while its domain runs."""
         cache = self._writable("restore")
-        _checked(check_image_name, image, "restore", self.uri)
+        _checked(check_image, image, "restore", self.uri)
         answer = self._driver.restore(image)
         cache.merge(answer)
         return Domain(self, answer.domains[0].uuid)
@@ -228,6 +307,25 @@ class Connection:
     def host_info(self) -> HostInfo:
         self._live()
         return self._driver.host_info()
+
+    def capabilities(self) -> HostCapabilities:
+        """The node's facts, its scheduler and the kinds of guest it runs (Xen's
+        ``xen_caps``): one control-plane request."""
+        self._live()
+        return self._driver.capabilities()
+
+    def node_memory_stats(self, cell: int | None = None) -> NodeMemoryStats:
+        """The node's memory in KiB (total, free, buffers, cached): NUMA cell ``cell``'s,
+        or all of it (None). One control-plane request."""
+        self._live()
+        return self._driver.node_memory_stats(_index(cell, "cell", "node_memory_stats",
+                                                     self.uri))
+
+    def node_cpu_stats(self, cpu: int | None = None) -> NodeCpuStats:
+        """Time CPU ``cpu`` (None: all of them, summed) spent in each mode since the
+        host booted, in ns (kernel, user, idle, iowait). One control-plane request."""
+        self._live()
+        return self._driver.node_cpu_stats(_index(cpu, "cpu", "node_cpu_stats", self.uri))
 
     def stats(self) -> ConnStats:
         counts = self._cache.counts()
@@ -242,11 +340,19 @@ class Connection:
             cache_size=counts.size,
         )
 
-    def events(self, *, timeout: float | None = None) -> EventStream:
+    def events(self, *, timeout: float | None = None,
+               kinds: Iterable[EventKind] | None = None) -> EventStream:
         """Lifecycle events from now on. Each step waits up to ``timeout`` seconds
-        (None: for ever) and the iteration ends when none came in time."""
-        self._live()  # a closed connection is the first problem, then the argument
-        return EventStream(self, _check_timeout(timeout, self.uri))
+        (None: for ever) and the iteration ends when none came in time. ``kinds``
+        chooses which (None: every lifecycle kind; the metadata kinds, which are not
+        lifecycle changes, only when named)."""
+        self._live()  # a closed connection is the first problem, then the arguments
+        wanted = frozenset(k for k in EventKind if k.lifecycle) if kinds is None else (
+            frozenset(kinds))
+        if not all(isinstance(k, EventKind) for k in wanted):
+            raise InvalidArgumentError("events(kinds=...) takes EventKind members",
+                                       op="events", uri=self.uri)
+        return EventStream(self, _check_timeout(timeout, self.uri), wanted)
 
     def libvirt_connection(self) -> Any:
         """The libvirt-python ``virConnect`` under a ``libvirt:`` URI, for what xvirt does
@@ -262,10 +368,12 @@ class Connection:
     def closed(self) -> bool:
         return self._closed
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
+        """Close the connection. ``wait`` False, for a finalizer: never wait on a lock
+        another thread may hold (the teardown then finishes in the background)."""
         if not self._closed:
             self._closed = True
-            self._driver.close()
+            self._driver.close(wait=wait)
 
     def __enter__(self) -> Connection:
         return self
@@ -326,6 +434,17 @@ class Domain:
         domid = self.identity().id
         return None if domid < 0 else domid
 
+    def stats(self, groups: Iterable[StatGroup | str] = ALL_GROUPS) -> DomainStats:
+        """This running domain's statistics ``groups`` (default: all): one data-plane
+        call. NoDomainError once it is gone or not running."""
+        chosen = check_groups(groups, op="stats", uri=self._conn.uri)
+        self._cache()
+        for found in self._conn._driver.domain_stats(chosen, [self._uuid]):
+            if found.uuid == self._uuid:
+                return found
+        raise NoDomainError(f"no running domain with UUID {self._uuid}", uuid=self._uuid,
+                            uri=self._conn.uri, op="stats")
+
     def info(self) -> DomainInfo:
         """State, memory, vCPUs and CPU time; a domain defined and not running is
         shut off, with its configured memory and vCPUs and no CPU time."""
@@ -381,8 +500,9 @@ class Domain:
         self._act(Op.DESTROY)
 
     def save(self, image: str) -> None:
-        """Save to an image in the host's image directory; the domain stops."""
-        self._act(Op.SAVE, image, check_image_name)
+        """Save to ``image`` (a name in the host's image directory, or an absolute path:
+        see :meth:`Connection.restore`); the domain stops."""
+        self._act(Op.SAVE, image, check_image)
 
     def rename(self, new_name: str) -> None:
         self._act(Op.RENAME, new_name, check_name)
@@ -399,6 +519,69 @@ class Domain:
         self._cache()
         self._conn._writable("undefine", self._uuid)
         self._conn._driver.undefine(self._uuid)
+
+    # -- vCPUs, the scheduler, metadata: control-plane requests by UUID (C4: no ID to
+    # -- misdirect; a domain gone meanwhile is NoDomainError) ---------------------------
+
+    def settings(self, affect: Affect = Affect.CURRENT) -> DomainSettings:
+        """Online and maximum vCPUs and the metadata of the running domain (LIVE), of
+        its definition (CONFIG), or of whichever it has now (CURRENT: the running one
+        while it runs). One control-plane request."""
+        self._cache()
+        return self._conn._driver.domain_settings(self._uuid, _affect(affect, "settings"))
+
+    def set_vcpus(self, count: int, *, affect: Affect = Affect.CURRENT,
+                  maximum: bool = False) -> None:
+        """Bring ``count`` vCPUs online (xm vcpu-set), at most the domain's maximum, in
+        the running domain, its definition or both (``affect``); ``maximum`` changes a
+        definition's maximum instead (a running domain's is fixed). One request."""
+        self._cache()
+        self._conn._writable("set_vcpus", self._uuid)
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise InvalidArgumentError(f"a vCPU count must be an integer, not {count!r}",
+                                       op="set_vcpus", uuid=self._uuid, uri=self._conn.uri)
+        self._conn._driver.set_vcpus(self._uuid, count, affect=_affect(affect, "set_vcpus"),
+                                     maximum=bool(maximum))
+
+    def vcpu_info(self) -> list[VcpuInfo]:
+        """The running domain's online vCPUs: state, CPU time, physical CPU, affinity.
+        One control-plane request."""
+        self._cache()
+        return list(self._conn._driver.vcpu_info(self._uuid))
+
+    def scheduler(self) -> SchedulerParams:
+        """The running domain's credit scheduler share (xm sched-credit). One request."""
+        self._cache()
+        return self._conn._driver.scheduler(self._uuid)
+
+    def set_scheduler(self, *, weight: int | None = None,
+                      cap: int | None = None) -> SchedulerParams:
+        """Change the running domain's credit scheduler share: ``weight`` in 1..65535,
+        ``cap`` in 0..100 x its maximum vCPUs (0: none); None keeps one. Returns the
+        share now. One control-plane request."""
+        self._cache()
+        self._conn._writable("set_scheduler", self._uuid)
+        return self._conn._driver.set_scheduler(self._uuid, weight=weight, cap=cap)
+
+    def metadata(self, kind: MetadataKind, uri: str | None = None, *,
+                 affect: Affect = Affect.CURRENT) -> str | None:
+        """The title, the description, or the metadata element of namespace ``uri``
+        (the element's XML); None when the domain has none. One request."""
+        if not isinstance(kind, MetadataKind):
+            raise InvalidArgumentError(f"unknown metadata type {kind!r}", op="metadata",
+                                       uuid=self._uuid, uri=self._conn.uri)
+        return self.settings(affect).metadata.get(kind, uri)
+
+    def set_metadata(self, kind: MetadataKind, value: str | None, *, key: str | None = None,
+                     uri: str | None = None, affect: Affect = Affect.CURRENT) -> None:
+        """Set (or, None or "", remove) the title, the description, or the metadata
+        element of namespace ``uri``, written with prefix ``key`` (an application's XML
+        element, without its namespace). Hosts report it as a metadata event.
+        One control-plane request."""
+        self._cache()
+        self._conn._writable("set_metadata", self._uuid)
+        self._conn._driver.set_metadata(self._uuid, kind, value, key=key, uri=uri,
+                                        affect=_affect(affect, "set_metadata"))
 
     def close(self) -> None:
         """Drop the handle. Cached identities stay with the connection (C6)."""
@@ -419,9 +602,11 @@ class Domain:
 class EventStream:
     """Iterator of DomainEvent; names come from the connection's cache."""
 
-    def __init__(self, conn: Connection, timeout: float | None) -> None:
+    def __init__(self, conn: Connection, timeout: float | None,
+                 kinds: frozenset[EventKind] | None = None) -> None:
         self._conn = conn
         self._timeout = timeout
+        self._kinds = frozenset(k for k in EventKind if k.lifecycle) if kinds is None else kinds
         conn._live()
         conn._driver.follow_events()  # before the census: nothing after it is missed
         snap = conn._live().census()  # "from now on": the current generation
@@ -454,6 +639,16 @@ class EventStream:
         for e in batch.events:
             if e.kind is EventKind.RENAMED and e.name is not None:
                 self._remember(e.uuid, e.name)
+            if e.kind not in self._kinds:
+                self._after = e.seq
+                continue
+            if e.kind.metadata is not None:  # its name field is the element's URI
+                domid = None if e.id < 0 else e.id
+                self._pending.append(DomainEvent(
+                    e.seq, e.kind, e.uuid, domid, self._renamed.get(e.uuid)
+                    or cache.name_hint(e.uuid), uri=e.name))
+                self._after = e.seq
+                continue
             if e.kind.definition_only:  # the event names the domain; it may not run
                 if e.name is not None:
                     self._remember(e.uuid, e.name)
@@ -488,6 +683,22 @@ def _checked(check: Callable[[object], T], value: object, op: str, uri: str) -> 
         raise
 
 
+def _affect(affect: object, op: str) -> Affect:
+    if not isinstance(affect, Affect):
+        raise InvalidArgumentError(f"affect must be an Affect, not {affect!r}", op=op)
+    return affect
+
+
+def _index(value: object, what: str, op: str, uri: str) -> int | None:
+    """A NUMA cell's or a CPU's number as a caller may give it: None, or an int >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgumentError(f"{what} must be a number >= 0 or None, not {value!r}",
+                                   op=op, uri=uri)
+    return value
+
+
 def _check_timeout(timeout: object, uri: str) -> float | None:
     """An event wait as a caller may give it: None (for ever), or a finite number of
     seconds >= 0, capped at FOREVER_S."""
@@ -506,3 +717,8 @@ def _check_timeout(timeout: object, uri: str) -> float | None:
             f"events(timeout=...) must be a finite number of seconds >= 0 (None waits for "
             f"ever), not {timeout!r}", op="events", uri=uri)
     return min(seconds, FOREVER_S)
+
+
+def _unanswered(identity: Identity, groups: frozenset[StatGroup]) -> DomainStats:
+    """The stats of a sampled domain that the statistics call did not answer for."""
+    return DomainStats(identity.uuid, identity.name, identity.id, missing=groups)

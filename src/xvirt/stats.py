@@ -11,20 +11,21 @@ for one domain between reboots and never start negative; a figure the host does
 not report is None, never a made-up zero.
 """
 
-from __future__ import annotations
 
-import enum
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import enum as _enum
+from collections.abc import Iterable as _Iterable
+from dataclasses import dataclass as _dataclass
+from dataclasses import field as _field
 
-from xvirt.errors import InvalidArgumentError
-from xvirt.model import DomainState
+from xvirt.errors import InvalidArgumentError as _InvalidArgumentError
+from xvirt.model import DomainState, VcpuState
 
 __all__ = [
     "ALL_GROUPS",
     "BalloonStats",
     "BlockStats",
     "CpuStats",
+    "DomainState",
     "DomainStats",
     "NetStats",
     "StatGroup",
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 
-class StatGroup(enum.Enum):
+class StatGroup(_enum.Enum):
     """A group of figures, named as libvirt names its statistics groups."""
 
     STATE = "state"
@@ -49,7 +50,7 @@ class StatGroup(enum.Enum):
 ALL_GROUPS: frozenset[StatGroup] = frozenset(StatGroup)
 
 
-def check_groups(groups: Iterable[StatGroup | str], *, op: str,
+def check_groups(groups: _Iterable[StatGroup | str], *, op: str,
                  uri: str | None = None) -> frozenset[StatGroup]:
     """``groups`` as a set of StatGroup; a name (``"block"``) is taken too. An unknown
     group is an InvalidArgumentError naming it and the known ones."""
@@ -64,20 +65,12 @@ def check_groups(groups: Iterable[StatGroup | str], *, op: str,
             chosen.add(StatGroup(group))
         except ValueError:
             known = ", ".join(g.value for g in StatGroup)
-            raise InvalidArgumentError(f"unknown statistics group {group!r}; known: {known}",
+            raise _InvalidArgumentError(f"unknown statistics group {group!r}; known: {known}",
                                        op=op, uri=uri) from None
     return frozenset(chosen)
 
 
-class VcpuState(enum.IntEnum):
-    """A vCPU's state, with libvirt's ``virVcpuState`` numbers."""
-
-    OFFLINE = 0
-    RUNNING = 1
-    BLOCKED = 2
-
-
-@dataclass(frozen=True, slots=True)
+@_dataclass(frozen=True, slots=True)
 class CpuStats:
     """CPU time the domain used since it booted: all of it, in the guest's user mode
     and in its kernel."""
@@ -87,7 +80,7 @@ class CpuStats:
     system_ns: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@_dataclass(frozen=True, slots=True)
 class BalloonStats:
     """Memory as the balloon driver sees it (libvirt's ``balloon.*``). ``current`` and
     ``maximum`` always; the guest's own figures where its balloon driver reports them."""
@@ -105,7 +98,7 @@ class BalloonStats:
     rss_kib: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@_dataclass(frozen=True, slots=True)
 class VcpuStats:
     """One vCPU: its number, its state and the CPU time it used."""
 
@@ -114,7 +107,7 @@ class VcpuStats:
     time_ns: int
 
 
-@dataclass(frozen=True, slots=True)
+@_dataclass(frozen=True, slots=True)
 class BlockStats:
     """One virtual disk: its target device (``xvda``, ``vda``), its backing file, and
     its I/O since the domain booted."""
@@ -135,7 +128,7 @@ class BlockStats:
     physical_bytes: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@_dataclass(frozen=True, slots=True)
 class NetStats:
     """One virtual NIC: its host-side device (``vif3.0``, ``vnet0``), MAC, bridge,
     and its traffic since the domain booted, as the guest sees it (rx: received by
@@ -154,7 +147,7 @@ class NetStats:
     tx_drop: int
 
 
-@dataclass(frozen=True, slots=True)
+@_dataclass(frozen=True, slots=True)
 class DomainStats:
     """The groups a caller asked for, of one domain, read at one instant of one call.
 
@@ -171,7 +164,7 @@ class DomainStats:
     vcpus: tuple[VcpuStats, ...] | None = None
     blocks: tuple[BlockStats, ...] | None = None
     nets: tuple[NetStats, ...] | None = None
-    missing: frozenset[StatGroup] = field(default_factory=frozenset)
+    missing: frozenset[StatGroup] = _field(default_factory=frozenset)
 
     @property
     def answered(self) -> bool:

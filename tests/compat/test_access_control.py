@@ -26,11 +26,13 @@ from .helpers import raised
 
 DOMAIN_READS = {"ID", "OSType", "UUID", "UUIDString", "XMLDesc", "autostart", "connect",
                 "hasManagedSaveImage", "info", "isActive", "isPersistent", "isUpdated",
-                "maxMemory", "maxVcpus", "name", "state"}
+                "maxMemory", "maxVcpus", "name", "state", "vcpus", "vcpusFlags", "metadata",
+                "schedulerType", "schedulerParameters", "schedulerParametersFlags"}
 #: Connection-local calls (callbacks, keepalive, close) count as reads: the host is untouched.
 CONNECT_READS = {"close", "domainEventDeregister", "domainEventDeregisterAny",
                  "domainEventRegister", "domainEventRegisterAny", "domainListGetStats",
                  "getAllDomainStats", "getFreeMemory", "getHostname", "getInfo",
+                 "getCapabilities", "getMemoryStats", "getCPUStats",
                  "getLibVersion", "getType", "getURI", "getVersion", "isAlive",
                  "listAllDomains", "listDefinedDomains", "listDomainsID", "lookupByID",
                  "lookupByName", "lookupByUUID", "lookupByUUIDString", "numOfDefinedDomains",
@@ -60,6 +62,15 @@ MUTATIONS: dict[str, tuple[str, Call]] = {
     "restore": ("virDomainRestore", lambda c, d: c.restore(os.path.join(_dir(c), "s.img"))),
     "restoreFlags": ("virDomainRestoreFlags",
                      lambda c, d: c.restoreFlags(os.path.join(_dir(c), "s.img"), None, 0)),
+    "createXML": ("virDomainCreateXML", lambda c, d: c.createXML("<domain type='xen'/>", 0)),
+    "createLinux": ("virDomainCreateXML", lambda c, d: c.createLinux("<domain type='xen'/>", 0)),
+    "setVcpus": ("virDomainSetVcpus", lambda c, d: d.setVcpus(1)),
+    "setVcpusFlags": ("virDomainSetVcpusFlags", lambda c, d: d.setVcpusFlags(1, 0)),
+    "setSchedulerParameters": ("virDomainSetSchedulerParameters",
+                               lambda c, d: d.setSchedulerParameters({"weight": 1})),
+    "setSchedulerParametersFlags": ("virDomainSetSchedulerParametersFlags",
+                                    lambda c, d: d.setSchedulerParametersFlags({"weight": 1}, 0)),
+    "setMetadata": ("virDomainSetMetadata", lambda c, d: d.setMetadata(1, "t", None, None, 0)),
 }
 
 
@@ -71,7 +82,8 @@ def test_every_public_method_is_classified() -> None:
     domain = {n for n in dir(face.virDomain) if not n.startswith("_")}
     connect = {n for n in dir(face.virConnect) if not n.startswith("_")}
     mutating = set(MUTATIONS)
-    on_connection = {"restore", "restoreFlags", "defineXML", "defineXMLFlags"}
+    on_connection = {"restore", "restoreFlags", "defineXML", "defineXMLFlags", "createXML",
+                     "createLinux"}
     assert domain == DOMAIN_READS | (mutating - on_connection)
     assert connect == CONNECT_READS | on_connection
 
@@ -133,6 +145,10 @@ def test_read_only_refuses_every_mutation_on_every_backend(
         backend: tuple[str, Callable[[], object], Path], method: str) -> None:
     uri, truth, _ = backend
     func, call = MUTATIONS[method]
+    if method == "setSchedulerParametersFlags" and uri.startswith("test:"):
+        # libvirt-python reads the parameters' types with its own flag first, which the
+        # test driver refuses (VIR_ERR_INVALID_ARG) before any access check
+        pytest.skip("libvirt's test driver refuses the binding's own flag first")
     ro = face.openReadOnly(uri)
     try:
         d = ro.lookupByName("g0")
@@ -156,8 +172,8 @@ def _unimplemented(cls: type, ours: type) -> list[str]:
 
 def test_libvirt_calls_the_face_lacks_refuse_and_change_nothing(
         host: xvirt.sim.Host, conn: face.virConnect) -> None:
-    """Every method of real libvirt-python the face does not implement (createXML,
-    setMemory, migrate...) is refused, read-write or not."""
+    """Every method of real libvirt-python the face does not implement (setMemory,
+    migrate...) is refused, read-write or not."""
     lv = real_libvirt()
     host.create("g0")
     truth = (host.domains(), host.journal(), host.images())
@@ -166,7 +182,7 @@ def test_libvirt_calls_the_face_lacks_refuse_and_change_nothing(
     conn_missing = _unimplemented(lv.virConnect, face.virConnect)
     assert {"setMemory", "migrate", "managedSave"} <= set(dom_missing)
     assert not {"create", "undefine", "undefineFlags"} & set(dom_missing)
-    assert {"createXML", "defineXML", "restore"} & set(conn_missing) == {"createXML"}
+    assert not {"createXML", "defineXML", "restore", "getCapabilities"} & set(conn_missing)
     for obj, names in ((dom, dom_missing), (conn, conn_missing)):
         for name in names:
             e = raised(functools.partial(getattr(obj, name), 0))

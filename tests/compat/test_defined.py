@@ -30,7 +30,6 @@ from hypothesis import strategies as st
 
 import xvirt
 import xvirt.compat.libvirt as face
-from xvirt.compat._native import shared_target
 from xvirt.compat._reasons import Reasons, reason_for
 from xvirt.drivers.libvirt_loop import ensure_event_loop
 from xvirt.libvirt_api.binding import real_libvirt
@@ -600,17 +599,6 @@ def test_listing_costs(host: xvirt.sim.Host, conn: face.virConnect) -> None:
     assert last.control_requests - after.control_requests == 4 + 1  # 4 running, 1 list
 
 
-def test_shared_targets() -> None:
-    assert shared_target("libvirt:test:///default") == "test:///default"
-    assert shared_target("libvirt:test:///default?cache=off") == "test:///default"
-    assert shared_target("libvirt:test+unix:///default?socket=/s&cache=off") == (
-        "test+unix:///default?socket=/s")
-    assert shared_target("libvirt:qemu:///system") == "qemu:///system"
-    for private in ("libvirt:test:///tmp/node.xml", "libvirt:qemu:///embed?root=/r",
-                    "sim:///default", "xend+unix:///run/xend.sock"):
-        assert shared_target(private) is None, private
-
-
 def test_define_xml_flags(real: Any, conn: face.virConnect) -> None:
     d = conn.defineXMLFlags(script.XML.format(type="xen", name="v", uuid=script.UUID),
                             face.VIR_DOMAIN_DEFINE_VALIDATE)
@@ -683,7 +671,6 @@ def test_the_face_on_libvirt_opens_no_second_connection() -> None:
     it passes to libvirt go on the one under xvirt's (no second connection)."""
     conn = face.open("test:///default")
     try:
-        assert conn._native is None
         for domid in conn.listDomainsID():
             conn.lookupByID(domid).info()
         conn.listAllDomains(0)

@@ -14,9 +14,9 @@ from .helpers import err
 
 
 @pytest.mark.parametrize(("call", "name"), [
-    (lambda c, d: c.getCapabilities(), "virConnect.getCapabilities"),
+    (lambda c, d: c.getDomainCapabilities(), "virConnect.getDomainCapabilities"),
     (lambda c, d: c.networkLookupByName("default"), "virConnect.networkLookupByName"),
-    (lambda c, d: c.createXML("<domain/>", 0), "virConnect.createXML"),
+    (lambda c, d: c.storagePoolCreateXML("<pool/>", 0), "virConnect.storagePoolCreateXML"),
     (lambda c, d: d.blockStats("xvda"), "virDomain.blockStats"),
     (lambda c, d: d.setMemory(1024), "virDomain.setMemory"),
     (lambda c, d: d.snapshotCreateXML("<x/>", 0), "virDomain.snapshotCreateXML"),
@@ -32,7 +32,7 @@ def test_unserved_calls(conn: face.virConnect, host: xvirt.sim.Host, call: Any,
 
 
 def test_lookups_of_unserved_names_succeed_until_called(conn: face.virConnect) -> None:
-    assert hasattr(conn, "getCapabilities") and callable(conn.getCapabilities)
+    assert hasattr(conn, "getDomainCapabilities") and callable(conn.getDomainCapabilities)
     assert hasattr(face, "virInitialize")
 
 

@@ -91,8 +91,8 @@ def _restart(state_dir: Path, started: list[Daemon]) -> HostModel:
 _OUTCOMES = {
     ("save", "before-commit"): (True, []),  # old code: the image of a save never made
     ("save", "after-commit"): (False, ["g0.img"]),
-    ("restore", "before-commit"): (False, ["g0.img"]),  # old code: no image, no domain
-    ("restore", "after-commit"): (True, []),
+    ("restore", "before-commit"): (False, ["g0.img"]),  # older code: no image, no domain
+    ("restore", "after-commit"): (True, ["g0.img"]),  # restore leaves the image
 }
 
 
@@ -108,13 +108,42 @@ def test_a_kill_around_the_commit_of_a_save_or_restore_loses_no_domain(
     again = _restart(tmp_path, restarted)
     assert [d.uuid for d in again.domains() if d.id != 0] == ([guest.uuid] if alive else [])
     assert sorted(os.listdir(tmp_path / "images")) == images  # nothing hidden left behind
-    if images:  # and the domain comes back from it, once
+    if not alive:  # the domain comes back from its image, which stays
         assert again.restore("g0.img").uuid == guest.uuid
-        assert again.images() == []
-    else:
-        dom = next(d for d in again.domains() if d.id != 0)
-        again.save(dom.id, "g0.img")
         assert again.images() == ["g0.img"]
+        return
+    if images:  # a restore that committed: its image cannot bring a second one
+        with pytest.raises(OperationFailedError, match=guest.uuid):
+            again.restore("g0.img")
+    dom = next(d for d in again.domains() if d.id != 0)
+    again.save(dom.id, "g0.img")  # an older image of the same domain is replaced
+    assert again.images() == ["g0.img"]
+    assert sorted(os.listdir(tmp_path / "images")) == ["g0.img"]
+
+
+@pytest.mark.parametrize("point", ["before-commit", "after-commit"])
+def test_a_kill_around_a_save_that_replaces_an_image_keeps_exactly_one(
+        tmp_path: Path, restarted: list[Daemon], point: str) -> None:
+    """Restore leaves the image, so the next save of that domain replaces it: a kill
+    on either side of the commit leaves the old image or the new one, never both,
+    never none, and nothing hidden."""
+    host = _daemon_host(tmp_path)
+    guest = host.create("g0")
+    host.save(guest.id, "g0.img")
+    old = (tmp_path / "images" / "g0.img").read_bytes()
+    host.restore("g0.img")
+    assert isinstance(host.clock, ManualClock)
+    host.clock.advance(7.0)  # the newer image differs (its CPU time)
+    _kill_during(host, point, "save", "g0.img")
+    again = _restart(tmp_path, restarted)
+    assert sorted(os.listdir(tmp_path / "images")) == ["g0.img"]
+    now = (tmp_path / "images" / "g0.img").read_bytes()
+    alive = [d.uuid for d in again.domains() if d.id != 0]
+    if point == "before-commit":  # the save never happened: old image, domain running
+        assert (now, alive) == (old, [guest.uuid])
+    else:  # it did: the newer image, and the domain comes back from it
+        assert now != old and alive == []
+        assert again.restore("g0.img").uuid == guest.uuid
 
 
 def test_a_kill_between_writing_and_linking_an_image_leaves_nothing(

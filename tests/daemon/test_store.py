@@ -13,11 +13,21 @@ from xvirt.clock import ManualClock
 from xvirt.daemon.store import HostStore
 from xvirt.errors import InvalidArgumentError, XvirtError
 from xvirt.host.hypervisor import DOM0_UUID, HostModel
-from xvirt.model import DomainState
+from xvirt.model import (
+    Affect,
+    DomainMetadata,
+    DomainSettings,
+    DomainState,
+    MetadataElement,
+    MetadataKind,
+    SchedulerParams,
+)
 from xvirt.planes import DiskConfig, DomainConfig, NicConfig
 
 OPS = ["create", "destroy", "pause", "resume", "reboot", "migrate", "save", "restore",
-       "rename", "crash", "reboot_host", "set_blocked", "define", "start", "undefine"]
+       "rename", "crash", "reboot_host", "set_blocked", "define", "start", "undefine",
+       "set_vcpus", "set_scheduler", "set_metadata"]
+AFFECTS = (Affect.CURRENT, Affect.LIVE, Affect.CONFIG, Affect.LIVE | Affect.CONFIG)
 
 
 def _host(tmp: Path, clock: ManualClock) -> HostModel:
@@ -38,6 +48,20 @@ def _apply(host: HostModel, op: str, pick: int, serial: int) -> None:
         elif op in ("start", "undefine"):
             if known:
                 getattr(host, op)(known[pick % len(known)])
+        elif op in ("set_vcpus", "set_scheduler", "set_metadata"):
+            if known:  # the settings of a running domain or of a definition (issue 18)
+                uuid, affect = known[pick % len(known)], AFFECTS[pick % 4]
+                if op == "set_vcpus":
+                    host.set_vcpus(uuid, 1 + pick % 5, affect=affect, maximum=pick % 7 == 0)
+                elif op == "set_scheduler":
+                    host.set_scheduler(uuid, weight=1 + pick * 100, cap=pick % 3 * 50)
+                else:
+                    kind = list(MetadataKind)[pick % 3]
+                    value = f"<v{serial}/>" if pick % 5 else None
+                    host.set_metadata(uuid, kind, value, affect=affect,
+                                      key="k" if kind is MetadataKind.ELEMENT and value else None,
+                                      uri=f"http://x/{pick % 2}"
+                                      if kind is MetadataKind.ELEMENT else None)
         elif op == "create":
             disks: list[DiskConfig] | None = None  # odd picks: the defaults
             nics: list[NicConfig] | None = None
@@ -91,6 +115,10 @@ def test_a_reloaded_host_is_the_same_host(tmp_path_factory: pytest.TempPathFacto
     assert _configs(again) == _configs(host)  # memory, devices
     assert again.defined() == host.defined()  # the shut-off managed domains
     assert again.state().definitions == host.state().definitions  # and the running ones'
+    for dom in host.state().domains:  # vCPUs, scheduler and metadata (issue 18)
+        assert again.settings(dom.uuid, Affect.LIVE) == host.settings(dom.uuid, Affect.LIVE)
+        assert again.scheduler(dom.uuid) == host.scheduler(dom.uuid)
+    assert again.node_cpu_stats() == host.node_cpu_stats()  # the boot's start is kept
     assert again.journal() == host.journal()
     events = host.events_since(max(0, host.generation - 10))
     assert again.events_since(max(0, host.generation - 10)) == events
@@ -227,7 +255,7 @@ def test_a_state_file_from_before_devices_loads_with_the_default_devices(
     assert _configs(again) == _configs(host)
     assert again.domains() == host.domains()
     db = sqlite3.connect(tmp_path / "host.sqlite")
-    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
     db.close()
 
 
@@ -312,7 +340,7 @@ def test_a_state_file_from_before_definitions_loads_with_none(tmp_path: Path) ->
     found = again.find(uuid=U)[2]
     assert found is not None and found.persistent
     db = sqlite3.connect(tmp_path / "host.sqlite")
-    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
     db.close()
     store.close()
 
@@ -370,3 +398,86 @@ def test_a_definition_that_takes_a_running_domains_name_is_refused(tmp_path: Pat
     assert state is not None
     with pytest.raises(InvalidArgumentError, match="inconsistent"):
         _host(tmp_path, clock).load(state)
+
+
+# -- vCPUs, the scheduler and metadata (schema 4, issue 18) ------------------------------------
+
+
+def test_settings_are_kept_for_running_domains_and_definitions(tmp_path: Path) -> None:
+    clock = ManualClock(1000.0)
+    host = _host(tmp_path, clock)
+    store = HostStore(tmp_path)
+    store.save(host.state())
+    host.add_observer(store)
+    meta = DomainMetadata("T", "D\nx", (MetadataElement("http://a/", "a", "<a q=\"1\"/>"),))
+    rec = host.create("g", vcpus=1, max_vcpus=4, metadata=meta)
+    host.set_vcpus(rec.uuid, 3)
+    host.set_scheduler(rec.uuid, weight=1000, cap=150)
+    d = host.define("m", vcpus=2, max_vcpus=8, metadata=meta)
+    host.set_metadata(d.uuid, MetadataKind.TITLE, None)
+    clock.advance(60)
+    again = _reloaded(tmp_path, clock)
+    assert again.settings(rec.uuid) == DomainSettings(3, 4, meta)
+    assert again.scheduler(rec.uuid) == SchedulerParams(1000, 150)
+    assert again.settings(d.uuid) == DomainSettings(2, 8, meta.replaced(MetadataKind.TITLE,
+                                                                         None))
+    assert again.node_cpu_stats() == host.node_cpu_stats()
+    assert again.events_since(0) == host.events_since(0)  # the metadata event too
+    store.close()
+
+
+def _version_3_file(directory: Path) -> None:
+    """A state file as the daemon wrote it before the settings were kept (schema 3)."""
+    _version_2_file(directory)
+    db = sqlite3.connect(directory / "host.sqlite")
+    db.executescript("""
+    CREATE TABLE definitions (
+        uuid TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, memory_kib INTEGER NOT NULL,
+        max_memory_kib INTEGER NOT NULL, vcpus INTEGER NOT NULL, os_type TEXT NOT NULL,
+        load REAL NOT NULL, disks TEXT NOT NULL, nics TEXT NOT NULL
+    );""")
+    db.execute("INSERT INTO definitions VALUES (?, 'mail', 2048, 2048, 2, 'linux', 0.25, "
+               "'[]', '[]')", (U2,))
+    db.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
+    db.commit()
+    db.close()
+
+
+def test_a_state_file_from_before_settings_loads_with_the_defaults(tmp_path: Path) -> None:
+    _version_3_file(tmp_path)
+    clock = ManualClock(1000.0)
+    store = HostStore(tmp_path)
+    saved = store.load()
+    assert saved is not None and saved.booted_at is None
+    host = _host(tmp_path, clock)
+    host.load(saved)
+    assert host.settings(U) == DomainSettings(2, 2, DomainMetadata())  # max: as many as online
+    assert host.scheduler(U) == SchedulerParams()
+    assert host.settings(U2) == DomainSettings(2, 2, DomainMetadata())
+    host.add_observer(store)
+    host.set_vcpus(U2, 4, affect=Affect.CONFIG, maximum=True)
+    assert _reloaded(tmp_path, clock).settings(U2) == DomainSettings(2, 4, DomainMetadata())
+    db = sqlite3.connect(tmp_path / "host.sqlite")
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
+    db.close()
+    store.close()
+
+
+@pytest.mark.parametrize("table", ["domains", "definitions"])
+@pytest.mark.parametrize(("column", "junk"), [
+    ("metadata", "not json"), ("metadata", '{"elements": 5}'),
+    ("metadata", '{"title": "a\\nb"}'), ("max_vcpus", "1"), ("max_vcpus", "'x'"),
+    ("sched_weight", "0"), ("sched_cap", "1000")])
+def test_damaged_settings_are_named(tmp_path: Path, table: str, column: str,
+                                    junk: str) -> None:
+    host = _host(tmp_path, ManualClock())
+    (host.create if table == "domains" else host.define)("a", vcpus=2, max_vcpus=4)
+    store = HostStore(tmp_path)
+    store.save(host.state())
+    db = sqlite3.connect(tmp_path / "host.sqlite")
+    db.execute(f"UPDATE {table} SET {column} = {junk if column != 'metadata' else '?'} "
+               "WHERE name = 'a'", (junk,) if column == "metadata" else ())
+    db.commit()
+    db.close()
+    with pytest.raises(InvalidArgumentError, match="damaged"):
+        store.load()

@@ -65,7 +65,7 @@ def test_a_restore_refused_under_a_held_lock_keeps_the_image_and_loses_nothing(
     assert (_names(target), _images(daemon)) == (["Domain-0"], ["img1"])
     with target.connect() as conn:
         assert conn.restore("img1").name == "g1"  # the image is whole and restores
-    assert (_names(target), _images(daemon)) == (["Domain-0", "g1"], [])
+    assert (_names(target), _images(daemon)) == (["Domain-0", "g1"], ["img1"])  # and stays
 
 
 def test_a_refused_save_leaves_the_domain_running_and_no_image(target: DaemonTarget) -> None:
@@ -190,7 +190,9 @@ def test_a_state_file_it_cannot_repair_is_one_line_naming_it() -> None:
     try:
         daemon.start()
         daemon.stop()
-        _stored(daemon, "INSERT INTO domains SELECT 'dup-' || uuid, id + 1, name, state, "
+        _stored(daemon, "INSERT INTO domains (uuid, id, name, state, memory_kib, "
+                        "max_memory_kib, vcpus, os_type, load, cpu_ns, since, disks, nics) "
+                        "SELECT 'dup-' || uuid, id + 1, name, state, "
                         "memory_kib, max_memory_kib, vcpus, os_type, load, cpu_ns, since, "
                         "disks, nics FROM domains WHERE id = 0")
         run = subprocess.run([sys.executable, "-m", "xvirt", "daemon", *daemon.args],

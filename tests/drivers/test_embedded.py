@@ -254,6 +254,41 @@ def test_restore_answers_with_the_restored_domain(host: sim.Host) -> None:
     assert host.journal()[-1] == JournalEntry("restore", resolved.id, rec.uuid, "ok", "client")
 
 
+def test_restore_leaves_the_image_and_a_second_one_names_the_running_uuid(
+        host: sim.Host) -> None:
+    rec = host.create("a")
+    host.save(rec.id, "a.img")
+    d = EmbeddedDriver(sim._model_of(host), uri=host.uri)
+    (first,) = d.restore("a.img").domains
+    assert host.images() == ["a.img"]
+    with pytest.raises(OperationFailedError, match=rec.uuid) as exc:
+        d.restore("a.img")
+    assert exc.value.uuid == rec.uuid
+    assert [x.uuid for x in host.domains()].count(rec.uuid) == 1  # no duplicate
+    d.act(Op.DESTROY, first.id, rec.uuid)
+    (again,) = d.restore("a.img").domains
+    assert (again.uuid, again.name) == (rec.uuid, "a") and again.id != first.id
+
+
+def test_save_and_restore_take_any_absolute_path_of_this_process(
+        host: sim.Host, tmp_path: Path) -> None:
+    """The embedded host acts for this process alone: its permissions decide."""
+    rec = host.create("a")
+    d = EmbeddedDriver(sim._model_of(host), uri=host.uri)
+    path = str(tmp_path / "elsewhere.save")
+    d.act(Op.SAVE, rec.id, rec.uuid, path)
+    assert (tmp_path / "elsewhere.save").is_file() and host.images() == []
+    (back,) = d.restore(path).domains
+    assert back.uuid == rec.uuid and (tmp_path / "elsewhere.save").is_file()
+    with pytest.raises(OperationFailedError, match="no directory") as exc:
+        d.act(Op.SAVE, back.id, rec.uuid, str(tmp_path / "missing" / "x.save"))
+    assert exc.value.name == str(tmp_path / "missing" / "x.save")
+    (tmp_path / "text").write_text("not an image")
+    with pytest.raises(OperationFailedError, match="not an xvirt domain image"):
+        d.restore(str(tmp_path / "text"))
+    assert host.domains()[-1].uuid == rec.uuid
+
+
 def test_act_goes_through_the_identity_check(host: sim.Host) -> None:
     a = host.create("a")
     b = host.create("b")

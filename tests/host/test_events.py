@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from xvirt.clock import ManualClock
 from xvirt.host.events import EventLog
 from xvirt.host.hypervisor import HostModel
-from xvirt.model import EventKind
+from xvirt.model import EventKind, MetadataKind
 from xvirt.planes import HostEvent, Op
 
 HostModels = Callable[..., HostModel]
@@ -191,8 +191,13 @@ def test_the_kinds_classify_themselves() -> None:
     assert {k for k in EventKind if k.adds} == {
         EventKind.CREATED, EventKind.RESTORED, EventKind.STARTED}
     assert {k for k in EventKind if k.moves} == {EventKind.REBOOTED, EventKind.MIGRATED}
+    metadata = {EventKind.TITLE_CHANGED, EventKind.DESCRIPTION_CHANGED,
+                EventKind.METADATA_CHANGED}
     assert {k for k in EventKind if k.definition_only} == {
-        EventKind.DEFINED, EventKind.UNDEFINED}
+        EventKind.DEFINED, EventKind.UNDEFINED, *metadata}  # who holds an ID is unchanged
+    assert {k for k in EventKind if not k.lifecycle} == metadata
+    assert {k.metadata for k in metadata} == set(MetadataKind)
+    assert all(k.metadata is None for k in EventKind if k.lifecycle)
 
 
 def test_events_since_with_timeout_zero_does_not_wait(host: HostModel) -> None:

@@ -251,9 +251,9 @@ def test_host_sequential_ids_follow_the_rover(max_domid: int, ops: list[tuple[st
                     rover = rec.id
             else:  # save then restore: the domain comes back under a new ID
                 uuid = live.pop(victim)
-                h.save(victim, "img")
+                h.save(victim, f"img-{uuid}")  # its own: no other domain's image replaced
                 expected = _spec_next(rover, set(live), max_domid)
-                rec = h.restore("img")
+                rec = h.restore(f"img-{uuid}")
                 assert rec.id == expected
                 assert rec.uuid == uuid
                 rover = rec.id
@@ -301,8 +301,8 @@ def test_host_random_ids_stay_in_range_and_never_collide(
                     assert rec.id not in before
                     assert rec.uuid == before[victim]
             else:
-                h.save(victim, "img")
-                rec = h.restore("img")
+                h.save(victim, f"img-{before[victim]}")
+                rec = h.restore(f"img-{before[victim]}")
                 assert rec.uuid == before[victim]
             after = h.domains()
             ids = [d.id for d in after]

@@ -1,4 +1,6 @@
-"""Saved images: names that can only mean a file inside the directory; no step loses a domain."""
+"""Saved images: names that can only mean a file inside the directory, absolute paths the
+process may use (the embedded host's), the default host's per-user directory; restore
+leaves the image; no step loses a domain."""
 
 from __future__ import annotations
 
@@ -55,6 +57,10 @@ BAD_NAMES = [
     "a\udfffb",
 ]
 NOT_STRINGS = [None, 5, b"img", Path("img"), ["img"]]
+#: Absolute paths that name no file the host could save to or restore from.
+BAD_PATHS = ["/", "/tmp/", "/tmp/.", "/tmp/..", "/tmp/a\x00b", "/tmp/\ud800"]
+#: Refused by the host model: bad names that are not absolute paths, and bad paths.
+BAD_IMAGES = [n for n in BAD_NAMES if not n.startswith("/")] + BAD_PATHS
 GOOD_NAMES = ["img", "a.img", "web1-2024.save", "x" * 255, "\u00e9" * 127, "spaces in name",
               "trailing.", "UPPER", "-dash", "\u2603 snowman", "a..b", "~tilde"]
 
@@ -130,7 +136,7 @@ def test_check_property(name: str) -> None:
 # -- saving ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", BAD_NAMES + NOT_STRINGS)
+@pytest.mark.parametrize("name", BAD_IMAGES + NOT_STRINGS)
 def test_save_under_a_bad_name_writes_nothing_and_keeps_the_domain(
     host: HostModel, name: str
 ) -> None:
@@ -161,9 +167,12 @@ def test_save_under_a_good_name_writes_exactly_that_file(host: HostModel, name: 
     assert host.restore(name).uuid == a.uuid
 
 
-@given(name=st.text(max_size=40) | st.sampled_from(BAD_NAMES))
+@given(name=st.text(max_size=40).filter(lambda n: not n.startswith("/"))
+       | st.sampled_from(BAD_IMAGES))
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_save_property_nothing_escapes(name: str) -> None:
+    """A name (anything but an absolute path, which the host takes as one) stays in
+    the directory or is refused; restore leaves the image where the save put it."""
     # A private parent: the system's temporary directory is shared with other processes.
     base = Path(tempfile.mkdtemp(prefix="xvirt-escape-"))
     h = _host(image_dir=base / "images")
@@ -175,7 +184,7 @@ def test_save_property_nothing_escapes(name: str) -> None:
             assert _listing(h) == [name]
             rec = h.restore(name)
             assert rec.uuid == a.uuid
-            assert _listing(h) == []
+            assert _listing(h) == [name]
         else:
             with pytest.raises(InvalidArgumentError):
                 h.save(a.id, name)
@@ -297,17 +306,36 @@ def test_a_full_disk_fails_the_save_and_keeps_the_domain(
 # -- restoring -------------------------------------------------------------------------------
 
 
-def test_restore_consumes_the_image(host: HostModel) -> None:
+def test_restore_leaves_the_image_and_refuses_a_second_domain_from_it(host: HostModel) -> None:
     a = host.create("a", memory_kib=4096, max_memory_kib=8192, vcpus=3)
     host.save(a.id, "img")
-    assert host.images() == ["img"]
+    image = (Path(host.image_dir) / "img").read_bytes()
     rec = host.restore("img")
     assert (rec.uuid, rec.name, rec.memory_kib, rec.max_memory_kib, rec.vcpus, rec.state) == (
         a.uuid, "a", 4096, 8192, 3, DomainState.RUNNING)
-    assert host.images() == []
-    assert _listing(host) == []
-    with pytest.raises(OperationFailedError):
-        host.restore("img")
+    assert _listing(host) == ["img"]  # as xm and libvirt leave it
+    assert (Path(host.image_dir) / "img").read_bytes() == image
+    before, gen = host.domains(), host.generation
+    with pytest.raises(OperationFailedError, match=a.uuid) as exc:
+        host.restore("img")  # the domain it holds is running: no duplicate
+    assert (exc.value.uuid, exc.value.op) == (a.uuid, "restore")
+    assert host.domains() == before and host.generation == gen
+    assert host.journal()[-1].outcome.startswith("failed")
+    host.destroy(rec.id)
+    again = host.restore("img")  # gone: the image brings it back again
+    assert (again.uuid, again.name) == (a.uuid, "a") and again.id != rec.id
+    assert _listing(host) == ["img"]
+
+
+def test_saving_again_replaces_the_older_image_of_the_same_domain(
+        host: HostModel, clock: ManualClock) -> None:
+    a = host.create("a", load=1.0)
+    host.save(a.id, "img")
+    first = host.restore("img")
+    clock.advance(5.0)
+    host.save(first.id, "img")  # save, restore, save: libvirt's and xm's round trip
+    assert _listing(host) == ["img"]
+    assert host.restore("img").cpu_time_ns == first.cpu_time_ns + 5 * 10**9
 
 
 def test_restore_of_a_missing_image(host: HostModel) -> None:
@@ -316,7 +344,7 @@ def test_restore_of_a_missing_image(host: HostModel) -> None:
     assert (exc.value.name, exc.value.op) == ("nothing", "restore")
 
 
-@pytest.mark.parametrize("name", BAD_NAMES + NOT_STRINGS)
+@pytest.mark.parametrize("name", BAD_IMAGES + NOT_STRINGS)
 def test_restore_under_a_bad_name_is_refused(host: HostModel, name: str) -> None:
     with pytest.raises(InvalidArgumentError):
         host.restore(name)
@@ -570,3 +598,269 @@ def test_a_process_that_never_closes_its_host_leaves_no_image_directory() -> Non
     path = Path(out.stdout.strip())
     assert path.name.startswith("xvirt-exit-test-images-")
     assert not path.exists()
+
+
+# -- absolute paths: the embedded host acts for its own process ------------------------------
+
+
+def test_save_and_restore_through_a_path_anywhere_the_process_may_write(
+        host: HostModel, tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    path = tmp_path / "mine" / "a.save"
+    a = host.create("a")
+    host.save(a.id, str(path))
+    assert path.is_file() and host.images() == []  # not in the image directory
+    assert os.listdir(tmp_path / "mine") == ["a.save"]  # nothing staged left beside it
+    rec = host.restore(str(path))
+    assert (rec.uuid, rec.name) == (a.uuid, "a")
+    assert path.is_file()  # restore leaves it
+    host.save(rec.id, str(path))  # and a newer image of the same domain replaces it
+    assert os.listdir(tmp_path / "mine") == ["a.save"]
+
+
+def test_a_path_through_a_symlinked_directory_is_the_users_to_follow(
+        host: HostModel, tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    a = host.create("a")
+    host.save(a.id, str(tmp_path / "link" / "a.img"))
+    assert (tmp_path / "real" / "a.img").is_file()
+    assert host.restore(str(tmp_path / "real" / "a.img")).uuid == a.uuid
+
+
+def test_a_path_in_a_missing_directory_names_both(host: HostModel, tmp_path: Path) -> None:
+    a = host.create("a")
+    path = f"{tmp_path}/nowhere/a.img"
+    with pytest.raises(OperationFailedError) as exc:
+        host.save(a.id, path)
+    assert (exc.value.name, exc.value.op) == (path, "save")
+    assert path in exc.value.message and f"no directory {tmp_path}/nowhere" in exc.value.message
+    _alive(host, a)
+    with pytest.raises(OperationFailedError, match="no image at") as exc:
+        host.restore(path)
+    assert exc.value.name == path and f"no directory {tmp_path}/nowhere" in exc.value.message
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_a_path_the_process_may_not_write_or_read(host: HostModel, tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    a = host.create("a")
+    host.save(a.id, str(locked / "a.img"))
+    locked.chmod(0o500)  # readable, not writable
+    b = host.create("b")
+    try:
+        with pytest.raises(OperationFailedError, match="Permission denied") as exc:
+            host.save(b.id, str(locked / "b.img"))
+        assert exc.value.name == str(locked / "b.img")
+        _alive(host, b)
+        (locked / "a.img").chmod(0)
+        with pytest.raises(OperationFailedError, match="Permission denied") as exc:
+            host.restore(str(locked / "a.img"))
+        assert exc.value.name == str(locked / "a.img")
+    finally:
+        locked.chmod(0o700)
+        (locked / "a.img").chmod(0o600)
+    assert os.listdir(locked) == ["a.img"]
+
+
+def test_a_refusal_by_the_system_names_the_path(
+        host: HostModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the permissions say, whoever runs the tests (root is refused nothing)."""
+    path = str(tmp_path / "a.img")
+    a = host.create("a")
+    host.save(a.id, path)
+    b = host.create("b")
+
+    def denied(*args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(images_mod.tempfile, "mkstemp", denied)
+    with pytest.raises(OperationFailedError, match="Permission denied") as exc:
+        host.save(b.id, str(tmp_path / "b.img"))
+    assert (exc.value.name, exc.value.op) == (str(tmp_path / "b.img"), "save")
+    assert str(tmp_path / "b.img") in exc.value.message
+    _alive(host, b)
+    monkeypatch.setattr(images_mod.os, "open", denied)
+    with pytest.raises(OperationFailedError, match="Permission denied") as exc:
+        host.restore(path)
+    assert (exc.value.name, exc.value.op) == (path, "restore") and path in exc.value.message
+
+
+def test_a_path_that_is_not_an_image_is_neither_read_nor_overwritten(
+        host: HostModel, tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    notes = tmp_path / "mine" / "notes.txt"
+    notes.write_text("precious")
+    a = host.create("a")
+    with pytest.raises(OperationFailedError, match="already exists") as exc:
+        host.save(a.id, str(notes))
+    assert exc.value.name == str(notes)
+    assert notes.read_text() == "precious" and os.listdir(notes.parent) == ["notes.txt"]
+    _alive(host, a)
+    with pytest.raises(OperationFailedError, match="not an xvirt domain image") as exc:
+        host.restore(str(notes))
+    assert exc.value.name == str(notes)
+
+
+@pytest.mark.parametrize("where", ["name", "path"])
+def test_an_image_is_replaced_only_where_no_domain_is_lost(
+        host: HostModel, tmp_path: Path, where: str) -> None:
+    """libvirt and xm overwrite whatever is there; xvirt replaces the image of the
+    domain being saved, or of a domain that runs, never the only copy of one."""
+    image = "x.img" if where == "name" else str(tmp_path / "x.img")
+    a, b = host.create("a"), host.create("b")
+    host.save(a.id, image)
+    with pytest.raises(OperationFailedError, match=f"holds domain {a.uuid}, which is not "
+                                                   "running") as exc:
+        host.save(b.id, image)  # a's only copy
+    assert exc.value.name == image
+    _alive(host, b)
+    a_again = host.restore(image)  # a runs: its image is a copy of the past now
+    host.save(b.id, image)
+    assert [f for f in os.listdir(tmp_path) if "x.img" in f or "saving" in f] == (
+        [] if where == "name" else ["x.img"])
+    assert host.restore(image).uuid == b.uuid
+    _alive(host, a_again)
+
+
+@pytest.mark.parametrize("special", ["fifo", "directory", "/dev/zero", "/dev/null"])
+def test_a_path_to_something_not_a_file_is_refused_without_waiting(
+        host: HostModel, tmp_path: Path, special: str) -> None:
+    path = special
+    if special == "fifo":
+        path = str(tmp_path / "fifo")
+        os.mkfifo(path)  # opened for reading, a FIFO with no writer would block
+    elif special == "directory":
+        path = str(tmp_path)
+    with pytest.raises(OperationFailedError, match="not an xvirt domain image"):
+        host.restore(path)
+    a = host.create("a")
+    with pytest.raises(OperationFailedError, match="already exists"):
+        host.save(a.id, path)
+    _alive(host, a)
+
+
+def test_a_staged_save_to_a_path_is_undone_by_a_refused_commit(
+        host: HostModel, tmp_path: Path) -> None:
+    store = ImageStore(tmp_path / "images")
+    store.stage(str(tmp_path / "p.img"), _saved())
+    assert [p.name.startswith(".xvirt-saving-") for p in tmp_path.iterdir()
+            if p.is_file()] == [True]
+    store.abandon()
+    assert not (tmp_path / "p.img").exists()
+    assert [p for p in tmp_path.iterdir() if p.is_file()] == []
+    store.stage(str(tmp_path / "p.img"), _saved())
+    store.settle()
+    assert store.read(str(tmp_path / "p.img")) == _saved()
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == ["p.img"]
+
+
+def test_check_image_takes_names_and_absolute_paths_only() -> None:
+    assert images_mod.check_image("a.img") == "a.img"
+    assert images_mod.check_image("/x/../y/a.img") == "/x/../y/a.img"  # as given
+    for bad in ["a/b", "./a", "../a", *BAD_PATHS]:
+        with pytest.raises(InvalidArgumentError):
+            images_mod.check_image(bad)
+
+
+# -- the default host's images: a stable directory of the user's --------------------------------
+
+
+@pytest.fixture
+def user_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """HOME and XDG_STATE_HOME in tmp_path: no test writes to the real home."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
+    return home
+
+
+def test_the_default_hosts_directory_is_the_users_and_made_on_the_first_save(
+        user_home: Path) -> None:
+    expected = user_home / "state" / "xvirt" / "sim-default-images"
+    h = _host_named("default")
+    try:
+        assert h.image_dir == str(expected)
+        assert h.images() == [] and not expected.exists()  # opening writes nothing
+        a = h.create("a")
+        h.save(a.id, "a.img")
+        assert (expected.stat().st_mode & 0o777, expected.parent.stat().st_mode & 0o777) == (
+            0o700, 0o700)
+        assert h.images() == ["a.img"]
+    finally:
+        h.close()
+    assert (expected / "a.img").is_file()  # closing the host keeps the user's images
+    other = _host_named("default")  # another instance (another process, as far as it knows)
+    try:
+        rec = other.restore("a.img")
+        assert (rec.uuid, rec.name) == (a.uuid, "a")
+    finally:
+        other.close()
+
+
+def test_without_xdg_state_home_the_default_directory_is_under_home(
+        user_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XDG_STATE_HOME")
+    assert images_mod.user_image_dir() == user_home / ".local/state/xvirt/sim-default-images"
+    monkeypatch.setenv("XDG_STATE_HOME", "relative/state")  # the XDG spec: ignored
+    assert images_mod.user_image_dir() == user_home / ".local/state/xvirt/sim-default-images"
+
+
+def test_any_other_host_without_a_directory_keeps_a_temporary_one(user_home: Path) -> None:
+    h = _host()
+    try:
+        assert not Path(h.image_dir).is_relative_to(user_home)
+    finally:
+        h.close()
+    assert not Path(h.image_dir).exists()
+
+
+def test_the_default_directory_that_cannot_be_made_fails_the_save_only(
+        user_home: Path) -> None:
+    (user_home / "state").write_text("not a directory")
+    h = _host_named("default")
+    try:
+        a = h.create("a")
+        with pytest.raises(OperationFailedError, match="cannot make the image directory"):
+            h.save(a.id, "a.img")
+        _alive(h, a)
+    finally:
+        h.close()
+
+
+def _host_named(name: str) -> HostModel:
+    return HostModel(name, clock=ManualClock())
+
+
+def _run(code: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("XVIRT_DEFAULT_URI",)}
+    env.update(HOME=str(home), XDG_STATE_HOME=str(home / "state"))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_a_save_in_one_process_restores_in_another_on_sim_default(user_home: Path) -> None:
+    save = ("import xvirt\n"
+            "with xvirt.open('sim:///default') as conn:\n"
+            "    dom = conn.lookup_by_name('web1')\n"
+            "    print(dom.uuid)\n"
+            "    dom.save('web1.img')\n")
+    done = _run(save, user_home)
+    assert done.returncode == 0, done.stderr
+    uuid = done.stdout.strip()
+    restore = ("import xvirt\n"
+               "with xvirt.open('sim:///default') as conn:\n"
+               "    web1 = conn.lookup_by_name('web1')  # this process's demo runs it too\n"
+               "    try:\n"
+               "        conn.restore('web1.img')\n"
+               "    except xvirt.OperationFailedError as exc:\n"
+               "        print('refused', exc.uuid)\n"
+               "    web1.destroy()\n"
+               "    back = conn.restore('web1.img')\n"
+               "    print(back.uuid, back.name, back.info().state.name)\n")
+    done = _run(restore, user_home)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"refused {uuid}", f"{uuid} web1 RUNNING"]
+    assert os.listdir(user_home / "state" / "xvirt" / "sim-default-images") == ["web1.img"]

@@ -63,7 +63,15 @@ def test_metrics_landing_page_and_404(exporter: Exporter, host: xvirt.sim.Host) 
         got = parse_samples(metrics.text)
         assert got[("xvirt_up", frozenset())] == 1
         (web1,) = [r for r in host.domains() if r.name == "web1"]
-        assert got[("xvirt_domain_vcpus", frozenset({("uuid", web1.uuid)}))] == web1.vcpus
+        assert got[("xvirt_domain_vcpus", frozenset({("uuid", web1.uuid), ("name", "web1")}))
+                   ] == web1.vcpus
+        # the exporter process's own figures, as Go exporters serve them
+        for name in ("process_cpu_seconds_total", "process_resident_memory_bytes",
+                     "process_virtual_memory_max_bytes", "python_info"):
+            assert any(k[0] == name for k in got), name
+        # this request is in flight; the HEAD above was answered 200
+        assert got[("xvirt_exporter_requests_in_flight", frozenset())] == 1
+        assert got[("xvirt_exporter_requests_total", frozenset({("code", "200")}))] == 1
         om = client.get("/metrics", headers={"Accept": "application/openmetrics-text; "
                                                        "version=1.0.0; charset=utf-8"})
         assert om.headers["content-type"].startswith("application/openmetrics-text")
@@ -231,7 +239,9 @@ def test_a_killed_daemon_gives_up_0_fast_and_the_exporter_reconnects(
                 down = parse_samples(client.get("/metrics").text)
                 elapsed = time.monotonic() - start
                 assert down[("xvirt_up", frozenset())] == 0
-                assert {k[0] for k in down} == {"xvirt_up", "xvirt_scrape_duration_seconds"}
+                assert {k[0] for k in down if k[0].startswith("xvirt_")} == {
+                    "xvirt_up", "xvirt_scrape_duration_seconds", "xvirt_exporter_build_info",
+                    "xvirt_exporter_requests_total", "xvirt_exporter_requests_in_flight"}
                 assert elapsed < 2.5, elapsed  # the 1 s deadline, not the driver's 30 s
             daemon.start()
             deadline = time.monotonic() + 20
@@ -256,9 +266,11 @@ def test_a_host_that_is_not_there_at_start_still_gets_an_exporter(tmp_path: Path
         with httpx.Client(base_url=exporter.url, timeout=10) as client:
             start = time.monotonic()
             down = parse_samples(client.get("/metrics").text)
-            assert down == {("xvirt_up", frozenset()): 0,
-                            ("xvirt_scrape_duration_seconds", frozenset()):
-                                down[("xvirt_scrape_duration_seconds", frozenset())]}
+            about_host = {k: v for k, v in down.items()
+                          if k[0].startswith("xvirt_") and not k[0].startswith("xvirt_exporter")}
+            assert about_host == {("xvirt_up", frozenset()): 0,
+                                  ("xvirt_scrape_duration_seconds", frozenset()):
+                                      down[("xvirt_scrape_duration_seconds", frozenset())]}
             assert time.monotonic() - start < 2.5
             assert client.get("/").status_code == 200
         assert exporter.stop() == 0

@@ -45,4 +45,4 @@ def test_the_exporter_serves_libvirts_domains(libvirt_default: Any) -> None:
     info = [labels for (name, labels), _ in got.items() if name == "xvirt_domain_info"]
     assert [dict(labels)["name"] for labels in info] == ["test"]
     assert dict(info[0])["uuid"] == TEST_UUID
-    assert got[("xvirt_domain_vcpus", frozenset({("uuid", TEST_UUID)}))] == 2
+    assert got[("xvirt_domain_vcpus", frozenset({("uuid", TEST_UUID), ("name", "test")}))] == 2

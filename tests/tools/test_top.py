@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import httpx
 import pytest
@@ -128,7 +129,9 @@ def record(host: xvirt.sim.Host, name: str) -> xvirt.sim.DomainRecord:
 def test_batch_prints_a_block_per_refresh_blank_cpu_first_then_exact(
         lab: xvirt.sim.Host, clock: ManualClock) -> None:
     script = Script(lab, clock)
-    out = ok(run_top("--batch", "-n", "3", "-d", "3", "--uri", lab.uri, script=script))
+    # Without the I/O columns nothing but the survey is asked (their cost: below).
+    out = ok(run_top("--batch", "-n", "3", "-d", "3", "--no-block", "--no-net", "--uri",
+                     lab.uri, script=script))
     first, second, third = blocks(out)
     stamp = time.strftime("%H:%M:%S", time.localtime(WALL))
     assert first[0] == f"xvirt top - {stamp}  delay 3 s  sorted by %CPU"
@@ -196,7 +199,9 @@ def test_csv_is_virt_tops_layout_with_the_hosts_truth(
         lab: xvirt.sim.Host, clock: ManualClock, tmp_path: object) -> None:
     path = f"{tmp_path}/top.csv"
     script = Script(lab, clock)
-    ok(run_top("--batch", "-n", "3", "-d", "2", "--csv", path, "--uri", lab.uri, script=script))
+    lab.define("mail1")  # defined, not running: virt-top's "Inactive"
+    ok(run_top("--batch", "-n", "3", "-d", "2", "--no-block", "--no-net", "--csv", path,
+               "--uri", lab.uri, script=script))
     with open(path, newline="") as f:
         header, *rows = list(csv.reader(f))
     assert header == [
@@ -220,7 +225,7 @@ def test_csv_is_virt_tops_layout_with_the_hosts_truth(
         assert (hostcols["Arch"], hostcols["Physical CPUs"]) == ("x86_64", str(CPUS))
         assert (hostcols["Count"], hostcols["Running"], hostcols["Active"]) == ("3", "3", "3")
         assert (hostcols["Blocked"], hostcols["Paused"], hostcols["Crashed"]) == ("0", "0", "0")
-        assert hostcols["Inactive"] == ""  # xvirt sees live domains only
+        assert hostcols["Inactive"] == "1"  # counted for the CSV: one control request
         assert hostcols["Total hardware memory (KB)"] == str(NODE_KIB)
         assert hostcols["Total memory (KB)"] == str(sum(r.memory_kib for r in truth))
         assert hostcols["Total guest memory (KB)"] == str(
@@ -231,7 +236,7 @@ def test_csv_is_virt_tops_layout_with_the_hosts_truth(
             assert d["Mem (bytes)"] == str(rec.memory_kib * 1024)
             assert d["%Mem"] == str(100 * rec.memory_kib // NODE_KIB)
             assert (d["Block RDRQ"], d["Block WRRQ"], d["Net RXBY"], d["Net TXBY"]) == (
-                "", "", "", "")
+                "", "", "", "")  # not asked for here (--no-block --no-net): below
         if i == 0:
             assert hostcols["%CPU"] == hostcols["Total CPU time (ns)"] == ""
             assert {d["CPU (ns)"] for d in doms} == {d["%CPU"] for d in doms} == {""}
@@ -257,15 +262,18 @@ def test_csv_dash_is_csv_alone_on_stdout(lab: xvirt.sim.Host, clock: ManualClock
 
 HOST_KEYS = ["uri", "hostname", "arch", "cpus", "memory_kib", "used_memory_kib",
              "guest_memory_kib", "elapsed_s", "cpu_percent", "cpu_delta_ns",
-             "domains_by_state", "cost", "error", "pending_s", "domains", "failures"]
+             "domains_by_state", "cost", "error", "pending_s", "inactive", "domains",
+             "failures"]
 DOMAIN_KEYS = ["id", "name", "uuid", "state", "memory_kib", "memory_percent", "vcpus",
-               "cpu_time_ns", "cpu_delta_ns", "cpu_percent"]
+               "cpu_time_ns", "cpu_delta_ns", "cpu_percent", "block_rd_reqs", "block_wr_reqs",
+               "block_rd_bytes", "block_wr_bytes", "net_rx_bytes", "net_tx_bytes", "devices"]
 
 
 def test_json_is_one_object_per_refresh_with_units_in_the_names(
         lab: xvirt.sim.Host, clock: ManualClock) -> None:
     script = Script(lab, clock)
-    out = ok(run_top("--json", "-n", "3", "-d", "1.5", "--uri", lab.uri, script=script))
+    out = ok(run_top("--json", "-n", "3", "-d", "1.5", "--no-block", "--no-net", "--uri",
+                     lab.uri, script=script))
     lines = out.splitlines()
     assert len(lines) == 3
     refreshes = [json.loads(line) for line in lines]
@@ -401,8 +409,9 @@ def test_a_wedged_domain_is_a_row_and_never_a_crash(
                       script=Script(lab, clock)))
     last = blocks(text)[-1]
     stuck = [r for r in table(last) if r["NAME"] == "web1"]
-    assert stuck == [{"ID": "1", "STATE": "?", "%CPU": "-", "%MEM": "-", "MEM(k)": "-",
-                      "VCPUS": "-", "TIME": "-", "NAME": "web1"}]
+    assert stuck == [{"ID": "1", "STATE": "?", "RDRQ": "-", "WRRQ": "-", "RXBY": "-",
+                      "TXBY": "-", "%CPU": "-", "%MEM": "-", "MEM(k)": "-", "VCPUS": "-",
+                      "TIME": "-", "NAME": "web1"}]
     assert any(line.startswith("no answer from web1 (ID 1)") and "did not answer" in line
                for line in last)
     assert "1 no answer" in "\n".join(last)
@@ -655,3 +664,162 @@ def test_cpu_share_is_exact_and_bounded_over_random_histories(
         watcher.close()
     finally:
         h.close()
+
+
+# -- block and network I/O ------------------------------------------------------------------
+
+
+def _made_up_stats(sample: xvirt.DomainSample) -> xvirt.DomainStats:
+    """Counters that grow with the domain's CPU time: known exactly from the truth."""
+    return xvirt.DomainStats(
+        sample.identity.uuid, sample.identity.name, sample.identity.id,
+        blocks=(xvirt.BlockStats("xvda", "/img", *_io_counts(sample.info.cpu_time_ns)[:2],
+                                 None, *_io_counts(sample.info.cpu_time_ns)[2:4], None),),
+        nets=(xvirt.NetStats("vif", None, "xenbr0", _io_counts(sample.info.cpu_time_ns)[4], 0,
+                             0, 0, _io_counts(sample.info.cpu_time_ns)[5], 0, 0, 0),))
+
+
+def _io_counts(cpu_ns: int) -> tuple[int, int, int, int, int, int]:
+    """rd_reqs, rd_bytes, wr_reqs, wr_bytes, rx_bytes, tx_bytes of a domain."""
+    ms = cpu_ns // 10**6
+    return ms, 512 * ms, ms // 2, 256 * ms, 3 * ms, ms
+
+
+class StatsDouble:
+    """A sim connection whose surveys carry made-up block and network statistics when
+    asked (``asked`` records each survey's groups), or refuse them as an older host."""
+
+    def __init__(self, conn: xvirt.Connection, *, refuse: bool = False) -> None:
+        self.conn, self.refuse = conn, refuse
+        self.asked: list[frozenset[xvirt.StatGroup]] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.conn, name)
+
+    def survey(self, groups: Iterable[xvirt.StatGroup] = ()) -> xvirt.Survey:
+        chosen = frozenset(groups)
+        self.asked.append(chosen)
+        found = self.conn.survey()
+        if not chosen:
+            return found
+        if self.refuse:
+            raise xvirt.UnsupportedError("no statistics here", op="domain_stats")
+        return xvirt.Survey([dataclasses.replace(s, stats=_made_up_stats(s))
+                             for s in found.samples], found.failures)
+
+
+def run_top_with(opener: Callable[[str], object], *args: str, script: Script) -> Result:
+    env = TopEnv(clock=script, wall=lambda: WALL, opener=opener)  # type: ignore[arg-type]
+    return CliRunner().invoke(main, ["top", *args], obj=env)
+
+
+def test_io_columns_csv_and_json_are_the_io_since_the_previous_refresh(
+        lab: xvirt.sim.Host, clock: ManualClock, tmp_path: object) -> None:
+    doubles: list[StatsDouble] = []
+
+    def opener(uri: str) -> StatsDouble:
+        doubles.append(StatsDouble(xvirt.open(uri, readonly=True)))
+        return doubles[-1]
+
+    path = f"{tmp_path}/io.csv"
+    script = Script(lab, clock)
+    text = ok(run_top_with(opener, "-b", "-n", "3", "-d", "2", "--csv", path, "-c", lab.uri,
+                           script=script))
+    (double,) = doubles
+    assert double.asked == [frozenset({xvirt.StatGroup.BLOCK, xvirt.StatGroup.NET})] * 3
+    truths = [*script.truths, lab.domains()]
+    first, *later = blocks(text)
+    assert {(r["RDRQ"], r["RXBY"]) for r in table(first)} == {("-", "-")}
+    for block, before, now in zip(later, truths[:-1], truths[1:], strict=True):
+        was = {r.uuid: _io_counts(r.cpu_time_ns) for r in before}
+        rows = {r["NAME"]: r for r in table(block)}
+        for rec in now:
+            d = [b - a for a, b in zip(was[rec.uuid], _io_counts(rec.cpu_time_ns),
+                                       strict=True)]
+            assert (rows[rec.name]["RDRQ"], rows[rec.name]["WRRQ"], rows[rec.name]["RXBY"],
+                    rows[rec.name]["TXBY"]) == (str(d[0]), str(d[2]), str(d[4]), str(d[5]))
+        # the inactive count (for the CSV): one control request a refresh; the double's
+        # statistics cost no call of their own (a host's: one data call, above)
+        assert "1 control requests, 1 data calls" in "\n".join(block)
+    with open(path, newline="") as f:
+        _, *rows_csv = list(csv.reader(f))
+    nh, nd = len(CSV_HOST_COLUMNS), len(CSV_DOMAIN_COLUMNS)
+    last = rows_csv[-1]
+    was = {r.uuid: _io_counts(r.cpu_time_ns) for r in truths[-2]}
+    for k, rec in enumerate(truths[-1]):
+        dom = dict(zip(CSV_DOMAIN_COLUMNS, last[nh + k * nd: nh + (k + 1) * nd], strict=True))
+        d = [b - a for a, b in zip(was[rec.uuid], _io_counts(rec.cpu_time_ns), strict=True)]
+        assert (dom["Block RDRQ"], dom["Block WRRQ"], dom["Net RXBY"], dom["Net TXBY"]) == (
+            str(d[0]), str(d[2]), str(d[4]), str(d[5]))
+    assert last[CSV_HOST_COLUMNS.index("Inactive")] == "0"
+    bytes_text = ok(run_top_with(opener, "-b", "-n", "2", "--block-in-bytes", "--no-net",
+                                 "-c", lab.uri, script=Script(lab, clock)))
+    header = table(blocks(bytes_text)[-1])[0].keys()
+    assert "RDBY" in header and "RXBY" not in header and "RDRQ" not in header
+    assert doubles[-1].asked[-1] == frozenset({xvirt.StatGroup.BLOCK})
+    json_out = ok(run_top_with(opener, "--json", "-n", "2", "-c", lab.uri,
+                               script=Script(lab, clock)))
+    (h,) = json.loads(json_out.splitlines()[-1])["hosts"]
+    web1 = next(d for d in h["domains"] if d["name"] == "web1")
+    assert web1["block_rd_reqs"] is not None and web1["net_rx_bytes"] is not None
+    assert [(d["kind"], d["device"]) for d in web1["devices"]] == [("block", "xvda"),
+                                                                   ("net", "vif")]
+
+
+def test_without_io_columns_no_statistics_are_asked(
+        lab: xvirt.sim.Host, clock: ManualClock) -> None:
+    doubles: list[StatsDouble] = []
+
+    def opener(uri: str) -> StatsDouble:
+        doubles.append(StatsDouble(xvirt.open(uri, readonly=True)))
+        return doubles[-1]
+
+    text = ok(run_top_with(opener, "-b", "-n", "2", "--no-block", "--no-net", "-c", lab.uri,
+                           script=Script(lab, clock)))
+    assert doubles[0].asked == [frozenset()] * 2
+    assert "RDRQ" not in text and "RXBY" not in text
+    assert "0 control requests, 1 data calls" in blocks(text)[-1][3]
+
+
+def test_a_host_without_statistics_shows_dashes_and_is_asked_once(
+        lab: xvirt.sim.Host, clock: ManualClock) -> None:
+    doubles: list[StatsDouble] = []
+
+    def opener(uri: str) -> StatsDouble:
+        doubles.append(StatsDouble(xvirt.open(uri, readonly=True), refuse=True))
+        return doubles[-1]
+
+    text = ok(run_top_with(opener, "-b", "-n", "3", "-c", lab.uri, script=Script(lab, clock)))
+    groups = frozenset({xvirt.StatGroup.BLOCK, xvirt.StatGroup.NET})
+    assert doubles[0].asked == [groups, frozenset(), frozenset(), frozenset()]
+    assert {(r["RDRQ"], r["TXBY"]) for r in table(blocks(text)[-1])} == {("-", "-")}
+
+
+def test_io_columns_on_an_embedded_host_are_its_statistics(
+        lab: xvirt.sim.Host, clock: ManualClock) -> None:
+    """The same against the embedded host's own statistics (issue 19, item 1): fails
+    until the embedded host reports them."""
+    truths: list[dict[str, xvirt.DomainStats]] = []
+    with xvirt.open(lab.uri, readonly=True) as conn:
+        class Recording(Script):
+            def sleep(self, seconds: float) -> None:
+                truths.append({s.uuid: s for s in conn.domain_stats(["block", "net"])})
+                super().sleep(seconds)
+
+        lab.create("busy", vcpus=2, load=1.0)
+        text = ok(run_top("-b", "-n", "3", "-d", "5", "-c", lab.uri,
+                          script=Recording(lab, clock)))
+        truths.append({s.uuid: s for s in conn.domain_stats(["block", "net"])})
+    names = {r.name: r.uuid for r in lab.domains()}
+    for block, before, now in zip(blocks(text)[1:], truths[:-1], truths[1:], strict=True):
+        for row in table(block):
+            u = names[row["NAME"]]
+            rd = sum(d.rd_reqs for d in now[u].blocks or ()) - sum(
+                d.rd_reqs for d in before[u].blocks or ())
+            rx = sum(n.rx_bytes for n in now[u].nets or ()) - sum(
+                n.rx_bytes for n in before[u].nets or ())
+            assert (row["RDRQ"], row["RXBY"]) == (str(rd), str(rx))
+    # the guests have devices whose counters grow with time and activity
+    busy = names["busy"]
+    assert sum(d.rd_reqs + d.wr_reqs for d in truths[-1][busy].blocks or ()) > sum(
+        d.rd_reqs + d.wr_reqs for d in truths[0][busy].blocks or ())

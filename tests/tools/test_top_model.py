@@ -6,18 +6,27 @@ arithmetic against real hosts is in test_top.py.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import xvirt
+from xvirt.stats import BlockStats, DomainStats, NetStats
 from xvirt.tools.top_model import (
     COLUMNS,
+    DEVICE_COLUMNS,
     Cost,
     CpuTracker,
     DomainRow,
     HostFrame,
+    columns,
     cpu_time_text,
+    device_cells,
+    device_lines,
     parse_delay,
     row_cells,
     sorted_lines,
@@ -33,9 +42,26 @@ HOST_KIB = 1 << 20
 
 
 def sample(uuid: str, domid: int, name: str, cpu_ns: int, *, vcpus: int = 1,
-           memory_kib: int = 1024, state: xvirt.DomainState = RUNNING) -> xvirt.DomainSample:
+           memory_kib: int = 1024, state: xvirt.DomainState = RUNNING,
+           stats: DomainStats | None = None) -> xvirt.DomainSample:
     return xvirt.DomainSample(xvirt.Identity(uuid, name, domid),
-                              xvirt.DomainInfo(state, memory_kib, memory_kib, vcpus, cpu_ns))
+                              xvirt.DomainInfo(state, memory_kib, memory_kib, vcpus, cpu_ns),
+                              stats)
+
+
+def disk(name: str, rd_reqs: int, wr_reqs: int, rd_bytes: int, wr_bytes: int) -> BlockStats:
+    return BlockStats(name, f"/img/{name}", rd_reqs, rd_bytes, None, wr_reqs, wr_bytes, None)
+
+
+def nic(name: str, rx_bytes: int, tx_bytes: int, rx_packets: int = 0,
+        tx_packets: int = 0) -> NetStats:
+    return NetStats(name, None, "xenbr0", rx_bytes, rx_packets, 0, 0, tx_bytes, tx_packets, 0,
+                    0)
+
+
+def io(uuid: str, disks: tuple[BlockStats, ...] | None,
+       nics: tuple[NetStats, ...] | None) -> DomainStats:
+    return DomainStats(uuid, "x", 1, blocks=disks, nets=nics)
 
 
 def survey(*samples: xvirt.DomainSample,
@@ -131,7 +157,8 @@ def test_a_failure_is_a_row_without_figures() -> None:
     stuck = by_uuid(rows)[C]
     assert (stuck.id, stuck.name, stuck.state, stuck.memory_kib) == (3, "stuck", None, None)
     assert stuck.error is not None and "did not answer" in stuck.error
-    assert row_cells(stuck) == ("3", "?", "-", "-", "-", "-", "-", "stuck")
+    assert row_cells(stuck) == ("3", "?", "-", "-", "-", "-", "-", "-", "-", "-", "-",
+                                "stuck")
 
 
 def test_memory_percent_is_of_the_host() -> None:
@@ -234,8 +261,18 @@ def test_cells_line_up_with_the_columns() -> None:
     cells = row_cells(row)
     assert len(cells) == len(COLUMNS)
     assert dict(zip(COLUMNS, cells, strict=True)) == {
-        "ID": "12", "STATE": "-b----", "%CPU": "3.1", "%MEM": "0.8", "MEM(k)": "524288",
-        "VCPUS": "2", "TIME": "1:01.23", "NAME": "web1"}
+        "ID": "12", "STATE": "-b----", "RDRQ": "-", "WRRQ": "-", "RXBY": "-", "TXBY": "-",
+        "%CPU": "3.1", "%MEM": "0.8", "MEM(k)": "524288", "VCPUS": "2", "TIME": "1:01.23",
+        "NAME": "web1"}
+    with_io = dataclasses.replace(row, rd_reqs=5, wr_reqs=6, rd_bytes=7, wr_bytes=8,
+                                  rx_bytes=9, tx_bytes=10)
+    shown = columns(block_bytes=True, net=False)
+    assert shown == ("ID", "STATE", "RDBY", "WRBY", "%CPU", "%MEM", "MEM(k)", "VCPUS", "TIME",
+                     "NAME")
+    assert row_cells(with_io, shown)[2:4] == ("7", "8")
+    assert row_cells(with_io)[2:6] == ("5", "6", "9", "10")
+    assert columns(block=False, net=False) == (
+        "ID", "STATE", "%CPU", "%MEM", "MEM(k)", "VCPUS", "TIME", "NAME")
 
 
 @pytest.mark.parametrize(("ns", "text"), [
@@ -255,3 +292,97 @@ def test_parse_delay_refuses_what_is_not_a_positive_finite_number(text: str) -> 
 @pytest.mark.parametrize(("text", "value"), [("3", 3.0), (" 0.5 ", 0.5), ("1e-3", 0.001)])
 def test_parse_delay_accepts_seconds(text: str, value: float) -> None:
     assert math.isclose(parse_delay(text), value)
+
+
+# -- block and network I/O -----------------------------------------------------------------
+
+
+def test_io_is_what_each_domain_did_since_the_previous_refresh() -> None:
+    tracker = CpuTracker()
+    first, _ = tracker.step(0.0, survey(sample(A, 1, "a", 0, stats=io(
+        A, (disk("xvda", 10, 5, 4096, 2048), disk("xvdb", 1, 1, 512, 512)),
+        (nic("vif1.0", 1000, 100, 10, 1),)))), 1, HOST_KIB)
+    (row,) = first
+    assert (row.rd_reqs, row.wr_reqs, row.rx_bytes, row.tx_bytes) == (None,) * 4
+    assert [(d.kind, d.device, d.a_bytes) for d in row.devices] == [
+        ("block", "xvda", None), ("block", "xvdb", None), ("net", "vif1.0", None)]
+    second, _ = tracker.step(2.0, survey(sample(A, 1, "a", 0, stats=io(
+        A, (disk("xvda", 15, 5, 8192, 2048), disk("xvdb", 3, 2, 1024, 1024)),
+        (nic("vif1.0", 1500, 400, 14, 4),)))), 1, HOST_KIB)
+    (row,) = second
+    assert (row.rd_reqs, row.wr_reqs, row.rd_bytes, row.wr_bytes) == (7, 1, 4608, 512)
+    assert (row.rx_bytes, row.tx_bytes) == (500, 300)
+    xvda = row.devices[0]
+    assert (xvda.a_bytes, xvda.b_bytes, xvda.a_count, xvda.b_count) == (4096, 0, 5, 0)
+    net = row.devices[2]
+    assert (net.a_bytes, net.b_bytes, net.a_count, net.b_count, net.source) == (
+        500, 300, 4, 3, "xenbr0")
+    assert device_cells(row, net) == ("1", "vif1.0", "500", "300", "4", "3", "xenbr0", "a")
+    assert len(device_cells(row, xvda)) == len(DEVICE_COLUMNS["block"])
+
+
+def test_a_counter_that_went_back_or_a_new_device_is_unknown_never_negative() -> None:
+    tracker = CpuTracker()
+    tracker.step(0.0, survey(sample(A, 1, "a", 0, stats=io(A, (disk("xvda", 10, 5, 10, 5),),
+                                                             (nic("vif1.0", 100, 100),)))),
+                 1, HOST_KIB)
+    rows, _ = tracker.step(1.0, survey(sample(A, 1, "a", 0, stats=io(
+        A, (disk("xvda", 2, 1, 2, 1), disk("xvdb", 1, 1, 1, 1)),  # rebooted; a new disk
+        (nic("vif1.0", 150, 100),)))), 1, HOST_KIB)
+    (row,) = rows
+    assert (row.rd_reqs, row.wr_reqs) == (None, None)
+    assert (row.rx_bytes, row.tx_bytes) == (50, 0)
+
+
+def test_io_follows_the_uuid_not_the_id() -> None:
+    """A domain that moved to another ID keeps its counters; one that took its old ID
+    starts blank."""
+    tracker = CpuTracker()
+    tracker.step(0.0, survey(sample(A, 1, "a", 0, stats=io(A, None, (nic("vif", 100, 0),)))),
+                 1, HOST_KIB)
+    rows, _ = tracker.step(1.0, survey(
+        sample(B, 1, "b", 0, stats=io(B, None, (nic("vif", 500, 0),))),
+        sample(A, 2, "a", 0, stats=io(A, None, (nic("vif", 130, 0),)))), 1, HOST_KIB)
+    got = by_uuid(rows)
+    assert got[A].rx_bytes == 30 and got[B].rx_bytes is None
+    assert got[A].rd_reqs is None  # no block group asked: unknown, not 0
+
+
+@given(st.lists(st.integers(min_value=0, max_value=10**12), min_size=2, max_size=6))
+def test_io_deltas_add_up_and_are_never_negative(readings: list[int]) -> None:
+    tracker = CpuTracker()
+    shown: list[int] = []
+    for i, value in enumerate(readings):
+        rows, _ = tracker.step(float(i), survey(sample(A, 1, "a", 0, stats=io(
+            A, (disk("xvda", value, 0, 0, 0),), ()))), 1, HOST_KIB)
+        if rows[0].rd_reqs is not None:
+            shown.append(rows[0].rd_reqs)
+    assert all(v >= 0 for v in shown)
+    # between resets, the deltas add up to the growth of the counter
+    growth = sum(b - a for a, b in itertools.pairwise(readings) if b >= a)
+    assert sum(shown) == growth
+
+
+def test_device_views_list_every_device_of_every_domain() -> None:
+    tracker = CpuTracker()
+    rows, _ = tracker.step(0.0, survey(
+        sample(B, 2, "b", 0, stats=io(B, (disk("xvda", 1, 1, 1, 1),), (nic("vif2.0", 1, 1),))),
+        sample(A, 1, "a", 0, stats=io(A, (disk("xvdb", 1, 1, 1, 1), disk("xvda", 1, 1, 1, 1)),
+                                      ()))), 1, HOST_KIB)
+    f = frame(rows)
+    assert [(r.name, d.device) for _, r, d in device_lines([f], "block")] == [
+        ("a", "xvda"), ("a", "xvdb"), ("b", "xvda")]
+    assert [(r.name, d.device) for _, r, d in device_lines([f], "net")] == [("b", "vif2.0")]
+
+
+def test_io_sort_keys_put_the_busiest_first() -> None:
+    tracker = CpuTracker()
+    stats = {A: (10, 100), B: (20, 50)}
+    for t, grow in ((0.0, 0), (1.0, 1)):
+        rows, _ = tracker.step(t, survey(*(
+            sample(u, i, u[0], 0, stats=io(u, (disk("xvda", rd * grow, 0, 0, 0),),
+                                           (nic("vif", rx * grow, 0),)))
+            for i, (u, (rd, rx)) in enumerate(stats.items(), 1))), 1, HOST_KIB)
+    f = frame(rows)
+    assert [r.name for _, r in sorted_lines([f], "blockrdrq")] == ["b", "a"]
+    assert [r.name for _, r in sorted_lines([f], "netrx")] == ["a", "b"]

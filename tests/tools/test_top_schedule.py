@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -38,11 +38,11 @@ class Stalling:
     def host_info(self) -> xvirt.HostInfo:
         return self._conn.host_info()
 
-    def survey(self) -> xvirt.Survey:
+    def survey(self, groups: Iterable[xvirt.StatGroup] = ()) -> xvirt.Survey:
         self.surveys += 1
         if not self.free.wait(timeout=60):  # a test that forgets to let go fails, not hangs
             raise xvirt.HostUnreachableError("held for 60 s by the test")
-        return self._conn.survey()
+        return self._conn.survey(groups)
 
     def stats(self) -> xvirt.ConnStats:
         return self._conn.stats()
@@ -184,7 +184,7 @@ class Metered:
     def host_info(self) -> xvirt.HostInfo:
         return self._info
 
-    def survey(self) -> xvirt.Survey:
+    def survey(self, groups: Iterable[xvirt.StatGroup] = ()) -> xvirt.Survey:
         before, after = self.survey_s
         self.run(before)
         samples = [xvirt.DomainSample(

@@ -111,7 +111,8 @@ def test_header_and_rows_blank_cpu_first_then_exact(lab: xvirt.sim.Host,
     second = {r["NAME"]: r for r in seen["second_rows"]}  # type: ignore[attr-defined]
     assert [r["NAME"] for r in seen["second_rows"]] == ["db1", "web1", "Domain-0"]  # type: ignore[attr-defined]
     assert (second["db1"]["%CPU"], second["web1"]["%CPU"]) == ("37.5", "12.5")
-    assert second["web1"] == {"ID": "1", "STATE": "r-----", "%CPU": "12.5", "%MEM": "0.8",
+    assert second["web1"] == {"ID": "1", "STATE": "r-----", "RDRQ": "-", "WRRQ": "-",
+                              "RXBY": "-", "TXBY": "-", "%CPU": "12.5", "%MEM": "0.8",
                               "MEM(k)": "524288", "VCPUS": "2", "TIME": "0:03.00",
                               "NAME": "web1"}
     host_share = float(str(seen["second"]).split("%CPU ")[-1].split()[0])

@@ -108,8 +108,11 @@ def test_top_in_a_real_terminal_follows_the_host_and_the_keys(daemon: DaemonProc
                "echo EXITED $?; sleep 30")
     term = Terminal(command)
     try:
+        # steady state: the survey, and for the CSV's Inactive column the count of the
+        # defined domains (one control request)
         screen = term.wait_for("a steady-state refresh",
-                               lambda s: "zulu" in s and "0 control requests" in s)
+                               lambda s: "zulu" in s and "1 control requests" in s)
+        assert "RDRQ" in screen and "RXBY" in screen  # virt-top's I/O columns
         assert "xend.sim" in screen and "8 CPUs" in screen and "3 total" in screen
 
         host("create", name="newcomer", memory_kib="131072", vcpus="1")
@@ -126,6 +129,15 @@ def test_top_in_a_real_terminal_follows_the_host_and_the_keys(daemon: DaemonProc
         term.keys("i")
         term.wait_for("rows by ID", lambda s: "sorted by ID" in s and order(
             s, "Domain-0", "newcomer", "zulu") == ["Domain-0", "zulu", "newcomer"])
+
+        term.keys("B")  # virt-top's keys: block I/O in bytes, then the device views
+        term.wait_for("block bytes", lambda s: "RDBY" in s and "RDRQ" not in s)
+        term.keys("3")
+        term.wait_for("the block view", lambda s: "DEVICE" in s and "SOURCE" in s)
+        term.keys("2")
+        term.wait_for("the network view", lambda s: "DEVICE" in s and "BRIDGE" in s)
+        term.keys("0")
+        term.wait_for("the domains again", lambda s: "RDBY" in s and "DEVICE" not in s)
 
         term.keys("d")
         term.wait_for("the delay prompt", lambda s: "delay in seconds (now 0.3)" in s)

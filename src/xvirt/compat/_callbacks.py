@@ -1,6 +1,6 @@
-"""One connection's lifecycle callbacks, and the source that feeds them while any
-is registered (started with the first, stopped with the last): a pump reading
-xvirt's event stream, or libvirt's own events over a ``libvirt:`` URI."""
+"""One connection's domain event callbacks (of every event ID), and the source that
+feeds them while any is registered (started with the first, stopped with the last): a
+pump reading xvirt's event stream, or libvirt's own events over a ``libvirt:`` URI."""
 
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ class Callback:
     cb: Callable[..., object]
     opaque: Any
     uuid: str | None  # only this domain's events, when registered with one
+    #: The libvirt event ID it was registered for (what it is called with depends on it).
+    event_id: int = 0
 
 
 class Callbacks:

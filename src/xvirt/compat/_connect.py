@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -20,7 +21,7 @@ from xvirt.compat import _uuid
 from xvirt.compat._callbacks import Callback, Callbacks, EventSource
 from xvirt.compat._domain import STATES, check_flags, virDomain
 from xvirt.compat._errors import arg_error, error, libvirtError
-from xvirt.compat._events import LIFECYCLE, LOOP, Pump, guarded
+from xvirt.compat._events import EVENT_IDS, LIFECYCLE, LOOP, Pump, event_args, guarded
 from xvirt.compat._listing import (
     LIST_FLAGS,
     STATE_BITS,
@@ -32,12 +33,11 @@ from xvirt.compat._listing import (
     restricts_persistence,
     stats_record,
 )
-from xvirt.compat._native import Native, NativeEvent, NativeEvents, shared_target
 from xvirt.compat._paths import image_name
 from xvirt.compat._reasons import Reasons, reason_for
 from xvirt.compat._translate import api, backend_for, not_found, translate
 from xvirt.compat._unsupported import unsupported
-from xvirt.compat._xml import DefinedXml, parse_domain_xml
+from xvirt.compat._xml import DefinedXml, capabilities_xml, parse_domain_xml
 from xvirt.connection import Connection, Domain
 from xvirt.errors import InvalidArgumentError, NoDomainError, OperationFailedError, XvirtError
 from xvirt.model import DomainEvent, DomainState, EventKind
@@ -47,7 +47,11 @@ __all__ = ["LIB_VERSION", "virConnect"]
 #: The libvirt version whose Python API the face follows (virGetVersion's encoding).
 LIB_VERSION = 9_000_000
 _INT_MAX = 2**31 - 1
-_EVENT_IDS = 27  # VIR_DOMAIN_EVENT_ID_LAST in libvirt 9.0.0
+#: VIR_NODE_MEMORY_STATS_ALL_CELLS and VIR_NODE_CPU_STATS_ALL_CPUS: the whole node.
+_ALL = -1
+#: What libvirt's Xen driver takes in virDomainCreateXML: PAUSED and VALIDATE (xvirt's
+#: hosts read the XML strictly whatever the flags).
+_CREATE_FLAGS = c.VIR_DOMAIN_START_PAUSED | c.VIR_DOMAIN_START_VALIDATE
 _DEFINED_REMEMBERED = 4096  # definitions remembered to tell DEFINED_UPDATED from _ADDED
 
 
@@ -83,13 +87,9 @@ class virConnect:
         self._hv_type: str | None = None
         self._callbacks = Callbacks(self._deliver)
         self._close_callback: tuple[Callable[..., object], Any] | None = None
-        target = shared_target(xconn.uri)
-        #: libvirt itself, for what xvirt's API does not carry (libvirt: URIs only).
-        self._native = None if target is None else Native(target, readonly=xconn.readonly)
         #: Why domains are in their states, on xvirt's own hosts, whose event log is the
-        #: host's own record (_reasons.py). Over libvirt only libvirt knows: its answer,
-        #: or UNKNOWN where the face cannot ask it (the driver's events are observations
-        #: made after the fact: they can miss or misname a change).
+        #: host's own record (_reasons.py). Over libvirt the face's subclass asks libvirt
+        #: (_passthrough.py), and this class's answer would be UNKNOWN.
         self._reasons = None if self._backend.libvirt else Reasons(xconn)
         # UUIDs whose definition this connection knows to exist: a DEFINED event for one
         # replaced it (libvirt's DEFINED_UPDATED), for any other it added one.
@@ -185,6 +185,45 @@ class virConnect:
     def getFreeMemory(self) -> int:
         return self._open("virNodeGetFreeMemory").host_info().free_memory_kib * 1024
 
+    @api("virConnectGetCapabilities")
+    def getCapabilities(self) -> str:
+        """The host's capabilities XML, as libvirt's Xen driver writes it: the host's
+        CPU and NUMA topology from its node facts, a guest per OS type (``xen``,
+        ``hvm``) and architecture Xen's ``xen_caps`` offers. One control request."""
+        return capabilities_xml(self._open("virConnectGetCapabilities").capabilities())
+
+    @api("virNodeGetMemoryStats")
+    def getMemoryStats(self, cellNum: int, flags: int = 0) -> dict[str, int]:
+        """``{total, free, buffers, cached}`` in KiB, of NUMA cell ``cellNum`` or of the
+        whole node (VIR_NODE_MEMORY_STATS_ALL_CELLS), in libvirt's order."""
+        func = "virNodeGetMemoryStats"
+        cell = self._node_index(cellNum, flags, func, "cellNum")
+        mem = self._open(func).node_memory_stats(cell)
+        return {"total": mem.total_kib, "free": mem.free_kib, "buffers": mem.buffers_kib,
+                "cached": mem.cached_kib}
+
+    @api("virNodeGetCPUStats")
+    def getCPUStats(self, cpuNum: int, flags: int = 0) -> dict[str, int]:
+        """``{kernel, user, idle, iowait}`` in ns since the host booted, of CPU
+        ``cpuNum`` or of all of them summed (VIR_NODE_CPU_STATS_ALL_CPUS), in libvirt's
+        order (Linux's)."""
+        func = "virNodeGetCPUStats"
+        cpu = self._node_index(cpuNum, flags, func, "cpuNum")
+        stats = self._open(func).node_cpu_stats(cpu)
+        return {"kernel": stats.kernel_ns, "user": stats.user_ns, "idle": stats.idle_ns,
+                "iowait": stats.iowait_ns}
+
+    def _node_index(self, value: object, flags: object, func: str, param: str) -> int | None:
+        """A cell's or a CPU's number as the binding and libvirt check it: an int, -1
+        (every one: None) or one >= 0; no flags."""
+        if not isinstance(value, int):
+            raise TypeError(f"an integer is required for {param}, not {type(value).__name__}")
+        self._flags(flags, 0, func)
+        if value < 0 and value != _ALL:
+            raise arg_error(func, param,
+                            f"{param} in {func} only accepts -1 as a negative value")
+        return None if value == _ALL else value
+
     @api("virConnectIsAlive")
     def isAlive(self) -> int:
         self._open("virConnectIsAlive")
@@ -211,10 +250,15 @@ class virConnect:
 
     @api("virConnectClose")
     def close(self) -> int:
+        """At interpreter exit (a finalizer of the script's that closes), only the xvirt
+        connection is closed, which waits on no lock: the callbacks' lock may be held
+        for good by the event loop's thread, which the exit stopped, and the end of the
+        process ends the rest."""
+        if sys.is_finalizing():
+            self._xvirt.close(wait=False)
+            return 0
         self._callbacks.clear()
         self._xvirt.close()
-        if self._native is not None:
-            self._native.close()
         return 0
 
     def __enter__(self) -> virConnect:
@@ -224,14 +268,13 @@ class virConnect:
         self.close()
 
     def __del__(self) -> None:
+        """A connection the script dropped unclosed: its xvirt connection is closed, which
+        never waits on a lock another thread may hold (scripts hung here at exit, issue
+        18; see xvirt/drivers/closing.py)."""
         xconn = self.__dict__.get("_xvirt")
         if xconn is not None and not xconn.closed:
             with contextlib.suppress(Exception):  # never raise from a finalizer
-                xconn.close()
-        native = self.__dict__.get("_native")
-        if native is not None:
-            with contextlib.suppress(Exception):
-                native.close()
+                xconn.close(wait=False)
 
     # -- listing ------------------------------------------------------------------------
 
@@ -277,17 +320,14 @@ class virConnect:
             raise error(c.VIR_ERR_OPERATION_DENIED, c.VIR_FROM_DOMAIN,
                         f"read only access prevents {func}")
         text = _text_arg(xml, func, "xml")
-        if self._native is not None:
-            uuid, name = self._native.call(lambda conn: _defined(
-                conn.defineXML(text) if flags is None else conn.defineXMLFlags(text, flags)))
-            return virDomain(self, Domain(xconn, uuid), name=name)
         self._flags(flags or 0, c.VIR_DOMAIN_DEFINE_VALIDATE, func)
         parsed = parse_domain_xml(text, self._hypervisor_type())
         if parsed.uuid is not None:
             self._check_redefinition(parsed)
         self._watch()
         try:
-            dom = xconn.define(parsed.name, parsed.config, uuid=parsed.uuid)
+            dom = xconn.define(parsed.name, parsed.config, uuid=parsed.uuid,
+                               max_vcpus=parsed.max_vcpus, metadata=parsed.metadata)
         except InvalidArgumentError as exc:  # what this host cannot run
             raise error(c.VIR_ERR_CONFIG_UNSUPPORTED, c.VIR_FROM_DOMAIN, exc.message) from None
         except OperationFailedError:
@@ -297,6 +337,63 @@ class virConnect:
             raise error(c.VIR_ERR_OPERATION_FAILED, c.VIR_FROM_DOMAIN,
                         f"domain '{parsed.name}' already exists with uuid {holder}") from None
         return virDomain(self, dom, name=parsed.name)
+
+    @api("virDomainCreateXML")
+    def createXML(self, xmlDesc: str, flags: int = 0) -> virDomain:
+        """Start a transient domain from its XML at once (VIR_DOMAIN_START_PAUSED: paused).
+        The XML is read as ``defineXML`` reads it (name, UUID, memory, vCPUs, OS type,
+        disks, interfaces, title, description, metadata); ``XMLDesc`` gives it back."""
+        return self._create(xmlDesc, flags, "virDomainCreateXML")
+
+    @api("virDomainCreateXML")
+    def createLinux(self, xmlDesc: str, flags: int = 0) -> virDomain:
+        """libvirt's old name of ``createXML`` (its C function calls createXML)."""
+        return self._create(xmlDesc, flags, "virDomainCreateXML")
+
+    def _create(self, xml: object, flags: object, func: str) -> virDomain:
+        if xml is not None and not isinstance(xml, str):
+            raise TypeError(f"{func}() argument 2 must be str or None, not {type(xml).__name__}")
+        if not isinstance(flags, int):
+            raise TypeError(f"an integer is required for flags, not {type(flags).__name__}")
+        xconn = self._open(func)
+        text = _text_arg(xml, func, "xmlDesc")  # libvirt checks it before read-only access
+        if xconn.readonly:
+            raise error(c.VIR_ERR_OPERATION_DENIED, c.VIR_FROM_DOMAIN,
+                        f"read only access prevents {func}")
+        self._flags(flags, _CREATE_FLAGS, func)
+        parsed = parse_domain_xml(text, self._hypervisor_type())
+        self._check_free(parsed)
+        self._watch()
+        try:
+            dom = xconn.create(parsed.name, parsed.config, uuid=parsed.uuid,
+                               max_vcpus=parsed.max_vcpus, metadata=parsed.metadata,
+                               paused=bool(flags & c.VIR_DOMAIN_START_PAUSED))
+        except InvalidArgumentError as exc:  # what this host cannot run
+            raise error(c.VIR_ERR_CONFIG_UNSUPPORTED, c.VIR_FROM_DOMAIN, exc.message) from None
+        except OperationFailedError:
+            self._check_free(parsed)  # taken meanwhile: libvirt's words for it
+            raise
+        return virDomain(self, dom, name=parsed.name)
+
+    def _check_free(self, parsed: DefinedXml) -> None:
+        """libvirt's refusals of a new domain whose name or UUID another holds: a name
+        held by another UUID, a UUID held under another name, a domain already running."""
+        holder = self._holder(parsed.name)
+        if holder is not None and holder != parsed.uuid:
+            raise error(c.VIR_ERR_OPERATION_FAILED, c.VIR_FROM_DOMAIN,
+                        f"domain '{parsed.name}' already exists with uuid {holder}")
+        if parsed.uuid is None:
+            return
+        try:
+            ident = self._xvirt.lookup_by_uuid(parsed.uuid).identity()
+        except NoDomainError:
+            return
+        if ident.name != parsed.name:
+            raise error(c.VIR_ERR_OPERATION_FAILED, c.VIR_FROM_DOMAIN,
+                        f"domain '{ident.name}' is already defined with uuid {parsed.uuid}")
+        if ident.id >= 0:
+            raise error(c.VIR_ERR_OPERATION_INVALID, c.VIR_FROM_DOMAIN,
+                        f"domain '{ident.name}' is already active")
 
     def _check_redefinition(self, parsed: DefinedXml) -> None:
         """libvirt keeps a known UUID's name: defining it under another is refused (an
@@ -468,9 +565,6 @@ class virConnect:
         (_reasons.py). Nothing is asked when the state group is not."""
         if not groups & c.VIR_DOMAIN_STATS_STATE:
             return lambda _uuid, _state: 0
-        if self._native is not None:
-            native = self._native.call(_native_reasons, retry=True)
-            return lambda uuid, _state: native.get(uuid, 0)
         seen = {} if self._reasons is None else self._reasons.reasons()
         return lambda uuid, state: reason_for(state, seen.get(uuid))
 
@@ -514,30 +608,28 @@ class virConnect:
         """libvirt's own events over a ``libvirt:`` URI (exact details); elsewhere a
         pump on xvirt's event stream, with the shut-off domains noted as defined first
         (one control request), so that redefining one is DEFINED_UPDATED."""
-        if self._native is not None:
-            return NativeEvents(self._native, deliver, LOOP)
         for d in self._xvirt.list_defined():
             self._remember_defined(d.uuid, True)
-        return Pump(self._xvirt.events(timeout=Pump.POLL_S), deliver, LOOP)
+        return Pump(self._xvirt.events(timeout=Pump.POLL_S, kinds=EventKind), deliver, LOOP)
 
     @api("virConnectDomainEventRegisterAny")
     def domainEventRegisterAny(self, dom: virDomain | None, eventID: int,
                                cb: Callable[..., object], opaque: Any) -> int:
-        """Lifecycle events only: ``cb(conn, dom, event, detail, opaque)``, called from
-        inside virEventRunDefaultImpl()."""
+        """Any domain event ID (0 .. VIR_DOMAIN_EVENT_ID_LAST - 1): ``cb(conn, dom, ...,
+        opaque)`` with that ID's arguments, called from inside virEventRunDefaultImpl().
+        xvirt's hosts produce lifecycle, REBOOT and METADATA_CHANGE events; a callback
+        for another ID is registered and never called, as on a libvirt driver that has
+        no such event."""
         func = "virConnectDomainEventRegisterAny"
         if not isinstance(eventID, int):
             raise TypeError(f"an integer is required for eventID, not {type(eventID).__name__}")
-        if not 0 <= eventID < _EVENT_IDS:
+        if not 0 <= eventID < EVENT_IDS:
             raise arg_error(func, "eventID",
-                            f"eventID in {func} must be less than {_EVENT_IDS}")
-        if eventID != c.VIR_DOMAIN_EVENT_ID_LIFECYCLE:
-            raise error(c.VIR_ERR_NO_SUPPORT, self._backend.error_domain,
-                        f"{func} for event ID {eventID} (xvirt delivers lifecycle events only)")
+                            f"eventID in {func} must be less than {EVENT_IDS}")
         if dom is not None and not isinstance(dom, virDomain):
             raise TypeError("dom must be a virDomain or None")
         uuid = None if dom is None else dom._uuid
-        return self._subscribe(Callback(cb, opaque, uuid), func)
+        return self._subscribe(Callback(cb, opaque, uuid, eventID), func)
 
     @api("virConnectDomainEventDeregisterAny")
     def domainEventDeregisterAny(self, callbackID: int) -> None:
@@ -560,28 +652,36 @@ class virConnect:
     def domainEventDeregister(self, cb: Callable[..., object]) -> None:
         self._callbacks.remove_legacy(cb)
 
-    def _deliver(self, event: DomainEvent | NativeEvent, wanted: list[Callback]) -> None:
-        """On the loop's thread: one virDomain, every callback that wants the event."""
-        if isinstance(event, NativeEvent):
-            kind, detail = event.event, event.detail
+    def _deliver(self, event: DomainEvent, wanted: list[Callback]) -> None:
+        """On the loop's thread: one virDomain, every callback that wants the event,
+        each with the arguments of the event ID it was registered for. A reboot is
+        what libvirt's Xen driver (libxl) reports for one: the domain stopped
+        (SHUTDOWN) and started again (BOOTED)."""
+        lifecycles: list[tuple[object, ...]]
+        if event.kind is EventKind.REBOOTED:
+            lifecycles = [(c.VIR_DOMAIN_EVENT_STOPPED, c.VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN),
+                          (c.VIR_DOMAIN_EVENT_STARTED, c.VIR_DOMAIN_EVENT_STARTED_BOOTED)]
         else:
-            kind, detail = LIFECYCLE[event.kind]
+            one = LIFECYCLE.get(event.kind)
             if event.kind is EventKind.DEFINED and self._remember_defined(event.uuid, True):
-                detail = c.VIR_DOMAIN_EVENT_DEFINED_UPDATED  # its definition was replaced
+                # its definition was replaced
+                one = (c.VIR_DOMAIN_EVENT_DEFINED, c.VIR_DOMAIN_EVENT_DEFINED_UPDATED)
             elif event.kind is EventKind.UNDEFINED:
                 self._remember_defined(event.uuid, False)
+            lifecycles = [] if one is None else [one]
+        calls: list[tuple[Callback, tuple[object, ...]]] = []
+        for entry in wanted:
+            if entry.event_id == c.VIR_DOMAIN_EVENT_ID_LIFECYCLE:
+                calls += [(entry, args) for args in lifecycles]
+                continue
+            args = event_args(entry.event_id, event)
+            if args is not None:
+                calls.append((entry, args))
+        if not calls:
+            return
         dom = virDomain(self, Domain(self._xvirt, event.uuid), name=event.name)
-        for entry in wanted:  # one failing callback does not starve the others
-            guarded(functools.partial(entry.cb, self, dom, kind, detail, entry.opaque))
+        for entry, args in calls:  # one failing callback does not starve the others
+            guarded(functools.partial(entry.cb, self, dom, *args, entry.opaque))
 
 
-def _defined(dom: Any) -> tuple[str, str]:
-    """UUID and name of the real binding's handle ``defineXML`` answered."""
-    return str(dom.UUIDString()), str(dom.name())
 
-
-def _native_reasons(conn: Any) -> dict[str, int]:
-    """Every domain's state reason, from libvirt's bulk state statistics (one call)."""
-    records = conn.getAllDomainStats(c.VIR_DOMAIN_STATS_STATE, 0)
-    return {str(dom.UUIDString()): int(record.get("state.reason", 0))
-            for dom, record in records}

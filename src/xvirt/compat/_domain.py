@@ -4,30 +4,30 @@ domain across ID changes, and through being shut off and started again).
 ``name()`` and ``ID()`` are current; a domain that is defined and shut off has
 ID -1 and ``isActive()`` 0, and answers ``info()``, ``state()``, ``XMLDesc()`` from
 its definition. Once the domain is gone ``name()`` still answers with the last
-name known, ``ID()`` is -1 and ``isActive()`` 0.
+name known and ``ID()`` is -1; the other calls say VIR_ERR_NO_DOMAIN, as libvirt.
 
 Calls that need a running domain refuse a shut-off one as libvirt's drivers do
-(``virDomainObjCheckActive``: VIR_ERR_OPERATION_INVALID, "domain is not running");
-over a ``libvirt:`` URI libvirt itself answers them (see _native.py), and also
-``state()``, ``create()`` and ``undefine()``, whose reasons, flags and semantics
-xvirt's API does not carry.
+(``virDomainObjCheckActive``: VIR_ERR_OPERATION_INVALID, "domain is not running").
+Over a ``libvirt:`` URI the face's subclass passes every call it does not accelerate
+to libvirt itself (_passthrough.py).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from xvirt.compat import _constants as c
-from xvirt.compat._errors import arg_error, error, libvirtError
+from xvirt.compat._errors import arg_error, error, libvirtError, raw_error
 from xvirt.compat._paths import image_name
-from xvirt.compat._translate import api, not_found, translate
+from xvirt.compat._translate import api, translate
 from xvirt.compat._unsupported import unsupported
-from xvirt.compat._xml import domain_xml
+from xvirt.compat._xml import domain_xml, metadata_element
 from xvirt.connection import Domain
 from xvirt.errors import ConnectionClosedError, NoDomainError, OperationFailedError, XvirtError
 from xvirt.libvirt_api.states import LIBVIRT_STATE_OF
-from xvirt.model import DomainInfo, DomainState
+from xvirt.model import Affect, DomainInfo, MetadataKind
 
 if TYPE_CHECKING:
     from xvirt.compat._connect import virConnect
@@ -49,6 +49,16 @@ _REBOOT_FLAGS = (c.VIR_DOMAIN_REBOOT_ACPI_POWER_BTN | c.VIR_DOMAIN_REBOOT_GUEST_
 #: managed save image or NVRAM to remove or keep on xvirt's hosts, so they change nothing.
 _UNDEFINE_FLAGS = (c.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | c.VIR_DOMAIN_UNDEFINE_NVRAM
                    | c.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
+_AFFECT = c.VIR_DOMAIN_AFFECT_LIVE | c.VIR_DOMAIN_AFFECT_CONFIG
+#: What libvirt's Xen driver takes in virDomain{Get,Set}VcpusFlags.
+_VCPU_FLAGS = _AFFECT | c.VIR_DOMAIN_VCPU_MAXIMUM
+#: The scheduler parameters libvirt-python converts, and how many each scheduler has.
+_SCHED_PARAMS = ("weight", "cap")
+_SCHED_NPARAMS = {"credit": 2, "credit2": 1, "sedf": 5, "rtds": 2, "arinc653": 0}
+_UINT_MAX = 2**32 - 1
+_NO_METADATA = "metadata not found: Requested metadata element is not present"
+#: An XML name without a colon, as libxml2's xmlValidateNCName checks a namespace prefix.
+_NCNAME = re.compile(r"[A-Za-z_][\w.-]*")
 
 T = TypeVar("T")
 
@@ -108,32 +118,12 @@ class virDomain:
                         f"read only access prevents {func}")
         return self._dom
 
-    @property
-    def _on_libvirt(self) -> bool:
-        """Whether libvirt itself answers what xvirt's API does not carry (_native.py)."""
-        return self._conn._native is not None
-
-    def _native(self, call: Callable[[Any], T], *, read: bool = False) -> T:
-        """``call(handle)`` on libvirt's own handle of this domain (``_on_libvirt``
-        only; a ``read`` survives a reconnection). A domain libvirt no longer has is
-        reported as a call on a gone handle is, with its UUID and name."""
-        native = self._conn._native
-        assert native is not None, "only over a libvirt: URI with a second connection"
-        uuid = self._uuid
-        try:
-            return native.call(lambda conn: call(conn.lookupByUUIDString(uuid)), retry=read)
-        except libvirtError as exc:
-            if exc.get_error_code() != c.VIR_ERR_NO_DOMAIN:
-                raise
-        raise not_found(self._conn._backend, "uuid", uuid, self._name)
-
     def _not_running(self) -> libvirtError:
         """virDomainObjCheckActive's refusal, which every libvirt driver gives for a call
-        that needs a running domain (the test driver's own for a few: see _native.py)."""
+        that needs a running domain."""
         return error(c.VIR_ERR_OPERATION_INVALID, c.VIR_FROM_DOMAIN, "domain is not running")
 
-    def _act(self, func: str, act: Callable[[Domain], object],
-             native: Callable[[Any], object]) -> int:
+    def _act(self, func: str, act: Callable[[Domain], object]) -> int:
         """An action on a running domain: through xvirt, refused (as libvirt refuses it)
         when the domain is defined and shut off, gone (NO_DOMAIN) when it is not."""
         dom = self._writable(func)
@@ -144,9 +134,7 @@ class virDomain:
             # Not live when the host was asked. Defined after all (or again)? Then it was
             # shut off at that instant. identity() raises NoDomainError when it is gone.
             self._name = dom.identity().name
-            if not self._on_libvirt:
-                raise self._not_running() from None
-            self._native(native)
+            raise self._not_running() from None
         return 0
 
     def __getattr__(self, name: str) -> object:
@@ -193,19 +181,14 @@ class virDomain:
         the reason libvirt's drivers give for the last change this connection saw
         (see _reasons.py)."""
         self._flags(flags, 0, "virDomainGetState")
-        if self._on_libvirt:
-            answer = self._native(lambda d: d.state(0), read=True)
-            return [int(answer[0]), int(answer[1])]
         state = self._dom.info().state
         return [STATES[state], self._conn._reason(self._uuid, state)]
 
     @api("virDomainIsActive")
     def isActive(self) -> int:
-        """1 while the domain runs; 0 when it is defined and shut off, or gone."""
-        try:
-            ident = self._dom.identity()
-        except NoDomainError:
-            return 0
+        """1 while the domain runs; 0 when it is defined and shut off; a domain that is
+        gone (a transient one stopped or saved) is VIR_ERR_NO_DOMAIN, as libvirt."""
+        ident = self._dom.identity()
         self._name = ident.name
         return 1 if ident.id >= 0 else 0
 
@@ -234,12 +217,198 @@ class virDomain:
 
     @api("virDomainGetMaxVcpus")
     def maxVcpus(self) -> int:
-        """The running domain's vCPUs: libvirt refuses a shut-off domain (it asks the
-        live configuration)."""
-        info = self._dom.info()
-        if info.state is DomainState.SHUTOFF:
-            raise self._not_running()
-        return info.vcpus
+        """The most vCPUs the running domain may bring online: libvirt refuses a
+        shut-off domain (it asks the live configuration)."""
+        return self._settings(lambda d: d.settings(
+            Affect.LIVE).max_vcpus)
+
+    def _settings(self, call: Callable[[Domain], T]) -> T:
+        """``call`` on xvirt's handle; the host's refusal of a domain in the wrong state
+        (not running, transient: OperationFailedError) as libvirt's domain checks word
+        it (VIR_ERR_OPERATION_INVALID, VIR_FROM_DOMAIN)."""
+        try:
+            return call(self._dom)
+        except OperationFailedError as exc:
+            if "not running" in exc.message and self._dom.identity().id < 0:
+                raise self._not_running() from None
+            raise error(c.VIR_ERR_OPERATION_INVALID, c.VIR_FROM_DOMAIN, exc.message) from None
+
+    # -- vCPUs ------------------------------------------------------------------------------
+
+    @api("virDomainGetVcpus")
+    def vcpus(self) -> tuple[list[tuple[int, int, int, int]], list[tuple[bool, ...]]]:
+        """``([(number, state, cpuTime ns, cpu)], [cpumap])`` of the running domain's
+        online vCPUs, as libvirt-python gives them (the cpumap one flag per host CPU)."""
+        found = self._settings(Domain.vcpu_info)
+        return ([(v.number, v.state.value, v.cpu_time_ns, v.cpu) for v in found],
+                [v.affinity for v in found])
+
+    @api("virDomainGetVcpusFlags")
+    def vcpusFlags(self, flags: int = 0) -> int:
+        """Online vCPUs, or (VIR_DOMAIN_VCPU_MAXIMUM) the most, of the running domain
+        (AFFECT_LIVE) or its definition (AFFECT_CONFIG); AFFECT_CURRENT: whichever the
+        domain has now."""
+        func = "virDomainGetVcpusFlags"
+        if not isinstance(flags, int):
+            raise TypeError(f"an integer is required for flags, not {type(flags).__name__}")
+        self._exclusive(flags, func)
+        self._flags(flags, _VCPU_FLAGS, func)
+        settings = self._settings(lambda d: d.settings(_affect(flags)))
+        return settings.max_vcpus if flags & c.VIR_DOMAIN_VCPU_MAXIMUM else settings.vcpus
+
+    @api("virDomainSetVcpus")
+    def setVcpus(self, nvcpus: int) -> int:
+        """Bring ``nvcpus`` vCPUs online in the running domain (libvirt's Xen driver:
+        the live domain only), up to its maximum."""
+        return self._set_vcpus(nvcpus, c.VIR_DOMAIN_AFFECT_LIVE, "virDomainSetVcpus")
+
+    @api("virDomainSetVcpusFlags")
+    def setVcpusFlags(self, nvcpus: int, flags: int = 0) -> int:
+        """Online vCPUs of the running domain, its definition or both; with
+        VIR_DOMAIN_VCPU_MAXIMUM (and AFFECT_CONFIG) the definition's maximum."""
+        return self._set_vcpus(nvcpus, flags, "virDomainSetVcpusFlags")
+
+    def _set_vcpus(self, nvcpus: object, flags: object, func: str) -> int:
+        for value, what in ((nvcpus, "nvcpus"), (flags, "flags")):
+            if not isinstance(value, int):
+                raise TypeError(f"an integer is required for {what}, not "
+                                f"{type(value).__name__}")
+        assert isinstance(nvcpus, int) and isinstance(flags, int)
+        if nvcpus < 0 or nvcpus > _UINT_MAX:
+            raise OverflowError("Python int too large to convert to C unsigned int")
+        dom = self._writable(func)
+        if flags & c.VIR_DOMAIN_VCPU_MAXIMUM and not flags & c.VIR_DOMAIN_AFFECT_CONFIG:
+            raise arg_error(func, "flags", "Flag 'VIR_DOMAIN_AFFECT_CONFIG' is required by "
+                            "flag 'VIR_DOMAIN_VCPU_MAXIMUM'")
+        if nvcpus == 0:
+            raise arg_error(func, "nvcpus", f"nvcpus in {func} must not be zero")
+        self._flags(flags, _VCPU_FLAGS, func)
+        self._settings(lambda d: dom.set_vcpus(
+            nvcpus, affect=_affect(flags), maximum=bool(flags & c.VIR_DOMAIN_VCPU_MAXIMUM)))
+        return 0
+
+    def _exclusive(self, flags: int, func: str) -> None:
+        if flags & _AFFECT == _AFFECT:
+            raise arg_error(func, "flags", "Flags 'VIR_DOMAIN_AFFECT_LIVE' and "
+                            "'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive")
+
+    # -- the credit scheduler -----------------------------------------------------------------
+
+    @api("virDomainGetSchedulerType")
+    def schedulerType(self) -> tuple[str, int]:
+        """``(scheduler, its number of parameters)``: ``('credit', 2)`` on xvirt's hosts."""
+        self._dom.identity()  # a domain that is gone is NO_DOMAIN, as libvirt says it
+        name = self._conn._xvirt.capabilities().scheduler
+        return name, _SCHED_NPARAMS.get(name, 0)
+
+    @api("virDomainGetSchedulerParameters")
+    def schedulerParameters(self) -> dict[str, int]:
+        """The running domain's credit scheduler share: ``{'weight': W, 'cap': C}``."""
+        return self._sched()
+
+    @api("virDomainGetSchedulerParametersFlags")
+    def schedulerParametersFlags(self, flags: int = 0) -> dict[str, int]:
+        """:meth:`schedulerParameters`; libvirt's Xen driver takes no flags (only the
+        binding's own VIR_TYPED_PARAM_STRING_OKAY, which it ignores: it has no strings)."""
+        func = "virDomainGetSchedulerParametersFlags"
+        self._flags(flags, c.VIR_TYPED_PARAM_STRING_OKAY, func)
+        return self._sched()
+
+    def _sched(self) -> dict[str, int]:
+        params = self._settings(Domain.scheduler)
+        return {"weight": params.weight, "cap": params.cap}
+
+    @api("virDomainSetSchedulerParameters")
+    def setSchedulerParameters(self, params: dict[str, int]) -> int:
+        """Change the running domain's ``weight`` (1..65535) and ``cap`` (0..100 per
+        vCPU of its maximum), as xend's ``domain_sched_credit_set``; a key left out is
+        kept. The binding's checks come first (a dict, known keys, unsigned ints)."""
+        return self._set_sched(params, 0, "virDomainSetSchedulerParameters")
+
+    @api("virDomainSetSchedulerParametersFlags")
+    def setSchedulerParametersFlags(self, params: dict[str, int], flags: int = 0) -> int:
+        return self._set_sched(params, flags, "virDomainSetSchedulerParametersFlags")
+
+    def _set_sched(self, params: object, flags: object, func: str) -> int:
+        if not isinstance(params, dict):
+            raise TypeError("params must be a dictionary")
+        if not isinstance(flags, int):
+            raise TypeError(f"an integer is required for flags, not {type(flags).__name__}")
+        if not params:
+            raise LookupError("Need non-empty dictionary to set attributes")
+        dom = self._writable(func)
+        self._sched()  # the binding reads the parameters' types first
+        for key, value in params.items():
+            if key not in _SCHED_PARAMS:
+                raise LookupError(f'Attribute name "{key}" could not be recognized')
+            if not isinstance(value, int):
+                raise TypeError(f"'{type(value).__name__}' object cannot be interpreted as "
+                                "an integer")
+            if not 0 <= value <= _UINT_MAX:
+                raise OverflowError("Python int too large to convert to C unsigned int")
+        self._flags(flags, 0, func)
+        self._settings(lambda d: dom.set_scheduler(
+            weight=params.get("weight"), cap=params.get("cap")))
+        return 0
+
+    # -- metadata ---------------------------------------------------------------------------
+
+    @api("virDomainGetMetadata")
+    def metadata(self, type: int, uri: str | None, flags: int = 0) -> str:
+        """The title, the description or (VIR_DOMAIN_METADATA_ELEMENT) the element of
+        namespace ``uri``, of the running domain or its definition (``flags``);
+        VIR_ERR_NO_DOMAIN_METADATA when there is none, as libvirt."""
+        func = "virDomainGetMetadata"
+        _integers(type, flags)
+        kind = _metadata_kind(type)
+        self._exclusive(flags, func)
+        self._uri_rule(kind, uri, func)
+        self._flags(flags, _AFFECT, func)
+        value = self._settings(lambda d: d.metadata(kind, uri, affect=_affect(flags)))
+        if value is None:
+            raise raw_error(c.VIR_ERR_NO_DOMAIN_METADATA, c.VIR_FROM_DOMAIN, _NO_METADATA)
+        return value
+
+    @api("virDomainSetMetadata")
+    def setMetadata(self, type: int, metadata: str | None, key: str | None, uri: str | None,
+                    flags: int = 0) -> int:
+        """Set, or (None, "") remove, the title (one line), the description, or the
+        element of namespace ``uri`` written with prefix ``key``; kept with the domain,
+        shown in ``XMLDesc``, reported as a METADATA_CHANGE event."""
+        func = "virDomainSetMetadata"
+        for value, what in ((metadata, "metadata"), (key, "key"), (uri, "uri")):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{func}() argument {what} must be str or None, not "
+                                f"{value.__class__.__name__}")
+        _integers(type, flags)
+        dom = self._writable(func)  # libvirt checks access first
+        kind = _metadata_kind(type)
+        if kind is MetadataKind.TITLE and metadata is not None and "\n" in metadata:
+            raise arg_error(func, "metadata", "metadata title can't contain newlines")
+        self._uri_rule(kind, uri, func)
+        if kind is MetadataKind.ELEMENT:
+            if metadata and key is None:
+                raise arg_error(func, "key", f"key in {func} must not be NULL")
+        elif key is not None:
+            raise arg_error(func, "key", f"key in {func} must be NULL")
+        self._flags(flags, _AFFECT, func)
+        if kind is MetadataKind.ELEMENT and metadata:
+            metadata = metadata_element(metadata)
+            if key is None or not _NCNAME.fullmatch(key):
+                raise error(c.VIR_ERR_INTERNAL_ERROR, c.VIR_FROM_XML,
+                            "failed to validate prefix for a new XML namespace")
+        self._conn._watch()
+        self._settings(lambda d: dom.set_metadata(
+            kind, metadata or None, key=key if metadata else None, uri=uri,
+            affect=_affect(flags)))
+        return 0
+
+    @staticmethod
+    def _uri_rule(kind: MetadataKind, uri: object, func: str) -> None:
+        if kind is MetadataKind.ELEMENT and uri is None:
+            raise arg_error(func, "uri", f"uri in {func} must not be NULL")
+        if kind is not MetadataKind.ELEMENT and uri is not None:
+            raise arg_error(func, "uri", f"uri in {func} must be NULL")
 
     @api("virDomainGetOSType")
     def OSType(self) -> str:
@@ -247,48 +416,50 @@ class virDomain:
 
     @api("virDomainGetXMLDesc")
     def XMLDesc(self, flags: int = 0) -> str:
-        """A shut-off domain's XML is its definition's, without an ``id``."""
+        """The domain's XML, which ``createXML`` and ``defineXML`` take back: name,
+        UUID, title, description, metadata, memory, vCPUs (``current=``), OS type,
+        disks and interfaces. A shut-off domain's is its definition's, without an
+        ``id``. Two control requests (configuration, settings)."""
         flags = self._flags(flags, _XML_FLAGS, "virDomainGetXMLDesc")
         dom = self._dom
         ident = dom.identity()
         self._name = ident.name
         return domain_xml(self._conn._hypervisor_type(), ident, dom.config(),
-                          inactive=bool(flags & c.VIR_DOMAIN_XML_INACTIVE))
+                          inactive=bool(flags & c.VIR_DOMAIN_XML_INACTIVE),
+                          settings=dom.settings())
 
     # -- actions ----------------------------------------------------------------------------
 
     @api("virDomainSuspend")
     def suspend(self) -> int:
-        return self._act("virDomainSuspend", Domain.pause, lambda d: d.suspend())
+        return self._act("virDomainSuspend", Domain.pause)
 
     @api("virDomainResume")
     def resume(self) -> int:
-        return self._act("virDomainResume", Domain.resume, lambda d: d.resume())
+        return self._act("virDomainResume", Domain.resume)
 
     @api("virDomainShutdown")
     def shutdown(self) -> int:
-        return self._act("virDomainShutdown", Domain.shutdown, lambda d: d.shutdown())
+        return self._act("virDomainShutdown", Domain.shutdown)
 
     @api("virDomainShutdownFlags")
     def shutdownFlags(self, flags: int = 0) -> int:
         self._flags(flags, _SHUTDOWN_FLAGS, "virDomainShutdownFlags")
-        return self._act("virDomainShutdownFlags", Domain.shutdown,
-                         lambda d: d.shutdownFlags(flags))
+        return self._act("virDomainShutdownFlags", Domain.shutdown)
 
     @api("virDomainReboot")
     def reboot(self, flags: int = 0) -> int:
         self._flags(flags, _REBOOT_FLAGS, "virDomainReboot")
-        return self._act("virDomainReboot", Domain.reboot, lambda d: d.reboot(flags))
+        return self._act("virDomainReboot", Domain.reboot)
 
     @api("virDomainDestroy")
     def destroy(self) -> int:
-        return self._act("virDomainDestroy", Domain.destroy, lambda d: d.destroy())
+        return self._act("virDomainDestroy", Domain.destroy)
 
     @api("virDomainDestroyFlags")
     def destroyFlags(self, flags: int = 0) -> int:
         self._flags(flags, c.VIR_DOMAIN_DESTROY_GRACEFUL, "virDomainDestroyFlags")
-        return self._act("virDomainDestroyFlags", Domain.destroy,
-                         lambda d: d.destroyFlags(flags))
+        return self._act("virDomainDestroyFlags", Domain.destroy)
 
     @api("virDomainCreate")
     def create(self) -> int:
@@ -304,8 +475,6 @@ class virDomain:
         if not isinstance(flags, int):
             raise TypeError(f"an integer is required for flags, not {type(flags).__name__}")
         dom = self._writable(func)
-        if self._on_libvirt:
-            return int(self._native(lambda d: d.createWithFlags(flags)))
         self._flags(flags, 0, func)
         self._conn._watch()
         try:
@@ -332,8 +501,6 @@ class virDomain:
         if not isinstance(flags, int):
             raise TypeError(f"an integer is required for flags, not {type(flags).__name__}")
         dom = self._writable(func)
-        if self._on_libvirt:
-            return int(self._native(lambda d: d.undefineFlags(flags)))
         self._flags(flags, _UNDEFINE_FLAGS, func)
         dom.undefine()
         return 0
@@ -359,7 +526,7 @@ class virDomain:
             if dom.identity().id >= 0:
                 raise
             raise self._not_running() from None
-        return self._act(func, lambda d: d.save(image), lambda d: d.save(to))
+        return self._act(func, lambda d: d.save(image))
 
     @api("virDomainRename")
     def rename(self, new_name: str, flags: int = 0) -> int:
@@ -373,10 +540,7 @@ class virDomain:
             dom.rename(new_name)
         except NoDomainError:
             # Shut off: libvirt renames exactly such domains (and refuses running ones).
-            if self._on_libvirt:
-                self._native(lambda d: d.rename(new_name, 0))
-            else:
-                self._rename_defined(dom, new_name)
+            self._rename_defined(dom, new_name)
         self._name = new_name
         return 0
 
@@ -398,6 +562,26 @@ class virDomain:
 
     def __repr__(self) -> str:
         return f"<xvirt.compat.libvirt.virDomain {self._uuid}>"
+
+
+def _integers(type_: object, flags: object) -> None:
+    """``type`` and ``flags`` as the binding converts them: ints, or TypeError."""
+    for value, what in ((type_, "type"), (flags, "flags")):
+        if not isinstance(value, int):
+            raise TypeError(f"an integer is required for {what}, not {type(value).__name__}")
+
+
+def _metadata_kind(type_: object) -> MetadataKind:
+    try:
+        return MetadataKind(type_)
+    except ValueError:
+        raise error(c.VIR_ERR_INVALID_ARG, c.VIR_FROM_DOMAIN,
+                    f"unknown metadata type '{type_}'") from None
+
+
+def _affect(flags: int) -> Affect:
+    """libvirt's VIR_DOMAIN_AFFECT_* bits as xvirt's Affect (the same numbers)."""
+    return Affect(flags & _AFFECT)
 
 
 def _no_dxml(func: str) -> NoReturn:

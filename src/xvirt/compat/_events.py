@@ -1,4 +1,4 @@
-"""libvirt's default event loop, and lifecycle events from xvirt's event stream.
+"""libvirt's default event loop, and domain events from xvirt's event stream.
 
 A libvirt-python script registers callbacks and runs ``virEventRunDefaultImpl()``
 in a loop; libvirt calls the callbacks from inside that call. The face does
@@ -6,6 +6,14 @@ the same: a pump thread per connection reads ``Connection.events()`` and
 posts each event to the loop, and the loop's ``run_once`` blocks (on a
 condition, at most ``MAX_WAIT_S``) until there is something to deliver or a
 timer is due, then delivers it on the caller's thread.
+
+Every domain event ID libvirt 9.0 has can be registered (``EVENT_IDS``); each
+callback is called with that ID's arguments (:func:`event_args`). xvirt's hosts
+produce the lifecycle events and METADATA_CHANGE; a reboot is, as libvirt's Xen driver
+(libxl) reports it, STOPPED/SHUTDOWN then STARTED/BOOTED, and no REBOOT event (only
+QEMU and LXC have one). A callback for any other ID (REBOOT, agent lifecycle, block
+jobs, tray changes...) is registered and never called, as on a libvirt driver that
+has no such event.
 """
 
 from __future__ import annotations
@@ -24,7 +32,10 @@ from xvirt.compat import _constants as c
 from xvirt.errors import ConnectionClosedError, XvirtError
 from xvirt.model import DomainEvent, EventKind
 
-__all__ = ["LIFECYCLE", "LOOP", "EventLoop", "Pump", "guarded"]
+__all__ = ["EVENT_IDS", "LIFECYCLE", "LOOP", "EventLoop", "Pump", "event_args", "guarded"]
+
+#: VIR_DOMAIN_EVENT_ID_LAST in libvirt 9.0.0: the domain event IDs are 0 .. EVENT_IDS - 1.
+EVENT_IDS = 27
 
 #: xvirt's lifecycle changes as libvirt's (event, detail) pairs.
 LIFECYCLE: dict[EventKind, tuple[int, int]] = {
@@ -44,6 +55,19 @@ LIFECYCLE: dict[EventKind, tuple[int, int]] = {
     EventKind.DEFINED: (c.VIR_DOMAIN_EVENT_DEFINED, c.VIR_DOMAIN_EVENT_DEFINED_ADDED),
     EventKind.UNDEFINED: (c.VIR_DOMAIN_EVENT_UNDEFINED, c.VIR_DOMAIN_EVENT_UNDEFINED_REMOVED),
 }
+
+
+def event_args(event_id: int, event: DomainEvent) -> tuple[object, ...] | None:
+    """What a callback registered for ``event_id`` is called with between the domain
+    and its opaque, for ``event`` (as libvirt-python's dispatchers call it): the
+    lifecycle's ``(event, detail)``, METADATA_CHANGE's
+    ``(type, namespace URI or None)``; None when ``event`` is not of that ID."""
+    if event_id == c.VIR_DOMAIN_EVENT_ID_LIFECYCLE:
+        return LIFECYCLE.get(event.kind)
+    if event_id == c.VIR_DOMAIN_EVENT_ID_METADATA_CHANGE:
+        kind = event.kind.metadata
+        return None if kind is None else (kind.value, event.uri)
+    return None
 
 
 @dataclass(slots=True)

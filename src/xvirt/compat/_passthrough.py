@@ -40,6 +40,8 @@ CONNECT_OWN = frozenset({
     "domainEventRegisterAny", "domainEventDeregisterAny",
     "domainEventRegister", "domainEventDeregister",
 })
+#: libvirt handles a connection keeps for its domains' passed-through calls, at most.
+_HANDLES_HELD = 4096
 #: virDomain methods the face answers itself: its identity, and ``info()``.
 DOMAIN_OWN = frozenset({"info", "ID", "name", "UUID", "UUIDString", "connect"})
 
@@ -51,6 +53,10 @@ class LibvirtConnect(virConnect):
         super().__init__(xconn, uri)
         self._native = None  # libvirt itself is this connection's (no second one)
         self._lv = real_libvirt()
+        # uuid -> (libvirt's connection, libvirt's handle of that UUID on it). Held here,
+        # not by the face's domains, so that close() lets go of every one: a handle holds
+        # its connection open, and libvirt closes it only when the last one goes.
+        self._real_handles: dict[str, tuple[Any, Any]] = {}
         # domainEventRegister's callbacks -> the relay registered for each with libvirt
         self._relays: dict[Any, Callable[..., object]] = {}
         self._relays_lock = threading.Lock()
@@ -76,9 +82,19 @@ class LibvirtConnect(virConnect):
         """The face's domain for libvirt's (a ``virDomain`` or the bare pointer)."""
         lv = self._lv
         dom = obj if isinstance(obj, lv.virDomain) else lv.virDomain(self._real(), _obj=obj)
-        face = LibvirtDomain(self, Domain(self._xvirt, dom.UUIDString()), name=dom.name())
-        face._native_handle = (dom.connect(), dom)
-        return face
+        uuid = dom.UUIDString()
+        self._hold(uuid, dom.connect(), dom)
+        return LibvirtDomain(self, Domain(self._xvirt, uuid), name=dom.name())
+
+    def _hold(self, uuid: str, conn: Any, dom: Any) -> None:
+        handles = self._real_handles
+        if len(handles) >= _HANDLES_HELD and uuid not in handles:
+            handles.clear()  # bounded (C7): the ones still wanted are looked up again
+        handles[uuid] = (conn, dom)
+
+    def close(self) -> int:
+        self._real_handles.clear()
+        return super().close()
 
     def _to_face(self, value: Any) -> Any:
         """What libvirt answered, with its domains (alone or in a list) as the face's."""
@@ -147,21 +163,20 @@ class LibvirtDomain(virDomain):
     """``virDomain`` over a ``libvirt:`` URI (see the module's docstring)."""
 
     _conn: LibvirtConnect
-    #: (libvirt's connection, libvirt's handle of this UUID on it)
-    _native_handle: tuple[Any, Any] | None = None
 
     def _real_dom(self) -> Any:
         """libvirt's handle of this domain, on the connection under the face's (looked
         up by UUID once per connection: libvirt's handles are by UUID too)."""
-        conn = self._conn._real()
-        held = self._native_handle
+        face = self._conn
+        conn = face._real()
+        held = face._real_handles.get(self._uuid)
         if held is not None and held[0] is conn:
             return held[1]
         try:
             dom = conn.lookupByUUIDString(self._uuid)
         except libvirtError as exc:
             raise note(exc) from None
-        self._native_handle = (conn, dom)
+        face._hold(self._uuid, conn, dom)
         return dom
 
     @property

@@ -18,6 +18,13 @@ def unsupported(owner: str, name: str, domain: int = c.VIR_FROM_DOMAIN) -> Calla
     """A stand-in for ``owner.name`` that refuses when called. Where the binding is
     installed, only for a method its own ``owner`` class has: any other name stays an
     AttributeError, as on libvirt-python (a script may test for a method)."""
+    if name == "_o":
+        # libvirt's own pointer, which the companion modules (libvirt_qemu, libvirt_lxc)
+        # pass to libvirt: an object of xvirt's own hosts has none, so their calls are
+        # refused as a libvirt driver without them refuses them.
+        raise error(c.VIR_ERR_NO_SUPPORT, domain,
+                    f"{owner} of an xvirt host: libvirt's own calls (libvirt_qemu, "
+                    "libvirt_lxc) need a libvirt: URI")
     if name.startswith("_") or not _libvirt_has(owner, name):
         # private and special names stay absent (copy, pickle...), and unknown ones
         raise AttributeError(f"{owner!r} object has no attribute {name!r}")

@@ -70,7 +70,15 @@ from xvirt.errors import (
     XvirtError,
 )
 from xvirt.host.hypervisor import HostModel, LiveDomain
-from xvirt.model import DOMID_FIRST_RESERVED, DomainState, check_image_name, parse_uuid
+from xvirt.model import (
+    DOMID_FIRST_RESERVED,
+    Affect,
+    DomainState,
+    MetadataKind,
+    SchedulerParams,
+    check_image_name,
+    parse_uuid,
+)
 from xvirt.planes import DataRow, Definition, DomainConfig, Op, Resolved, Unanswered
 from xvirt.wire import records, sxp
 from xvirt.wire.dataplane import encode_table
@@ -109,6 +117,12 @@ _DOMAIN_OPS: dict[str, tuple[Op, int]] = {
 _SHUTDOWN_REASONS = {"poweroff": Op.SHUTDOWN, "halt": Op.SHUTDOWN, "reboot": Op.REBOOT}
 #: xend's ops on a managed domain, journalled under these names (as the host does).
 _MANAGED_OPS = frozenset({"start", "delete"})
+#: Ops that change a domain's vCPUs, scheduler share or metadata, by UUID.
+_SETTINGS_OPS = frozenset({"set_vcpus", "domain_sched_credit_set", "xvirt_set_metadata"})
+_METADATA_TYPES = {"description": MetadataKind.DESCRIPTION, "title": MetadataKind.TITLE,
+                   "element": MetadataKind.ELEMENT}
+_AFFECTS = {"current": Affect.CURRENT, "live": Affect.LIVE, "config": Affect.CONFIG,
+            "both": Affect.LIVE | Affect.CONFIG}
 #: ``GET /xend/domain?state=``: the filters of live domains other than all of them.
 _LIVE_FILTERS = {"paused": DomainState.PAUSED, "blocked": DomainState.BLOCKED,
                  "crashed": DomainState.CRASHED}
@@ -235,7 +249,8 @@ def _record(dom: LiveDomain, now: float, *, runtime: bool = True,
         max_memory_kib=dom.max_memory_kib, vcpus=dom.vcpus, os_type=dom.os_type,
         state=dom.state if runtime else None,
         cpu_time_ns=dom.cpu_time(now) if runtime else None, disks=dom.disks, nics=dom.nics,
-        persistent=persistent,
+        persistent=persistent, max_vcpus=dom.vcpu_limit,
+        sched=SchedulerParams(dom.sched_weight, dom.sched_cap), metadata=dom.metadata,
     )
 
 
@@ -250,6 +265,15 @@ def _inactive_record(d: Definition) -> sxp.Sx:
         max_memory_kib=config.max_memory_kib, vcpus=config.vcpus, os_type=config.os_type,
         state=DomainState.SHUTOFF, cpu_time_ns=None, disks=config.disks, nics=config.nics,
         persistent=d.persistent)
+
+
+def _affect(text: str | None) -> Affect:
+    """An ``affect=`` field: current (the default), live, config or both."""
+    found = _AFFECTS.get(text or "current")
+    if found is None:
+        raise _err(400, f"field 'affect' must be one of {', '.join(_AFFECTS)}, not {text!r}",
+                   "invalid")
+    return found
 
 
 def _as_uuid(key: str) -> str | None:
@@ -344,6 +368,9 @@ class ControlApp:
                 return self._table(req, route[len("table/"):] if "/" in route else None)
             if route == "fast":
                 return self._fast(req)
+            if route in ("node/memory", "node/cpu"):
+                self._control_latency()
+                return self._node_stats(req, route[len("node/"):])
             if route == "host" or route.startswith("host/"):
                 return self._host(req, route[len("host/"):] if "/" in route else "")
         raise _Answer(404, f"no such resource: {path}", kind="not-found",
@@ -432,7 +459,7 @@ class ControlApp:
             "total_memory": info.memory_kib // 1024, "free_memory": info.free_memory_kib // 1024,
             "total_memory_kib": info.memory_kib, "free_memory_kib": info.free_memory_kib,
             "node_to_cpu": f"node0:0-{info.cpus - 1}", "xen_major": 4, "xen_minor": 17,
-            "xen_extra": ".0-xvirt", "xen_caps": "xen-3.0-x86_64 hvm-3.0-x86_64",
+            "xen_extra": ".0-xvirt", "xen_caps": self.host.xen_caps,
             "xen_scheduler": "credit", "xen_pagesize": 4096, "xend_config_format": 4,
             "xvirt_version": info.version, "xvirt_boot_id": info.boot_id,
             "xvirt_image_dir": os.path.abspath(self.host.image_dir),
@@ -514,8 +541,8 @@ class ControlApp:
     def _by_uuid(self, uuid: str) -> tuple[str, int, float, LiveDomain | Definition | None]:
         """The domain ``uuid``, live (with its runtime figures) or defined."""
         for _ in range(_CONSISTENT_TRIES):
-            boot, gen, now, dom = self.host.lookup(uuid)
-            if dom is not None and dom.uuid == uuid:  # not a domain *named* like the UUID
+            boot, gen, now, dom = self.host.lookup_uuid(uuid)  # never a domain *named* so
+            if dom is not None:
                 return boot, gen, now, dom
             boot, gen, definition = self._definition(uuid=uuid)
             if definition is None or definition.id is None:
@@ -560,25 +587,38 @@ class ControlApp:
         return self._live_record(found, now)
 
     def _domain(self, req: _Request, key: str) -> tuple[int, str, list[tuple[str, str]]]:
-        boot, gen, now, found = self._find_any(key)
+        """One domain's record, or an op's answer about it. With ``expected_uuid`` (an
+        extension) the domain is that UUID's, which ``key`` must be: no domain named
+        like another's UUID answers for it."""
+        expected = _one(req.query, "expected_uuid", required=False)
+        if expected is None:
+            boot, gen, now, found = self._find_any(key)
+        else:
+            uuid = parse_uuid(expected)
+            if _as_uuid(key) != uuid:
+                raise _err(400, f"expected_uuid {uuid} is not the domain {key!r}", "invalid")
+            boot, gen, now, exact = self._by_uuid(uuid)
+            if exact is None:
+                raise _Answer(404, f"<Fault 3: 'invalid domain:{key}'>", kind="no-domain",
+                              content_type="text/plain",
+                              headers=[("X-Xvirt-Boot", boot), ("X-Xvirt-Generation", str(gen))])
+            found = exact
         meta = [("X-Xvirt-Boot", boot), ("X-Xvirt-Generation", str(gen))]
         op = _one(req.query, "op", required=False)
         if op is None:
             return 200, sxp.dumps(self._any_record(found, now)), meta
-        if op == "vcpuinfo":
+        if op in ("vcpuinfo", "domain_sched_credit_get"):
             if isinstance(found, Definition):
-                raise _not_running(found, "vcpuinfo")
-            dom = found
-            share = dom.cpu_time(now) / max(1, dom.vcpus) / 1e9
-            running = "1" if dom.state.value == "running" else "0"
-            vcpus: list[sxp.Sx] = [
-                ["vcpu", ["number", str(i)], ["online", "1"],
-                 ["blocked", "1" if dom.state.value == "blocked" else "0"],
-                 ["running", running], ["cpu_time", f"{share:.9f}"], ["cpu", str(i)],
-                 ["cpumap", [str(c) for c in range(self.host.node_info().cpus)]]]
-                for i in range(dom.vcpus)
-            ]
-            return 200, sxp.dumps(vcpus), meta
+                raise _not_running(found, op)
+            if op == "vcpuinfo":
+                return 200, sxp.dumps(records.vcpuinfo_record(
+                    self.host.vcpu_info(found.uuid))), meta
+            return 200, sxp.dumps(records.sched_credit_record(
+                self.host.scheduler(found.uuid))), meta
+        if op == "xvirt_settings":
+            affect = _affect(_one(req.query, "affect", required=False))
+            return 200, sxp.dumps(records.settings_record(
+                self.host.settings(found.uuid, affect))), meta
         raise _Answer(501, f"Operation not implemented: {op}", kind="unsupported",
                       content_type="text/plain")
 
@@ -590,13 +630,22 @@ class ControlApp:
         return ops[0]
 
     def _image_name(self, path: str | None) -> str:
-        """xend took a path on its host; here a path inside the image directory works
-        and names anything else are refused before a byte is written."""
+        """xend took any path on its host; this daemon acts for other users, so it
+        saves and restores in its image directory only: a plain name, or a path
+        inside that directory. Anything else is refused, naming the directory, before
+        a byte is written or read (the host model would take a path)."""
         if path is None:
             raise _err(400, "missing field 'file'", "invalid")
-        directory = self.host.image_dir.rstrip("/") + "/"
-        name = path[len(directory):] if path.startswith(directory) else path
-        return check_image_name(name)
+        directory = os.path.abspath(self.host.image_dir).rstrip("/") + "/"
+        inside = path.startswith(directory)
+        try:
+            return check_image_name(path[len(directory):] if inside else path)
+        except InvalidArgumentError as exc:
+            where = "a path outside it" if path.startswith("/") and not inside else exc.message
+            raise InvalidArgumentError(
+                f"this daemon saves and restores images only in its image directory "
+                f"{directory} (it acts for other users), by a plain file name or a path "
+                f"in it: {path!r} is not one ({where})", name=exc.name or path) from None
 
     def _domain_post(self, req: _Request, key: str) -> tuple[int, str, list[tuple[str, str]]]:
         op_name = self._op(req)
@@ -605,6 +654,8 @@ class ControlApp:
             return 202, "", []
         if op_name in _MANAGED_OPS:
             return self._managed(req, key, op_name)
+        if op_name in _SETTINGS_OPS:
+            return self._settings(req, key, op_name)
         if op_name == "shutdown":
             reason = _one(req.form, "reason", required=False) or "poweroff"
             if reason not in _SHUTDOWN_REASONS:
@@ -636,23 +687,79 @@ class ControlApp:
             self.host.act(op, dom.id, dom.uuid, arg, origin="xend")
         return status, "", []
 
-    def _managed(self, req: _Request, key: str,
-                 op_name: str) -> tuple[int, str, list[tuple[str, str]]]:
-        """``op=start``/``op=delete`` of the domain ``key`` names (xend: by name, ID or
-        UUID); the host acts by UUID, so no other domain can take the call over."""
+    def _by_key(self, req: _Request, key: str, op_name: str) -> str:
+        """The UUID of the domain ``key`` names (xend: by name, ID or UUID), once the
+        request is authorized; with ``expected_uuid`` equal to ``key`` that UUID itself,
+        so no domain named like another's UUID can take the call over."""
         expected = _one(req.form, "expected_uuid", required=False)
         if expected is not None:
             expected = parse_uuid(expected)
         self._authorize(req, op_name, -1, expected or _as_uuid(key) or "")
         if expected is not None and _as_uuid(key) == expected:
-            uuid = expected  # by UUID, as the xend driver sends it: no name can shadow it
-        else:
-            _, _, _, found = self._find_any(key)
-            if expected is not None and found.uuid != expected:
-                self.host.journal_refusal(op_name, -1, expected, "identity mismatch")
-                raise NoDomainError(f"{key!r} is domain {found.uuid}, not {expected}",
-                                    uuid=expected, name=found.name, op=op_name)
-            uuid = found.uuid
+            return expected  # by UUID, as the xend driver sends it: no name can shadow it
+        _, _, _, found = self._find_any(key)
+        if expected is not None and found.uuid != expected:
+            self.host.journal_refusal(op_name, -1, expected, "identity mismatch")
+            raise NoDomainError(f"{key!r} is domain {found.uuid}, not {expected}",
+                                uuid=expected, name=found.name, op=op_name)
+        return found.uuid
+
+    def _settings(self, req: _Request, key: str,
+                  op_name: str) -> tuple[int, str, list[tuple[str, str]]]:
+        """xend's ``set_vcpus`` (``vcpus=``; extensions ``affect=`` and ``maximum=1``),
+        ``domain_sched_credit_set`` (``weight=``, ``cap=``: each optional) and the
+        extension ``xvirt_set_metadata`` (``type=``, ``value=``, ``key=``, ``uri=``,
+        ``affect=``): by UUID, as the host acts."""
+        uuid = self._by_key(req, key, op_name)
+        f = req.form
+        if op_name == "set_vcpus":
+            count = _int(_one(f, "vcpus"), "vcpus", low=1, high=1 << 16)
+            maximum = _one(f, "maximum", required=False) or "0"
+            if maximum not in ("0", "1"):
+                raise _err(400, f"field 'maximum' must be 0 or 1, not {maximum!r}", "invalid")
+            self.host.set_vcpus(uuid, count, affect=_affect(_one(f, "affect", required=False)),
+                                maximum=maximum == "1", origin="client")
+            return 200, "", []
+        if op_name == "domain_sched_credit_set":
+            weight, cap = (_one(f, name, required=False) for name in ("weight", "cap"))
+            params = self.host.set_scheduler(
+                uuid, weight=None if weight is None else _int(weight, "weight", high=1 << 32),
+                cap=None if cap is None else _int(cap, "cap", high=1 << 32), origin="client")
+            return 200, sxp.dumps(records.sched_credit_record(params)), []
+        kind = _METADATA_TYPES.get(_one(f, "type") or "")
+        if kind is None:
+            raise _err(400, f"field 'type' must be one of {', '.join(_METADATA_TYPES)}",
+                       "invalid")
+        self.host.set_metadata(uuid, kind, _one(f, "value", required=False),
+                               key=_one(f, "key", required=False),
+                               uri=_one(f, "uri", required=False),
+                               affect=_affect(_one(f, "affect", required=False)),
+                               origin="client")
+        return 200, "", []
+
+    def _node_stats(self, req: _Request, what: str) -> tuple[int, str, list[tuple[str, str]]]:
+        """``GET /xvirt/node/memory[?cell=N]`` and ``/xvirt/node/cpu[?cpu=N]``: the
+        node's memory (KiB) and CPU time by mode (ns), all of it without the index."""
+        if req.method == "POST":
+            raise _Answer(405, "", kind="invalid")
+        if what == "memory":
+            cell = _one(req.query, "cell", required=False)
+            mem = self.host.node_memory_stats(None if cell is None else _int(cell, "cell"))
+            return 200, sxp.dumps(["memory_stats", ["total", str(mem.total_kib)],
+                                   ["free", str(mem.free_kib)],
+                                   ["buffers", str(mem.buffers_kib)],
+                                   ["cached", str(mem.cached_kib)]]), []
+        cpu = _one(req.query, "cpu", required=False)
+        stats = self.host.node_cpu_stats(None if cpu is None else _int(cpu, "cpu"))
+        return 200, sxp.dumps(["cpu_stats", ["kernel", str(stats.kernel_ns)],
+                               ["user", str(stats.user_ns)], ["idle", str(stats.idle_ns)],
+                               ["iowait", str(stats.iowait_ns)]]), []
+
+    def _managed(self, req: _Request, key: str,
+                 op_name: str) -> tuple[int, str, list[tuple[str, str]]]:
+        """``op=start``/``op=delete`` of the domain ``key`` names (xend: by name, ID or
+        UUID); the host acts by UUID, so no other domain can take the call over."""
+        uuid = self._by_key(req, key, op_name)
         if op_name == "start":
             self.host.start(uuid, origin="client")
         else:
@@ -664,10 +771,18 @@ class ControlApp:
         if op_name == "create":
             self._authorize(req, "create")
             config = records.parse_vm_config(sxp.parse(_one(req.form, "config") or ""))
+            # exact=1 (an extension): the devices as sent, none if none, as op=new takes
+            # them; xend gave a config without devices the host's usual pair
+            exact = _one(req.form, "exact", required=False) == "1"
+            # paused=0 (an extension): running at once; xend created domains paused
+            paused = _one(req.form, "paused", required=False) != "0"
             rec = self.host.create(config.name, memory_kib=config.memory_kib,
                                    max_memory_kib=config.max_memory_kib, vcpus=config.vcpus,
                                    uuid=config.uuid, os_type=config.os_type,
-                                   disks=config.disks, nics=config.nics, paused=True,
+                                   disks=config.disks or () if exact else config.disks,
+                                   nics=config.nics or () if exact else config.nics,
+                                   paused=paused,
+                                   max_vcpus=config.max_vcpus, metadata=config.metadata,
                                    origin="client")
             uuid = rec.uuid
         elif op_name == "restore":
@@ -683,6 +798,7 @@ class ControlApp:
                                     max_memory_kib=config.max_memory_kib, vcpus=config.vcpus,
                                     uuid=config.uuid, os_type=config.os_type,
                                     disks=config.disks or (), nics=config.nics or (),
+                                    max_vcpus=config.max_vcpus, metadata=config.metadata,
                                     origin="client").uuid
         else:
             raise _Answer(501, f"Operation not implemented: {op_name}", kind="unsupported",
@@ -840,9 +956,9 @@ class ControlApp:
         elif op in ("reboot", "migrate"):
             uuid = getattr(host, op)(domid()).uuid
         elif op == "save":
-            host.save(domid(), _one(f, "image") or "")
+            host.save(domid(), self._image_name(_one(f, "image") or ""))
         elif op == "restore":
-            uuid = host.restore(_one(f, "image") or "").uuid
+            uuid = host.restore(self._image_name(_one(f, "image") or "")).uuid
         elif op == "rename":
             host.rename(domid(), _one(f, "name") or "")
         elif op == "set_blocked":

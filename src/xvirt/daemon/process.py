@@ -374,8 +374,9 @@ class Daemon:
         return host, keeper
 
     def _recover_images(self, saved: HostState) -> None:
-        """Settle or undo the image of a save or restore the last daemon was killed
-        in the middle of, from what its store committed (see ``images``)."""
+        """Settle or undo the image of a save the last daemon was killed in the middle
+        of, from what its store committed (see ``images``; a restore leaves its image
+        and stages nothing, though an older daemon's may have)."""
         live = {d.uuid for d in saved.domains}
         for line in ImageStore(self.config.state_dir / "images").recover(live):
             self.say(f"images: {line}")

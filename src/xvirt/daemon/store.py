@@ -15,14 +15,15 @@ import contextlib
 import json
 import os
 import sqlite3
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 from xvirt.errors import InvalidArgumentError, OperationFailedError
 from xvirt.host.devices import default_disks, default_nics
 from xvirt.host.hypervisor import DOM0_UUID, HostChange, HostState, JournalEntry, LiveDomain
-from xvirt.host.images import SavedDomain
-from xvirt.model import DomainState, EventKind
+from xvirt.host.images import SavedDomain, check_settings, metadata_from_json
+from xvirt.model import DomainMetadata, DomainState, EventKind
 from xvirt.planes import DiskConfig, HostEvent, NicConfig
 
 __all__ = ["HostStore"]
@@ -32,16 +33,23 @@ __all__ = ["HostStore"]
 # 3 added the managed domains' definitions; an older file gains the (empty) table on
 # open. The number changes so that an older daemon refuses a file whose definitions
 # it would silently drop.
-_SCHEMA_VERSION = "3"
-_READABLE = (None, "1", "2", _SCHEMA_VERSION)
+# 4 added, to running domains and definitions alike, the maximum vCPUs, the credit
+# scheduler's weight and cap and the metadata (JSON), and the boot's start to meta; an
+# older file gains the columns (NULL: the defaults, as many vCPUs as are online).
+_SCHEMA_VERSION = "4"
+_READABLE = (None, "1", "2", "3", _SCHEMA_VERSION)
 _DEVICE_COLUMNS = ("disks", "nics")
+#: Columns of schema 4, in both the domains and the definitions table.
+_SETTINGS_COLUMNS = (("max_vcpus", "INTEGER"), ("sched_weight", "INTEGER"),
+                     ("sched_cap", "INTEGER"), ("metadata", "TEXT"))
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS domains (
     uuid TEXT PRIMARY KEY, id INTEGER NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL,
     memory_kib INTEGER NOT NULL, max_memory_kib INTEGER NOT NULL, vcpus INTEGER NOT NULL,
     os_type TEXT NOT NULL, load REAL NOT NULL, cpu_ns INTEGER NOT NULL, since REAL NOT NULL,
-    disks TEXT, nics TEXT
+    disks TEXT, nics TEXT, max_vcpus INTEGER, sched_weight INTEGER, sched_cap INTEGER,
+    metadata TEXT
 );
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, id INTEGER NOT NULL, uuid TEXT NOT NULL,
@@ -57,7 +65,8 @@ _DEFINITIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS definitions (
     uuid TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, memory_kib INTEGER NOT NULL,
     max_memory_kib INTEGER NOT NULL, vcpus INTEGER NOT NULL, os_type TEXT NOT NULL,
-    load REAL NOT NULL, disks TEXT NOT NULL, nics TEXT NOT NULL
+    load REAL NOT NULL, disks TEXT NOT NULL, nics TEXT NOT NULL, max_vcpus INTEGER,
+    sched_weight INTEGER, sched_cap INTEGER, metadata TEXT
 );
 """
 
@@ -96,12 +105,19 @@ class HostStore:
     def _upgrade(self) -> None:
         """Bring an older file up to date: a version 1 file's domains table gains the
         device columns (NULL: devices not stored), a version 1 or 2 file an empty
-        definitions table (it was written when no domain could be defined)."""
-        have = {row[1] for row in self._db.execute("PRAGMA table_info(domains)")}
-        for column in _DEVICE_COLUMNS:
-            if column not in have:
-                self._db.execute(f"ALTER TABLE domains ADD COLUMN {column} TEXT")
+        definitions table (it was written when no domain could be defined), a version
+        1 to 3 file the settings columns in both (NULL: the defaults)."""
+        self._add_columns("domains", [(c, "TEXT") for c in _DEVICE_COLUMNS])
         self._db.executescript(_DEFINITIONS_TABLE)
+        for table in ("domains", "definitions"):
+            self._add_columns(table, _SETTINGS_COLUMNS)
+
+    def _add_columns(self, table: str, columns: list[tuple[str, str]] | tuple[
+            tuple[str, str], ...]) -> None:
+        have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+        for column, kind in columns:
+            if column not in have:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def _meta(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -113,14 +129,22 @@ class HostStore:
             if "boot_id" not in meta:
                 return None
             doms = tuple(
-                LiveDomain(i, u, n, DomainState(st), m, mx, v, os_type, load, cpu, since, 0.0,
-                           *_devices(u, n, disks, nics))
-                for (u, i, n, st, m, mx, v, os_type, load, cpu, since, disks, nics)
+                replace(LiveDomain(i, u, n, DomainState(st), m, mx, v, os_type, load, cpu,
+                                   since, 0.0, *_devices(u, n, disks, nics)),
+                        **_settings(maxv, weight, cap, meta))
+                for (u, i, n, st, m, mx, v, os_type, load, cpu, since, disks, nics, maxv,
+                     weight, cap, meta)
                 in self._db.execute(
                     "SELECT uuid, id, name, state, memory_kib, max_memory_kib, vcpus, os_type,"
-                    " load, cpu_ns, since, disks, nics FROM domains ORDER BY id"
+                    " load, cpu_ns, since, disks, nics, max_vcpus, sched_weight, sched_cap,"
+                    " metadata FROM domains ORDER BY id"
                 )
             )
+            for dom in doms:
+                check_settings(SavedDomain(dom.uuid, dom.name, dom.memory_kib,
+                                           dom.max_memory_kib, dom.vcpus, 0, dom.os_type,
+                                           0.0, (), (), dom.max_vcpus, dom.sched_weight,
+                                           dom.sched_cap, dom.metadata))
             events = tuple(
                 HostEvent(seq, EventKind(kind), i, u, old, name)
                 for (seq, kind, i, u, old, name) in self._db.execute(
@@ -133,12 +157,18 @@ class HostStore:
                 )
             )
             definitions = tuple(
-                SavedDomain(u, n, m, mx, v, 0, os_type, load, *_devices(u, n, disks, nics))
-                for (u, n, m, mx, v, os_type, load, disks, nics) in self._db.execute(
+                replace(SavedDomain(u, n, m, mx, v, 0, os_type, load,
+                                    *_devices(u, n, disks, nics)),
+                        **_settings(maxv, weight, cap, meta))
+                for (u, n, m, mx, v, os_type, load, disks, nics, maxv, weight, cap, meta)
+                in self._db.execute(
                     "SELECT uuid, name, memory_kib, max_memory_kib, vcpus, os_type, load,"
-                    " disks, nics FROM definitions ORDER BY name"
+                    " disks, nics, max_vcpus, sched_weight, sched_cap, metadata"
+                    " FROM definitions ORDER BY name"
                 )
             )
+            for spec in definitions:
+                check_settings(spec)
             generation = int(meta["generation"])
             kept = _consecutive_tail(events, generation)
             if len(kept) != len(events):
@@ -146,9 +176,11 @@ class HostStore:
                     f"kept the last {len(kept)} of {len(events)} saved events (those before "
                     f"seq {kept[0].seq if kept else generation + 1} were not consecutive): "
                     "clients that were further behind take a new snapshot")
+            booted_at = meta.get("booted_at")
             return HostState(meta["boot_id"], generation, doms, kept, journal,
-                             int(meta["rover"]), int(meta["daemon_epoch"]), definitions)
-        except (sqlite3.Error, KeyError, ValueError, TypeError) as exc:
+                             int(meta["rover"]), int(meta["daemon_epoch"]), definitions,
+                             None if booted_at is None else float(booted_at))
+        except (sqlite3.Error, KeyError, ValueError, TypeError, InvalidArgumentError) as exc:
             raise InvalidArgumentError(
                 f"state file {str(self.path)!r} is damaged: {exc}"
             ) from None
@@ -157,14 +189,15 @@ class HostStore:
         """Replace whatever is stored with ``state`` (a new host, or a first save)."""
         self._write(state.boot_id, state.generation, True, state.domains, (), state.events,
                     state.journal, state.rover, state.daemon_epoch, state.definitions, (),
-                    all_definitions=True)
+                    state.booted_at, all_definitions=True)
 
     def commit(self, change: HostChange) -> None:
         """Write what one request changed. A reset (new boot) forgets the domains and
         events, not the definitions: those outlive a host reboot."""
         self._write(change.boot_id, change.generation, change.reset, change.domains,
                     change.gone_uuids, change.events, change.journal, change.rover,
-                    change.daemon_epoch, change.definitions, change.undefined)
+                    change.daemon_epoch, change.definitions, change.undefined,
+                    change.booted_at)
 
     def _write(
         self,
@@ -179,6 +212,7 @@ class HostStore:
         daemon_epoch: int,
         definitions: tuple[SavedDomain, ...],
         undefined: tuple[str, ...],
+        booted_at: float | None,
         *,
         all_definitions: bool = False,
     ) -> None:
@@ -191,11 +225,15 @@ class HostStore:
                     db.execute("DELETE FROM events")
                 db.executemany("DELETE FROM domains WHERE uuid = ?", [(u,) for u in gone])
                 db.executemany(
-                    "INSERT OR REPLACE INTO domains VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT OR REPLACE INTO domains (uuid, id, name, state, memory_kib,"
+                    " max_memory_kib, vcpus, os_type, load, cpu_ns, since, disks, nics,"
+                    " max_vcpus, sched_weight, sched_cap, metadata)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [(d.uuid, d.id, d.name, d.state.value, d.memory_kib, d.max_memory_kib,
                       d.vcpus, d.os_type, d.load, d.cpu_ns, d.since,
                       json.dumps([asdict(x) for x in d.disks]),
-                      json.dumps([asdict(x) for x in d.nics])) for d in domains],
+                      json.dumps([asdict(x) for x in d.nics]), d.vcpu_limit, d.sched_weight,
+                      d.sched_cap, json.dumps(asdict(d.metadata))) for d in domains],
                 )
                 if all_definitions:
                     db.execute("DELETE FROM definitions")
@@ -205,10 +243,13 @@ class HostStore:
                 db.executemany("DELETE FROM definitions WHERE uuid = ?",
                                [(d.uuid,) for d in definitions])
                 db.executemany(
-                    "INSERT INTO definitions VALUES (?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO definitions (uuid, name, memory_kib, max_memory_kib, vcpus,"
+                    " os_type, load, disks, nics, max_vcpus, sched_weight, sched_cap,"
+                    " metadata) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [(d.uuid, d.name, d.memory_kib, d.max_memory_kib, d.vcpus, d.os_type,
                       d.load, json.dumps([asdict(x) for x in d.disks]),
-                      json.dumps([asdict(x) for x in d.nics])) for d in definitions],
+                      json.dumps([asdict(x) for x in d.nics]), d.vcpu_limit, d.sched_weight,
+                      d.sched_cap, json.dumps(asdict(d.metadata))) for d in definitions],
                 )
                 db.executemany(
                     "INSERT OR REPLACE INTO events VALUES (?,?,?,?,?,?)",
@@ -228,7 +269,8 @@ class HostStore:
                     "INSERT OR REPLACE INTO meta VALUES (?, ?)",
                     [("schema", _SCHEMA_VERSION), ("boot_id", boot_id),
                      ("generation", str(generation)), ("rover", str(rover)),
-                     ("daemon_epoch", str(daemon_epoch))],
+                     ("daemon_epoch", str(daemon_epoch))]
+                    + ([] if booted_at is None else [("booted_at", repr(booted_at))]),
                 )
                 db.execute("COMMIT")
             except BaseException:
@@ -254,6 +296,17 @@ def _consecutive_tail(events: tuple[HostEvent, ...], latest: int) -> tuple[HostE
     while start > 0 and events[start - 1].seq == events[start].seq - 1:
         start -= 1
     return events[start:]
+
+
+def _settings(max_vcpus: int | None, weight: int | None, cap: int | None,
+              metadata: str | None) -> dict[str, Any]:
+    """A row's maximum vCPUs, scheduler share and metadata, as fields; a row written
+    before they were stored (NULL) gets the defaults (0: as many vCPUs as are online)."""
+    return {"max_vcpus": 0 if max_vcpus is None else max_vcpus,
+            "sched_weight": 256 if weight is None else weight,
+            "sched_cap": 0 if cap is None else cap,
+            "metadata": DomainMetadata() if metadata is None else metadata_from_json(
+                json.loads(metadata))}
 
 
 def _devices(uuid: str, name: str, disks: str | None, nics: str | None

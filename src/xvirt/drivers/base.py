@@ -30,7 +30,18 @@ from xvirt.errors import (
     UnsupportedError,
     XvirtError,
 )
-from xvirt.model import HostInfo
+from xvirt.model import (
+    Affect,
+    DomainMetadata,
+    DomainSettings,
+    HostCapabilities,
+    HostInfo,
+    MetadataKind,
+    NodeCpuStats,
+    NodeMemoryStats,
+    SchedulerParams,
+    VcpuInfo,
+)
 from xvirt.planes import (
     Census,
     Definition,
@@ -42,6 +53,7 @@ from xvirt.planes import (
     Resolution,
     TableSnapshot,
 )
+from xvirt.stats import DomainStats, StatGroup
 
 __all__ = ["CONNECTION_LOST", "Driver", "PlaneCounters", "check_sendable", "sendable"]
 
@@ -166,6 +178,15 @@ class Driver(abc.ABC):
         have them."""
         return None  # a hook: most drivers have nothing to start
 
+    def domain_stats(self, groups: frozenset[StatGroup],
+                     uuids: Sequence[str] | None = None) -> list[DomainStats]:
+        """The statistics ``groups`` of the live domains ``uuids`` (None: all), in one
+        data-plane call; a domain gone meanwhile is left out, one that does not answer
+        some groups in time has them in ``missing``. A driver whose host has no such
+        figures says so."""
+        raise UnsupportedError(f"{self.uri} does not report domain statistics",
+                               uri=self.uri, op="domain_stats")
+
     def binding_connection(self) -> Any:
         """The library connection under this driver, for what xvirt does not carry
         (libvirt's: the compat face passes calls through it). Only the libvirt driver
@@ -275,6 +296,76 @@ class Driver(abc.ABC):
         """Remove the definition of ``uuid``, which must not be running (as xend's
         ``delete``): one request."""
 
+    def define_domain(self, name: str, config: DomainConfig, *, uuid: str | None = None,
+                      max_vcpus: int | None = None,
+                      metadata: DomainMetadata | None = None) -> Definition:
+        """:meth:`define` with what a domain has beyond its configuration: the most
+        vCPUs it may bring online (None: ``config.vcpus``) and its metadata. A driver
+        that keeps neither defines plain domains only."""
+        if (max_vcpus is None or max_vcpus == config.vcpus) and (
+                metadata is None or metadata == DomainMetadata()):
+            return self.define(name, config, uuid)
+        raise self._unsupported("define a domain with a vCPU maximum or metadata")
+
+    # -- what a Xen host has beyond identity and lifecycle ----------------------------
+    #
+    # Control-plane requests, one each, by UUID where they name a domain (its identity:
+    # no ID is involved, so no other domain can take a change over, C4). A driver
+    # whose host lacks them (libvirt's answers them itself, through the libvirt face)
+    # leaves them refused: UnsupportedError naming the operation.
+
+    def _unsupported(self, what: str) -> UnsupportedError:
+        return UnsupportedError(f"{what} is not supported by this driver", uri=self.uri,
+                                op=what)
+
+    def create(self, name: str, config: DomainConfig, *, uuid: str | None = None,
+               max_vcpus: int | None = None, metadata: DomainMetadata | None = None,
+               paused: bool = False) -> Resolution:
+        """Start a transient domain at once (``xm create``, libvirt's ``createXML``): it
+        has an ID and no definition; running, or ``paused``. Answers with the domain (its
+        name, for the cache) at the generation that created it, as :meth:`restore`."""
+        raise self._unsupported("create")
+
+    def capabilities(self) -> HostCapabilities:
+        """What the host is and the guests it runs."""
+        raise self._unsupported("capabilities")
+
+    def node_memory_stats(self, cell: int | None = None) -> NodeMemoryStats:
+        """The node's memory: one NUMA cell's, or all of it (None)."""
+        raise self._unsupported("node_memory_stats")
+
+    def node_cpu_stats(self, cpu: int | None = None) -> NodeCpuStats:
+        """Time the node's CPUs (one, or all summed: None) spent in each mode."""
+        raise self._unsupported("node_cpu_stats")
+
+    def domain_settings(self, uuid: str, affect: Affect = Affect.CURRENT) -> DomainSettings:
+        """Online and maximum vCPUs and metadata of the running domain or its definition."""
+        raise self._unsupported("domain_settings")
+
+    def set_vcpus(self, uuid: str, count: int, *, affect: Affect = Affect.CURRENT,
+                  maximum: bool = False) -> None:
+        """Bring ``count`` vCPUs online (or, ``maximum``, change a definition's maximum)."""
+        raise self._unsupported("set_vcpus")
+
+    def vcpu_info(self, uuid: str) -> tuple[VcpuInfo, ...]:
+        """The running domain's online vCPUs."""
+        raise self._unsupported("vcpu_info")
+
+    def scheduler(self, uuid: str) -> SchedulerParams:
+        """The running domain's credit scheduler share."""
+        raise self._unsupported("scheduler")
+
+    def set_scheduler(self, uuid: str, *, weight: int | None = None,
+                      cap: int | None = None) -> SchedulerParams:
+        """Change the running domain's credit scheduler share (None: keep); the share now."""
+        raise self._unsupported("set_scheduler")
+
+    def set_metadata(self, uuid: str, kind: MetadataKind, value: str | None, *,
+                     key: str | None = None, uri: str | None = None,
+                     affect: Affect = Affect.CURRENT) -> None:
+        """Set or (None) remove a title, description or metadata element."""
+        raise self._unsupported("set_metadata")
+
     @abc.abstractmethod
     def host_info(self) -> HostInfo:
         """Node facts, including the boot identity (C8)."""
@@ -288,5 +379,6 @@ class Driver(abc.ABC):
         and C8 (a batch from another boot, or an incomplete one, means resnapshot)."""
 
     @abc.abstractmethod
-    def close(self) -> None:
-        """Release the driver's resources. Idempotent."""
+    def close(self, *, wait: bool = True) -> None:
+        """Release the driver's resources. Idempotent. ``wait`` False (a finalizer's
+        close): never wait on a lock another thread may hold."""

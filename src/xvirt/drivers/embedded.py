@@ -1,7 +1,11 @@
 """The embedded driver: a host model in this process, reached through the
 same interface as a remote one, with every call counted and the control
 plane's latency injectable (``sim:///lab?control_latency_ms=50``) so the
-2006 figures can be reproduced without a network."""
+2006 figures can be reproduced without a network.
+
+Save and restore take a name in the host's image directory or any absolute path
+this process may write or read: the host acts for this process alone (a daemon,
+which acts for others, keeps to its directory). Restore leaves the image."""
 
 from __future__ import annotations
 
@@ -10,7 +14,18 @@ from collections.abc import Sequence
 from xvirt.drivers.base import Driver, PlaneCounters
 from xvirt.errors import NoDomainError, OperationFailedError
 from xvirt.host.hypervisor import HostModel
-from xvirt.model import HostInfo
+from xvirt.model import (
+    Affect,
+    DomainMetadata,
+    DomainSettings,
+    HostCapabilities,
+    HostInfo,
+    MetadataKind,
+    NodeCpuStats,
+    NodeMemoryStats,
+    SchedulerParams,
+    VcpuInfo,
+)
 from xvirt.planes import (
     Census,
     Definition,
@@ -43,7 +58,9 @@ class EmbeddedDriver(Driver):
         self.uri = uri
         self.readonly = readonly
         self.counters = PlaneCounters()
-        self.image_dir = host.image_dir or None  # save(path) in the libvirt face needs it
+        # The libvirt face turns a path in it into a plain name; any other absolute
+        # path reaches the host as it is, which takes it: it acts for this process.
+        self.image_dir = host.image_dir or None
         self._latency_s = (
             host.control_latency_ms if control_latency_ms is None else control_latency_ms
         ) / 1000.0
@@ -142,6 +159,15 @@ class EmbeddedDriver(Driver):
             vcpus=config.vcpus, uuid=uuid, os_type=config.os_type, disks=config.disks,
             nics=config.nics, origin="client")
 
+    def define_domain(self, name: str, config: DomainConfig, *, uuid: str | None = None,
+                      max_vcpus: int | None = None,
+                      metadata: DomainMetadata | None = None) -> Definition:
+        self._control()
+        return self.host.define(
+            name, memory_kib=config.memory_kib, max_memory_kib=config.max_memory_kib,
+            vcpus=config.vcpus, uuid=uuid, os_type=config.os_type, disks=config.disks,
+            nics=config.nics, max_vcpus=max_vcpus, metadata=metadata, origin="client")
+
     def start(self, uuid: str) -> None:
         self._control()
         self.host.start(uuid, origin="client")
@@ -150,11 +176,70 @@ class EmbeddedDriver(Driver):
         self._control()
         self.host.undefine(uuid, origin="client")
 
+    # what a Xen host has beyond identity and lifecycle: one control request each
+
+    def create(self, name: str, config: DomainConfig, *, uuid: str | None = None,
+               max_vcpus: int | None = None, metadata: DomainMetadata | None = None,
+               paused: bool = False) -> Resolution:
+        """The configuration as it is, its devices (none, if it names none) and no
+        defaults, as ``define`` takes it."""
+        self._control()
+        rec = self.host.create(
+            name, memory_kib=config.memory_kib, max_memory_kib=config.max_memory_kib,
+            vcpus=config.vcpus, uuid=uuid, os_type=config.os_type, disks=config.disks,
+            nics=config.nics, paused=paused, max_vcpus=max_vcpus, metadata=metadata,
+            origin="client")
+        answer = self.host.resolve([rec.uuid])
+        if not answer.domains:  # destroyed by someone else between the two steps
+            raise NoDomainError("created domain vanished at once", uuid=rec.uuid, op="create")
+        return answer
+
+    def capabilities(self) -> HostCapabilities:
+        self._control()
+        return self.host.capabilities()
+
+    def node_memory_stats(self, cell: int | None = None) -> NodeMemoryStats:
+        self._control()
+        return self.host.node_memory_stats(cell)
+
+    def node_cpu_stats(self, cpu: int | None = None) -> NodeCpuStats:
+        self._control()
+        return self.host.node_cpu_stats(cpu)
+
+    def domain_settings(self, uuid: str, affect: Affect = Affect.CURRENT) -> DomainSettings:
+        self._control()
+        return self.host.settings(uuid, affect)
+
+    def set_vcpus(self, uuid: str, count: int, *, affect: Affect = Affect.CURRENT,
+                  maximum: bool = False) -> None:
+        self._control()
+        self.host.set_vcpus(uuid, count, affect=affect, maximum=maximum, origin="client")
+
+    def vcpu_info(self, uuid: str) -> tuple[VcpuInfo, ...]:
+        self._control()
+        return self.host.vcpu_info(uuid)
+
+    def scheduler(self, uuid: str) -> SchedulerParams:
+        self._control()
+        return self.host.scheduler(uuid)
+
+    def set_scheduler(self, uuid: str, *, weight: int | None = None,
+                      cap: int | None = None) -> SchedulerParams:
+        self._control()
+        return self.host.set_scheduler(uuid, weight=weight, cap=cap, origin="client")
+
+    def set_metadata(self, uuid: str, kind: MetadataKind, value: str | None, *,
+                     key: str | None = None, uri: str | None = None,
+                     affect: Affect = Affect.CURRENT) -> None:
+        self._control()
+        self.host.set_metadata(uuid, kind, value, key=key, uri=uri, affect=affect,
+                               origin="client")
+
     # events
 
     def events_since(self, after: int, timeout: float = 0.0) -> EventBatch:
         self.counters.event()
         return self.host.events_since(after, timeout)
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
         """Nothing to release: the host belongs to whoever created it."""

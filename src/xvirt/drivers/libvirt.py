@@ -10,7 +10,11 @@ there is no generation. This driver maps it onto the driver interface:
   monitor; through a daemon the ``info()`` calls overlap over a few more
   connections, see libvirt_fanout.py), ``lookupByUUIDString`` of the UUID the mirror believes
   at the ID, ``lookupByID`` only when that fails (identify: a hash, not a scan),
-  ``info()`` on a UUID handle (info_by_uuid);
+  ``info()`` on a UUID handle (info_by_uuid); ``getAllDomainStats`` or
+  ``domainListGetStats`` of the groups asked, with NOWAIT, on a lane given the
+  driver's ``timeout``, each domain asked on its own when it does not answer in
+  time (domain_stats: see "Statistics" in docs/architecture.md and
+  libvirt_stats.py);
 * control plane: lookups by UUID and name for ``resolve``, ``XMLDesc`` for the
   configuration, the actions, ``restore``, ``getInfo`` and friends, and the
   defined (inactive) domains: ``find``, ``list_defined``, ``define``, ``start``,
@@ -95,7 +99,8 @@ import os
 import queue
 import threading
 import uuid as _uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -109,10 +114,22 @@ from xvirt.drivers.base import (
     check_sendable,
     sendable,
 )
+from xvirt.drivers.closing import close_when_free
 from xvirt.drivers.libvirt_errors import translate
 from xvirt.drivers.libvirt_fanout import Fanout
 from xvirt.drivers.libvirt_loop import ensure_event_loop
 from xvirt.drivers.libvirt_mirror import Mirror
+from xvirt.drivers.libvirt_stats import (
+    JOB_MARKS,
+    Lane,
+    Lanes,
+    Nic,
+    connection_alive,
+    net_names,
+    nic_sources,
+    stats_bits,
+    stats_from_record,
+)
 from xvirt.drivers.libvirt_xml import (
     check_definition,
     choose_guest,
@@ -174,6 +191,7 @@ from xvirt.planes import (
     TableSnapshot,
     Unanswered,
 )
+from xvirt.stats import DomainStats, StatGroup, check_groups
 
 __all__ = ["LibvirtDriver", "default_image_dir", "domain_state"]
 
@@ -219,6 +237,11 @@ _RECONNECT_PAUSE_S = 0.1
 # 1.7x faster than one at 30 domains, 4 ways no better on 2 cores.
 _FANOUT_MIN = 8
 _FANOUT_LANES = 2
+# domain_stats: a statistics call that does not answer within the driver's timeout is
+# made again for each domain on its own, on up to this many lanes at once. Idle lanes
+# notice the driver closed within _STATS_POLL_S.
+_STATS_LANES = 8
+_STATS_POLL_S = 1.0
 
 
 def domain_state(code: int) -> DomainState | None:
@@ -258,6 +281,23 @@ def _running(doms: list[Any]) -> list[Any]:
     under its own lock (virDomainObjListExport): one that stopped in between
     comes out with ID -1. It was seen not running; it is not a member."""
     return [d for d in doms if d.ID() >= 0]
+
+
+@dataclass(frozen=True, slots=True)
+class _StatsCall:
+    """One statistics call, as prepared under the driver's lock."""
+
+    groups: frozenset[StatGroup]
+    bits: int  # libvirt's group bits
+    flags: int  # ACTIVE, and NOWAIT where libvirt takes it
+    conn: Any  # the driver's connection; None: each lane's own
+    wanted: frozenset[str] | None  # the UUIDs asked that are live; None: every live domain
+    handles: Mapping[str, Any]  # a handle on the driver's connection for each of ``wanted``
+    every: bool  # getAllDomainStats (filtered to ``wanted``), not domainListGetStats
+
+
+class _LaneLost(Exception):
+    """A lane's own connection died under a statistics call: asked again on a new one."""
 
 
 class LibvirtDriver(Driver):
@@ -314,6 +354,13 @@ class LibvirtDriver(Driver):
         self._worker: threading.Thread | None = None
         self._fanout: Fanout | None = None  # started by the first snapshot that pays
         self._worker_lock = threading.Lock()
+        # domain_stats: its lanes (started by its first call), each domain's NICs' MAC and
+        # bridge by device name as of the ID they were read at, and the keys that tell
+        # a group NOWAIT skipped on this hypervisor (see libvirt_stats.py).
+        self._stats_lanes: Lanes | None = None
+        self._nics: dict[str, tuple[int, dict[str, Nic]]] = {}
+        self._nics_lock = threading.Lock()
+        self._job_marks = JOB_MARKS.get(urlsplit(target).scheme.split("+")[0], {})
         with self._lock:
             self._connect()
 
@@ -1003,6 +1050,255 @@ class LibvirtDriver(Driver):
         return tuple_new(DataRow, (domid, uuid, state, int(info[2]), int(info[1]),
                                    int(info[3]), int(info[4])))
 
+    # -- statistics (issue 19) ---------------------------------------------------------------
+
+    def domain_stats(self, groups: frozenset[StatGroup],
+                     uuids: Sequence[str] | None = None) -> list[DomainStats]:
+        """One libvirt statistics call, with NOWAIT, made on a lane without the driver's
+        lock and given the driver's ``timeout``: ``getAllDomainStats`` for every live
+        domain (or for a list of UUIDs that holds every domain the driver knows live, a
+        survey's), else ``domainListGetStats`` of the UUIDs' handles. A domain gone
+        meanwhile is left out; a group whose keys its record lacks is ``missing``. If
+        the call does not answer in time (a guest whose QEMU is stopped and whose job
+        was free: libvirt takes the job and waits on its monitor), each domain is asked
+        on its own (:meth:`_stats_one_by_one`). Identity (ID, name) is the call's.
+
+        Counted on the data plane: the call; the first time, or after a reconnect, a
+        lookup of each UUID asked that the driver holds no handle for (under the lock:
+        an observation), and, where the lanes have connections of their own, one per
+        UUID on the lane's connection; with the net group, one ``XMLDesc`` of each
+        domain whose NICs' MAC and bridge are not known at its current ID."""
+        op = "domain_stats"
+        chosen = check_groups(groups, op=op, uri=self.uri)
+        wanted = None if uuids is None else frozenset(self._uuid(u, op) for u in uuids)
+        if wanted is not None and not wanted:
+            return []
+        # Two tries of a lost connection, one of libvirt refusing NOWAIT (< 4.5).
+        for _ in range(3):
+            call, lanes = self._prepare_stats(chosen, wanted)
+            if call is None:
+                return []  # none of the UUIDs asked is live
+            (outcome,) = lanes.run([partial(self._stats_job, call)], self._timeout)
+            if outcome is None:
+                return self._stats_one_by_one(call, lanes)
+            if outcome.error is None:
+                return self._stats_answer(call, outcome.value or [])
+            self._stats_failed(outcome.error, call)  # raises, or returns to try again
+        raise HostUnreachableError(f"libvirt at {self.target!r} keeps dropping the connection",
+                                   uri=self.uri, op=op)
+
+    def _prepare_stats(self, groups: frozenset[StatGroup],
+                       wanted: frozenset[str] | None) -> tuple[_StatsCall | None, Lanes]:
+        """(Takes the lock) What one statistics call needs: the handles of the UUIDs
+        asked (a UUID whose handle is not held is looked up: an observation; one not
+        live is left out; None when none is), and the lanes, started on first use.
+        Through a daemon whose connections share one host (``_split``) each lane has a
+        connection of its own; elsewhere the lanes use the driver's."""
+        with self._lock:
+            if self._closed:
+                raise HostUnreachableError("the libvirt connection is closed", uri=self.uri,
+                                           op="domain_stats")
+            if self._lost or self._conn is None:
+                self._reconnect()
+            handles: dict[str, Any] = {}
+            every = wanted is None
+            if wanted is not None:
+                for uuid in wanted:
+                    dom = self._handles.get(uuid)
+                    if dom is None:
+                        dom = self._observe_uuid(uuid, self.counters.data)
+                    if dom is not None:
+                        handles[uuid] = dom
+                # Every domain known live asked for: getAllDomainStats needs no handle.
+                every = len(handles) >= len(self._handles) \
+                    and self._handles.keys() <= handles.keys()
+            self._publish()
+            if self._stats_lanes is None:
+                # Closed with the driver: within a second of close() (which does not
+                # know them), at once where it closes them.
+                self._stats_lanes = Lanes(self._open_unwatched if self._split else None,
+                                          f"xvirt-libvirt-stats {self.target}",
+                                          poll_s=_STATS_POLL_S, closed=lambda: self._closed)
+            lanes = self._stats_lanes
+            if wanted is not None and not handles:
+                return None, lanes
+            nowait = self._stats_flags & VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
+            return _StatsCall(groups, stats_bits(groups),
+                              VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE | nowait,
+                              None if self._split else self._conn,
+                              None if wanted is None else frozenset(handles), handles,
+                              every), lanes
+
+    def _stats_job(self, call: _StatsCall, lane: Lane) -> list[tuple[Any, Mapping[str, Any]]]:
+        """On a lane: the statistics call, then, with the net group, the XML of each
+        domain whose NICs' sources are not known (:meth:`_read_nics`). A failure that
+        finds the lane's own connection dead drops it (_LaneLost: asked again)."""
+        conn = lane.connection() if call.conn is None else call.conn
+        try:
+            if call.every:
+                self.counters.data()
+                found = conn.getAllDomainStats(call.bits, call.flags)
+            else:
+                doms = list(call.handles.values()) if call.conn is not None \
+                    else self._lane_handles(lane, conn, call.handles)
+                if not doms:
+                    return []
+                self.counters.data()
+                found = conn.domainListGetStats(doms, call.bits, call.flags)
+            if StatGroup.NET in call.groups:
+                self._read_nics(conn, found)
+        except self._lv.libvirtError as exc:
+            if call.conn is None and not connection_alive(conn, self._lv):
+                lane.drop()
+                raise _LaneLost(exc) from None
+            raise
+        return list(found)
+
+    def _lane_handles(self, lane: Lane, conn: Any, uuids: Mapping[str, Any]) -> list[Any]:
+        """(On a lane with its own connection) A handle made on it for each UUID: one
+        ``lookupByUUIDString`` the first time; a UUID no domain has is left out. The
+        lane keeps those of the domains the driver holds live, and a bounded slack (C7)."""
+        if len(lane.handles) > 2 * len(self._handles) + 64:
+            with self._lock:
+                live = set(self._handles)
+            lane.handles = {u: d for u, d in lane.handles.items() if u in live}
+        doms = []
+        for uuid in uuids:
+            dom = lane.handles.get(uuid)
+            if dom is None:
+                self.counters.data()
+                try:
+                    dom = conn.lookupByUUIDString(uuid)
+                except self._lv.libvirtError as exc:
+                    if exc.get_error_code() == VIR_ERR_NO_DOMAIN:
+                        continue  # gone: left out, as the statistics call leaves it
+                    raise
+                lane.handles[uuid] = dom
+            doms.append(dom)
+        return doms
+
+    def _read_nics(self, conn: Any, found: Sequence[tuple[Any, Mapping[str, Any]]]) -> None:
+        """(On a lane) The MAC and bridge of the NICs the records name, from each
+        domain's XML (one ``XMLDesc``, which libvirt answers from its records: no job, no
+        guest), read once per domain and ID, again when a record names a device the XML
+        read did not (a NIC plugged since). One the XML cannot be read for keeps MAC and
+        bridge None this time."""
+        for dom, record in found:
+            names = net_names(record)
+            if not names:
+                continue
+            uuid, domid = dom.UUIDString(), dom.ID()
+            with self._nics_lock:
+                known = self._nics.get(uuid)
+            if known is not None and known[0] == domid and all(n in known[1] for n in names):
+                continue
+            self.counters.data()
+            try:
+                xml = dom.XMLDesc(0)
+            except self._lv.libvirtError:
+                if connection_alive(conn, self._lv):
+                    continue  # this domain (gone, say), not the connection
+                raise
+            sources = nic_sources(xml, uri=self.uri)
+            with self._nics_lock:
+                self._nics[uuid] = (domid, sources)
+
+    def _stats_answer(self, call: _StatsCall,
+                      found: Sequence[tuple[Any, Mapping[str, Any]]]) -> list[DomainStats]:
+        """The records of one call as DomainStats: live domains only (ID and state of the
+        record, the call's instant), of the UUIDs asked; then the NIC sources pruned to
+        the live domains (C7): to those answered when every live domain was."""
+        answers = []
+        seen = set()
+        for dom, record in found:
+            domid = dom.ID()
+            if domid < 0:
+                continue  # shut off: not live
+            uuid = dom.UUIDString()
+            if call.wanted is not None and uuid not in call.wanted:
+                continue
+            nics = None
+            if StatGroup.NET in call.groups:
+                with self._nics_lock:
+                    known = self._nics.get(uuid)
+                nics = known[1] if known is not None and known[0] == domid else None
+            stats = stats_from_record(uuid, dom.name(), domid, record, call.groups,
+                                      state_of=domain_state, nics=nics,
+                                      marks=self._job_marks)
+            if stats is not None:
+                answers.append(stats)
+                seen.add(uuid)
+        if call.wanted is None:
+            self._prune_nics(seen)
+        elif len(self._nics) > len(self._handles) + 16:
+            with self._lock:
+                live = set(self._handles)
+            self._prune_nics(live)
+        return answers
+
+    def _prune_nics(self, live: set[str]) -> None:
+        with self._nics_lock:
+            for uuid in [u for u in self._nics if u not in live]:
+                del self._nics[uuid]
+
+    def _stats_failed(self, exc: BaseException, call: _StatsCall) -> None:
+        """A statistics call failed: return to ask again (a lost connection; libvirt
+        refusing NOWAIT, asked again without it and remembered), or raise its error."""
+        if isinstance(exc, _LaneLost):
+            return  # the lane opens a new connection
+        if not isinstance(exc, self._lv.libvirtError):
+            raise exc  # opening a lane's connection, a malformed XML: already ours
+        op = "domain_stats"
+        try:
+            if call.conn is not None:
+                self._failed(exc, call.conn, op=op)  # raises unless the connection is lost
+                return
+            raise translate(exc, uri=self.uri, op=op) from None
+        except (InvalidArgumentError, UnsupportedError):
+            if not call.flags & VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT:
+                raise
+            with self._lock:
+                self._stats_flags = VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE  # libvirt < 4.5
+            return
+
+    def _stats_one_by_one(self, call: _StatsCall, lanes: Lanes) -> list[DomainStats]:
+        """The call did not answer within the deadline: each domain asked on its own
+        (``domainListGetStats`` of one), up to ``_STATS_LANES`` at once, all within one
+        more deadline. A domain that does not answer in time, or whose call fails, has
+        every group asked in ``missing`` (ID and name as the driver last observed them).
+        Where every live domain was asked, one census first says who they are."""
+        with self._lock:
+            if call.wanted is None:
+                if self._closed:
+                    raise HostUnreachableError("the libvirt connection is closed",
+                                               uri=self.uri, op="domain_stats")
+                members = self._census_members(self.counters.data)
+                handles = {uuid: self._handles[uuid] for _, uuid, _ in members}
+                conn = None if call.conn is None else self._conn
+            else:
+                members = [(dom.ID(), uuid, dom.name()) for uuid, dom in call.handles.items()]
+                handles, conn = dict(call.handles), call.conn
+            self._publish()
+        each = [replace(call, conn=conn, wanted=frozenset((uuid,)),
+                        handles={uuid: handles[uuid]}, every=False) for _, uuid, _ in members]
+        outcomes = lanes.run([partial(self._stats_job, c) for c in each], self._timeout,
+                             _STATS_LANES)
+        answers: list[DomainStats] = []
+        for (domid, uuid, name), one, outcome in zip(members, each, outcomes, strict=True):
+            if outcome is not None and outcome.error is None:
+                answers += self._stats_answer(one, outcome.value or [])
+                continue
+            if conn is not None and outcome is not None \
+                    and isinstance(outcome.error, self._lv.libvirtError):
+                with self._lock:
+                    if conn is self._conn and self._is_lost():
+                        self._lost = True
+                        raise HostUnreachableError(
+                            f"the connection to libvirt at {self.target!r} was lost",
+                            uri=self.uri, op="domain_stats")
+            answers.append(DomainStats(uuid, name, domid, missing=call.groups))
+        return answers
+
     # -- control plane ----------------------------------------------------------------------
 
     def _resolution(self, doms: Sequence[Any]) -> Resolution:
@@ -1399,14 +1695,44 @@ class LibvirtDriver(Driver):
             events, complete = self._mirror.since(after)
             return EventBatch(self._boot, self._mirror.generation, events, complete)
 
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._publish()
+    def close(self, *, wait: bool = True) -> None:
+        """Close both connections; without ``wait``, never waiting on the lock another
+        thread holds: a
+        call blocked in libvirt, or at interpreter exit a thread stopped for good while
+        holding it (a script that never closed its connection hung there, in
+        ``virConnect.__del__``). Closed at once, so no new call starts; the teardown
+        runs now if the lock is free, else once it is (drivers/closing.py)."""
+        if self._closed:
+            return
+        self._closed = True
+        fanouts: list[Fanout] = []
+
+        def teardown() -> None:  # lock held
+            self._publish()  # event waiters wake and see the connection closed
             self._disconnect()
-            fanout, self._fanout = self._fanout, None
-        self._work.put(None)
-        if fanout is not None:
-            fanout.close()
+            if self._fanout is not None:
+                fanouts.append(self._fanout)
+                self._fanout = None
+
+        def stop_helpers() -> None:  # lock not held: the worker and the lanes may want it
+            self._work.put(None)
+            for fanout in fanouts:
+                fanout.close()
+            if self._stats_lanes is not None:
+                self._stats_lanes.close()
+
+        def disarm() -> None:
+            # Interpreter exit. libvirt calls the event loop's Python callbacks holding
+            # its own locks, and a thread the exit stopped in one holds them for good:
+            # deregistering or closing would then never return (5 exits in 80 hung so
+            # even with our lock free), and libvirt-python's finalizer of a connection
+            # makes exactly those calls. So make none, and leave that finalizer nothing
+            # to do: the process's end closes the sockets.
+            for conn in {id(c): c for c in (self._conn, self._watched) if c is not None}.values():
+                with contextlib.suppress(TypeError, AttributeError):
+                    vars(conn).pop("domainEventCallbacks", None)
+                    conn._o = None
+
+        self._closer: threading.Thread | None = close_when_free(
+            self._lock, teardown, stop_helpers, at_exit=disarm,
+            name=f"xvirt-libvirt-close {self.target}", wait_s=self._timeout if wait else 0.0)

@@ -59,6 +59,7 @@ from xvirt.drivers.base import (
     check_sendable,
     sendable,
 )
+from xvirt.drivers.closing import close_when_free
 from xvirt.errors import (
     AuthError,
     HostUnreachableError,
@@ -70,7 +71,20 @@ from xvirt.errors import (
     UnsupportedError,
     XvirtError,
 )
-from xvirt.model import HostInfo, parse_uuid
+from xvirt.model import (
+    Affect,
+    DomainMetadata,
+    DomainSettings,
+    HostCapabilities,
+    HostInfo,
+    MetadataKind,
+    NodeCpuStats,
+    NodeMemoryStats,
+    SchedulerParams,
+    VcpuInfo,
+    guest_types,
+    parse_uuid,
+)
 from xvirt.planes import (
     Census,
     Definition,
@@ -141,6 +155,17 @@ _ERRORS: dict[str, type[XvirtError]] = {
     "protocol": ProtocolError,
     "not-found": UnsupportedError,
 }
+
+
+#: ``affect=`` as the daemon reads it.
+_AFFECT_FIELD = {Affect.CURRENT: "current", Affect.LIVE: "live", Affect.CONFIG: "config",
+                 Affect.LIVE | Affect.CONFIG: "both"}
+
+
+def _affect(affect: Affect) -> str:
+    if not isinstance(affect, Affect):
+        raise InvalidArgumentError(f"affect must be an Affect, not {affect!r}")
+    return _AFFECT_FIELD[affect]
 
 
 def _census(reader: TableReader, _domid: int) -> Census:
@@ -412,15 +437,19 @@ class XendDriver(Driver):
 
     def _drop_fast(self) -> None:
         with self._data_lock:
-            if self._reader is not None:
-                self._reader.close()
-            for faulty in self._faulty:
-                faulty.close()
-            if self._fast is not None:
-                self._fast.close()
-            self._reader = None
-            self._faulty.clear()
-            self._fast = None
+            self._release_fast()
+
+    def _release_fast(self) -> None:
+        """(Data lock held) Close the table and the fast channel."""
+        if self._reader is not None:
+            self._reader.close()
+        for faulty in self._faulty:
+            faulty.close()
+        if self._fast is not None:
+            self._fast.close()
+        self._reader = None
+        self._faulty.clear()
+        self._fast = None
 
     def _table_fault(self, reader: TableReader, exc: ProtocolError) -> None:
         """The table is cut short or corrupt: leave it to the socket, which answers the
@@ -674,28 +703,194 @@ class XendDriver(Driver):
         (none if none, as the daemon then defines it): one request. The config always
         crosses (the S-expression writer escapes what UTF-8 cannot hold); the host
         judges its values, as ``create``'s."""
-        self._writable("define", name=name)
-        check_sendable(name, "the name", uri=self.uri, op="define")
-        wanted = self._uuid(uuid, "define") if uuid is not None else None
+        return self.define_domain(name, config, uuid=uuid)
+
+    def define_domain(self, name: str, config: DomainConfig, *, uuid: str | None = None,
+                      max_vcpus: int | None = None,
+                      metadata: DomainMetadata | None = None) -> Definition:
+        """:meth:`define`, the maximum vCPUs as xend's ``(vcpus N) (vcpu_avail B)`` and
+        the metadata in its extension fields, in the same one request."""
+        _response, rec = self._send_config("define", "new", name, config, uuid, max_vcpus,
+                                           metadata)
+        return self._definition(rec)
+
+    def _send_config(self, op: str, xend_op: str, name: str, config: DomainConfig,
+                     uuid: str | None, max_vcpus: int | None,
+                     metadata: DomainMetadata | None,
+                     extra: tuple[tuple[str, str], ...] = ()) -> tuple[httpx.Response, sxp.Sx]:
+        """``POST /xend/domain/`` ``op=new`` or ``op=create`` with a ``(vm ...)`` config:
+        the record the daemon answers with."""
+        self._writable(op, name=name)
+        check_sendable(name, "the name", uri=self.uri, op=op)
+        wanted = self._uuid(uuid, op) if uuid is not None else None
         try:
             text = sxp.dumps(records.vm_config(
                 name, config.memory_kib, config.max_memory_kib, config.vcpus, wanted,
-                config.os_type, config.disks, config.nics))
+                config.os_type, config.disks, config.nics, max_vcpus, metadata))
         except InvalidArgumentError as exc:
-            exc.uri, exc.op, exc.name = self.uri, "define", name
+            exc.uri, exc.op, exc.name = self.uri, op, name
             raise
         self.counters.control()
         try:
-            _response, rec = self._call("POST", "/xend/domain/",
-                                        form=[("op", "new"), ("config", text)], mutation=True,
-                                        op="define")
+            response, rec = self._call("POST", "/xend/domain/",
+                                       form=[("op", xend_op), ("config", text), *extra],
+                                       mutation=True, op=op)
         except XvirtError as exc:
             exc.name, exc.uuid = name, exc.uuid or wanted
             raise
         if rec is None:
-            raise ProtocolError("define answered without the domain's record", uri=self.uri,
-                                op="define", name=name)
-        return self._definition(rec)
+            raise ProtocolError(f"{op} answered without the domain's record", uri=self.uri,
+                                op=op, name=name)
+        return response, rec
+
+    # -- what a Xen host has beyond identity and lifecycle (by UUID) -------------------------
+
+    def create(self, name: str, config: DomainConfig, *, uuid: str | None = None,
+               max_vcpus: int | None = None, metadata: DomainMetadata | None = None,
+               paused: bool = False) -> Resolution:
+        """``op=create``, one request. xend created domains paused and libvirt unpaused
+        them with a second request; the extension ``paused=0`` has the daemon start it
+        running (one CREATED event, no RESUMED), and ``exact=1`` keeps the devices to
+        those named."""
+        response, rec = self._send_config("create", "create", name, config, uuid, max_vcpus,
+                                          metadata, (("exact", "1"),
+                                                     ("paused", "1" if paused else "0")))
+        answer = self._resolution(response, [rec])
+        if not answer.domains:
+            raise ProtocolError("create answered with a domain that does not run",
+                                uri=self.uri, op="create", name=name)
+        return answer
+
+    def _settings_call(self, op: str, method: str, uuid: str, *,
+                       params: dict[str, str] | None = None,
+                       form: list[tuple[str, str]] | None = None) -> sxp.Sx | None:
+        """One request about the domain ``uuid`` (``expected_uuid``: the daemon answers
+        for that UUID only), its errors naming the domain."""
+        wanted = self._uuid(uuid, op)
+        self.counters.control()
+        try:
+            if method == "GET":
+                _response, rec = self._call("GET", f"/xend/domain/{wanted}",
+                                            params={**(params or {}), "expected_uuid": wanted},
+                                            op=op)
+            else:
+                self._writable(op, uuid=wanted)
+                _response, rec = self._call(
+                    "POST", f"/xend/domain/{wanted}",
+                    form=[*(form or []), ("expected_uuid", wanted)], mutation=True, op=op)
+        except XvirtError as exc:
+            exc.uuid = wanted
+            raise
+        return rec
+
+    def _parsed(self, rec: sxp.Sx | None, read: Callable[[sxp.Sx], T], op: str) -> T:
+        if rec is None:
+            raise ProtocolError(f"{op} answered nothing", uri=self.uri, op=op)
+        try:
+            return read(rec)
+        except ProtocolError as exc:
+            raise self._stamped(exc) from None
+
+    def domain_settings(self, uuid: str, affect: Affect = Affect.CURRENT) -> DomainSettings:
+        """``GET /xend/domain/<uuid>?op=xvirt_settings&affect=...``: one request."""
+        rec = self._settings_call("domain_settings", "GET", uuid, params={
+            "op": "xvirt_settings", "affect": _affect(affect)})
+        return self._parsed(rec, records.parse_settings, "domain_settings")
+
+    def set_vcpus(self, uuid: str, count: int, *, affect: Affect = Affect.CURRENT,
+                  maximum: bool = False) -> None:
+        """xend's ``op=set_vcpus vcpus=N`` (with ``affect=`` and ``maximum=1``)."""
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise InvalidArgumentError(f"a vCPU count must be an integer, not {count!r}",
+                                       uri=self.uri, op="set_vcpus", uuid=uuid)
+        self._settings_call("set_vcpus", "POST", uuid, form=[
+            ("op", "set_vcpus"), ("vcpus", str(count)), ("affect", _affect(affect)),
+            ("maximum", "1" if maximum else "0")])
+
+    def vcpu_info(self, uuid: str) -> tuple[VcpuInfo, ...]:
+        """xend's ``GET /xend/domain/<dom>?op=vcpuinfo``: one request."""
+        rec = self._settings_call("vcpu_info", "GET", uuid, params={"op": "vcpuinfo"})
+        return self._parsed(rec if rec is not None else [], records.parse_vcpuinfo,
+                            "vcpu_info")
+
+    def scheduler(self, uuid: str) -> SchedulerParams:
+        """xend's ``op=domain_sched_credit_get``: one request."""
+        rec = self._settings_call("scheduler", "GET", uuid,
+                                  params={"op": "domain_sched_credit_get"})
+        return self._parsed(rec, records.parse_sched_credit, "scheduler")
+
+    def set_scheduler(self, uuid: str, *, weight: int | None = None,
+                      cap: int | None = None) -> SchedulerParams:
+        """xend's ``op=domain_sched_credit_set weight= cap=`` (each only when given)."""
+        form = [("op", "domain_sched_credit_set")]
+        for field, value in (("weight", weight), ("cap", cap)):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidArgumentError(
+                    f"the scheduler's {field} must be a non-negative integer, not {value!r}",
+                    uri=self.uri, op="set_scheduler", uuid=uuid)
+            form.append((field, str(value)))
+        rec = self._settings_call("set_scheduler", "POST", uuid, form=form)
+        return self._parsed(rec, records.parse_sched_credit, "set_scheduler")
+
+    def set_metadata(self, uuid: str, kind: MetadataKind, value: str | None, *,
+                     key: str | None = None, uri: str | None = None,
+                     affect: Affect = Affect.CURRENT) -> None:
+        """The extension ``op=xvirt_set_metadata``: one request."""
+        if not isinstance(kind, MetadataKind):
+            raise InvalidArgumentError(f"unknown metadata type {kind!r}", uri=self.uri,
+                                       op="set_metadata", uuid=uuid)
+        form = [("op", "xvirt_set_metadata"), ("type", kind.name.lower()),
+                ("affect", _affect(affect))]
+        for field, text in (("value", value), ("key", key), ("uri", uri)):
+            if text is not None:
+                if not isinstance(text, str):
+                    raise InvalidArgumentError(f"the metadata {field} must be a string",
+                                               uri=self.uri, op="set_metadata", uuid=uuid)
+                form.append((field, check_sendable(text, f"the metadata {field}",
+                                                   uri=self.uri, op="set_metadata")))
+        self._settings_call("set_metadata", "POST", uuid, form=form)
+
+    def capabilities(self) -> HostCapabilities:
+        """From the node record (``GET /xend/node/``, one request): the node's facts,
+        ``xen_scheduler`` and the guests ``xen_caps`` names."""
+        info, node = self._node_info()
+        return HostCapabilities(info, node.get("xen_scheduler") or "credit",
+                                guest_types(node.get("xen_caps", "")))
+
+    def node_memory_stats(self, cell: int | None = None) -> NodeMemoryStats:
+        """``GET /xvirt/node/memory[?cell=N]``: one request."""
+        rec = self._node_stats("memory", "cell", cell)
+        return NodeMemoryStats(*(self._stat(rec, "memory_stats", k)
+                                 for k in ("total", "free", "buffers", "cached")))
+
+    def node_cpu_stats(self, cpu: int | None = None) -> NodeCpuStats:
+        """``GET /xvirt/node/cpu[?cpu=N]``: one request."""
+        rec = self._node_stats("cpu", "cpu", cpu)
+        return NodeCpuStats(*(self._stat(rec, "cpu_stats", k)
+                              for k in ("kernel", "user", "idle", "iowait")))
+
+    def _node_stats(self, what: str, field: str, index: int | None) -> sxp.Sx:
+        op = f"node_{what}_stats"
+        if index is not None and (isinstance(index, bool) or not isinstance(index, int)
+                                  or index < 0):
+            raise InvalidArgumentError(f"{field} {index!r} does not exist on this host",
+                                       uri=self.uri, op=op)
+        self.counters.control()
+        _response, rec = self._call("GET", f"/xvirt/node/{what}",
+                                    params=None if index is None else {field: str(index)},
+                                    op=op)
+        if rec is None:
+            raise ProtocolError(f"{op} answered nothing", uri=self.uri, op=op)
+        return rec
+
+    def _stat(self, rec: sxp.Sx, head: str, key: str) -> int:
+        text = sxp.value(rec, f"{head}/{key}") or ""
+        if not text.isascii() or not text.isdigit() or len(text) > 20:
+            raise ProtocolError(f"field {key!r} of ({head} ...) is not a count: {text[:40]!r}",
+                                uri=self.uri)
+        return int(text)
 
     def _managed(self, op: str, xend_op: str, uuid: str) -> None:
         self._writable(op, uuid=uuid)
@@ -732,6 +927,10 @@ class XendDriver(Driver):
         self._image_dir_known = True
 
     def host_info(self) -> HostInfo:
+        return self._node_info()[0]
+
+    def _node_info(self) -> tuple[HostInfo, dict[str, str]]:
+        """``GET /xend/node/`` (one request): the node's facts, and its record's fields."""
         self.counters.control()
         response, rec = self._call("GET", "/xend/node/")
         if rec is None:
@@ -764,7 +963,7 @@ class XendDriver(Driver):
             memory_kib=num("total_memory_kib") or num("total_memory") * 1024,
             free_memory_kib=num("free_memory_kib") or num("free_memory") * 1024,
             boot_id=boot,
-        )
+        ), node
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -787,9 +986,17 @@ class XendDriver(Driver):
             if now - started < POLL_PAUSE_S:  # answered at once: a busy daemon
                 self._clock.sleep(min(POLL_PAUSE_S, deadline - now))
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._drop_fast()
-            self._http.close()
+    def close(self, *, wait: bool = True) -> None:
+        """Without ``wait``, never waits on the data lock another thread holds: a
+        discovery of the fast channel in progress (it waits on the daemon), or at
+        interpreter exit a thread stopped for good while holding it. Closed at once; the
+        channels are released now if the lock is free (or, with ``wait``, once it is
+        within the timeout), else once it is, and at exit by the process's end
+        (drivers/closing.py)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._closer: threading.Thread | None = close_when_free(
+            self._data_lock, self._release_fast, self._http.close,
+            name=f"xvirt-xend-close {self.uri}", wait_s=self._timeout if wait else 0.0)
 

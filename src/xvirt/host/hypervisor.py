@@ -25,7 +25,7 @@ import uuid as uuidlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Protocol
 
@@ -40,17 +40,31 @@ from xvirt.errors import (
 from xvirt.host.devices import check_disks, check_nics, default_disks, default_nics
 from xvirt.host.events import EventLog
 from xvirt.host.ids import DomidAllocator
-from xvirt.host.images import ImageStore, SavedDomain
+from xvirt.host.images import ImageStore, SavedDomain, check_image
 from xvirt.hotpath import tuple_new
 from xvirt.model import (
+    DEFAULT_SCHEDULER,
     DOMID_FIRST_RESERVED,
+    MAX_VCPUS,
     MAX_WAIT_S,
+    Affect,
+    DomainMetadata,
+    DomainSettings,
     DomainState,
     EventKind,
+    HostCapabilities,
     HostInfo,
+    MetadataKind,
+    NodeCpuStats,
+    NodeMemoryStats,
+    SchedulerParams,
+    VcpuInfo,
+    VcpuState,
     check_domid,
-    check_image_name,
+    check_metadata,
     check_name,
+    check_scheduler,
+    guest_types,
     parse_uuid,
 )
 from xvirt.planes import (
@@ -139,9 +153,19 @@ class LiveDomain:
     rate: float
     disks: tuple[DiskConfig, ...] = ()
     nics: tuple[NicConfig, ...] = ()
+    #: The most vCPUs it may bring online (``vcpus`` are online); 0: as many as ``vcpus``.
+    max_vcpus: int = 0
+    sched_weight: int = 256
+    sched_cap: int = 0
+    metadata: DomainMetadata = field(default_factory=DomainMetadata)
 
     def cpu_time(self, now: float) -> int:
         return self.cpu_ns + int((now - self.since) * 1e9 * self.rate)
+
+    @property
+    def vcpu_limit(self) -> int:
+        """The most vCPUs it may have online."""
+        return max(self.max_vcpus, self.vcpus)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +192,8 @@ class HostChange:
     #: UUIDs whose definitions were removed. A reset (new boot) keeps definitions, as
     #: xend kept its managed domains' configurations across a host reboot.
     undefined: tuple[str, ...] = ()
+    #: When this boot began, on the host's clock (the node's CPU statistics count from it).
+    booted_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +210,9 @@ class HostState:
     #: Every managed domain's definition, running or not (none in a host kept before
     #: domains could be defined).
     definitions: tuple[SavedDomain, ...] = ()
+    #: When this boot began, on the host's clock; None in a host kept before it was
+    #: (the boot is then taken to begin when the host is loaded).
+    booted_at: float | None = None
 
 
 class HostObserver(Protocol):
@@ -205,6 +234,7 @@ class _Committed:
         self.rover = state.rover
         self.daemon_epoch = state.daemon_epoch
         self.definitions = {d.uuid: d for d in state.definitions}
+        self.booted_at = state.booted_at
 
     def apply(self, change: HostChange) -> None:
         if change.reset:
@@ -222,12 +252,14 @@ class _Committed:
         self.journal.extend(change.journal)
         self.boot_id, self.generation = change.boot_id, change.generation
         self.rover, self.daemon_epoch = change.rover, change.daemon_epoch
+        self.booted_at = change.booted_at
 
     def state(self) -> HostState:
         return HostState(self.boot_id, self.generation,
                          tuple(sorted(self.domains.values(), key=lambda d: d.id)),
                          tuple(self.events), tuple(self.journal), self.rover,
-                         self.daemon_epoch, _sorted_by_name(self.definitions.values()))
+                         self.daemon_epoch, _sorted_by_name(self.definitions.values()),
+                         self.booted_at)
 
 
 def _sorted_by_name(specs: Iterable[SavedDomain]) -> tuple[SavedDomain, ...]:
@@ -256,10 +288,14 @@ class _Domain:
         "id",
         "load",
         "max_memory_kib",
+        "max_vcpus",
         "memory_kib",
+        "metadata",
         "name",
         "nics",
         "os_type",
+        "sched_cap",
+        "sched_weight",
         "since",
         "state",
         "uuid",
@@ -280,26 +316,43 @@ class _Domain:
         self.since = now
         self.disks = spec.disks
         self.nics = spec.nics
+        self.max_vcpus = spec.vcpu_limit
+        self.sched_weight = spec.sched_weight
+        self.sched_cap = spec.sched_cap
+        self.metadata = spec.metadata
 
     def spec(self, now: float) -> SavedDomain:
         """What brings this domain back elsewhere: everything but its ID and state."""
         return SavedDomain(self.uuid, self.name, self.memory_kib, self.max_memory_kib,
                            self.vcpus, self.cpu_time(now), self.os_type, self.load,
-                           self.disks, self.nics)
+                           self.disks, self.nics, self.max_vcpus, self.sched_weight,
+                           self.sched_cap, self.metadata)
 
     def live(self) -> LiveDomain:
         return LiveDomain(self.id, self.uuid, self.name, self.state, self.memory_kib,
                           self.max_memory_kib, self.vcpus, self.os_type, self.load,
-                          self.cpu_ns, self.since, self._rate(), self.disks, self.nics)
+                          self.cpu_ns, self.since, self._rate(), self.disks, self.nics,
+                          self.max_vcpus, self.sched_weight, self.sched_cap, self.metadata)
 
     @classmethod
     def from_live(cls, live: LiveDomain) -> _Domain:
         dom = cls(live.id, SavedDomain(live.uuid, live.name, live.memory_kib,
                                        live.max_memory_kib, live.vcpus, live.cpu_ns,
-                                       live.os_type, live.load, live.disks, live.nics),
+                                       live.os_type, live.load, live.disks, live.nics,
+                                       live.max_vcpus, live.sched_weight, live.sched_cap,
+                                       live.metadata),
                   live.since)
         dom.state = live.state
         return dom
+
+    def set_vcpus(self, count: int, now: float) -> None:
+        """Bring ``count`` vCPUs online (the CPU time so far is kept: the rate changes)."""
+        self.cpu_ns = self.cpu_time(now)
+        self.since = now
+        self.vcpus = count
+
+    def settings(self) -> DomainSettings:
+        return DomainSettings(self.vcpus, self.max_vcpus, self.metadata)
 
     def _rate(self) -> float:
         """CPU nanoseconds burnt per wall nanosecond in the current state."""
@@ -386,6 +439,44 @@ def _checked_config(
     return max_kib, disk_specs, nic_specs
 
 
+def _checked_extras(name: str, vcpus: int, max_vcpus: int | None,
+                    metadata: DomainMetadata | None) -> tuple[int, DomainMetadata]:
+    """The maximum vCPUs (``vcpus`` when None; at least ``vcpus``, at most Xen's
+    MAX_VCPUS) and the metadata (none when None) ``create`` and ``define`` take."""
+    if max_vcpus is None:
+        limit = vcpus
+    else:
+        limit = _positive_int(max_vcpus, "max_vcpus")
+        if not vcpus <= limit <= max(MAX_VCPUS, vcpus):
+            raise InvalidArgumentError(
+                f"max_vcpus ({limit}) must be within vcpus ({vcpus})..{MAX_VCPUS}", name=name)
+    if metadata is None:
+        return limit, DomainMetadata()
+    if not isinstance(metadata, DomainMetadata):
+        raise InvalidArgumentError(f"metadata must be a DomainMetadata, not "
+                                   f"{type(metadata).__name__}", name=name)
+    checked = DomainMetadata()
+    try:
+        for kind, value in ((MetadataKind.TITLE, metadata.title),
+                            (MetadataKind.DESCRIPTION, metadata.description)):
+            checked = checked.replaced(kind, check_metadata(kind, value)[1])
+        for e in metadata.elements:
+            _, xml, key, uri = check_metadata(MetadataKind.ELEMENT, e.xml, e.key, e.uri)
+            checked = checked.replaced(MetadataKind.ELEMENT, xml, key=key, uri=uri)
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(exc.message, name=name) from None
+    return limit, checked
+
+
+#: What ``xen_caps`` says a 64-bit Xen host runs, as ``xl info`` shows it.
+XEN_CAPS = "xen-3.0-x86_64 xen-3.0-x86_32p hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64"
+#: Domain-0's page cache, as the node's memory statistics show it: fractions of its memory.
+_BUFFERS_SHARE, _CACHED_SHARE = 1 / 32, 1 / 4
+#: A vCPU's state from its domain's, as libxl reads Xen's flags (neither running nor
+#: blocked, a paused domain's vCPU included, is offline).
+_VCPU_STATES = {DomainState.RUNNING: VcpuState.RUNNING, DomainState.BLOCKED: VcpuState.BLOCKED}
+
+
 class HostModel:
     """One Xen-style host. Thread-safe: every public method is atomic."""
 
@@ -423,6 +514,7 @@ class HostModel:
         self._journal: deque[JournalEntry] = deque(maxlen=journal_capacity)
         self._tickers: list[Callable[[HostModel, float], None]] = []
         self._ticking = False
+        self._tick_instant = 0.0  # the instant of the request running the tickers
         self._closed = False
         self._stalled: set[str] = set()  # UUIDs whose figures never come (stall())
         self.daemon_epoch = 0
@@ -457,6 +549,7 @@ class HostModel:
         self._events = EventLog(self._event_capacity)
         self._ids.reset()
         now = self.clock.now()
+        self._booted_at = now
         dom0_kib = 2 * 1024 * 1024
         dom0 = _Domain(0, SavedDomain(DOM0_UUID, DOM0_NAME, dom0_kib, dom0_kib,
                                       min(self._cpus, 4), 0, "linux", 0.05), now)
@@ -517,7 +610,7 @@ class HostModel:
         events, _ = self._events.since(self._events.oldest_available)
         return HostState(self.boot_id, self._events.latest, doms, events,
                          tuple(self._journal), self._ids.rover, self.daemon_epoch,
-                         _sorted_by_name(self._defs.values()))
+                         _sorted_by_name(self._defs.values()), self._booted_at)
 
     def load(self, state: HostState) -> None:
         """Become the host ``state`` describes (a daemon starting again): same boot,
@@ -562,6 +655,7 @@ class HostModel:
         self._journal.clear()
         self._journal.extend(state.journal)
         self.daemon_epoch = state.daemon_epoch
+        self._booted_at = self.clock.now() if state.booted_at is None else state.booted_at
         self._touched.clear()
         self._vacated.clear()
         self._journalled = 0
@@ -631,7 +725,7 @@ class HostModel:
         undefined = tuple(u for u in self._defs_touched if u not in self._defs)
         change = HostChange(self.boot_id, latest, self._reset, live, vacated, gone, events,
                             journal, self._ids.rover, self.daemon_epoch,
-                            frozenset(self._stalled), defined, undefined)
+                            frozenset(self._stalled), defined, undefined, self._booted_at)
         committed = self._committed
         try:
             self._observers[0].commit(change)  # the keeper: refused, and nothing happened
@@ -677,9 +771,14 @@ class HostModel:
         """Start a request: checks, runs tickers, returns the request's instant."""
         if self._closed:
             self._check_open()  # raises
+        if self._ticking:
+            # A ticker's own request (the demo host creating a guest): it happens at the
+            # instant of the request that runs the tickers, or that request would read
+            # the new domain before it began (a negative CPU time).
+            return self._tick_instant
         now = self.clock.now()
-        if self._tickers and not self._ticking:
-            self._ticking = True
+        if self._tickers:
+            self._ticking, self._tick_instant = True, now
             try:
                 for ticker in self._tickers:
                     ticker(self, now)
@@ -753,6 +852,15 @@ class HostModel:
                     dom = self._by_uuid.get(parse_uuid(key))
                 except InvalidArgumentError:
                     dom = None
+            return self.boot_id, self._events.latest, now, dom.live() if dom else None
+
+    def lookup_uuid(self, uuid: str) -> tuple[str, int, float, LiveDomain | None]:
+        """The running domain with this UUID, by UUID alone (``lookup`` tries names
+        first: a domain may be *named* like another's UUID)."""
+        u = parse_uuid(uuid)
+        with self._lock:
+            now = self._enter()
+            dom = self._by_uuid.get(u)
             return self.boot_id, self._events.latest, now, dom.live() if dom else None
 
     def journal_refusal(self, op: str, domid: int, uuid: str, outcome: str) -> None:
@@ -869,6 +977,224 @@ class HostModel:
                 boot_id=self.boot_id,
             )
 
+    @property
+    def xen_caps(self) -> str:
+        """What guests the host runs, as Xen's ``xen_caps`` says it."""
+        return XEN_CAPS
+
+    def capabilities(self) -> HostCapabilities:
+        """The node's facts, its scheduler and the guests it runs (``xen_caps``)."""
+        return HostCapabilities(self.node_info(), DEFAULT_SCHEDULER, guest_types(XEN_CAPS))
+
+    def node_memory_stats(self, cell: int | None = None) -> NodeMemoryStats:
+        """The node's memory (``cell`` None: all of it; this host has one NUMA cell,
+        0): total and free as ``node_info`` says them, buffers and cached Domain-0's
+        page cache (part of what is used)."""
+        self._check_index(cell, 1, "cell", "node_memory_stats")
+        with self._lock:
+            self._enter()
+            used = sum(d.memory_kib for d in self._by_id.values())
+            dom0 = self._by_id[0].memory_kib
+        free = max(0, self._memory_kib - used)
+        buffers = min(int(dom0 * _BUFFERS_SHARE), self._memory_kib - free)
+        cached = min(int(dom0 * _CACHED_SHARE), self._memory_kib - free - buffers)
+        return NodeMemoryStats(self._memory_kib, free, buffers, cached)
+
+    def node_cpu_stats(self, cpu: int | None = None) -> NodeCpuStats:
+        """Time the node's CPUs (``cpu`` None: all, summed) spent in each mode since
+        this boot began, on the host's clock: each CPU's four figures add up to the
+        time since boot, and each grows with the clock (never backwards in a boot)."""
+        self._check_index(cpu, self._cpus, "cpu", "node_cpu_stats")
+        with self._lock:
+            self._enter()
+            elapsed = max(0, int((self.clock.now() - self._booted_at) * 1e9))
+        totals = [0, 0, 0, 0]
+        for i in range(self._cpus) if cpu is None else (cpu,):
+            user = elapsed * (15 + 3 * i % 11) // 100  # CPUs are not all equally busy
+            kernel, iowait = elapsed * 4 // 100, elapsed // 100
+            for k, v in enumerate((kernel, user, elapsed - kernel - user - iowait, iowait)):
+                totals[k] += v
+        return NodeCpuStats(*totals)
+
+    @staticmethod
+    def _check_index(value: object, count: int, what: str, op: str) -> None:
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < count:
+            raise InvalidArgumentError(
+                f"{what} {value!r} does not exist on this host (0..{count - 1})", op=op)
+
+    # -- vCPUs, the credit scheduler, metadata (by UUID: no ID to misdirect, C4) -------
+
+    def _affected(self, uuid: str, affect: Affect, op: str
+                  ) -> tuple[_Domain | None, SavedDomain | None]:
+        """The running domain and the definition ``affect`` names (lock held), as
+        libvirt resolves ``VIR_DOMAIN_AFFECT_*``: CURRENT is the running domain while it
+        runs, else its definition; a running one asked of a domain that does not run,
+        or a definition of a transient domain, is refused (OperationFailedError)."""
+        if not isinstance(affect, Affect):
+            raise InvalidArgumentError(f"affect must be an Affect, not {affect!r}", op=op)
+        dom = self._by_uuid.get(uuid)
+        spec = self._defs.get(uuid)
+        if dom is None and spec is None:
+            raise NoDomainError(f"no domain with UUID {uuid}", uuid=uuid, op=op)
+        if affect is Affect.CURRENT:
+            affect = Affect.LIVE if dom is not None else Affect.CONFIG
+        name = dom.name if dom is not None else spec.name if spec is not None else None
+        if Affect.LIVE in affect and dom is None:
+            raise OperationFailedError("domain is not running", uuid=uuid, name=name, op=op)
+        if Affect.CONFIG in affect and spec is None:
+            raise OperationFailedError("transient domains do not have any persistent config",
+                                       uuid=uuid, name=name, op=op)
+        return (dom if Affect.LIVE in affect else None,
+                spec if Affect.CONFIG in affect else None)
+
+    def settings(self, uuid: str, affect: Affect = Affect.CURRENT) -> DomainSettings:
+        """The online and maximum vCPUs and the metadata of the running domain or of
+        its definition (``affect``: one of them, not both)."""
+        u = parse_uuid(uuid)
+        if affect == Affect.LIVE | Affect.CONFIG:
+            raise InvalidArgumentError("ask for the running domain's settings or its "
+                                       "definition's, not both", uuid=u, op="settings")
+        with self._lock:
+            self._enter()
+            dom, spec = self._affected(u, affect, "settings")
+            if dom is not None:
+                return dom.settings()
+            assert spec is not None
+            return DomainSettings(spec.vcpus, spec.vcpu_limit, spec.metadata)
+
+    def set_vcpus(self, uuid: str, count: int, *, affect: Affect = Affect.CURRENT,
+                  maximum: bool = False, origin: str = "host") -> None:
+        """Bring ``count`` vCPUs online (xend's ``vcpu_set``), up to the domain's
+        maximum, in the running domain or its definition (``affect``); ``maximum``
+        changes a definition's maximum instead (a running domain's is fixed), taking its
+        online count down with it. Not a lifecycle change: no event."""
+        u = parse_uuid(uuid)
+        op = "set_vcpus"
+        with self._mutation() as now:
+            dom, spec = None, None
+            try:
+                if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                    raise InvalidArgumentError(f"a vCPU count must be a positive integer, "
+                                               f"not {count!r}", uuid=u, op=op)
+                if not isinstance(affect, Affect):
+                    raise InvalidArgumentError(f"affect must be an Affect, not {affect!r}",
+                                               uuid=u, op=op)
+                if maximum and Affect.LIVE in affect:
+                    raise InvalidArgumentError("a running domain's maximum vCPUs cannot "
+                                               "change", uuid=u, op=op)
+                dom, spec = self._affected(u, affect, op)
+                if maximum and dom is not None:  # CURRENT of a running domain
+                    raise InvalidArgumentError("a running domain's maximum vCPUs cannot "
+                                               "change", uuid=u, op=op)
+                limit = MAX_VCPUS if maximum else min(
+                    x.max_vcpus if isinstance(x, _Domain) else x.vcpu_limit
+                    for x in (dom, spec) if x is not None)
+                if count > limit:
+                    raise InvalidArgumentError(
+                        f"requested vcpus is greater than max allowable vcpus for the "
+                        f"domain: {count} > {limit}", uuid=u, op=op)
+            except (InvalidArgumentError, OperationFailedError, NoDomainError) as exc:
+                domid = dom.id if dom is not None else -1
+                self._log(JournalEntry(op, domid, u, f"failed: {exc.message}", origin))
+                raise
+            if dom is not None:
+                dom.set_vcpus(count, now)
+                self._touch(dom)
+            if spec is not None:
+                self._redefine(replace(spec, max_vcpus=count, vcpus=min(spec.vcpus, count))
+                               if maximum else replace(spec, vcpus=count,
+                                                       max_vcpus=spec.vcpu_limit))
+            self._log(JournalEntry(op, dom.id if dom is not None else -1, u, "ok", origin))
+
+    def vcpu_info(self, uuid: str) -> tuple[VcpuInfo, ...]:
+        """The running domain's online vCPUs, as Xen's ``vcpuinfo`` tells them: the
+        domain's CPU time shared among them, each on a physical CPU of its own where
+        there are enough, free to run on any (no pinning)."""
+        u = parse_uuid(uuid)
+        with self._lock:
+            now = self._enter()
+            dom, _ = self._affected(u, Affect.LIVE, "vcpu_info")
+            assert dom is not None
+            total, n, domid = dom.cpu_time(now), dom.vcpus, dom.id
+            state = _VCPU_STATES.get(dom.state, VcpuState.OFFLINE)
+        everywhere = (True,) * self._cpus
+        return tuple(VcpuInfo(i, state, total // n + (total % n if i == 0 else 0),
+                              (domid + i) % self._cpus, everywhere) for i in range(n))
+
+    def scheduler(self, uuid: str) -> SchedulerParams:
+        """The running domain's credit scheduler share (xend's ``domain_sched_credit_get``)."""
+        u = parse_uuid(uuid)
+        with self._lock:
+            self._enter()
+            dom, _ = self._affected(u, Affect.LIVE, "scheduler")
+            assert dom is not None
+            return SchedulerParams(dom.sched_weight, dom.sched_cap)
+
+    def set_scheduler(self, uuid: str, *, weight: int | None = None, cap: int | None = None,
+                      origin: str = "host") -> SchedulerParams:
+        """Change the running domain's credit scheduler share, each of ``weight`` and
+        ``cap`` left as it is when None (xend's ``domain_sched_credit_set``); returns
+        the share now. The cap is at most 100 per vCPU of the domain's maximum."""
+        u = parse_uuid(uuid)
+        op = "sched_credit_set"
+        with self._mutation():
+            dom: _Domain | None = None
+            try:
+                dom, _ = self._affected(u, Affect.LIVE, op)
+                assert dom is not None
+                new_weight, new_cap = check_scheduler(weight, cap, dom.max_vcpus)
+            except (InvalidArgumentError, OperationFailedError, NoDomainError) as exc:
+                domid = dom.id if dom is not None else -1
+                self._log(JournalEntry(op, domid, u, f"failed: {exc.message}", origin))
+                raise
+            if new_weight is not None:
+                dom.sched_weight = new_weight
+            if new_cap is not None:
+                dom.sched_cap = new_cap
+            self._touch(dom)
+            self._log(JournalEntry(op, dom.id, u, "ok", origin))
+            return SchedulerParams(dom.sched_weight, dom.sched_cap)
+
+    def set_metadata(self, uuid: str, kind: MetadataKind, value: str | None, *,
+                     key: str | None = None, uri: str | None = None,
+                     affect: Affect = Affect.CURRENT, origin: str = "host") -> None:
+        """Set (or, with None or "", remove) the title, the description or the
+        metadata element of namespace ``uri`` (written with prefix ``key``) of the
+        running domain or its definition (``affect``). One event says which changed
+        (its ``name`` is the element's URI), as libvirt's METADATA_CHANGE does."""
+        u = parse_uuid(uuid)
+        op = "set_metadata"
+        with self._mutation():
+            dom, spec = None, None
+            try:
+                kind, text, key, uri = check_metadata(kind, value, key, uri)
+                dom, spec = self._affected(u, affect, op)
+            except (InvalidArgumentError, OperationFailedError, NoDomainError) as exc:
+                domid = dom.id if dom is not None else -1
+                self._log(JournalEntry(op, domid, u, f"failed: {exc.message}", origin))
+                raise
+            if dom is not None:
+                dom.metadata = dom.metadata.replaced(kind, text, key=key, uri=uri)
+                self._touch(dom)
+            if spec is not None:
+                self._redefine(replace(spec, metadata=spec.metadata.replaced(
+                    kind, text, key=key, uri=uri)))
+            running = self._by_uuid.get(u)
+            domid = running.id if running is not None else -1
+            changed = {MetadataKind.TITLE: EventKind.TITLE_CHANGED,
+                       MetadataKind.DESCRIPTION: EventKind.DESCRIPTION_CHANGED,
+                       MetadataKind.ELEMENT: EventKind.METADATA_CHANGED}[kind]
+            self._events.append(changed, domid, u, name=uri)
+            self._log(JournalEntry(op, domid, u, "ok", origin))
+            self._changed.notify_all()
+
+    def _redefine(self, spec: SavedDomain) -> None:
+        """Replace a definition by a changed copy (same UUID and name; lock held)."""
+        self._defs[spec.uuid] = spec
+        self._defs_touched[spec.uuid] = None
+
     def act(self, op: Op, domid: int, expected_uuid: str, arg: str | None = None,
             *, origin: str = "client") -> None:
         """Check that ``domid`` is ``expected_uuid`` and act, in one atomic step (C4).
@@ -918,23 +1244,29 @@ class HostModel:
         disks: Iterable[DiskConfig] | None = None,
         nics: Iterable[NicConfig] | None = None,
         paused: bool = False,
+        max_vcpus: int | None = None,
+        metadata: DomainMetadata | None = None,
         origin: str = "host",
     ) -> DomainRecord:
         """Start a new guest (running, or paused as xend creates them) and return it;
         ``cpu_time_ns`` lets a demo start guests that have been running for a while.
 
         ``disks``/``nics`` None gives the defaults (``/var/lib/xen/images/<name>.img``
-        on xvda; one vif on xenbr0 with a MAC from the UUID); ``()`` gives none."""
+        on xvda; one vif on xenbr0 with a MAC from the UUID); ``()`` gives none.
+        ``vcpus`` are online, ``max_vcpus`` (default: as many) the most it may bring
+        online; ``metadata`` its title, description and metadata elements."""
         if isinstance(cpu_time_ns, bool) or not isinstance(cpu_time_ns, int) or cpu_time_ns < 0:
             raise InvalidArgumentError(
                 f"cpu_time_ns must be a non-negative integer, not {cpu_time_ns!r}", name=name
             )
         max_kib, disk_specs, nic_specs = _checked_config(
             name, memory_kib, max_memory_kib, vcpus, load, os_type, disks, nics)
+        limit, meta = _checked_extras(name, vcpus, max_vcpus, metadata)
         with self._mutation() as now:
             u = parse_uuid(uuid) if uuid is not None else self._new_uuid()
             spec = SavedDomain(u, name, memory_kib, max_kib, vcpus, cpu_time_ns, os_type, load,
-                               disk_specs, default_nics(u) if nic_specs is None else nic_specs)
+                               disk_specs, default_nics(u) if nic_specs is None else nic_specs,
+                               limit, metadata=meta)
             dom = self._admit(spec, now, "create", EventKind.CREATED, may_be_defined=False)
             if paused:
                 dom.set_state(DomainState.PAUSED, now)
@@ -962,6 +1294,10 @@ class HostModel:
         return self._host_op(Op.MIGRATE, domid)
 
     def save(self, domid: int, image: str) -> None:
+        """Save the guest to ``image`` and remove it. ``image`` is a plain name in the
+        image directory, or an absolute path the host's process may write: the
+        embedded host acts for its own process only; the daemon, which acts for other
+        users, passes names only."""
         self._host_op(Op.SAVE, domid, image)
 
     def rename(self, domid: int, new_name: str) -> None:
@@ -987,18 +1323,20 @@ class HostModel:
                 self._touch(dom)
 
     def restore(self, image: str, *, origin: str = "host") -> DomainRecord:
-        """Bring a saved domain back: same UUID and name, a new ID; the image is consumed."""
-        check_image_name(image)
+        """Bring a saved domain back: same UUID and name, a new ID. ``image`` is a name
+        in the image directory or an absolute path (see ``save``). The image stays, as
+        xm and libvirt leave it: while the domain runs, its UUID refuses a second
+        restore; once it is gone, the image brings it back again."""
+        check_image(image)
         with self._mutation() as now:
             saved = self._images.read(image)
             try:  # a managed domain saved while running comes back, still defined
                 dom = self._admit(saved, now, "restore", EventKind.RESTORED, may_be_defined=True)
-            except OperationFailedError as exc:  # the image is kept; say why in the journal
+            except OperationFailedError as exc:  # say why in the journal
                 self._log(
                     JournalEntry("restore", -1, saved.uuid, f"failed: {exc.message}", origin)
                 )
                 raise
-            self._images.consume(image)  # deleted once the restore is committed
             self._log(JournalEntry("restore", dom.id, dom.uuid, "ok", origin))
             return dom.record(now)
 
@@ -1016,6 +1354,8 @@ class HostModel:
         load: float = 0.25,
         disks: Iterable[DiskConfig] | None = None,
         nics: Iterable[NicConfig] | None = None,
+        max_vcpus: int | None = None,
+        metadata: DomainMetadata | None = None,
         origin: str = "host",
     ) -> Definition:
         """Define a managed domain without starting it (xend's ``op=new``, ``xm new``).
@@ -1027,6 +1367,7 @@ class HostModel:
         another UUID holds, running or defined, is refused, and so is Domain-0."""
         max_kib, disk_specs, nic_specs = _checked_config(
             name, memory_kib, max_memory_kib, vcpus, load, os_type, disks, nics)
+        limit, meta = _checked_extras(name, vcpus, max_vcpus, metadata)
         wanted = parse_uuid(uuid) if uuid is not None else None
         with self._mutation():
             u = wanted if wanted is not None else self._new_uuid()
@@ -1046,7 +1387,8 @@ class HostModel:
                 self._log(JournalEntry("define", domid, u, f"failed: {exc.message}", origin))
                 raise
             spec = SavedDomain(u, name, memory_kib, max_kib, vcpus, 0, os_type, load,
-                               disk_specs, default_nics(u) if nic_specs is None else nic_specs)
+                               disk_specs, default_nics(u) if nic_specs is None else nic_specs,
+                               limit, metadata=meta)
             old = self._defs.get(u)
             if old is not None:
                 del self._def_names[old.name]
@@ -1275,8 +1617,9 @@ class HostModel:
             self._move(dom, EventKind.REBOOTED if op is Op.REBOOT else EventKind.MIGRATED, now,
                        reset_cpu=op is Op.REBOOT)
         elif op is Op.SAVE:
-            image = check_image_name(arg)
-            self._images.stage(image, dom.spec(now))  # raises before the domain is touched
+            image = check_image(arg)
+            # raises before the domain is touched; replaces no image whose domain is gone
+            self._images.stage(image, dom.spec(now), running=self._by_uuid)
             self._remove(dom, EventKind.SAVED)
         elif op is Op.RENAME:
             new = check_name(arg)

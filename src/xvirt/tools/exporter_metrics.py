@@ -13,14 +13,21 @@ Three parts, each with one job:
   reading per scrape, turned into families by :func:`build_families`, or
   ``xvirt_up 0`` and nothing about domains when no fresh reading came in time.
 
+A scrape asks the host for the statistics groups it collects (``--collect``) in the
+same survey, ``Connection.survey(groups)``: one data-plane call for the info and one
+for the statistics of every domain, whatever their number. Per-domain series carry
+``uuid`` and ``name``; device series also ``target_device`` and ``source_file`` (disks)
+or ``source_bridge`` (NICs), as the peers' exporters label them (:data:`PEERS`).
+
 Only the public API (``import xvirt``) is used.
 """
 
 from __future__ import annotations
 
 import contextlib
+import platform
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, fields
@@ -31,15 +38,22 @@ from prometheus_client.metrics_core import (
     InfoMetricFamily,
     Metric,
 )
+from prometheus_client.samples import Sample
 
 import xvirt
 from xvirt.clock import Clock, SystemClock
 from xvirt.libvirt_api.states import LIBVIRT_STATE_OF
 
 __all__ = [
+    "ALL_COLLECTORS",
+    "DEBIAN_FAMILIES",
+    "DEBIAN_RUNTIME_PREFIX",
+    "DEFINED",
+    "INOVEX_FAMILIES",
     "STATE_CODES",
     "UNKNOWN_STATE",
     "HostReader",
+    "PeerFamily",
     "Reading",
     "ScrapeTimeout",
     "SurveyRunner",
@@ -47,28 +61,66 @@ __all__ = [
     "XvirtCollector",
     "build_families",
     "describe_families",
+    "parse_collect",
 ]
 
 #: libvirt's virDomainState codes, as xvirt's libvirt face reports Xen's states.
 STATE_CODES: dict[xvirt.DomainState, int] = LIBVIRT_STATE_OF
 
-_STATE_HELP = ", ".join(f"{code} {state.value}" for state, code in STATE_CODES.items())
+#: libvirt's name of each virDomainState code a domain of xvirt's can have, and the
+#: xvirt states it stands for (Xen's ``dying`` is libvirt's shutdown, "being shut down";
+#: Xen's ``shutdown``, a domain that has shut down, is libvirt's shutoff).
+_LIBVIRT_STATE_NAMES = {1: "running", 2: "blocked", 3: "paused", 4: "shutdown",
+                        5: "shutoff", 6: "crashed"}
+_STATE_HELP = ", ".join(
+    f"{code} {word} ("
+    + "/".join(s.value for s, c in STATE_CODES.items() if c == code) + ")"
+    for code, word in sorted(_LIBVIRT_STATE_NAMES.items()))
+_VCPU_HELP = ", ".join(f"{s.value} {s.name.lower()}" for s in xvirt.stats.VcpuState)
 
 #: The state label of a live domain whose figures could not be read.
 UNKNOWN_STATE = "unknown"
+
+#: What ``--collect`` may name besides the statistics groups: the count of domains
+#: defined and not running (libvirt's inactive domains), one control-plane request
+#: per scrape.
+DEFINED = "defined"
+#: Everything the exporter can collect, in ``--collect``'s words (its default).
+ALL_COLLECTORS: tuple[str, ...] = (*(g.value for g in xvirt.StatGroup), DEFINED)
 
 _KIB = 1024
 _NS = 1e9
 
 
+def parse_collect(text: str) -> frozenset[str]:
+    """``--collect``'s comma-separated names (``all`` for every one) as a set; an
+    unknown name is a ValueError naming the known ones."""
+    chosen: set[str] = set()
+    for word in (w.strip().lower() for w in text.split(",")):
+        if word == "all":
+            chosen.update(ALL_COLLECTORS)
+        elif word in ALL_COLLECTORS:
+            chosen.add(word)
+        elif word:
+            raise ValueError(f"--collect: unknown collector {word!r}; known: all, "
+                             f"{', '.join(ALL_COLLECTORS)}")
+    if not chosen:
+        raise ValueError(f"--collect names nothing; known: all, {', '.join(ALL_COLLECTORS)}")
+    return frozenset(chosen)
+
+
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """What one successful read saw: one survey, the host's facts (read once per
-    connection), and the exporter's counters over all its connections so far."""
+    """What one successful read saw: one survey (with the statistics ``groups`` it
+    asked for), the host's facts (read once per connection), the exporter's counters
+    over all its connections so far, and the count of domains defined and not running
+    (None when not collected)."""
 
     survey: xvirt.Survey
     host: xvirt.HostInfo
     stats: xvirt.ConnStats
+    groups: frozenset[xvirt.StatGroup] = frozenset()
+    defined: int | None = None
 
 
 def _open_readonly(uri: str | None) -> xvirt.Connection:
@@ -79,14 +131,32 @@ _COUNTED = tuple(f.name for f in fields(xvirt.ConnStats) if f.name != "cache_siz
 
 
 class HostReader:
-    """The exporter's one connection. Not thread-safe: only the survey worker uses it."""
+    """The exporter's one connection. Not thread-safe: only the survey worker uses it.
+
+    ``collect`` names what is read beside the survey's info (``ALL_COLLECTORS`` by
+    default): the statistics groups come with the survey (one more data-plane call,
+    none when no group is named; ``state`` costs nothing, the info has it), ``defined``
+    is one control-plane request. A host that reports no statistics (UnsupportedError)
+    is read without them, for as long as the connection lasts, and ``log`` hears of it
+    once."""
 
     def __init__(self, uri: str | None,
-                 opener: Callable[[str | None], xvirt.Connection] = _open_readonly) -> None:
+                 opener: Callable[[str | None], xvirt.Connection] = _open_readonly, *,
+                 collect: Iterable[str] = ALL_COLLECTORS,
+                 log: Callable[[str], None] | None = None) -> None:
         self._uri = uri
         self._opener = opener
         self._conn: xvirt.Connection | None = None
         self._host: xvirt.HostInfo | None = None
+        chosen = frozenset(collect)
+        #: The statistics groups asked of the host (``state``: the survey's info has it).
+        self.groups = frozenset(g for g in xvirt.StatGroup if g.value in chosen) - {
+            xvirt.StatGroup.STATE}
+        self._served_groups = frozenset(g for g in xvirt.StatGroup if g.value in chosen)
+        self.count_defined = DEFINED in chosen
+        self._log = log or (lambda message: None)
+        self._stats_refused = False  # this connection's host reports no statistics
+        self._defined_refused = False
         # Counts of the connections already dropped, so the exporter's counters
         # never go back when it reconnects.
         self._retired = dict.fromkeys(_COUNTED, 0)
@@ -99,11 +169,34 @@ class HostReader:
             conn = self._conn
             if self._host is None:
                 self._host = conn.host_info()  # a control-plane request: once per connection
-            survey = conn.survey()
-            return Reading(survey, self._host, self._totals(conn.stats()))
+            survey, groups = self._survey(conn)
+            defined = self._defined(conn)
+            return Reading(survey, self._host, self._totals(conn.stats()), groups, defined)
         except BaseException:
             self.close()
             raise
+
+    def _survey(self, conn: xvirt.Connection) -> tuple[xvirt.Survey, frozenset[xvirt.StatGroup]]:
+        if not self.groups or self._stats_refused:
+            return conn.survey(), (frozenset() if self._stats_refused else
+                                   self._served_groups)
+        try:
+            return conn.survey(self.groups), self._served_groups
+        except xvirt.UnsupportedError as exc:
+            self._stats_refused = True
+            self._log(f"the host reports no statistics, serving its domains without them: "
+                      f"{' '.join(str(exc).split())}")
+            return conn.survey(), frozenset()
+
+    def _defined(self, conn: xvirt.Connection) -> int | None:
+        if not self.count_defined or self._defined_refused:
+            return None
+        try:
+            return len(conn.list_defined())
+        except xvirt.UnsupportedError as exc:
+            self._defined_refused = True
+            self._log(f"the host cannot list its defined domains: {exc}")
+            return None
 
     def _totals(self, stats: xvirt.ConnStats) -> xvirt.ConnStats:
         counted = {name: self._retired[name] + getattr(stats, name) for name in _COUNTED}
@@ -112,6 +205,7 @@ class HostReader:
     def close(self) -> None:
         """Drop the connection, keeping its counts."""
         conn, self._conn, self._host = self._conn, None, None
+        self._stats_refused = self._defined_refused = False  # the next host may report them
         if conn is None:
             return
         stats = conn.stats()
@@ -200,81 +294,229 @@ class SurveyRunner:
 
 # -- families -------------------------------------------------------------------------------
 
-class _Families:
-    """Every family the exporter serves, empty: one object per metric name."""
+_DOM = ("uuid", "name")
+_DISK = (*_DOM, "target_device", "source_file")
+_NIC = (*_DOM, "target_device", "source_bridge")
+_VCPU = (*_DOM, "vcpu")
 
-    def __init__(self) -> None:
-        dom = ["uuid"]
-        self.up = GaugeMetricFamily(
-            "xvirt_up", "1 if this scrape read the host, 0 if it could not (then nothing "
-            "else about the host or its domains is served).")
-        self.duration = GaugeMetricFamily(
-            "xvirt_scrape_duration_seconds", "How long this scrape took to read the host.",
-            unit="seconds")
+
+def _g(name: str, doc: str, labels: Sequence[str] = (), unit: str = "") -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=list(labels), unit=unit)
+
+
+def _c(name: str, doc: str, labels: Sequence[str] = (), unit: str = "") -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, labels=list(labels), unit=unit)
+
+
+#: The balloon figures: (family, its help, the BalloonStats field, counter?, KiB?).
+_BALLOON: tuple[tuple[str, str, str, bool, bool], ...] = (
+    ("xvirt_domain_balloon_current_bytes", "Memory the balloon gives the guest now.",
+     "current_kib", False, True),
+    ("xvirt_domain_balloon_maximum_bytes", "Memory the balloon may give the guest.",
+     "maximum_kib", False, True),
+    ("xvirt_domain_balloon_swap_in_bytes", "Memory the guest read back from swap.",
+     "swap_in_kib", True, True),
+    ("xvirt_domain_balloon_swap_out_bytes", "Memory the guest wrote out to swap.",
+     "swap_out_kib", True, True),
+    ("xvirt_domain_balloon_major_faults", "Page faults the guest served from disk.",
+     "major_faults", True, False),
+    ("xvirt_domain_balloon_minor_faults", "Page faults the guest served without disk.",
+     "minor_faults", True, False),
+    ("xvirt_domain_balloon_unused_bytes", "Memory the guest leaves unused (its MemFree).",
+     "unused_kib", False, True),
+    ("xvirt_domain_balloon_available_bytes", "Memory the guest sees (its MemTotal).",
+     "available_kib", False, True),
+    ("xvirt_domain_balloon_usable_bytes", "Memory the guest could use without swapping "
+     "(its MemAvailable).", "usable_kib", False, True),
+    ("xvirt_domain_balloon_disk_caches_bytes", "Memory the guest uses as disk cache that it "
+     "can give back.", "disk_caches_kib", False, True),
+    ("xvirt_domain_balloon_rss_bytes", "Host memory the domain holds (resident set).",
+     "rss_kib", False, True),
+)
+
+#: The block figures: (family, its help, the BlockStats field, counter?, ns?).
+_BLOCK: tuple[tuple[str, str, str, bool, bool], ...] = (
+    ("xvirt_domain_block_read_bytes", "Bytes read from the disk.", "rd_bytes", True, False),
+    ("xvirt_domain_block_read_requests", "Read requests of the disk.", "rd_reqs", True, False),
+    ("xvirt_domain_block_read_seconds", "Time spent reading the disk.", "rd_time_ns", True,
+     True),
+    ("xvirt_domain_block_write_bytes", "Bytes written to the disk.", "wr_bytes", True, False),
+    ("xvirt_domain_block_write_requests", "Write requests of the disk.", "wr_reqs", True,
+     False),
+    ("xvirt_domain_block_write_seconds", "Time spent writing the disk.", "wr_time_ns", True,
+     True),
+    ("xvirt_domain_block_flush_requests", "Flush requests of the disk.", "fl_reqs", True,
+     False),
+    ("xvirt_domain_block_flush_seconds", "Time spent flushing the disk.", "fl_time_ns", True,
+     True),
+    ("xvirt_domain_block_errors", "I/O errors of the disk.", "errors", True, False),
+    ("xvirt_domain_block_capacity_bytes", "Size of the disk as the guest sees it.",
+     "capacity_bytes", False, False),
+    ("xvirt_domain_block_allocation_bytes", "Bytes of the disk's image written so far.",
+     "allocation_bytes", False, False),
+    ("xvirt_domain_block_physical_bytes", "Bytes the disk's image takes on the host.",
+     "physical_bytes", False, False),
+)
+
+#: The NIC figures: (family, its help, the NetStats field, counter?, ns?); all counters.
+_NET: tuple[tuple[str, str, str, bool, bool], ...] = tuple(
+    (f"xvirt_domain_interface_{way}_{what}", f"{noun} {verb} on the interface.",
+     f"{short}_{field}", True, False)
+    for way, verb, short in (("receive", "received by the guest", "rx"),
+                             ("transmit", "sent by the guest", "tx"))
+    for what, noun, field in (("bytes", "Bytes", "bytes"), ("packets", "Packets", "packets"),
+                              ("errors", "Errors of packets", "errs"),
+                              ("drops", "Packets dropped", "drop")))
+
+
+class _Families:
+    """Every family one scrape may serve, empty: one object per metric name. Those of a
+    statistics group exist only when that group is collected (``groups``)."""
+
+    def __init__(self, groups: frozenset[xvirt.StatGroup] = frozenset(),
+                 defined: bool = False) -> None:
+        dom = _DOM
+        self.up = _g("xvirt_up", "1 if this scrape read the host, 0 if it could not (then "
+                     "nothing else about the host or its domains is served).")
+        self.duration = _g("xvirt_scrape_duration_seconds",
+                           "How long this scrape took to read the host.", unit="seconds")
+        self.build = InfoMetricFamily(
+            "xvirt_exporter_build", "The exporter's version and the Python it runs on.",
+            labels=["version", "python_version"])
         self.domain_info = InfoMetricFamily(
             "xvirt_domain", "One series per live domain, to join names and IDs on uuid; "
             f"state is the domain's state, or {UNKNOWN_STATE} when its figures could not be "
             "read.", labels=["uuid", "name", "id", "state"])
-        self.scrape_error = GaugeMetricFamily(
-            "xvirt_domain_scrape_error", "1 if this live domain's figures could not be read "
-            "in this scrape (none of its other series is served), else 0.", labels=dom)
-        self.state = GaugeMetricFamily(
-            "xvirt_domain_state", f"Domain state: {_STATE_HELP} (libvirt's codes).", labels=dom)
-        self.cpu = CounterMetricFamily(
-            "xvirt_domain_cpu_seconds", "CPU time the domain has used (reset by a reboot).",
-            labels=dom, unit="seconds")
-        self.memory = GaugeMetricFamily(
-            "xvirt_domain_memory_bytes", "Memory the domain has.", labels=dom, unit="bytes")
-        self.memory_max = GaugeMetricFamily(
-            "xvirt_domain_memory_max_bytes", "Memory the domain may grow to.", labels=dom,
-            unit="bytes")
-        self.vcpus = GaugeMetricFamily(
-            "xvirt_domain_vcpus", "Virtual CPUs of the domain.", labels=dom)
-        self.domains = GaugeMetricFamily(
-            "xvirt_domains", "Live domains whose figures were read, by state (every state is "
-            "present).", labels=["state"])
+        self.scrape_error = _g(
+            "xvirt_domain_scrape_error", "1 if some of this live domain's figures could not "
+            "be read in this scrape (the others, and the other domains, are served), else 0.",
+            dom)
+        self.state = _g("xvirt_domain_state", f"Domain state, as libvirt's virDomainState "
+                        f"codes: {_STATE_HELP}.", dom)
+        self.cpu = _c("xvirt_domain_cpu_seconds", "CPU time the domain has used (reset by a "
+                      "reboot).", dom, "seconds")
+        self.memory = _g("xvirt_domain_memory_bytes", "Memory the domain has.", dom, "bytes")
+        self.memory_max = _g("xvirt_domain_memory_max_bytes", "Memory the domain may grow "
+                             "to.", dom, "bytes")
+        self.vcpus = _g("xvirt_domain_vcpus", "Virtual CPUs of the domain.", dom)
+        self.cpu_user: CounterMetricFamily | None = None
+        self.cpu_system: CounterMetricFamily | None = None
+        if xvirt.StatGroup.CPU in groups:
+            self.cpu_user = _c("xvirt_domain_cpu_user_seconds", "CPU time the domain has "
+                               "used in its user mode.", dom, "seconds")
+            self.cpu_system = _c("xvirt_domain_cpu_system_seconds", "CPU time the domain has "
+                                 "used in its kernel.", dom, "seconds")
+        self.balloon = [(_c if counter else _g)(name, doc, dom) for name, doc, _, counter, _
+                        in _BALLOON] if xvirt.StatGroup.BALLOON in groups else []
+        self.vcpu_state: GaugeMetricFamily | None = None
+        self.vcpu_time: CounterMetricFamily | None = None
+        if xvirt.StatGroup.VCPU in groups:
+            self.vcpu_state = _g("xvirt_domain_vcpu_state", f"State of one vCPU: "
+                                 f"{_VCPU_HELP} (libvirt's virVcpuState codes).", _VCPU)
+            self.vcpu_time = _c("xvirt_domain_vcpu_seconds", "CPU time one vCPU has used.",
+                                _VCPU, "seconds")
+        self.block = [(_c if counter else _g)(name, doc, _DISK) for name, doc, _, counter, _
+                      in _BLOCK] if xvirt.StatGroup.BLOCK in groups else []
+        self.net = [_c(name, doc, _NIC) for name, doc, *_ in _NET] \
+            if xvirt.StatGroup.NET in groups else []
+        self.domains = _g("xvirt_domains", "Domains by state: the live domains whose figures "
+                          "were read (every live state present), and, when collected, the "
+                          "domains defined and not running as shutoff.", ["state"])
         self.host_info = InfoMetricFamily(
             "xvirt_host", "The host's identity, read once per connection.",
             labels=["hostname", "hypervisor", "version", "arch"])
-        self.host_cpus = GaugeMetricFamily("xvirt_host_cpus", "Physical CPUs of the host.")
-        self.host_memory = GaugeMetricFamily(
-            "xvirt_host_memory_bytes", "Physical memory of the host.", unit="bytes")
-        self.control = CounterMetricFamily(
-            "xvirt_control_plane_requests", "Control-plane (management daemon) requests this "
-            "exporter has sent.")
-        self.data = CounterMetricFamily(
-            "xvirt_data_plane_calls", "Data-plane (hypercall) calls this exporter has made.")
-        self.events = CounterMetricFamily(
-            "xvirt_event_requests", "Event requests this exporter has made.")
-        self.hits = CounterMetricFamily(
-            "xvirt_cache_hits", "Identities the cache answered from what it held.")
-        self.misses = CounterMetricFamily(
-            "xvirt_cache_misses", "Lookups the cache had to catch up with the host for.")
-        self.evictions = CounterMetricFamily(
-            "xvirt_cache_evictions", "Identities evicted from the cache (domains gone).")
-        self.entries = GaugeMetricFamily(
-            "xvirt_cache_entries", "Domain identities the cache holds.")
+        self.host_cpus = _g("xvirt_host_cpus", "Physical CPUs of the host.")
+        self.host_memory = _g("xvirt_host_memory_bytes", "Physical memory of the host.",
+                              unit="bytes")
+        self.control = _c("xvirt_control_plane_requests", "Control-plane (management daemon) "
+                          "requests this exporter has sent.")
+        self.data = _c("xvirt_data_plane_calls", "Data-plane (hypercall) calls this exporter "
+                       "has made.")
+        self.events = _c("xvirt_event_requests", "Event requests this exporter has made.")
+        self.hits = _c("xvirt_cache_hits", "Identities the cache answered from what it held.")
+        self.misses = _c("xvirt_cache_misses", "Lookups the cache had to catch up with the "
+                         "host for.")
+        self.evictions = _c("xvirt_cache_evictions", "Identities evicted from the cache "
+                            "(domains gone).")
+        self.entries = _g("xvirt_cache_entries", "Domain identities the cache holds.")
 
     def all(self) -> list[Metric]:
-        return [m for m in vars(self).values() if isinstance(m, Metric)]
+        out: list[Metric] = []
+        for value in vars(self).values():
+            if isinstance(value, Metric):
+                out.append(value)
+            elif isinstance(value, list):
+                out.extend(value)
+        return out
 
 
-def describe_families() -> list[Metric]:
-    """The families, empty: what the registry checks names against."""
-    return _Families().all()
+def describe_families(groups: frozenset[xvirt.StatGroup] = xvirt.stats.ALL_GROUPS
+                      ) -> list[Metric]:
+    """The families, empty: what the registry checks names against (every group by
+    default)."""
+    return _Families(groups, defined=True).all()
+
+
+def _add(family: GaugeMetricFamily | CounterMetricFamily | None, labels: dict[str, str],
+         value: float | None, scale: float = 1.0) -> None:
+    """A sample, unless the host does not report the figure (None: never a made-up 0).
+
+    What ``add_metric`` does, without building a labels dict per series: the series of
+    one domain (or device) share one (never changed), which is most of the cost of a
+    5000-domain scrape saved, and lets the text format write those labels once."""
+    if family is not None and value is not None:
+        name = family.name + "_total" if family.type == "counter" else family.name
+        family.samples.append(Sample(name, labels, value * scale, None))
+
+
+def _add_stats(f: _Families, u: list[str], stats: xvirt.DomainStats) -> None:
+    """One domain's statistics groups (those it answered) into the families."""
+    domain = dict(zip(_DOM, u, strict=True))
+    if stats.cpu is not None:
+        _add(f.cpu_user, domain, stats.cpu.user_ns, 1 / _NS)
+        _add(f.cpu_system, domain, stats.cpu.system_ns, 1 / _NS)
+    if stats.balloon is not None:
+        for family, (_, _, attr, _, kib) in zip(f.balloon, _BALLOON, strict=True):
+            _add(family, domain, getattr(stats.balloon, attr), _KIB if kib else 1.0)
+    if stats.vcpus is not None:
+        for vcpu in stats.vcpus:
+            labels = dict(zip(_VCPU, (*u, str(vcpu.number)), strict=True))
+            _add(f.vcpu_state, labels, vcpu.state.value)
+            _add(f.vcpu_time, labels, vcpu.time_ns, 1 / _NS)
+    if stats.blocks is not None:
+        seen: set[str] = set()
+        for disk in stats.blocks:
+            if disk.name in seen:
+                continue  # a target device is one series
+            seen.add(disk.name)
+            labels = dict(zip(_DISK, (*u, disk.name, disk.path or ""), strict=True))
+            for family, (_, _, attr, _, ns) in zip(f.block, _BLOCK, strict=True):
+                _add(family, labels, getattr(disk, attr), 1 / _NS if ns else 1.0)
+    if stats.nets is not None:
+        seen = set()
+        for nic in stats.nets:
+            if nic.name in seen:
+                continue
+            seen.add(nic.name)
+            labels = dict(zip(_NIC, (*u, nic.name, nic.bridge or ""), strict=True))
+            for family, (_, _, attr, _, _) in zip(f.net, _NET, strict=True):
+                _add(family, labels, getattr(nic, attr))
 
 
 def build_families(reading: Reading | None, duration_s: float) -> list[Metric]:
-    """The families of one scrape: everything from ``reading``, or, without one,
-    ``xvirt_up 0`` and the duration only. A UUID is served at most once."""
-    f = _Families()
+    """The families of one scrape: everything from ``reading``, or, without one, the
+    build info, ``xvirt_up 0`` and the duration only. A UUID is served at most once."""
+    f = _Families(frozenset() if reading is None else reading.groups,
+                  defined=reading is not None and reading.defined is not None)
+    f.build.add_metric([], {"version": xvirt.__version__,
+                            "python_version": platform.python_version()})
     f.up.add_metric([], 0.0 if reading is None else 1.0)
     f.duration.add_metric([], duration_s)
     if reading is None:
-        return [f.up, f.duration]
+        return [f.up, f.duration, f.build]
     seen: set[str] = set()
-    # running domains only: a sample never holds a shut-off one (listing those is a
-    # control-plane request, which a scrape does not make)
+    # the live domains by state: a sample never holds a shut-off one; those, defined and
+    # not running, are counted by a control-plane request when collected
     by_state: dict[xvirt.DomainState, int] = dict.fromkeys(
         (s for s in xvirt.DomainState if s is not xvirt.DomainState.SHUTOFF), 0)
     for sample in reading.survey.samples:
@@ -283,35 +525,41 @@ def build_families(reading: Reading | None, duration_s: float) -> list[Metric]:
             continue
         seen.add(ident.uuid)
         by_state[info.state] = by_state.get(info.state, 0) + 1
-        u = [ident.uuid]
+        u = [ident.uuid, ident.name]
+        labels = {"uuid": ident.uuid, "name": ident.name}
+        stats = sample.stats
         f.domain_info.add_metric([ident.uuid, ident.name, str(ident.id), info.state.value], {})
-        f.scrape_error.add_metric(u, 0.0)
-        f.state.add_metric(u, STATE_CODES[info.state])
-        f.cpu.add_metric(u, info.cpu_time_ns / _NS)
-        f.memory.add_metric(u, info.memory_kib * _KIB)
-        f.memory_max.add_metric(u, info.max_memory_kib * _KIB)
-        f.vcpus.add_metric(u, info.vcpus)
+        _add(f.scrape_error, labels, 1.0 if stats is not None and stats.missing else 0.0)
+        _add(f.state, labels, STATE_CODES[info.state])
+        _add(f.cpu, labels, info.cpu_time_ns / _NS)
+        _add(f.memory, labels, info.memory_kib * _KIB)
+        _add(f.memory_max, labels, info.max_memory_kib * _KIB)
+        _add(f.vcpus, labels, info.vcpus)
+        if stats is not None:
+            _add_stats(f, u, stats)
     for failure in reading.survey.failures:
         ident = failure.identity
         if ident.uuid in seen:
             continue
         seen.add(ident.uuid)
         f.domain_info.add_metric([ident.uuid, ident.name, str(ident.id), UNKNOWN_STATE], {})
-        f.scrape_error.add_metric([ident.uuid], 1.0)
+        f.scrape_error.add_metric([ident.uuid, ident.name], 1.0)
+    if reading.defined is not None:
+        by_state[xvirt.DomainState.SHUTOFF] = reading.defined
     for state, count in by_state.items():
         f.domains.add_metric([state.value], count)
     host = reading.host
     f.host_info.add_metric([host.hostname, host.hypervisor, host.version, host.arch], {})
     f.host_cpus.add_metric([], host.cpus)
     f.host_memory.add_metric([], host.memory_kib * _KIB)
-    stats = reading.stats
-    f.control.add_metric([], stats.control_requests)
-    f.data.add_metric([], stats.data_calls)
-    f.events.add_metric([], stats.event_requests)
-    f.hits.add_metric([], stats.cache_hits)
-    f.misses.add_metric([], stats.cache_misses)
-    f.evictions.add_metric([], stats.evictions)
-    f.entries.add_metric([], stats.cache_size)
+    counts = reading.stats
+    f.control.add_metric([], counts.control_requests)
+    f.data.add_metric([], counts.data_calls)
+    f.events.add_metric([], counts.event_requests)
+    f.hits.add_metric([], counts.cache_hits)
+    f.misses.add_metric([], counts.cache_misses)
+    f.evictions.add_metric([], counts.evictions)
+    f.entries.add_metric([], counts.cache_size)
     return f.all()
 
 
@@ -354,3 +602,130 @@ class XvirtCollector:
             self._log(f"cannot read the host, serving xvirt_up 0: {' '.join(reason.split())}")
         elif changed and up:
             self._log("the host answers, serving its metrics")
+
+
+# -- the peers' families ----------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class PeerFamily:
+    """One family a peer's libvirt exporter serves, and xvirt's family with the same
+    figure (as served: counters with ``_total``), or None with why, or how to compute
+    it, in ``note``. The peers label domains by name as ``domain``: xvirt's ``name``."""
+
+    peer: str
+    xvirt: str | None
+    note: str = ""
+
+
+_NO_JOBS = "not served: xvirt's hosts report no background jobs (migration, save progress)"
+_NO_POOLS = "not served: xvirt's hosts have no storage pools"
+
+
+def _io(prefix: str, block: str, net: str) -> tuple[PeerFamily, ...]:
+    """The block and interface families both peers name alike."""
+    disks = tuple(PeerFamily(f"{prefix}_block_stats_{way}_{what}_total",
+                             f"xvirt_domain_block_{way}_{what}_total", block)
+                  for way in ("read", "write") for what in ("bytes", "requests"))
+    nics = tuple(PeerFamily(f"{prefix}_interface_stats_{way}_{what}_total",
+                            f"xvirt_domain_interface_{way}_{what}_total", net)
+                 for way in ("receive", "transmit")
+                 for what in ("bytes", "packets", "errors", "drops"))
+    return disks + nics
+
+
+_SUM = "sum(xvirt_domains): the live domains by state, and the defined ones as shutoff"
+
+#: Debian's ``prometheus-libvirt-exporter`` 0.2.0 (Kumina's), every family it serves.
+DEBIAN_FAMILIES: tuple[PeerFamily, ...] = (
+    PeerFamily("libvirt_up", "xvirt_up"),
+    PeerFamily("libvirt_domains_number", "xvirt_domains", _SUM),
+    PeerFamily("libvirt_domain_state_code", "xvirt_domain_state", "the same codes"),
+    PeerFamily("libvirt_domain_info_cpu_time_seconds_total", "xvirt_domain_cpu_seconds_total"),
+    PeerFamily("libvirt_domain_info_maximum_memory_bytes", "xvirt_domain_memory_max_bytes"),
+    PeerFamily("libvirt_domain_info_memory_usage_bytes", "xvirt_domain_memory_bytes"),
+    PeerFamily("libvirt_domain_info_virtual_cpus", "xvirt_domain_vcpus"),
+    *_io("libvirt_domain", "labels target_device, source_file",
+         "labels target_device, source_bridge"),
+    *(PeerFamily(name, name, "the exporter process's own") for name in (
+        "process_cpu_seconds_total", "process_max_fds", "process_open_fds",
+        "process_resident_memory_bytes", "process_start_time_seconds",
+        "process_virtual_memory_bytes", "process_virtual_memory_max_bytes")),
+    PeerFamily("promhttp_metric_handler_requests_total", "xvirt_exporter_requests_total",
+               "requests of /metrics by HTTP status code"),
+    PeerFamily("promhttp_metric_handler_requests_in_flight",
+               "xvirt_exporter_requests_in_flight", "requests of /metrics being answered"),
+)
+#: Debian's exporter's families that are its Go runtime's (``go_*``): Python's instead.
+DEBIAN_RUNTIME_PREFIX = "go_"
+
+#: inovex's ``prometheus-libvirt-exporter`` (its current source), every family.
+INOVEX_FAMILIES: tuple[PeerFamily, ...] = (
+    PeerFamily("libvirt_up", "xvirt_up"),
+    PeerFamily("libvirt_domains", "xvirt_domains", _SUM),
+    PeerFamily("libvirt_domain_timed_out", "xvirt_domain_scrape_error",
+               "1 when some figures of the domain did not come in time"),
+    PeerFamily("libvirt_domain_info", "xvirt_domain_info",
+               "name, id and state; the OS type is not a label"),
+    PeerFamily("libvirt_domain_openstack_info", None,
+               "not served: OpenStack Nova's metadata"),
+    PeerFamily("libvirt_domain_info_state", "xvirt_domain_state",
+               "the same codes; the state's word is xvirt_domain_info's state label"),
+    PeerFamily("libvirt_domain_info_maximum_memory_bytes", "xvirt_domain_memory_max_bytes"),
+    PeerFamily("libvirt_domain_info_memory_usage_bytes", "xvirt_domain_memory_bytes"),
+    PeerFamily("libvirt_domain_info_virtual_cpus", "xvirt_domain_vcpus"),
+    PeerFamily("libvirt_domain_info_cpu_time_seconds_total", "xvirt_domain_cpu_seconds_total"),
+    *(PeerFamily(f"libvirt_domain_job_info_{what}", None, _NO_JOBS) for what in (
+        "type", "time_elapsed_seconds", "time_remaining_seconds", "data_total_bytes",
+        "data_processed_bytes", "data_remaining_bytes", "memory_total_bytes",
+        "memory_processed_bytes", "memory_remaining_bytes", "file_total_bytes",
+        "file_processed_bytes", "file_remaining_bytes")),
+    PeerFamily("libvirt_domain_memory_stats_swap_in_bytes",
+               "xvirt_domain_balloon_swap_in_bytes_total", "a counter"),
+    PeerFamily("libvirt_domain_memory_stats_swap_out_bytes",
+               "xvirt_domain_balloon_swap_out_bytes_total", "a counter"),
+    PeerFamily("libvirt_domain_memory_stats_unused_bytes", "xvirt_domain_balloon_unused_bytes"),
+    PeerFamily("libvirt_domain_memory_stats_available_bytes",
+               "xvirt_domain_balloon_available_bytes"),
+    PeerFamily("libvirt_domain_memory_stats_usable_bytes", "xvirt_domain_balloon_usable_bytes"),
+    PeerFamily("libvirt_domain_memory_stats_rss_bytes", "xvirt_domain_balloon_rss_bytes"),
+    PeerFamily("libvirt_domain_memory_stats_actual_balloon_bytes",
+               "xvirt_domain_balloon_current_bytes"),
+    PeerFamily("libvirt_domain_memory_stats_major_fault_total",
+               "xvirt_domain_balloon_major_faults_total"),
+    PeerFamily("libvirt_domain_memory_stats_minor_fault_total",
+               "xvirt_domain_balloon_minor_faults_total"),
+    PeerFamily("libvirt_domain_memory_stats_used_percent", None,
+               "computed: 100 * (1 - xvirt_domain_balloon_usable_bytes / "
+               "xvirt_domain_balloon_available_bytes)"),
+    PeerFamily("libvirt_domain_block_stats_info", None,
+               "not served: target_device and source_file label every block series; the "
+               "bus, driver and cache are configuration, not statistics"),
+    *_io("libvirt_domain", "labels target_device, source_file",
+         "labels target_device, source_bridge")[:4],
+    PeerFamily("libvirt_domain_block_stats_read_time_seconds_total",
+               "xvirt_domain_block_read_seconds_total"),
+    PeerFamily("libvirt_domain_block_stats_write_time_seconds_total",
+               "xvirt_domain_block_write_seconds_total"),
+    PeerFamily("libvirt_domain_block_stats_flush_requests_total",
+               "xvirt_domain_block_flush_requests_total"),
+    PeerFamily("libvirt_domain_block_stats_flush_time_seconds_total",
+               "xvirt_domain_block_flush_seconds_total"),
+    PeerFamily("libvirt_domain_block_stats_capacity_bytes", "xvirt_domain_block_capacity_bytes"),
+    PeerFamily("libvirt_domain_interface_stats_info", None,
+               "not served: target_device and source_bridge label every interface series; "
+               "the MAC, model and MTU are configuration"),
+    *_io("libvirt_domain", "", "labels target_device, source_bridge")[4:],
+    PeerFamily("libvirt_domain_vcpu_current", "xvirt_domain_vcpus"),
+    PeerFamily("libvirt_domain_vcpu_maximum", None,
+               "not served: a domain's maximum vCPUs is configuration (Domain.settings())"),
+    PeerFamily("libvirt_domain_vcpu_state", "xvirt_domain_vcpu_state", "label vcpu"),
+    PeerFamily("libvirt_domain_vcpu_time_seconds_total", "xvirt_domain_vcpu_seconds_total",
+               "label vcpu"),
+    PeerFamily("libvirt_domain_vcpu_wait_seconds_total", None,
+               "not served: Xen reports no per-vCPU wait time"),
+    PeerFamily("libvirt_domain_vcpu_delay_seconds_total", None,
+               "not served: Xen reports no per-vCPU steal time; see the alerts' host "
+               "saturation rule"),
+    *(PeerFamily(f"libvirt_storage_pool_{what}", None, _NO_POOLS)
+      for what in ("state", "capacity_bytes", "allocation_bytes", "available_bytes")),
+)

@@ -2,11 +2,13 @@
 
 Data comes only from the public API: ``conn.host_info()`` once per host (and
 again only after the host failed to answer, since it may have rebooted or been
-replaced), then one ``conn.survey()`` per refresh, which in steady state costs
-zero control-plane requests; each refresh's cost is read from ``conn.stats()``
-and shown. The arithmetic is in :mod:`xvirt.tools.top_model`, the screen in
-:mod:`xvirt.tools.top_screen`; this module fetches, loops and writes the batch,
-CSV (virt-top's layout) and JSON outputs.
+replaced), then one ``conn.survey(groups)`` per refresh, which in steady state costs
+zero control-plane requests: the block and network statistics groups only while
+their columns are shown (one more data-plane call), and the count of inactive
+domains (one control-plane request) only for the CSV, which has a column for it;
+each refresh's cost is read from ``conn.stats()`` and shown. The arithmetic is in
+:mod:`xvirt.tools.top_model`, the screen in :mod:`xvirt.tools.top_screen`; this module
+fetches, loops and writes the batch, CSV (virt-top's layout) and JSON outputs.
 """
 
 from __future__ import annotations
@@ -27,12 +29,12 @@ import xvirt
 from xvirt.clock import Clock, SystemClock
 from xvirt.tools import format as fmt
 from xvirt.tools.top_model import (
-    COLUMNS,
     SORT_KEYS,
     SORT_LABELS,
     Cost,
     CpuTracker,
     HostFrame,
+    columns,
     parse_delay,
     row_cells,
     sorted_lines,
@@ -95,7 +97,9 @@ class HostConnection(Protocol):
 
     def host_info(self) -> xvirt.HostInfo: ...
 
-    def survey(self) -> xvirt.Survey: ...
+    def survey(self, groups: Iterable[xvirt.StatGroup] = ...) -> xvirt.Survey: ...
+
+    def list_defined(self) -> list[xvirt.Definition]: ...
 
     def stats(self) -> xvirt.ConnStats: ...
 
@@ -108,15 +112,24 @@ def open_readonly(uri: str) -> HostConnection:
 
 
 class HostWatcher:
-    """One host: its connection, its facts (fetched once) and its CPU deltas.
+    """One host: its connection, its facts (fetched once) and its CPU and I/O deltas.
 
     :meth:`refresh` never raises an xvirt error: a host that does not answer
     gives a frame saying why, and the next refresh tries again (reopening the
-    connection if it was never made; an open one reconnects by itself)."""
+    connection if it was never made; an open one reconnects by itself). ``groups``
+    are the statistics groups each survey asks for (none: nothing more is asked); a
+    host that reports none (UnsupportedError) is surveyed without them from then on,
+    its I/O columns ``-``. ``inactive``: count the domains defined and not running
+    (one control-plane request per refresh)."""
 
     def __init__(self, uri: str, clock: Clock,
-                 opener: Callable[[str], HostConnection] = open_readonly) -> None:
+                 opener: Callable[[str], HostConnection] = open_readonly, *,
+                 groups: frozenset[xvirt.StatGroup] = frozenset(),
+                 inactive: bool = False) -> None:
         self.uri = uri
+        self.groups = groups
+        self._inactive = inactive
+        self._stats_refused = False
         self._clock = clock
         self._opener = opener
         self._conn: HostConnection | None = None
@@ -153,8 +166,9 @@ class HostWatcher:
             assert self._info is not None
             # The CPU times are read at some instant of the survey: time both ends.
             started = self._clock.now()
-            survey = conn.survey()
+            survey = self._survey(conn)
             finished = self._clock.now()
+            inactive = self._count_inactive(conn)
         except xvirt.XvirtError as exc:
             self._info_stale = True  # when it answers again it may be another boot
             after = self._conn.stats() if self._conn is not None else _ZERO_STATS
@@ -163,7 +177,25 @@ class HostWatcher:
         rows, elapsed = self._tracker.step(started, survey, self._info.cpus,
                                            self._info.memory_kib, finished=finished)
         return HostFrame(self.uri, self._info, elapsed, rows,
-                         Cost.between(before, conn.stats()))
+                         Cost.between(before, conn.stats()), inactive=inactive)
+
+    def _survey(self, conn: HostConnection) -> xvirt.Survey:
+        if not self.groups or self._stats_refused:
+            return conn.survey()
+        try:
+            return conn.survey(self.groups)
+        except xvirt.UnsupportedError:
+            self._stats_refused = True  # an older host: its I/O columns stay "-"
+            return conn.survey()
+
+    def _count_inactive(self, conn: HostConnection) -> int | None:
+        if not self._inactive:
+            return None
+        try:
+            return len(conn.list_defined())
+        except xvirt.UnsupportedError:
+            self._inactive = False
+            return None
 
     def _learn_host(self, info: xvirt.HostInfo) -> None:
         if self._info is not None and info.boot_id != self._info.boot_id:
@@ -200,9 +232,12 @@ class Fleet:
     are daemons: quitting never waits for a host that does not answer."""
 
     def __init__(self, uris: Sequence[str], clock: Clock,
-                 opener: Callable[[str], HostConnection] = open_readonly) -> None:
+                 opener: Callable[[str], HostConnection] = open_readonly, *,
+                 groups: frozenset[xvirt.StatGroup] = frozenset(),
+                 inactive: bool = False) -> None:
         self._clock = clock
-        self.watchers = [HostWatcher(uri, clock, opener) for uri in uris]
+        self.watchers = [HostWatcher(uri, clock, opener, groups=groups, inactive=inactive)
+                         for uri in uris]
         self._slots = [_Slot(w) for w in self.watchers]
         self._done = threading.Condition()
 
@@ -308,10 +343,13 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 
 class TextWriter:
-    """Batch mode's plain text, like ``top -b``: a block per refresh."""
+    """Batch mode's plain text, like ``top -b``: a block per refresh, with the domain
+    columns ``shown`` (:func:`~xvirt.tools.top_model.columns`)."""
 
-    def __init__(self, out: IO[str], delay_s: float, sort: str) -> None:
+    def __init__(self, out: IO[str], delay_s: float, sort: str,
+                 shown: Sequence[str] = columns()) -> None:
         self._out, self._delay, self._sort = out, delay_s, sort
+        self._shown = tuple(shown)
 
     def write(self, frames: Sequence[HostFrame], wall: float) -> None:
         parts = [f"xvirt top - {_clock_text(wall)}  delay {self._delay:g} s  "
@@ -320,10 +358,10 @@ class TextWriter:
             parts.extend(line + "\n" for line in summary_lines(frame, self._delay))
         parts.append("\n")
         several = len(frames) > 1
-        header = ("HOST", *COLUMNS) if several else COLUMNS
+        header = ("HOST", *self._shown) if several else self._shown
         lines = sorted_lines(frames, self._sort)
         parts.append(_table(header, [
-            ((f.label,) if several else ()) + row_cells(r) for f, r in lines]))
+            ((f.label,) if several else ()) + row_cells(r, self._shown) for f, r in lines]))
         for f, r in lines:
             if r.error is not None:
                 parts.append(f"no answer from {r.name} (ID {r.id}) on {f.label}: {r.error}\n")
@@ -339,8 +377,10 @@ def _number(value: float | None) -> str:
 class CsvWriter:
     """virt-top's CSV: a header row, then one row per host per refresh (its columns,
     then each domain's, in ID order). A host that did not answer gets no row for
-    that refresh. Figures xvirt cannot know (block and network I/O, inactive
-    domains) are left empty, as virt-top leaves statistics it could not get."""
+    that refresh. Block and network I/O are each domain's since the previous refresh,
+    as virt-top writes them; a figure not known (the first refresh that sees a domain,
+    a host that reports no statistics, columns turned off) is left empty, as virt-top
+    leaves statistics it could not get."""
 
     def __init__(self, out: IO[str]) -> None:
         self._out = out
@@ -363,7 +403,8 @@ class CsvWriter:
         row = [
             info.hostname, clock, info.arch, str(info.cpus), str(len(frame.rows)),
             str(c["running"]), str(c["blocked"]), str(c["paused"]), str(c["dying"]),
-            str(c["shutdown"]), str(c["crashed"]), str(len(frame.rows)), "",
+            str(c["shutdown"]), str(c["crashed"]), str(len(frame.rows)),
+            "" if frame.inactive is None else str(frame.inactive),
             _number(frame.cpu_percent), str(info.memory_kib), str(frame.used_memory_kib),
             str(frame.guest_memory_kib), "" if delta is None else str(delta),
         ]
@@ -374,7 +415,8 @@ class CsvWriter:
                 "" if r.memory_kib is None else str(r.memory_kib * 1024),
                 "" if r.memory_kib is None or info.memory_kib <= 0
                 else str(100 * r.memory_kib // info.memory_kib),
-                "", "", "", "",
+                *("" if v is None else str(v)
+                  for v in (r.rd_reqs, r.wr_reqs, r.rx_bytes, r.tx_bytes)),
             ]
         return row
 
@@ -416,11 +458,23 @@ def host_dict(frame: HostFrame) -> dict[str, object]:
                  "data_calls": frame.cost.data_calls},
         "error": frame.error,
         "pending_s": frame.pending_s,
+        "inactive": frame.inactive,
         "domains": [
             {"id": r.id, "name": r.name, "uuid": r.uuid, "state": r.state.value,
              "memory_kib": r.memory_kib, "memory_percent": r.memory_percent,
              "vcpus": r.vcpus, "cpu_time_ns": r.cpu_time_ns, "cpu_delta_ns": r.cpu_delta_ns,
-             "cpu_percent": r.cpu_percent}
+             "cpu_percent": r.cpu_percent,
+             # since the previous refresh, as the CSV (null: unknown or not asked for)
+             "block_rd_reqs": r.rd_reqs, "block_wr_reqs": r.wr_reqs,
+             "block_rd_bytes": r.rd_bytes, "block_wr_bytes": r.wr_bytes,
+             "net_rx_bytes": r.rx_bytes, "net_tx_bytes": r.tx_bytes,
+             "devices": [{"kind": d.kind, "device": d.device, "source": d.source,
+                          **({"rd_bytes": d.a_bytes, "wr_bytes": d.b_bytes,
+                              "rd_reqs": d.a_count, "wr_reqs": d.b_count}
+                             if d.kind == "block" else
+                             {"rx_bytes": d.a_bytes, "tx_bytes": d.b_bytes,
+                              "rx_packets": d.a_count, "tx_packets": d.b_count})}
+                         for d in r.devices]}
             for r in frame.rows if r.state is not None
         ],
         "failures": [{"id": r.id, "name": r.name, "uuid": r.uuid, "error": r.error}
@@ -492,14 +546,23 @@ def _open_csv(path: str) -> IO[str]:
 @click.option("-c", "--connect", "--uri", "uris", metavar="URI", multiple=True,
               help="Host to watch; repeat to watch several in one view "
                    "[default: $XVIRT_DEFAULT_URI or sim:///default].")
+@click.option("--block-in-bytes", is_flag=True,
+              help="Block I/O in bytes (RDBY, WRBY) instead of requests (key B on the screen).")
+@click.option("--no-block", "--no-csv-block", "no_block", is_flag=True,
+              help="No block columns, and no block statistics asked of the hosts.")
+@click.option("--no-net", "--no-csv-net", "no_net", is_flag=True,
+              help="No network columns, and no network statistics asked of the hosts.")
 @click.pass_context
 def top_command(ctx: click.Context, batch: bool, iterations: str | None, delay: str, sort: str,
-                csv_path: str | None, as_json: bool, uris: tuple[str, ...]) -> None:
+                csv_path: str | None, as_json: bool, uris: tuple[str, ...],
+                block_in_bytes: bool, no_block: bool, no_net: bool) -> None:
     """Show the domains of one or more hosts, refreshed, as virt-top and xentop do.
 
     %CPU is the share of the host's CPUs a domain used since the previous
-    refresh (blank on the first refresh that sees it). Keys on the screen: c/P
-    %CPU, m/M memory, t/T CPU time, i ID, n name; d/s delay; space refresh; q quit.
+    refresh (blank on the first refresh that sees it); RDRQ/WRRQ (RDBY/WRBY) and
+    RXBY/TXBY are the block and network I/O since then. Keys on the screen: c/P
+    %CPU, m/M memory, t/T CPU time, i ID, n name; B block bytes/requests; 2 network
+    view, 3 block view, 0 domains; d/s delay; space refresh; q quit.
     """
     env = ctx.find_object(TopEnv) or TopEnv()
     try:
@@ -512,7 +575,12 @@ def top_command(ctx: click.Context, batch: bool, iterations: str | None, delay: 
     interactive = not (batch or as_json or csv_path == "-")
     if interactive and not (sys.stdin.isatty() and sys.stdout.isatty()):
         _fail("the full-screen view needs a terminal; use --batch, --json or --csv -")
-    fleet = Fleet(list(uris) or [_default_uri()], env.clock, env.opener)
+    groups = frozenset({*(() if no_block else (xvirt.StatGroup.BLOCK,)),
+                        *(() if no_net else (xvirt.StatGroup.NET,))})
+    shown = columns(block=not no_block, net=not no_net, block_bytes=block_in_bytes)
+    # Only the CSV has a column for the inactive domains: only it pays for their count.
+    fleet = Fleet(list(uris) or [_default_uri()], env.clock, env.opener, groups=groups,
+                  inactive=csv_path is not None)
     csv_out: IO[str] | None = None
     try:
         try:
@@ -526,10 +594,11 @@ def top_command(ctx: click.Context, batch: bool, iterations: str | None, delay: 
         if as_json:
             writers.append(JsonWriter(sys.stdout, delay_s))
         elif csv_path != "-":
-            writers.append(TextWriter(sys.stdout, delay_s, sort))
+            writers.append(TextWriter(sys.stdout, delay_s, sort, shown))
         if interactive:
             _run_screen(fleet, env, [w for w in writers if not isinstance(w, TextWriter)],
-                        delay_s, sort, count)
+                        delay_s, sort, count, block=not no_block, net=not no_net,
+                        block_bytes=block_in_bytes)
         else:
             # Ctrl-C ends batch mode, as it ends top -b: what was written stands.
             with contextlib.suppress(KeyboardInterrupt):
@@ -541,7 +610,8 @@ def top_command(ctx: click.Context, batch: bool, iterations: str | None, delay: 
 
 
 def _run_screen(fleet: Fleet, env: TopEnv, writers: Sequence[Writer], delay_s: float, sort: str,
-                iterations: int | None) -> None:
+                iterations: int | None, *, block: bool = True, net: bool = True,
+                block_bytes: bool = False) -> None:
     from xvirt.tools.top_screen import TopApp  # Textual loads only for the screen
 
     def fetch() -> list[HostFrame]:
@@ -550,5 +620,6 @@ def _run_screen(fleet: Fleet, env: TopEnv, writers: Sequence[Writer], delay_s: f
             writer.write(frames, env.wall())
         return frames
 
-    app = TopApp(fetch, delay_s=delay_s, sort=sort, iterations=iterations, wall=env.wall)
+    app = TopApp(fetch, delay_s=delay_s, sort=sort, iterations=iterations, wall=env.wall,
+                 block=block, net=net, block_bytes=block_bytes)
     app.run()

@@ -16,6 +16,12 @@ When the readings' interval is not known to within a factor of two (a survey
 that took long against the delay, as during a daemon restart) the share is
 unknown (``-``) rather than a guess: before, the start of a slow survey was
 taken as the reading's instant and a host showed 171.6% on 2 CPUs.
+
+Block and network figures follow virt-top too: RDRQ/WRRQ (or RDBY/WRBY, virt-top's
+``B``), RXBY/TXBY are what each domain did since the previous refresh, summed over its
+disks and NICs, from the statistics the survey carries (``survey(groups)``); per device
+for virt-top's block (``3``) and network (``2``) views. A counter that went back (the
+domain rebooted) or a device not seen before gives ``-`` rather than a negative figure.
 """
 
 from __future__ import annotations
@@ -29,13 +35,18 @@ import xvirt
 
 __all__ = [
     "COLUMNS",
+    "DEVICE_COLUMNS",
     "SORT_KEYS",
     "SORT_LABELS",
     "Cost",
     "CpuTracker",
+    "DeviceRow",
     "DomainRow",
     "HostFrame",
+    "columns",
     "cpu_time_text",
+    "device_cells",
+    "device_lines",
     "parse_delay",
     "row_cells",
     "sorted_lines",
@@ -44,17 +55,64 @@ __all__ = [
 ]
 
 #: Sort orders, as virt-top's ``-o`` names them.
-SORT_KEYS: Final = ("cpu", "mem", "time", "id", "name")
+SORT_KEYS: Final = ("cpu", "mem", "time", "id", "name", "netrx", "nettx", "blockrdrq",
+                    "blockwrrq")
 SORT_LABELS: Final[Mapping[str, str]] = MappingProxyType(
-    {"cpu": "%CPU", "mem": "memory", "time": "CPU time", "id": "ID", "name": "name"}
+    {"cpu": "%CPU", "mem": "memory", "time": "CPU time", "id": "ID", "name": "name",
+     "netrx": "bytes received", "nettx": "bytes sent", "blockrdrq": "read requests",
+     "blockwrrq": "write requests"}
 )
-#: The columns of a domain row, in display order (NAME last, as in virt-top).
-COLUMNS: Final = ("ID", "STATE", "%CPU", "%MEM", "MEM(k)", "VCPUS", "TIME", "NAME")
+#: The columns of a domain row, in display order (as virt-top: I/O after the state,
+#: NAME last), with block and network shown and block I/O in requests.
+COLUMNS: Final = ("ID", "STATE", "RDRQ", "WRRQ", "RXBY", "TXBY", "%CPU", "%MEM", "MEM(k)",
+                  "VCPUS", "TIME", "NAME")
+#: The columns of virt-top's block (``3``) and network (``2``) views: one row per device.
+DEVICE_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({
+    "block": ("ID", "DEVICE", "RDBY", "WRBY", "RDRQ", "WRRQ", "SOURCE", "NAME"),
+    "net": ("ID", "DEVICE", "RXBY", "TXBY", "RXPK", "TXPK", "BRIDGE", "NAME"),
+})
 #: Word for a domain whose figures could not be read, in state counts.
 NO_ANSWER: Final = "no answer"
 #: A share is shown only when the longest the two readings can be apart is at most this
 #: many times the shortest (both surveys quick against the time between them).
 MAX_ELAPSED_SPREAD: Final = 2.0
+
+
+def columns(*, block: bool = True, net: bool = True,
+            block_bytes: bool = False) -> tuple[str, ...]:
+    """The domain columns shown: block I/O in requests (RDRQ/WRRQ) or, with
+    ``block_bytes`` (virt-top's ``B``), in bytes (RDBY/WRBY); without ``block`` or
+    ``net`` their columns are left out (and their statistics not asked for)."""
+    out: list[str] = []
+    for name in COLUMNS:
+        if name in ("RDRQ", "WRRQ"):
+            if block:
+                out.append({"RDRQ": "RDBY", "WRRQ": "WRBY"}[name] if block_bytes else name)
+        elif name in ("RXBY", "TXBY"):
+            if net:
+                out.append(name)
+        else:
+            out.append(name)
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    """One disk (``kind`` "block": ``a`` reads, ``b`` writes) or NIC ("net": ``a``
+    received by the guest, ``b`` sent) of a domain, and what it did since the previous
+    refresh: bytes and requests (packets); None where unknown."""
+
+    kind: str
+    device: str
+    source: str | None
+    a_bytes: int | None
+    b_bytes: int | None
+    a_count: int | None
+    b_count: int | None
+
+
+#: A device's counters at one refresh: (a bytes, b bytes, a count, b count).
+_Counters = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +134,16 @@ class DomainRow:
     cpu_percent: float | None
     memory_percent: float | None
     error: str | None = None
+    #: Since the previous refresh, summed over the domain's disks and NICs: None when
+    #: not asked for, or not known for every device.
+    rd_reqs: int | None = None
+    wr_reqs: int | None = None
+    rd_bytes: int | None = None
+    wr_bytes: int | None = None
+    rx_bytes: int | None = None
+    tx_bytes: int | None = None
+    #: Each disk and NIC, when the statistics were asked for.
+    devices: tuple[DeviceRow, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +173,8 @@ class HostFrame:
     #: Seconds the host's refresh has been under way when it had not answered by the
     #: time this frame was shown (``error`` says so too); None for a frame it answered.
     pending_s: float | None = None
+    #: Domains defined and not running (libvirt's inactive), when counted.
+    inactive: int | None = None
 
     @property
     def label(self) -> str:
@@ -145,11 +215,13 @@ class CpuTracker:
 
     def __init__(self) -> None:
         self._previous: dict[str, int] = {}
+        self._devices: dict[str, dict[tuple[str, str], _Counters]] = {}
         self._when: tuple[float, float] | None = None  # the previous survey's start, end
 
     def reset(self) -> None:
         """Forget everything: the host is another one (a new boot)."""
         self._previous.clear()
+        self._devices.clear()
         self._when = None
 
     def step(self, now: float, survey: xvirt.Survey, cpus: int, host_memory_kib: int, *,
@@ -168,6 +240,7 @@ class CpuTracker:
         capacity_ns = (elapsed or 0.0) * 1e9 * cpus
         rows: list[DomainRow] = []
         current: dict[str, int] = {}
+        devices: dict[str, dict[tuple[str, str], _Counters]] = {}
         for sample in survey.samples:
             ident, info = sample.identity, sample.info
             current[ident.uuid] = info.cpu_time_ns
@@ -175,6 +248,9 @@ class CpuTracker:
             delta = None
             if usable and before is not None and info.cpu_time_ns >= before:
                 delta = info.cpu_time_ns - before
+            io = _io(sample.stats, self._devices.get(ident.uuid, {}))
+            if sample.stats is not None:
+                devices[ident.uuid] = io.counters
             rows.append(DomainRow(
                 uuid=ident.uuid, id=ident.id, name=ident.name, state=info.state,
                 memory_kib=info.memory_kib, vcpus=info.vcpus, cpu_time_ns=info.cpu_time_ns,
@@ -182,6 +258,9 @@ class CpuTracker:
                 cpu_percent=None if delta is None else 100.0 * delta / capacity_ns,
                 memory_percent=(100.0 * info.memory_kib / host_memory_kib
                                 if host_memory_kib > 0 else None),
+                rd_reqs=io.sums[0], wr_reqs=io.sums[1], rd_bytes=io.sums[2],
+                wr_bytes=io.sums[3], rx_bytes=io.sums[4], tx_bytes=io.sums[5],
+                devices=io.rows,
             ))
         for failure in survey.failures:
             ident = failure.identity
@@ -191,9 +270,62 @@ class CpuTracker:
                 memory_percent=None, error=str(failure.error) or NO_ANSWER,
             ))
         self._previous = current
+        self._devices = devices
         self._when = (now, end)
         rows.sort(key=lambda r: r.id)
         return tuple(rows), elapsed
+
+
+@dataclass(frozen=True, slots=True)
+class _Io:
+    """One domain's devices at one refresh: their counters (kept for the next), their
+    rows, and the domain's sums (rd reqs, wr reqs, rd bytes, wr bytes, rx, tx bytes)."""
+
+    counters: dict[tuple[str, str], _Counters]
+    rows: tuple[DeviceRow, ...]
+    sums: tuple[int | None, ...]
+
+
+_NO_IO = _Io({}, (), (None,) * 6)
+
+
+def _io(stats: xvirt.DomainStats | None,
+        before: Mapping[tuple[str, str], _Counters]) -> _Io:
+    """The devices of ``stats`` against their counters at the previous refresh."""
+    if stats is None:
+        return _NO_IO
+    counters: dict[tuple[str, str], _Counters] = {}
+    rows: list[DeviceRow] = []
+    for disk in stats.blocks or ():
+        counters["block", disk.name] = (disk.rd_bytes, disk.wr_bytes, disk.rd_reqs,
+                                        disk.wr_reqs)
+        rows.append(_device_row("block", disk.name, disk.path, counters["block", disk.name],
+                                before.get(("block", disk.name))))
+    for nic in stats.nets or ():
+        counters["net", nic.name] = (nic.rx_bytes, nic.tx_bytes, nic.rx_packets,
+                                     nic.tx_packets)
+        rows.append(_device_row("net", nic.name, nic.bridge, counters["net", nic.name],
+                                before.get(("net", nic.name))))
+
+    def total(kind: str, field: str, known: bool) -> int | None:
+        if not known:
+            return None
+        values = [getattr(r, field) for r in rows if r.kind == kind]
+        return None if any(v is None for v in values) else sum(values)
+
+    blocks, nets = stats.blocks is not None, stats.nets is not None
+    return _Io(counters, tuple(rows), (
+        total("block", "a_count", blocks), total("block", "b_count", blocks),
+        total("block", "a_bytes", blocks), total("block", "b_bytes", blocks),
+        total("net", "a_bytes", nets), total("net", "b_bytes", nets)))
+
+
+def _device_row(kind: str, device: str, source: str | None, now: _Counters,
+                before: _Counters | None) -> DeviceRow:
+    if before is None or any(n < b for n, b in zip(now, before, strict=True)):
+        return DeviceRow(kind, device, source, None, None, None, None)  # new, or reset
+    a_bytes, b_bytes, a_count, b_count = (n - b for n, b in zip(now, before, strict=True))
+    return DeviceRow(kind, device, source, a_bytes, b_bytes, a_count, b_count)
 
 
 def parse_delay(text: str) -> float:
@@ -220,7 +352,15 @@ def _sort_value(row: DomainRow, key: str) -> float | str:
         return row.id
     if key == "name":
         return row.name
+    if key in _IO_SORT:
+        value = getattr(row, _IO_SORT[key])
+        return -1 if value is None else value
     raise ValueError(f"unknown sort key {key!r}; known: {', '.join(SORT_KEYS)}")
+
+
+_IO_SORT = {"netrx": "rx_bytes", "nettx": "tx_bytes", "blockrdrq": "rd_reqs",
+            "blockwrrq": "wr_reqs"}
+_BIGGEST_FIRST = ("cpu", "mem", "time", *_IO_SORT)
 
 
 def sorted_lines(frames: Iterable[HostFrame], key: str) -> list[tuple[HostFrame, DomainRow]]:
@@ -229,8 +369,27 @@ def sorted_lines(frames: Iterable[HostFrame], key: str) -> list[tuple[HostFrame,
     host, then ID, so the order is stable from one refresh to the next."""
     lines = [(f, r) for f in frames for r in f.rows]
     lines.sort(key=lambda fr: (fr[0].label, fr[1].id))
-    lines.sort(key=lambda fr: _sort_value(fr[1], key), reverse=key in ("cpu", "mem", "time"))
+    lines.sort(key=lambda fr: _sort_value(fr[1], key), reverse=key in _BIGGEST_FIRST)
     return lines
+
+
+def device_lines(frames: Iterable[HostFrame], kind: str
+                 ) -> list[tuple[HostFrame, DomainRow, DeviceRow]]:
+    """Every disk (``kind`` "block") or NIC ("net") of every domain, by host, domain ID
+    and device: virt-top's block and network views."""
+    lines = [(f, r, d) for f in frames for r in f.rows for d in r.devices if d.kind == kind]
+    lines.sort(key=lambda frd: (frd[0].label, frd[1].id, frd[2].device))
+    return lines
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def device_cells(row: DomainRow, device: DeviceRow) -> tuple[str, ...]:
+    """A device's cells under ``DEVICE_COLUMNS[device.kind]``."""
+    return (str(row.id), device.device, _count(device.a_bytes), _count(device.b_bytes),
+            _count(device.a_count), _count(device.b_count), device.source or "-", row.name)
 
 
 # -- text shared by the screen and batch mode -----------------------------------------
@@ -246,19 +405,23 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def row_cells(row: DomainRow) -> tuple[str, ...]:
-    """A row's cells under :data:`COLUMNS`; ``-`` where a figure is unknown, ``?``
-    as the state of a domain that did not answer."""
-    return (
-        str(row.id),
-        "?" if row.state is None else row.state.flags(),
-        _percent(row.cpu_percent),
-        _percent(row.memory_percent),
-        "-" if row.memory_kib is None else str(row.memory_kib),
-        "-" if row.vcpus is None else str(row.vcpus),
-        "-" if row.cpu_time_ns is None else cpu_time_text(row.cpu_time_ns),
-        row.name,
-    )
+def row_cells(row: DomainRow, shown: Sequence[str] = COLUMNS) -> tuple[str, ...]:
+    """A row's cells under ``shown`` (:data:`COLUMNS`, or what :func:`columns` gives);
+    ``-`` where a figure is unknown, ``?`` as the state of a domain that did not answer."""
+    cells = {
+        "ID": str(row.id),
+        "STATE": "?" if row.state is None else row.state.flags(),
+        "RDRQ": _count(row.rd_reqs), "WRRQ": _count(row.wr_reqs),
+        "RDBY": _count(row.rd_bytes), "WRBY": _count(row.wr_bytes),
+        "RXBY": _count(row.rx_bytes), "TXBY": _count(row.tx_bytes),
+        "%CPU": _percent(row.cpu_percent),
+        "%MEM": _percent(row.memory_percent),
+        "MEM(k)": "-" if row.memory_kib is None else str(row.memory_kib),
+        "VCPUS": "-" if row.vcpus is None else str(row.vcpus),
+        "TIME": "-" if row.cpu_time_ns is None else cpu_time_text(row.cpu_time_ns),
+        "NAME": row.name,
+    }
+    return tuple(cells[name] for name in shown)
 
 
 def state_counts(rows: Sequence[DomainRow]) -> dict[str, int]:
@@ -287,10 +450,11 @@ def summary_lines(frame: HostFrame, delay_s: float) -> list[str]:
     assert info is not None  # a refresh without error has the host's facts
     counts = state_counts(frame.rows)
     by_state = ", ".join(f"{n} {word}" for word, n in counts.items())
+    inactive = "" if frame.inactive is None else f"; {frame.inactive} inactive"
     return [
         f"{name}  {info.arch}  {info.cpus} CPUs  memory {_gib(info.memory_kib)} total, "
         f"{_gib(frame.used_memory_kib)} used by domains",
-        f"  domains: {len(frame.rows)} total: {by_state}",
+        f"  domains: {len(frame.rows)} total: {by_state}{inactive}",
         f"  %CPU {_percent(frame.cpu_percent)}  refresh cost: "
         f"{frame.cost.control_requests} control requests, {frame.cost.data_calls} data calls",
     ]

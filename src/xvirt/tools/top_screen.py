@@ -26,9 +26,12 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from xvirt.tools import format as fmt
 from xvirt.tools.top_model import (
-    COLUMNS,
+    DEVICE_COLUMNS,
     SORT_LABELS,
     HostFrame,
+    columns,
+    device_cells,
+    device_lines,
     parse_delay,
     row_cells,
     sorted_lines,
@@ -40,7 +43,10 @@ __all__ = ["DelayInput", "TopApp"]
 T = TypeVar("T")
 
 #: Columns whose cells are numbers, right-aligned as in top.
-_NUMERIC = frozenset({"ID", "%CPU", "%MEM", "MEM(k)", "VCPUS", "TIME"})
+_NUMERIC = frozenset({"ID", "%CPU", "%MEM", "MEM(k)", "VCPUS", "TIME", "RDRQ", "WRRQ", "RDBY",
+                      "WRBY", "RXBY", "TXBY", "RXPK", "TXPK"})
+#: virt-top's views: its keys 0 (domains), 2 (network interfaces), 3 (block devices).
+VIEWS = ("domains", "net", "block")
 
 
 def _off_thread(fetch: Callable[[], T]) -> asyncio.Future[T]:
@@ -85,7 +91,8 @@ class DelayInput(Input):
 
 
 class TopApp(App[None]):
-    """virt-top's screen: a header per host, then one row per domain."""
+    """virt-top's screen: a header per host, then one row per domain (or, in virt-top's
+    network and block views, per NIC or disk)."""
 
     TITLE = "xvirt top"
     ENABLE_COMMAND_PALETTE = False
@@ -105,6 +112,10 @@ class TopApp(App[None]):
         Binding("T", "sort('time')", "CPU time", show=False),
         Binding("i", "sort('id')", "ID"),
         Binding("n", "sort('name')", "name"),
+        Binding("B", "toggle_block_bytes", "block bytes/requests"),
+        Binding("0", "view('domains')", "domains", show=False),
+        Binding("2", "view('net')", "network"),
+        Binding("3", "view('block')", "block"),
         Binding("d", "ask_delay", "delay"),
         Binding("s", "ask_delay", "delay", show=False),
         Binding("space", "refresh_now", "refresh"),
@@ -114,8 +125,11 @@ class TopApp(App[None]):
 
     def __init__(self, fetch: Callable[[], Sequence[HostFrame]], *, delay_s: float,
                  sort: str, iterations: int | None = None,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, block: bool = True,
+                 net: bool = True, block_bytes: bool = False) -> None:
         super().__init__()
+        self.block, self.net, self.block_bytes = block, net, block_bytes
+        self.view = "domains"
         self._fetch = fetch
         self.delay_s = delay_s
         self.sort_key = sort
@@ -181,26 +195,35 @@ class TopApp(App[None]):
     def _fill_table(self) -> None:
         table: DataTable[Text] = self.query_one(DataTable)
         several = len(self.frames) > 1
-        columns = ("HOST", *COLUMNS) if several else COLUMNS
+        base = (DEVICE_COLUMNS[self.view] if self.view in DEVICE_COLUMNS else
+                columns(block=self.block, net=self.net, block_bytes=self.block_bytes))
+        shown = ("HOST", *base) if several else base
         chosen = None
         if table.row_count:
             with contextlib.suppress(Exception):  # no row under the cursor any more
                 chosen = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        if columns != self._columns:
+        if shown != self._columns:
             table.clear(columns=True)
-            for name in columns:
+            for name in shown:
                 table.add_column(Text(name, justify="right" if name in _NUMERIC else "left"),
                                  key=name)
-            self._columns = columns
+            self._columns = shown
         else:
             table.clear()
         index = {id(f): i for i, f in enumerate(self.frames)}
-        for frame, row in sorted_lines(self.frames, self.sort_key):
-            cells = ((frame.label,) if several else ()) + row_cells(row)
-            key = f"{index[id(frame)]}:{row.uuid}"  # a UUID is unique on one host
+        lines: list[tuple[str, tuple[str, ...]]] = []
+        if self.view in DEVICE_COLUMNS:
+            for frame, row, device in device_lines(self.frames, self.view):
+                lines.append((f"{index[id(frame)]}:{row.uuid}:{device.device}",
+                              ((frame.label,) if several else ()) + device_cells(row, device)))
+        else:
+            for frame, row in sorted_lines(self.frames, self.sort_key):
+                lines.append((f"{index[id(frame)]}:{row.uuid}",  # a UUID is one host's
+                              ((frame.label,) if several else ()) + row_cells(row, base)))
+        for key, cells in lines:
             table.add_row(*(
                 Text(fmt.safe_text(cell), justify="right" if name in _NUMERIC else "left")
-                for name, cell in zip(columns, cells, strict=True)), key=key)
+                for name, cell in zip(shown, cells, strict=True)), key=key)
             if key == chosen:
                 table.move_cursor(row=table.row_count - 1)
 
@@ -209,6 +232,22 @@ class TopApp(App[None]):
     def action_sort(self, key: str) -> None:
         self.sort_key = key
         self._say(f"sorted by {SORT_LABELS[key]}")
+        self._draw()
+
+    def action_toggle_block_bytes(self) -> None:
+        """virt-top's B: block I/O in bytes, or in requests."""
+        self.block_bytes = not self.block_bytes
+        self._say("block I/O in " + ("bytes" if self.block_bytes else "requests"))
+        self._draw()
+
+    def action_view(self, view: str) -> None:
+        """virt-top's 0, 2 and 3: the domains, their network interfaces, their disks."""
+        if (view == "net" and not self.net) or (view == "block" and not self.block):
+            self._say(f"no {view} statistics asked for (--no-{view})")
+            return
+        self.view = view
+        self._say({"domains": "domains", "net": "network interfaces",
+                   "block": "block devices"}[view])
         self._draw()
 
     def action_ask_delay(self) -> None:

@@ -9,7 +9,8 @@ lifecycle events after ``N``::
 ``complete`` is 0 when the host's bounded log no longer reaches back to ``N``:
 the reader must take a new snapshot instead. ``domid`` is -1 where the domain
 had no ID (``defined``/``undefined`` of a domain that is not running); every
-kind travels by its ``EventKind`` value, so a new kind needs no change here.
+kind travels by its ``EventKind`` value, so a new kind needs no change here
+(``metadata_changed`` carries the element's namespace URI in ``name``).
 """
 
 from __future__ import annotations

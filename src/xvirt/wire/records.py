@@ -29,6 +29,14 @@ kept as given (``file:``, ``phy:``, ``tap:aio:`` ...); ``dev`` loses xend's
 ``ioemu:`` prefix and ``:disk``/``:cdrom`` suffix; mode ``r`` means read-only.
 An empty CD-ROM drive has no ``uname`` and reads as source ``""``.
 
+vCPUs are xend's: ``(vcpus N)`` is how many the domain may have, ``(vcpu_avail B)``
+the bitmap of those online (libvirt counted its bits, capped at ``vcpus``); a record
+without ``vcpu_avail`` has them all online. The credit scheduler's share is
+``(cpu_weight W) (cpu_cap C)`` (a value that is not a whole number, as old xend's
+``1.0``, reads as unknown). libvirt's metadata, which xend had not, travels in
+extension fields: ``(xvirt_title T)``, ``(xvirt_description D)`` and
+``(xvirt_metadata (element (uri U) (key K) (xml X)) ...)``.
+
 Managed domains (xend >= 3.0.4): a domain defined and not running has a record
 with no ``domid`` (libvirt's test for "inactive") and the state ``------``,
 which reads as SHUTOFF there (on a running domain it means runnable, RUNNING).
@@ -41,12 +49,25 @@ inactive is managed), and as unknown otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from xvirt.errors import InvalidArgumentError, ProtocolError
-from xvirt.model import DOMID_FIRST_RESERVED, DomainState, check_name, parse_mac, parse_uuid
+from xvirt.model import (
+    DOMID_FIRST_RESERVED,
+    DomainMetadata,
+    DomainSettings,
+    DomainState,
+    MetadataElement,
+    SchedulerParams,
+    VcpuInfo,
+    VcpuState,
+    check_name,
+    parse_mac,
+    parse_uuid,
+)
 from xvirt.planes import DiskConfig, DomainConfig, NicConfig
 from xvirt.wire.sxp import Sx, child, children, dumps, value
 
@@ -56,14 +77,23 @@ __all__ = [
     "device_entries",
     "domain_record",
     "error_sexpr",
+    "metadata_fields",
     "node_record",
     "parse_devices",
     "parse_domain_record",
     "parse_error",
+    "parse_metadata",
     "parse_node_record",
+    "parse_sched_credit",
+    "parse_settings",
     "parse_state_flags",
+    "parse_vcpuinfo",
     "parse_vm_config",
+    "sched_credit_record",
+    "settings_record",
     "state_flags",
+    "vcpuinfo_record",
+    "vcpus_fields",
     "vm_config",
 ]
 
@@ -220,10 +250,18 @@ class ParsedDomain:
     #: Whether the domain is managed (its definition outlives it): the record's
     #: ``xvirt_persistent``; without it, True when inactive, else None (unknown).
     persistent: bool | None = None
+    #: The most vCPUs it may have (``vcpus`` are those online); 0: as many as ``vcpus``.
+    max_vcpus: int = 0
+    #: The credit scheduler's share, where the record says it.
+    sched: SchedulerParams | None = None
+    metadata: DomainMetadata = dataclasses.field(default_factory=DomainMetadata)
 
     def config(self) -> DomainConfig:
         return DomainConfig(self.memory_kib, self.max_memory_kib, self.vcpus, self.os_type,
                             self.disks, self.nics)
+
+    def settings(self) -> DomainSettings:
+        return DomainSettings(self.vcpus, max(self.max_vcpus, self.vcpus), self.metadata)
 
 
 def domain_record(
@@ -240,14 +278,18 @@ def domain_record(
     disks: tuple[DiskConfig, ...] = (),
     nics: tuple[NicConfig, ...] = (),
     persistent: bool | None = None,
+    max_vcpus: int | None = None,
+    sched: SchedulerParams | None = None,
+    metadata: DomainMetadata | None = None,
 ) -> Sx:
     """A ``(domain ...)`` record in newer xend's style: dashed uuid, bare atoms.
 
     ``domid`` None makes an inactive record (no domid field, as xend >= 3.0.4
     wrote a managed domain that is not running); ``state`` and ``cpu_time_ns``
     None leave their fields out; SHUTOFF (``------``) is an inactive domain's
-    state only. ``persistent`` None leaves ``xvirt_persistent`` out. Devices
-    follow the image.
+    state only. ``persistent`` None leaves ``xvirt_persistent`` out. ``vcpus`` are
+    online, ``max_vcpus`` (None: as many) the most it may have; ``sched`` and
+    ``metadata`` None leave their fields out. Devices follow the image.
     """
     _check_counts(memory_kib=memory_kib, max_memory_kib=max_memory_kib, vcpus=vcpus)
     rec: list[Sx] = ["domain"]
@@ -263,8 +305,12 @@ def domain_record(
         ["uuid", parse_uuid(uuid)],
         ["name", name],
         *_memory_fields(memory_kib, max_memory_kib),
-        ["vcpus", str(vcpus)],
+        *vcpus_fields(vcpus, max_vcpus),
     ]
+    if sched is not None:
+        rec += [["cpu_weight", str(sched.weight)], ["cpu_cap", str(sched.cap)]]
+    if metadata is not None:
+        rec += metadata_fields(metadata)
     if state is not None:
         rec.append(["state", state_flags(state)])
     if cpu_time_ns is not None:
@@ -290,13 +336,17 @@ def parse_domain_record(sx: Sx) -> ParsedDomain:
     persistent = value(sx, "domain/xvirt_persistent")
     if persistent not in (None, "0", "1"):
         raise ProtocolError(f"field 'xvirt_persistent': {persistent!r} is not 0 or 1")
+    online, most = _vcpus(sx, "domain")
     return ParsedDomain(
         domid=domid,
         uuid=_required_uuid(sx, "domain", ProtocolError),
         name=_required_name(sx, "domain", ProtocolError),
         memory_kib=_memory_kib(sx, "domain", "memory", "memory_kib") or 0,
         max_memory_kib=_memory_kib(sx, "domain", "maxmem", "maxmem_kib") or 0,
-        vcpus=_count(sx, "domain/vcpus") or 0,
+        vcpus=online,
+        max_vcpus=most if most != online else 0,
+        sched=_sched(sx, "domain"),
+        metadata=parse_metadata(sx, "domain"),
         os_type=_os_type(sx),
         state=parse_state_flags(state, active=domid is not None) if state else None,
         cpu_time_ns=_seconds_to_ns(cpu_time, "cpu_time") if cpu_time else None,
@@ -305,6 +355,160 @@ def parse_domain_record(sx: Sx) -> ParsedDomain:
         persistent=(persistent == "1") if persistent is not None else (
             True if domid is None else None),
     )
+
+
+# -- vCPUs, the credit scheduler and metadata ----------------------------------------------
+
+_BITMAP = re.compile(r"\+?(?:0[xX]([0-9a-fA-F]{1,64})|([0-9]{1,80}))")
+
+
+def vcpus_fields(vcpus: int, max_vcpus: int | None = None) -> list[Sx]:
+    """``(vcpus N)``, and when fewer than ``max_vcpus`` are online, xend's
+    ``(vcpus MAX) (vcpu_avail BITMAP)`` with the first ``vcpus`` bits set."""
+    _check_counts(vcpus=vcpus)
+    if max_vcpus is None or max_vcpus == vcpus:
+        return [["vcpus", str(vcpus)]]
+    _check_counts(max_vcpus=max_vcpus)
+    if max_vcpus < vcpus:
+        raise InvalidArgumentError(f"{vcpus} vCPUs online is more than the maximum, "
+                                   f"{max_vcpus}")
+    return [["vcpus", str(max_vcpus)], ["vcpu_avail", str((1 << vcpus) - 1)]]
+
+
+def _vcpus(sx: Sx, head: str) -> tuple[int, int]:
+    """(online, maximum) vCPUs of a record or config: the online ones are the set bits
+    of ``vcpu_avail``, at most ``vcpus`` (libvirt's reading), or all when it is absent."""
+    most = _count(sx, f"{head}/vcpus") or 0
+    avail = value(sx, f"{head}/vcpu_avail")
+    if not avail:
+        return most, most
+    m = _BITMAP.fullmatch(avail.strip())
+    if m is None:
+        raise ProtocolError(f"field 'vcpu_avail': {avail[:80]!r} is not a bitmap")
+    bits = int(m[1], 16) if m[1] is not None else int(m[2])
+    return min(bin(bits).count("1"), most), most
+
+
+def _sched(sx: Sx, head: str) -> SchedulerParams | None:
+    """``cpu_weight``/``cpu_cap`` where both are whole numbers (a missing cap is 0);
+    None otherwise (old xend wrote a weight of ``1.0``, another scheduler's)."""
+    weight, cap = value(sx, f"{head}/cpu_weight"), value(sx, f"{head}/cpu_cap")
+    try:
+        w = _strtol(weight, "cpu_weight") if weight else None
+        c = _strtol(cap, "cpu_cap") if cap else 0
+    except ProtocolError:
+        return None
+    if w is None or w < 0 or c < 0:
+        return None
+    return SchedulerParams(w, c)
+
+
+def metadata_fields(metadata: DomainMetadata) -> list[Sx]:
+    """``(xvirt_title T) (xvirt_description D) (xvirt_metadata (element (uri U) (key K)
+    (xml X)) ...)``, each only when there is something to say."""
+    out: list[Sx] = []
+    if metadata.title is not None:
+        out.append(["xvirt_title", metadata.title])
+    if metadata.description is not None:
+        out.append(["xvirt_description", metadata.description])
+    if metadata.elements:
+        elements: list[Sx] = [["element", ["uri", e.uri], ["key", e.key], ["xml", e.xml]]
+                              for e in metadata.elements]
+        out.append(["xvirt_metadata", *elements])
+    return out
+
+
+def parse_metadata(sx: Sx, head: str) -> DomainMetadata:
+    """The metadata extension fields of a ``head`` record (none: no metadata)."""
+    title = value(sx, f"{head}/xvirt_title")
+    description = value(sx, f"{head}/xvirt_description")
+    elements: list[MetadataElement] = []
+    meta = child(sx, "xvirt_metadata") if isinstance(sx, list) else None
+    for n, item in enumerate(children(meta, "element") if meta is not None else [], 1):
+        uri, key, xml = (value(item, f"element/{k}") for k in ("uri", "key", "xml"))
+        if not uri or not key or not xml:
+            raise ProtocolError(f"metadata element {n} lacks its uri, key or xml: "
+                                f"{dumps(item)[:60]}")
+        elements.append(MetadataElement(uri, key, xml))
+    if len({e.uri for e in elements}) != len(elements):
+        raise ProtocolError("two metadata elements have the same namespace URI")
+    return DomainMetadata(title or None, description or None, tuple(elements))
+
+
+def settings_record(settings: DomainSettings) -> Sx:
+    """``(settings (vcpus N) (max_vcpus M) <metadata fields>)``: a domain's settings, as
+    ``GET /xend/domain/<dom>?op=xvirt_settings`` answers them."""
+    return ["settings", ["vcpus", str(settings.vcpus)], ["max_vcpus", str(settings.max_vcpus)],
+            *metadata_fields(settings.metadata)]
+
+
+def parse_settings(sx: Sx) -> DomainSettings:
+    _check_head(sx, ("settings",))
+    vcpus, most = _count(sx, "settings/vcpus"), _count(sx, "settings/max_vcpus")
+    if not vcpus or not most or most < vcpus:
+        raise ProtocolError(f"malformed vCPU counts in {dumps(sx)[:80]}")
+    return DomainSettings(vcpus, most, parse_metadata(sx, "settings"))
+
+
+def sched_credit_record(params: SchedulerParams) -> Sx:
+    """``(domain_sched_credit (weight W) (cap C))``: xend's ``domain_sched_credit_get``."""
+    return ["domain_sched_credit", ["weight", str(params.weight)], ["cap", str(params.cap)]]
+
+
+def parse_sched_credit(sx: Sx) -> SchedulerParams:
+    _check_head(sx, ("domain_sched_credit",))
+    weight, cap = _count(sx, "domain_sched_credit/weight"), _count(
+        sx, "domain_sched_credit/cap")
+    if weight is None or cap is None:
+        raise ProtocolError(f"malformed scheduler answer {dumps(sx)[:80]}")
+    return SchedulerParams(weight, cap)
+
+
+def vcpuinfo_record(vcpus: tuple[VcpuInfo, ...]) -> Sx:
+    """xend's ``op=vcpuinfo`` answer: ``((vcpu (number N) (online 1) (blocked 0/1)
+    (running 0/1) (cpu_time S) (cpu N) (cpumap (0 1 ...))) ...)``, CPU time in seconds."""
+    return [["vcpu", ["number", str(v.number)],
+             ["online", "0" if v.state is VcpuState.OFFLINE else "1"],
+             ["blocked", "1" if v.state is VcpuState.BLOCKED else "0"],
+             ["running", "1" if v.state is VcpuState.RUNNING else "0"],
+             ["cpu_time", f"{v.cpu_time_ns // 10**9}.{v.cpu_time_ns % 10**9:09d}"],
+             ["cpu", str(v.cpu)],
+             ["cpumap", [str(i) for i, on in enumerate(v.affinity) if on]]]
+            for v in vcpus]
+
+
+def parse_vcpuinfo(sx: Sx) -> tuple[VcpuInfo, ...]:
+    """An ``op=vcpuinfo`` answer read as libvirt's xend driver read it: running, then
+    blocked, else offline; the affinity as long as the highest CPU any vCPU names."""
+    if isinstance(sx, str):
+        raise ProtocolError("expected a list of (vcpu ...) items")
+    items: list[tuple[int, VcpuState, int, int, set[int]]] = []
+    for n, item in enumerate(sx, 1):
+        if isinstance(item, str) or not item or item[0] != "vcpu":
+            raise ProtocolError(f"vcpuinfo item {n} is not (vcpu ...)")
+        number = _count(item, "vcpu/number")
+        cpu = value(item, "vcpu/cpu")
+        cpu_time = value(item, "vcpu/cpu_time") or "0"
+        if number is None or cpu is None:
+            raise ProtocolError(f"vcpuinfo item {n} lacks its number or cpu")
+        state = (VcpuState.RUNNING if value(item, "vcpu/running") == "1" else
+                 VcpuState.BLOCKED if value(item, "vcpu/blocked") == "1" else VcpuState.OFFLINE)
+        cpumap = child(item, "cpumap")
+        allowed: set[int] = set()
+        for entry in cpumap[1:] if cpumap is not None else []:
+            for atom in entry if isinstance(entry, list) else [entry]:
+                if not isinstance(atom, str):
+                    raise ProtocolError(f"vcpuinfo item {n}: malformed cpumap")
+                index = _strtol(atom, "cpumap")
+                if not 0 <= index < 4096:
+                    raise ProtocolError(f"vcpuinfo item {n}: CPU {index} is out of range")
+                allowed.add(index)
+        items.append((number, state, _seconds_to_ns(cpu_time, "cpu_time"),
+                      _strtol(cpu, "cpu"), allowed))
+    width = max((max(a, default=-1) + 1 for *_, a in items), default=0)
+    width = max([width] + [c + 1 for _, _, _, c, _ in items])
+    return tuple(VcpuInfo(num, state, ns, cpu, tuple(i in allowed for i in range(width)))
+                 for num, state, ns, cpu, allowed in items)
 
 
 def _required_uuid(sx: Sx, head: str, error: type[ProtocolError | InvalidArgumentError]) -> str:
@@ -436,6 +640,10 @@ class VmConfig:
     # otherwise the config's devices are all the domain gets.
     disks: tuple[DiskConfig, ...] | None = None
     nics: tuple[NicConfig, ...] | None = None
+    #: The most vCPUs it may have (``vcpus`` are online): ``(vcpus N)`` with
+    #: ``(vcpu_avail B)``.
+    max_vcpus: int | None = None
+    metadata: DomainMetadata = dataclasses.field(default_factory=DomainMetadata)
 
 
 def vm_config(
@@ -447,15 +655,22 @@ def vm_config(
     os_type: str = "linux",
     disks: tuple[DiskConfig, ...] = (),
     nics: tuple[NicConfig, ...] = (),
+    max_vcpus: int | None = None,
+    metadata: DomainMetadata | None = None,
 ) -> Sx:
     """``(vm (name x) (memory M) (maxmem M) (vcpus n) (uuid u) (image (linux))
-    (device ...) ...)``, as libvirt sent it, plus our KiB extensions."""
+    (device ...) ...)``, as libvirt sent it, plus our KiB extensions; with
+    ``max_vcpus`` above ``vcpus``, xend's ``(vcpus MAX) (vcpu_avail B)``, and the
+    metadata extension fields."""
     _check_counts(memory_kib=memory_kib, max_memory_kib=max_memory_kib, vcpus=vcpus)
     mem = _memory_fields(memory_kib, max_memory_kib)
-    cfg: list[Sx] = ["vm", ["name", name], mem[0], mem[1], ["vcpus", str(vcpus)]]
+    cfg: list[Sx] = ["vm", ["name", name], mem[0], mem[1], *vcpus_fields(vcpus, max_vcpus)]
     if uuid is not None:
         cfg.append(["uuid", parse_uuid(uuid)])
-    cfg += [mem[2], mem[3], ["image", [os_type]], *device_entries(disks, nics)]
+    cfg += [mem[2], mem[3]]
+    if metadata is not None:
+        cfg += metadata_fields(metadata)
+    cfg += [["image", [os_type]], *device_entries(disks, nics)]
     return cfg
 
 
@@ -480,13 +695,20 @@ def parse_vm_config(sx: Sx) -> VmConfig:
         raise InvalidArgumentError(
             f"maxmem ({max_memory} KiB) is below memory ({memory} KiB)", name=name
         )
-    vcpus = _count(sx, f"{head}/vcpus")
-    if vcpus == 0:
+    most = _count(sx, f"{head}/vcpus")
+    if most == 0:
         raise InvalidArgumentError("vcpus must be at least 1", name=name)
+    online, _ = _vcpus(sx, head) if most else (1, 1)
+    if online == 0:
+        raise InvalidArgumentError("vcpu_avail brings no vCPU online", name=name)
+    max_vcpus = most if most is not None and most != online else None
+    metadata = parse_metadata(sx, head)
     disks, nics = parse_devices(sx)
     if not disks and not nics:
-        return VmConfig(name, uuid, memory, max_memory, vcpus or 1, _os_type(sx))
-    return VmConfig(name, uuid, memory, max_memory, vcpus or 1, _os_type(sx), disks, nics)
+        return VmConfig(name, uuid, memory, max_memory, online, _os_type(sx),
+                        max_vcpus=max_vcpus, metadata=metadata)
+    return VmConfig(name, uuid, memory, max_memory, online, _os_type(sx), disks, nics,
+                    max_vcpus, metadata)
 
 
 # -- errors and the node record ---------------------------------------------------------------

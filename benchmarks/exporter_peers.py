@@ -1,0 +1,228 @@
+"""Scrape time beside Debian's exporter, on real QEMU guests (issue 19).
+
+Both exporters read the same private libvirtd (``xvirt.testing.qemu.DaemonQemu``: run as
+``nobody``, KVM where that user may open /dev/kvm, else TCG) and its guests
+(``boot_many``: every fourth one with a disk and a NIC): Debian's
+``prometheus-libvirt-exporter`` 0.2.0 as its own process, ``xvirt exporter`` (every
+collector, the default) in this process; both scraped over HTTP, interleaved, one scrape
+at a time. Measured per scrape: the wall time of ``GET /metrics`` (median and range), and
+libvirtd's CPU time (utime + stime from ``/proc/<pid>/stat``, over a run of scrapes of
+one exporter, divided by their number). Then one guest with a disk has its QEMU stopped
+(SIGSTOP): each exporter is scraped once more, with a client timeout, and what answered
+in what time, with which guests, is recorded.
+
+    .venv/bin/python benchmarks/exporter_peers.py [--quick] [--guests N]
+
+Needs root (libvirtd as ``nobody``) and Debian's ``prometheus-libvirt-exporter``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from report import REPO, REPORT, command_line, machine_lines, write_section
+
+from xvirt.testing.libvirt_exporter import DEBIAN_EXPORTER, DebianExporterProcess
+from xvirt.tools.exporter import Exporter
+
+SKIPPED = 0
+FULL_GUESTS, QUICK_GUESTS = 50, 8
+FULL_ROUNDS, QUICK_ROUNDS = 5, 2  # rounds of SCRAPES scrapes per exporter
+SCRAPES = 10
+#: xvirt's scrape deadline (--scrape-timeout), and how long a client waits for either.
+DEADLINE_S = 5.0
+CLIENT_TIMEOUT_S = 30.0
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (it runs a private libvirtd as the user nobody)"
+    if not os.access(DEBIAN_EXPORTER, os.X_OK):
+        return f"{DEBIAN_EXPORTER} is not installed (apt-get install prometheus-libvirt-exporter)"
+    return None
+
+
+def cpu_s(pid: int) -> float:
+    """utime + stime of ``pid`` in seconds (fields 14 and 15 of /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+@dataclass
+class Measured:
+    name: str
+    seconds: list[float] = field(default_factory=list)
+    libvirtd_cpu_s: list[float] = field(default_factory=list)  # per scrape, per round
+    series: int = 0
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.seconds) * 1e3
+
+
+def scrape(client: httpx.Client, url: str) -> tuple[float, str]:
+    start = time.perf_counter()
+    answer = client.get(url)
+    answer.raise_for_status()
+    return time.perf_counter() - start, answer.text
+
+
+def series_of(text: str, prefix: str) -> int:
+    return sum(1 for line in text.splitlines() if line.startswith(prefix))
+
+
+def measure(urls: dict[str, str], libvirtd_pid: int, rounds: int) -> list[Measured]:
+    results = {name: Measured(name) for name in urls}
+    with httpx.Client(timeout=CLIENT_TIMEOUT_S) as client:
+        for url in urls.values():
+            scrape(client, url)  # warm: connections opened, caches filled
+        for _ in range(rounds):
+            for name, url in urls.items():
+                before = cpu_s(libvirtd_pid)
+                for _ in range(SCRAPES):
+                    took, text = scrape(client, url)
+                    results[name].seconds.append(took)
+                results[name].libvirtd_cpu_s.append((cpu_s(libvirtd_pid) - before) / SCRAPES)
+                results[name].series = series_of(text, "libvirt_domain" if name.startswith("Debian")
+                                                 else "xvirt_domain")
+    return list(results.values())
+
+
+@dataclass
+class Stopped:
+    name: str
+    seconds: float | None  # None: no answer within the client's timeout
+    guests_served: int
+    note: str
+
+
+def stopped_guest(urls: dict[str, str], names: Sequence[str], victim: str) -> list[Stopped]:
+    out = []
+    with httpx.Client(timeout=CLIENT_TIMEOUT_S) as client:
+        for name, url in urls.items():
+            try:
+                took, text = scrape(client, url)
+            except httpx.TimeoutException:
+                out.append(Stopped(name, None, 0, f"no answer within {CLIENT_TIMEOUT_S:g} s"))
+                continue
+            label = 'domain="' if name.startswith("Debian") else 'name="'
+            served = {n for n in names if f'{label}{n}"' in text}
+            flagged = any(line.startswith(f'xvirt_domain_scrape_error{{name="{victim}",')
+                          and line.endswith(" 1.0") for line in text.splitlines())
+            note = ("xvirt_up 0: no answer within the deadline" if "\nxvirt_up 0.0" in text
+                    else "the stopped guest flagged (xvirt_domain_scrape_error 1)" if flagged
+                    else "")
+            out.append(Stopped(name, took, len(served), note))
+    return out
+
+
+def render(results: list[Measured], stopped: list[Stopped], guests: int, with_devices: int,
+           accel: str, command: str, quick: bool) -> str:
+    debian, ours = results[0], results[1]
+    lines = ["## Beside Debian's exporter on real QEMU guests (`exporter_peers`)", "",
+             *machine_lines(command), "",
+             f"{guests} {accel} guests under a private libvirtd (`DaemonQemu`), {with_devices} "
+             "of them with a virtio disk and a NIC; both exporters scraped over HTTP, "
+             f"interleaved, {len(ours.seconds)} scrapes each"
+             f"{' (quick smoke run)' if quick else ''}. libvirtd CPU: utime + stime from "
+             "`/proc/<pid>/stat` over each run of scrapes, per scrape.", "",
+             "| exporter | median scrape, ms | range, ms | libvirtd CPU per scrape, ms | "
+             "per-domain series |", "|---|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r.name} | {r.median_ms:.1f} | {min(r.seconds) * 1e3:.1f}-"
+                     f"{max(r.seconds) * 1e3:.1f} | "
+                     f"{statistics.median(r.libvirtd_cpu_s) * 1e3:.1f} | {r.series} |")
+    cpu_theirs = statistics.median(debian.libvirtd_cpu_s)
+    lines.append("")
+    for mine in results[1:]:
+        ratio = mine.median_ms / debian.median_ms
+        cpu_mine = statistics.median(mine.libvirtd_cpu_s)
+        lines += [f"{mine.name}: median scrape **{ratio:.2f}x** Debian's (target <= 0.5x: "
+                  f"{'met' if ratio <= 0.5 else '**missed**'}); libvirtd CPU per scrape "
+                  f"{cpu_mine * 1e3:.1f} ms against {cpu_theirs * 1e3:.1f} ms (target: less: "
+                  f"{'met' if cpu_mine < cpu_theirs else '**missed**'}).", ""]
+    lines += [
+              "With one guest's QEMU stopped (SIGSTOP; a guest with a disk), one scrape each "
+              f"(xvirt's deadline {DEADLINE_S:g} s, the client's {CLIENT_TIMEOUT_S:g} s):", "",
+              "| exporter | answered in, ms | guests served | note |", "|---|---:|---:|---|"]
+    for s in stopped:
+        shown = "-" if s.seconds is None else f"{s.seconds * 1e3:.0f}"
+        lines.append(f"| {s.name} | {shown} | {s.guests_served} of {guests} | {s.note} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="scrape time beside Debian's exporter")
+    parser.add_argument("--quick", action="store_true", help="a smoke run (a few guests)")
+    parser.add_argument("--guests", type=int, default=None)
+    args = parser.parse_args(argv)
+    reason = unavailable()
+    if reason is not None:
+        print(f"exporter_peers: skipped: {reason}", flush=True)
+        return SKIPPED
+    guests = args.guests or (QUICK_GUESTS if args.quick else FULL_GUESTS)
+    rounds = QUICK_ROUNDS if args.quick else FULL_ROUNDS
+    from xvirt.testing.qemu import DaemonQemu
+
+    with tempfile.TemporaryDirectory(prefix="xvirt-exporter-peers-") as tmp:
+        os.environ["XVIRT_LIBVIRT_IMAGE_DIR"] = tmp
+        host = DaemonQemu()
+        try:
+            doms = host.boot_many(guests, prefix="q")
+            names = [d.name() for d in doms]
+            with_devices = len(range(0, guests, 4))
+            time.sleep(3)  # past SeaBIOS's start
+            libvirtd_pid = host.daemon.pid
+            with DebianExporterProcess(host.uri) as debian, \
+                    Exporter(f"libvirt:{host.uri}", scrape_timeout_s=DEADLINE_S) as ours, \
+                    Exporter(f"libvirt:{host.uri}", scrape_timeout_s=DEADLINE_S,
+                             collect={"block", "net"}) as same:
+                urls = {"Debian's prometheus-libvirt-exporter 0.2.0": debian.url,
+                        "xvirt exporter (--collect all)": ours.url + "metrics",
+                        "xvirt exporter --collect block,net (Debian's figures)":
+                            same.url + "metrics"}
+                results = measure(urls, libvirtd_pid, rounds)
+                for r in results:
+                    print(f"{r.name}: {r.median_ms:.1f} ms, libvirtd "
+                          f"{statistics.median(r.libvirtd_cpu_s) * 1e3:.1f} ms CPU/scrape, "
+                          f"{r.series} series", flush=True)
+                victim = names[0]  # q000: a disk and a NIC
+                pid = host.qemu_pid(victim)
+                os.kill(pid, signal.SIGSTOP)
+                try:
+                    stopped = stopped_guest(dict(reversed(list(urls.items()))), names, victim)
+                    # and again, once the guests' statistics calls have given up on it
+                    stopped += stopped_guest({f"{k}, second scrape": v
+                                              for k, v in urls.items() if "xvirt" in k},
+                                             names, victim)
+                finally:
+                    os.kill(pid, signal.SIGCONT)
+                for s in stopped:
+                    print(f"stopped {victim}: {s.name}: {s.seconds} s, {s.guests_served} "
+                          f"guests {s.note}", flush=True)
+        finally:
+            host.close()
+    stopped.sort(key=lambda s: s.name)
+    command = command_line([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
+    write_section("exporter_peers", render(results, stopped, guests, with_devices, host.accel,
+                                           command, args.quick))
+    print(f"wrote {REPORT.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
