@@ -133,7 +133,10 @@ class Host:
 
     @property
     def image_dir(self) -> str:
-        """Where ``save`` writes images (a private temporary directory if none was given)."""
+        """Where ``save`` writes images given by name: for ``sim:///default`` the user's
+        ``$XDG_STATE_HOME/xvirt/sim-default-images`` (``~/.local/state/...``), so that
+        another process can restore them; for any other host given none, a private
+        temporary directory."""
         return self._model.image_dir
 
     # -- the truth ------------------------------------------------------------------
@@ -207,7 +210,8 @@ class Host:
         self._model.save(domid, image)
 
     def restore(self, image: str) -> DomainRecord:
-        """Bring a saved guest back: same UUID and name, a new ID."""
+        """Bring a saved guest back: same UUID and name, a new ID. The image stays (a
+        second restore is refused while the guest runs)."""
         return self._model.restore(image)
 
     def rename(self, domid: int, new_name: str) -> None:

@@ -155,10 +155,13 @@ def test_every_live_domain_is_served_as_the_host_has_it(
 def test_every_per_domain_series_carries_a_uuid(host: xvirt.sim.Host, clock: ManualClock) -> None:
     for i in range(3):
         host.create(f"g{i}")
-    got = Rig(host, clock).scrape()
+    got = Rig(host, clock).scrape()  # every statistics group too
     per_domain = [(n, dict(labels)) for n, labels in got if n.startswith("xvirt_domain_")]
+    assert {n for n, _ in per_domain} >= set(PER_DOMAIN)
+    assert all("uuid" in labels and "name" in labels for _, labels in per_domain)
+    bare = Rig(host, clock, collect=frozenset()).scrape()  # no statistics group
+    per_domain = [(n, dict(labels)) for n, labels in bare if n.startswith("xvirt_domain_")]
     assert {n for n, _ in per_domain} == set(PER_DOMAIN)
-    assert all("uuid" in labels for _, labels in per_domain)
     assert len(per_domain) == len(PER_DOMAIN) * 4
 
 

@@ -41,11 +41,13 @@ served them:
 
 Extensions, all under ``/xvirt/``: a batch resolve (C5), ``expected_uuid`` on
 every op so the host checks and acts in one step (C4), numbered events, the
-data plane over HTTP (for clients that cannot reach the fast channel), where
-the fast channel is, and the host's own administration (the outside world
-the conformance kit plays: creating, crashing, rebooting the host; defining,
-starting and undefining as the host's own acts, with ``GET /xvirt/host/defined``
-the defined, shut-off domains' records).
+data plane over HTTP (for clients that cannot reach the fast channel), the
+domains' statistics (``GET /xvirt/stats?groups=block,net[&uuid=U...]``, JSON
+in xvirt.wire.stats_codec: the table carries none), where the fast channel is,
+and the host's own administration (the outside world the conformance kit plays:
+creating, crashing, rebooting the host; defining, starting and undefining as the
+host's own acts, with ``GET /xvirt/host/defined`` the defined, shut-off domains'
+records).
 
 The application is built per listener: ``trusted`` for the 0600 unix socket;
 over TCP every mutating request needs ``Authorization: Bearer <token>``.
@@ -83,6 +85,7 @@ from xvirt.planes import DataRow, Definition, DomainConfig, Op, Resolved, Unansw
 from xvirt.wire import records, sxp
 from xvirt.wire.dataplane import encode_table
 from xvirt.wire.events import encode_events
+from xvirt.wire.stats_codec import decode_groups, encode_stats
 
 __all__ = ["JOURNAL_PAGE", "JOURNAL_PAGE_MAX", "ControlApp", "ControlSettings", "Refusals"]
 
@@ -368,6 +371,8 @@ class ControlApp:
                 return self._table(req, route[len("table/"):] if "/" in route else None)
             if route == "fast":
                 return self._fast(req)
+            if route == "stats":
+                return self._stats(req)
             if route in ("node/memory", "node/cpu"):
                 self._control_latency()
                 return self._node_stats(req, route[len("node/"):])
@@ -754,6 +759,17 @@ class ControlApp:
         return 200, sxp.dumps(["cpu_stats", ["kernel", str(stats.kernel_ns)],
                                ["user", str(stats.user_ns)], ["idle", str(stats.idle_ns)],
                                ["iowait", str(stats.iowait_ns)]]), []
+
+    def _stats(self, req: _Request) -> tuple[int, str, list[tuple[str, str]]]:
+        """``GET /xvirt/stats?groups=block,net[&uuid=U...]``: the data plane's domain
+        statistics (no uuid: every live domain), in JSON (xvirt.wire.stats_codec),
+        read at one instant of the host; a wedged domain has its groups ``missing``."""
+        if req.method == "POST":
+            raise _Answer(405, "", kind="invalid")
+        groups = decode_groups(_one(req.query, "groups", required=False) or "")
+        uuids = req.query.get("uuid")
+        found = self.host.domain_stats(groups, uuids)
+        raise _Answer(200, encode_stats(found), content_type="application/json")
 
     def _managed(self, req: _Request, key: str,
                  op_name: str) -> tuple[int, str, list[tuple[str, str]]]:

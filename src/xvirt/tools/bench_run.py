@@ -249,9 +249,8 @@ class ExistingHost:
     The churn goes through a writable xvirt connection (save and restore by
     image name); where that is refused (read-only access, no image directory)
     the samples run without it. Each image has a name of this run's own and is
-    deleted once restored where the host leaves it behind (libvirt's restore
-    keeps the file; xvirt's hosts consume it), so the image directory ends as it
-    began. The truth comes from a 2006-mode connection, which asks the control
+    deleted once restored (libvirt's restore and xvirt's hosts' keep the file, as
+    xm did), so the image directory ends as it began. The truth comes from a 2006-mode connection, which asks the control
     plane and caches nothing."""
 
     def __init__(self, uri: str) -> None:
@@ -304,7 +303,7 @@ class ExistingHost:
         try:
             os.unlink(path)
         except FileNotFoundError:
-            pass  # consumed by the restore, as xvirt's hosts and Xen do
+            pass  # already gone (someone else removed it)
         except OSError:
             self.left_behind.append(path)
 
