@@ -250,8 +250,8 @@ class ExistingHost:
     image name); where that is refused (read-only access, no image directory)
     the samples run without it. Each image has a name of this run's own and is
     deleted once restored (libvirt's restore and xvirt's hosts' keep the file, as
-    xm did), so the image directory ends as it began. The truth comes from a 2006-mode connection, which asks the control
-    plane and caches nothing."""
+    xm did), so the image directory ends as it began. The truth comes from a
+    2006-mode connection, which asks the control plane and caches nothing."""
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
