@@ -42,9 +42,14 @@ from xvirt.wire import records, sxp
 CONNECTION_READS = {"close", "closed", "defined_names", "events", "host_info", "image_dir",
                     "list_defined", "list_domain_ids", "list_domains", "lookup_by_id",
                     "lookup_by_name",
-                    "lookup_by_uuid", "sample", "stats", "survey", "uri", "readonly"}
+                    "lookup_by_uuid", "sample", "stats", "survey", "uri", "readonly",
+                    "capabilities", "domain_stats", "node_cpu_stats", "node_memory_stats",
+                    # libvirt's own connection, for calls xvirt does not carry: it is opened
+                    # read-only when this one is, so libvirt refuses its mutations itself
+                    "libvirt_connection"}
 DOMAIN_READS = {"close", "config", "connection", "id", "identity", "info", "name",
-                "persistent", "uuid"}
+                "persistent", "uuid", "settings", "vcpu_info", "scheduler", "metadata",
+                "stats"}
 
 Mutation = Callable[[xvirt.Connection, xvirt.Domain], object]
 
@@ -64,6 +69,13 @@ MUTATIONS: dict[str, list[Mutation]] = {
                           lambda c, d: c.define("", xvirt.DomainConfig(65536, 65536, 1))],
     "Domain.start": [lambda c, d: d.start()],
     "Domain.undefine": [lambda c, d: d.undefine()],
+    "Connection.create": [lambda c, d: c.create("created-ro", xvirt.DomainConfig(65536, 65536, 1)),
+                          lambda c, d: c.create("", xvirt.DomainConfig(65536, 65536, 1))],
+    "Domain.set_vcpus": [lambda c, d: d.set_vcpus(1), lambda c, d: d.set_vcpus(-1)],
+    "Domain.set_scheduler": [lambda c, d: d.set_scheduler(weight=9),
+                             lambda c, d: d.set_scheduler(weight=0)],
+    "Domain.set_metadata": [lambda c, d: d.set_metadata(xvirt.MetadataKind.TITLE, "ro"),
+                            lambda c, d: d.set_metadata(xvirt.MetadataKind.TITLE, "\x00")],
 }
 #: Host operations with no public call (yet): adding one must add it to MUTATIONS.
 UNEXPOSED_OPS = {Op.MIGRATE}

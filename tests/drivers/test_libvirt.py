@@ -137,7 +137,12 @@ def test_listing_ids_takes_a_census_only_when_the_ids_changed(
     live = sorted(d.ID() for d in admin.listAllDomains(lv.VIR_CONNECT_LIST_DOMAINS_ACTIVE))
     census = {"listDomainsID": 1, "listAllDomains": 1}
     ids_only = {"listDomainsID": 1}
-    assert [calls for _, calls in steps] == [census, ids_only, census, ids_only, census]
+    calls = [calls for _, calls in steps]
+    # A departure or an arrival: a census, unless libvirt's event for it reached the
+    # driver first (its loop thread may run before the listing): then the IDs are
+    # already where the driver knows them.
+    assert calls[0] == census and calls[1] == calls[3] == ids_only
+    assert calls[2] in (census, ids_only) and calls[4] in (census, ids_only)
     assert steps[-1][0] == live and arrived.ID() in live
 
 

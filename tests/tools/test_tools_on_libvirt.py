@@ -16,20 +16,33 @@ from xvirt.testing.prometheus import parse_samples
 from xvirt.tools.cli import main
 from xvirt.tools.exporter import Exporter
 
-URI = "libvirt:test:///default"
 TEST_UUID = "6695eb01-f6a4-8304-79aa-97f2502e193f"  # the test driver's own domain
 
 
+NODE = f"""<node>
+  <domain type='test'>
+    <name>test</name><uuid>{TEST_UUID}</uuid>
+    <memory>8388608</memory><currentMemory>2097152</currentMemory><vcpu>2</vcpu>
+    <os><type>hvm</type></os>
+  </domain>
+</node>"""
+
+
 @pytest.fixture
-def libvirt_default() -> Iterator[Any]:
-    """Keeps the test driver's default host alive (it lives while a connection does)."""
-    conn = real_libvirt().open("test:///default")
-    yield conn
+def libvirt_default(tmp_path: Any) -> Iterator[str]:
+    """A test driver host of this test's own, holding one running domain named as the
+    default host's: each connection reads it afresh, so no other test's changes to the
+    process's shared ``test:///default`` can show here."""
+    node = tmp_path / "node.xml"
+    node.write_text(NODE)
+    conn = real_libvirt().open(f"test://{node}")
+    assert conn.listDomainsID() == [1]
     conn.close()
+    yield f"libvirt:test://{node}"
 
 
-def test_top_shows_libvirts_domains(libvirt_default: Any) -> None:
-    result = CliRunner().invoke(main, ["top", "--uri", URI, "--json", "-n", "1"])
+def test_top_shows_libvirts_domains(libvirt_default: str) -> None:
+    result = CliRunner().invoke(main, ["top", "--uri", libvirt_default, "--json", "-n", "1"])
     assert result.exit_code == 0, result.output
     frames = [json.loads(line) for line in result.output.splitlines()]
     assert len(frames) == 1
@@ -37,8 +50,8 @@ def test_top_shows_libvirts_domains(libvirt_default: Any) -> None:
     assert TEST_UUID in text and '"test"' in text
 
 
-def test_the_exporter_serves_libvirts_domains(libvirt_default: Any) -> None:
-    with Exporter(URI, scrape_timeout_s=10) as exporter, httpx.Client(
+def test_the_exporter_serves_libvirts_domains(libvirt_default: str) -> None:
+    with Exporter(libvirt_default, scrape_timeout_s=10) as exporter, httpx.Client(
             base_url=exporter.url) as client:
         got = parse_samples(client.get("/metrics").text)
     assert got[("xvirt_up", frozenset())] == 1
