@@ -4,9 +4,11 @@ keys read into xvirt's types (``drivers/libvirt_stats.py``) from records capture
 real QEMU (libvirt 9.0: TCG behind a session libvirtd, KVM on the embedded driver).
 
 libvirt 9.0's test driver fills the state group only: its ``getAllDomainStats`` answers
-``state.state`` and ``state.reason`` whatever groups are asked, so every other group
-is ``missing`` there (the tests below pin that against libvirt-python's own answer).
-The figures themselves are checked on real QEMU in test_libvirt_stats_qemu.py.
+``state.state`` and ``state.reason`` whatever groups are asked, and answers the
+per-domain calls (``getCPUStats``, ``memoryStats``, ``vcpus``, ``blockStats``,
+``blockInfo``, ``interfaceStats``), which the driver asks for the other groups there
+(``BULK_GROUPS``); the tests below pin both against libvirt-python's own answers.
+QEMU's bulk figures are checked on real guests in test_libvirt_stats_qemu.py.
 
 A guest that does not answer is made by holding a statistics call on an event the
 test releases; the driver is given a short timeout (0.2 s), which the held call
@@ -32,6 +34,7 @@ from tests.threads import in_thread
 from xvirt.drivers import libvirt as driver_module
 from xvirt.drivers.libvirt import LibvirtDriver
 from xvirt.drivers.libvirt_stats import (
+    BULK_GROUPS,
     GROUP_BITS,
     JOB_MARKS,
     Lane,
@@ -115,26 +118,89 @@ def calls(driver: LibvirtDriver, fn: Callable[[], Any]) -> tuple[Any, int]:
 
 def test_the_test_driver_fills_the_state_group_only_as_libvirt_python_says(
         admin: Any, driver: LibvirtDriver) -> None:
-    ours = {s.uuid: s for s in driver.domain_stats(ALL_GROUPS)}
     theirs = admin.getAllDomainStats(ALL_BITS, FLAGS)
-    assert set(ours) == {d.UUIDString() for d, _ in theirs} == live_uuids(admin)
-    for dom, record in theirs:
+    assert {d.UUIDString() for d, _ in theirs} == live_uuids(admin)
+    for _, record in theirs:
         # libvirt 9.0's test driver: the state group, whatever was asked.
         assert set(record) == {"state.state", "state.reason"}
-        mine = ours[dom.UUIDString()]
-        assert (mine.name, mine.id) == (dom.name(), dom.ID())
-        assert record["state.state"] == real_libvirt().VIR_DOMAIN_RUNNING
-        assert mine.state is DomainState.RUNNING
-        # Every other group: no key of it in libvirt's answer, so not answered.
-        assert mine.missing == ALL_GROUPS - STATE
-        assert (mine.cpu, mine.balloon, mine.vcpus, mine.blocks, mine.nets) == (None,) * 5
-    # Each group alone: the same, group by group.
     for group, bit in GROUP_BITS.items():
-        (dom, record), *_ = admin.domainListGetStats([admin.lookupByUUIDString(TEST_UUID)],
-                                                     bit, FLAGS)
-        (mine,) = driver.domain_stats(frozenset({group}), [TEST_UUID])
-        assert mine.missing == (frozenset() if group is StatGroup.STATE else {group})
+        (_, record), *_ = admin.domainListGetStats([admin.lookupByUUIDString(TEST_UUID)],
+                                                   bit, FLAGS)
         assert bool(record) == (group is StatGroup.STATE)
+    assert BULK_GROUPS["test"] == STATE
+
+
+def test_the_other_groups_are_read_per_domain_as_libvirt_python_reads_them(
+        admin: Any, driver: LibvirtDriver) -> None:
+    """The test driver's counters follow the wall clock: each figure of ours lies
+    between libvirt-python's reading before the call and its reading after."""
+    dom = admin.lookupByUUIDString(TEST_UUID)
+
+    def read() -> dict[str, Any]:
+        return {"cpu": dom.getCPUStats(True)[0], "memory": dom.memoryStats(),
+                "info": dom.info(), "vcpu0": dom.vcpus()[0][0],
+                "block": dom.blockStats("vda"), "capacity": dom.blockInfo("vda"),
+                "net": dom.interfaceStats("testnet0")}
+
+    before = read()
+    ours = {s.uuid: s for s in driver.domain_stats(ALL_GROUPS)}
+    after = read()
+    assert set(ours) == live_uuids(admin)
+    mine = ours[TEST_UUID]
+    assert mine.missing == frozenset() and mine.state is DomainState.RUNNING
+
+    def between(value: int | None, key: str, index: int | str) -> None:
+        assert value is not None
+        assert before[key][index] <= value <= after[key][index], (key, index)
+
+    assert mine.cpu is not None
+    between(mine.cpu.time_ns, "cpu", "cpu_time")
+    assert (mine.cpu.user_ns, mine.cpu.system_ns) in {
+        (r["cpu"].get("user_time"), r["cpu"].get("system_time")) for r in (before, after)}
+    assert mine.balloon is not None
+    assert (mine.balloon.current_kib, mine.balloon.maximum_kib) == (
+        before["memory"]["actual"], before["info"][1])
+    assert mine.balloon.rss_kib == before["memory"]["rss"]
+    assert mine.balloon.unused_kib == before["memory"]["unused"]
+    assert mine.vcpus is not None and [v.number for v in mine.vcpus] == [0, 1]
+    for vcpu in mine.vcpus:
+        assert vcpu.state is VcpuState.RUNNING
+        between(vcpu.time_ns, "vcpu0", 2)  # both vCPUs share one clock-driven figure
+    assert mine.blocks is not None
+    (disk,) = mine.blocks
+    assert (disk.name, disk.path) == ("vda", "/guest/diskimage1")
+    for index, figure in enumerate((disk.rd_reqs, disk.rd_bytes, disk.wr_reqs,
+                                    disk.wr_bytes, disk.errors)):
+        between(figure, "block", index)
+    assert (disk.capacity_bytes, disk.allocation_bytes, disk.physical_bytes) == tuple(
+        before["capacity"])
+    assert (disk.rd_time_ns, disk.wr_time_ns, disk.fl_reqs) == (None, None, None)
+    assert mine.nets is not None
+    (nic,) = mine.nets
+    assert (nic.name, nic.mac, nic.bridge) == ("testnet0", "aa:bb:cc:dd:ee:ff", None)
+    for index, figure in enumerate((nic.rx_bytes, nic.rx_packets, nic.rx_errs, nic.rx_drop,
+                                    nic.tx_bytes, nic.tx_packets, nic.tx_errs, nic.tx_drop)):
+        between(figure, "net", index)
+
+
+def test_the_per_domain_calls_are_counted_exactly(admin: Any, driver: LibvirtDriver) -> None:
+    """Per live domain: getCPUStats; info and memoryStats; vcpus and vcpusFlags; one
+    XMLDesc for the disks and NICs, then blockStats and blockInfo per disk and
+    interfaceStats per NIC; plus the net group's XMLDesc (NIC sources) the first time."""
+    devices = {}
+    for dom in admin.listAllDomains(real_libvirt().VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+        xml = dom.XMLDesc(0)
+        devices[dom.UUIDString()] = (xml.count("<disk "), xml.count("<interface "))
+    per_domain = {u: 1 + 2 + 2 + 1 + 2 * disks + nics for u, (disks, nics) in devices.items()}
+    first_nic_reads = sum(1 for _, nics in devices.values() if nics)
+    _, n = calls(driver, lambda: driver.domain_stats(ALL_GROUPS))
+    assert n == 1 + sum(per_domain.values()) + first_nic_reads
+    _, n = calls(driver, lambda: driver.domain_stats(ALL_GROUPS))
+    assert n == 1 + sum(per_domain.values())
+    _, n = calls(driver, lambda: driver.domain_stats(frozenset({StatGroup.CPU})))
+    assert n == 1 + len(devices)
+    _, n = calls(driver, lambda: driver.domain_stats(STATE))
+    assert n == 1
 
 
 def test_a_paused_domain_is_paused_in_the_state_group(admin: Any,
@@ -146,7 +212,7 @@ def test_a_paused_domain_is_paused_in_the_state_group(admin: Any,
 
 def test_one_data_call_per_domain_stats(admin: Any, driver: LibvirtDriver) -> None:
     live = live_uuids(admin)
-    found, n = calls(driver, lambda: driver.domain_stats(ALL_GROUPS))
+    found, n = calls(driver, lambda: driver.domain_stats(STATE))
     assert n == 1 and {s.uuid for s in found} == live
     driver.census()  # the driver now holds a handle on every live domain
     for asked in ([uuid_of(0)], [uuid_of(1), uuid_of(3)], sorted(live)):
@@ -185,7 +251,7 @@ def test_groups_not_asked_are_none_and_the_rest_answered_or_missing(
             assert s.missing <= groups
             for group, value in values.items():
                 assert (value is None) == (group not in groups or group in s.missing)
-            assert s.missing == groups - STATE  # the test driver: state only
+            assert s.missing == frozenset()  # the test driver: state, the rest per domain
     finally:
         d.close()
         admin.close()
@@ -444,19 +510,22 @@ def test_connection_domain_stats_domain_stats_and_survey_end_to_end(admin: Any) 
     with xvirt.open(URI) as conn:
         live = live_uuids(admin)
         before = conn.stats().data_calls
-        found = conn.domain_stats()
+        found = conn.domain_stats(["state"])
         assert conn.stats().data_calls - before == 1
         assert [s.id for s in found] == sorted(s.id for s in found if s.id is not None)
         assert {s.uuid for s in found} == live
-        assert all(s.missing == ALL_GROUPS - STATE for s in found)
+        found = conn.domain_stats()
+        assert {s.uuid for s in found} == live
+        assert all(s.missing == frozenset() for s in found)
         assert all(s.state is DomainState.RUNNING for s in found)
 
         dom = conn.lookup_by_name("s2")
         before = conn.stats().data_calls
         mine = dom.stats(["state", "cpu"])
-        assert conn.stats().data_calls - before == 1
+        assert conn.stats().data_calls - before == 1 + 1  # the bulk call, getCPUStats
         assert (mine.uuid, mine.name, mine.id) == (uuid_of(2), "s2", dom.id)
-        assert mine.state is DomainState.RUNNING and mine.missing == {StatGroup.CPU}
+        assert mine.state is DomainState.RUNNING and mine.missing == frozenset()
+        assert mine.cpu is not None
         assert mine.blocks is None and mine.balloon is None
         chosen = conn.domain_stats(["state"], [dom, conn.lookup_by_name("s0")])
         assert [s.name for s in chosen] == ["s0", "s2"]  # in ID order
@@ -467,13 +536,14 @@ def test_connection_domain_stats_domain_stats_and_survey_end_to_end(admin: Any) 
         plain = conn.survey()
         cost = conn.stats().data_calls - before
         before = conn.stats().data_calls
-        survey = conn.survey([StatGroup.STATE, "block"])
+        survey = conn.survey([StatGroup.STATE])
         assert conn.stats().data_calls - before == cost + 1  # one more call, no more
+        survey = conn.survey([StatGroup.STATE, "block"])
         assert {s.identity.uuid for s in survey.samples} == live
         for sample in survey.samples:
             assert sample.stats is not None and sample.stats.uuid == sample.identity.uuid
             assert sample.stats.state is DomainState.RUNNING
-            assert sample.stats.missing == {StatGroup.BLOCK}
+            assert sample.stats.missing == frozenset() and sample.stats.blocks is not None
         assert len(plain.samples) == len(survey.samples)
         with pytest.raises(InvalidArgumentError):
             conn.survey(["disks"])

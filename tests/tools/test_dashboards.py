@@ -134,15 +134,7 @@ def _expand(query: str, instance: str) -> str:
             .replace("$instance", instance))
 
 
-#: Known, open (strict: it fails once fixed).
-TEST_DRIVER_GROUPS = pytest.mark.xfail(strict=True, reason=(
-    "libvirt's test driver fills only the state group of getAllDomainStats (its "
-    "blockStats, interfaceStats and memoryStats answer): the libvirt driver has no "
-    "per-domain fallback for the groups a record lacks yet"))
-
-
-@pytest.mark.parametrize("kind", [pytest.param(k, marks=TEST_DRIVER_GROUPS)
-                                  if k == "libvirt" else k for k in sorted(HOSTS)])
+@pytest.mark.parametrize("kind", sorted(HOSTS))
 def test_every_panel_query_returns_data_from_a_real_exporter(
         kind: str, make_sim_host: Callable[..., xvirt.sim.Host]) -> None:
     uri = HOSTS[kind](make_sim_host)

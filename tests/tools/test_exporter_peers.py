@@ -48,14 +48,6 @@ def both() -> Iterator[tuple[Served, Served]]:
         yield theirs, mine
 
 
-#: Known, open (strict: it fails once fixed).
-TEST_DRIVER_GROUPS = pytest.mark.xfail(strict=True, reason=(
-    "libvirt's test driver fills only the state group of getAllDomainStats (its "
-    "blockStats and interfaceStats answer, which Debian's exporter uses): the libvirt "
-    "driver has no per-domain fallback for the groups a record lacks yet"))
-
-
-@TEST_DRIVER_GROUPS
 def test_every_family_of_debians_exporter_is_served_by_xvirt(
         both: tuple[Served, Served]) -> None:
     theirs, mine = both
@@ -76,7 +68,6 @@ def _keys(served: Served, family: str, labels: tuple[str, ...]) -> set[tuple[str
     return {tuple(have.get(k, "") for k in labels) for have, _ in served.get(family, [])}
 
 
-@TEST_DRIVER_GROUPS
 def test_the_same_domains_and_devices_with_the_same_labels(
         both: tuple[Served, Served]) -> None:
     theirs, mine = both

@@ -120,11 +120,13 @@ from xvirt.drivers.libvirt_fanout import Fanout
 from xvirt.drivers.libvirt_loop import ensure_event_loop
 from xvirt.drivers.libvirt_mirror import Mirror
 from xvirt.drivers.libvirt_stats import (
+    BULK_GROUPS,
     JOB_MARKS,
     Lane,
     Lanes,
     Nic,
     connection_alive,
+    fill_from_calls,
     net_names,
     nic_sources,
     stats_bits,
@@ -191,7 +193,7 @@ from xvirt.planes import (
     TableSnapshot,
     Unanswered,
 )
-from xvirt.stats import DomainStats, StatGroup, check_groups
+from xvirt.stats import ALL_GROUPS, DomainStats, StatGroup, check_groups
 
 __all__ = ["LibvirtDriver", "default_image_dir", "domain_state"]
 
@@ -360,7 +362,10 @@ class LibvirtDriver(Driver):
         self._stats_lanes: Lanes | None = None
         self._nics: dict[str, tuple[int, dict[str, Nic]]] = {}
         self._nics_lock = threading.Lock()
-        self._job_marks = JOB_MARKS.get(urlsplit(target).scheme.split("+")[0], {})
+        hypervisor = urlsplit(target).scheme.split("+")[0]
+        self._job_marks = JOB_MARKS.get(hypervisor, {})
+        bulk = BULK_GROUPS.get(hypervisor)
+        self._per_domain_groups = frozenset() if bulk is None else ALL_GROUPS - bulk
         with self._lock:
             self._connect()
 
@@ -1145,6 +1150,8 @@ class LibvirtDriver(Driver):
                     return []
                 self.counters.data()
                 found = conn.domainListGetStats(doms, call.bits, call.flags)
+            if call.groups & self._per_domain_groups:
+                found = self._fill_per_domain(found, call.groups & self._per_domain_groups)
             if StatGroup.NET in call.groups:
                 self._read_nics(conn, found)
         except self._lv.libvirtError as exc:
@@ -1153,6 +1160,15 @@ class LibvirtDriver(Driver):
                 raise _LaneLost(exc) from None
             raise
         return list(found)
+
+    def _fill_per_domain(self, found: Sequence[tuple[Any, Mapping[str, Any]]],
+                         groups: frozenset[StatGroup]) -> list[tuple[Any, Mapping[str, Any]]]:
+        """(On a lane) The groups this hypervisor's bulk call leaves out, read per live
+        domain (:func:`fill_from_calls`), each call counted on the data plane."""
+        return [(dom, record if dom.ID() < 0 else fill_from_calls(
+                    dom, record, groups, count=self.counters.data, error=self._lv.libvirtError,
+                    uri=self.uri))
+                for dom, record in found]
 
     def _lane_handles(self, lane: Lane, conn: Any, uuids: Mapping[str, Any]) -> list[Any]:
         """(On a lane with its own connection) A handle made on it for each UUID: one

@@ -10,6 +10,9 @@ Three parts, each the driver's only copy:
   it out the same way. A figure libvirt leaves out inside a group it did fill is None.
 * The NICs' MAC and bridge, which the statistics lack, from the domain XML
   (:func:`nic_sources`), by the host-side device name both carry.
+* The groups a hypervisor driver's bulk call leaves out entirely (:data:`BULK_GROUPS`),
+  read per domain with the calls that driver does answer (:func:`fill_from_calls`), into
+  the same keys, so one reader serves both.
 * :class:`Lanes`: the threads the statistics calls are made on, so that a call can be
   given a deadline. A call libvirt makes wait (a guest whose QEMU is stopped: libvirt
   takes the domain's job and waits on its monitor, for ever) is abandoned at the
@@ -33,12 +36,15 @@ from typing import Any, Generic, TypeVar
 
 from xvirt.errors import ProtocolError
 from xvirt.libvirt_api.constants import (
+    VIR_DOMAIN_AFFECT_LIVE,
     VIR_DOMAIN_STATS_BALLOON,
     VIR_DOMAIN_STATS_BLOCK,
     VIR_DOMAIN_STATS_CPU_TOTAL,
     VIR_DOMAIN_STATS_INTERFACE,
     VIR_DOMAIN_STATS_STATE,
     VIR_DOMAIN_STATS_VCPU,
+    VIR_DOMAIN_VCPU_MAXIMUM,
+    VIR_ERR_NO_DOMAIN,
 )
 from xvirt.model import DomainState, VcpuState
 from xvirt.stats import (
@@ -51,8 +57,21 @@ from xvirt.stats import (
     VcpuStats,
 )
 
-__all__ = ["GROUP_BITS", "JOB_MARKS", "Lane", "Lanes", "Nic", "Outcome", "connection_alive",
-           "net_names", "nic_sources", "stats_bits", "stats_from_record"]
+__all__ = [
+    "BULK_GROUPS",
+    "GROUP_BITS",
+    "JOB_MARKS",
+    "Lane",
+    "Lanes",
+    "Nic",
+    "Outcome",
+    "connection_alive",
+    "fill_from_calls",
+    "net_names",
+    "nic_sources",
+    "stats_bits",
+    "stats_from_record",
+]
 
 T = TypeVar("T")
 
@@ -74,6 +93,15 @@ GROUP_BITS: Mapping[StatGroup, int] = {
 #: skipped, its balloon group not answered. (Measured on libvirt 9.0, KVM and TCG.)
 JOB_MARKS: Mapping[str, Mapping[StatGroup, tuple[str, ...]]] = {
     "qemu": {StatGroup.BALLOON: ("balloon.rss",)},
+}
+
+#: Per hypervisor driver (the URI's scheme), the only groups its ``getAllDomainStats``
+#: fills, where it answers the per-domain calls for the others: libvirt 9.0's test
+#: driver fills ``state`` alone, and answers ``getCPUStats``, ``memoryStats``,
+#: ``vcpus``, ``blockStats``, ``blockInfo`` and ``interfaceStats``. Drivers not named
+#: fill every group they have (a group they lack stays ``missing``).
+BULK_GROUPS: Mapping[str, frozenset[StatGroup]] = {
+    "test": frozenset({StatGroup.STATE}),
 }
 
 #: A NIC's (MAC, bridge), by its host-side device name.
@@ -244,17 +272,22 @@ def stats_from_record(uuid: str, name: str, domid: int, record: Mapping[str, Any
                        missing=frozenset(missing))
 
 
-def nic_sources(xml: str, *, uri: str) -> dict[str, Nic]:
-    """``{host-side device: (MAC, bridge)}`` of a running domain's XML: ``<target
-    dev>``, ``<mac address>`` and ``<source bridge>`` (a ``network`` interface's live
-    XML names its bridge there too). A NIC without a host-side device (user-mode
-    networking) has no statistics to match, and is left out."""
+def _domain_root(xml: str, *, uri: str) -> ET.Element:
     try:
         root = ET.fromstring(xml)
     except ET.ParseError as exc:
         raise ProtocolError(f"malformed domain XML from libvirt: {exc}", uri=uri) from None
     if root.tag != "domain":
         raise ProtocolError(f"expected <domain> XML from libvirt, got <{root.tag}>", uri=uri)
+    return root
+
+
+def nic_sources(xml: str, *, uri: str) -> dict[str, Nic]:
+    """``{host-side device: (MAC, bridge)}`` of a running domain's XML: ``<target
+    dev>``, ``<mac address>`` and ``<source bridge>`` (a ``network`` interface's live
+    XML names its bridge there too). A NIC without a host-side device (user-mode
+    networking) has no statistics to match, and is left out."""
+    root = _domain_root(xml, uri=uri)
     found: dict[str, Nic] = {}
     for nic in root.iterfind("devices/interface"):
         target = nic.find("target")
@@ -266,6 +299,109 @@ def nic_sources(xml: str, *, uri: str) -> dict[str, Nic]:
         found[dev] = ((None if mac is None else mac.get("address")) or None,
                       (None if source is None else source.get("bridge")) or None)
     return found
+
+
+# -- the groups a bulk call leaves out, per domain ----------------------------------------
+
+
+def _devices(xml: str, *, uri: str) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """``([(disk target, source)], [NIC host-side device])`` of a domain's XML, in
+    document order (libvirt's order in the statistics records)."""
+    root = _domain_root(xml, uri=uri)
+    disks = []
+    for disk in root.iterfind("devices/disk"):
+        target = disk.find("target")
+        dev = None if target is None else target.get("dev")
+        if not dev:
+            continue
+        source = disk.find("source")
+        path = None
+        if source is not None:
+            path = source.get("file") or source.get("dev") or source.get("name")
+        disks.append((dev, path or None))
+    nics = []
+    for nic in root.iterfind("devices/interface/target"):
+        dev = nic.get("dev")
+        if dev:
+            nics.append(dev)
+    return disks, nics
+
+
+def _counter(value: Any) -> int | None:
+    """A counter from a per-domain call: libvirt's -1 means "not reported"."""
+    figure = int(value)
+    return None if figure < 0 else figure
+
+
+def fill_from_calls(dom: Any, record: Mapping[str, Any], groups: frozenset[StatGroup], *,
+                    count: Callable[[], object], error: type[Exception],
+                    uri: str) -> dict[str, Any]:
+    """``record`` with the keys of each group in ``groups`` it lacks (apart from
+    ``state``), read by the per-domain calls into libvirt's own statistics keys.
+    ``count`` is called before each call (a data-plane call). A domain gone meanwhile
+    (NO_DOMAIN) keeps the record it had: its groups stay missing, as NOWAIT leaves
+    them; any other libvirt ``error`` is raised."""
+    filled = dict(record)
+
+    def ask(method: Callable[..., Any], *args: Any) -> Any:
+        count()
+        return method(*args)
+
+    try:
+        if StatGroup.CPU in groups and "cpu.time" not in record:
+            (total,) = ask(dom.getCPUStats, True)
+            for key, name in (("cpu_time", "cpu.time"), ("user_time", "cpu.user"),
+                              ("system_time", "cpu.system")):
+                if key in total:
+                    filled[name] = int(total[key])
+        if StatGroup.BALLOON in groups and "balloon.current" not in record:
+            info = ask(dom.info)
+            memory = ask(dom.memoryStats)
+            filled["balloon.current"] = int(memory.get("actual", info[2]))
+            filled["balloon.maximum"] = int(info[1])
+            for key in _BALLOON_FIGURES:
+                if key in memory:
+                    filled[f"balloon.{key}"] = int(memory[key])
+        if StatGroup.VCPU in groups and "vcpu.current" not in record:
+            vcpus, _ = ask(dom.vcpus)
+            filled["vcpu.current"] = len(vcpus)
+            filled["vcpu.maximum"] = int(ask(dom.vcpusFlags, VIR_DOMAIN_AFFECT_LIVE
+                                             | VIR_DOMAIN_VCPU_MAXIMUM))
+            for number, state, time_ns, _cpu in vcpus:
+                filled[f"vcpu.{number}.state"] = int(state)
+                filled[f"vcpu.{number}.time"] = int(time_ns)
+        wants_block = StatGroup.BLOCK in groups and "block.count" not in record
+        wants_net = StatGroup.NET in groups and "net.count" not in record
+        if wants_block or wants_net:
+            disks, nics = _devices(ask(dom.XMLDesc, 0), uri=uri)
+            if wants_block:
+                filled["block.count"] = len(disks)
+                for n, (dev, path) in enumerate(disks):
+                    p = f"block.{n}."
+                    filled[p + "name"] = dev
+                    if path is not None:
+                        filled[p + "path"] = path
+                    rd_reqs, rd_bytes, wr_reqs, wr_bytes, errors = ask(dom.blockStats, dev)
+                    capacity, allocation, physical = ask(dom.blockInfo, dev, 0)
+                    for key, value in (("rd.reqs", rd_reqs), ("rd.bytes", rd_bytes),
+                                       ("wr.reqs", wr_reqs), ("wr.bytes", wr_bytes),
+                                       ("errors", errors), ("capacity", capacity),
+                                       ("allocation", allocation), ("physical", physical)):
+                        figure = _counter(value)
+                        if figure is not None:
+                            filled[p + key] = figure
+            if wants_net:
+                filled["net.count"] = len(nics)
+                for n, dev in enumerate(nics):
+                    filled[f"net.{n}.name"] = dev
+                    figures = ask(dom.interfaceStats, dev)
+                    for key, value in zip(_NET_COUNTERS, figures, strict=True):
+                        filled[f"net.{n}.{key}"] = int(value)
+    except error as exc:
+        if exc.get_error_code() == VIR_ERR_NO_DOMAIN:  # type: ignore[attr-defined]
+            return dict(record)
+        raise
+    return filled
 
 
 # -- lanes: calls with a deadline ---------------------------------------------------------
