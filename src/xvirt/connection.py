@@ -122,44 +122,53 @@ class Connection:
         rows = sorted(self._live().snapshot().rows, key=lambda r: r.id)
         return [Domain(self, row.uuid) for row in rows]
 
-    def sample(self, groups: Iterable[StatGroup | str] = ()) -> list[DomainSample]:
+    def sample(self, groups: Iterable[StatGroup | str] = (), *,
+               timeout: float | None = None) -> list[DomainSample]:
         """Identity and info of every live domain, in ID order, from one data-plane
         snapshot and at most one control-plane request: what monitors want. With
         ``groups`` (:class:`xvirt.stats.StatGroup` or their names: ``"block"``,
         ``"net"``...), each sample also carries those statistics, from one more
-        data-plane call; without, nothing more is asked.
+        data-plane call; without, nothing more is asked. ``timeout``: how long, at most,
+        to wait for the statistics (see :meth:`domain_stats`).
 
         Raises the error of the first domain whose figures could not be read;
         :meth:`survey` reports such domains beside the others instead."""
-        found = self.survey(groups)
+        found = self.survey(groups, timeout=timeout)
         if found.failures:
             raise found.failures[0].error
         return found.samples
 
-    def survey(self, groups: Iterable[StatGroup | str] = ()) -> Survey:
+    def survey(self, groups: Iterable[StatGroup | str] = (), *,
+               timeout: float | None = None) -> Survey:
         """:meth:`sample`, except that a domain whose figures could not be read
         (an error, or no answer within the per-domain timeout) is reported in
         ``failures`` and the others are still answered: what exporters want. A
         domain that answers its info but not some statistics groups has them in
         its stats' ``missing``."""
         chosen = check_groups(groups, op="survey", uri=self.uri)
+        timeout_s = _check_stats_timeout(timeout, "survey", self.uri)
         found = self._live().survey()
         if not chosen or not found.samples:
             return found
         stats = {s.uuid: s for s in self._driver.domain_stats(
-            chosen, [s.identity.uuid for s in found.samples])}
+            chosen, [s.identity.uuid for s in found.samples], timeout_s=timeout_s)}
         return Survey([replace(s, stats=stats.get(s.identity.uuid) or _unanswered(
             s.identity, chosen)) for s in found.samples], found.failures)
 
     def domain_stats(self, groups: Iterable[StatGroup | str] = ALL_GROUPS,
-                     domains: Iterable[Domain] | None = None) -> list[DomainStats]:
+                     domains: Iterable[Domain] | None = None, *,
+                     timeout: float | None = None) -> list[DomainStats]:
         """The statistics ``groups`` (default: all) of ``domains`` (None: every live
-        domain), in one data-plane call, in ID order. A domain gone meanwhile is left
-        out; one that does not answer some groups in time has them in ``missing``."""
+        domain), in ID order, from one data-plane call (on QEMU, the groups libvirt
+        waits on each guest for come from up to 8 calls at once). A domain gone
+        meanwhile is left out; one that does not answer some groups in time has them
+        in ``missing``. ``timeout`` (seconds): how long, at most, to wait for guests
+        that do not answer; None: the connection's own timeout."""
         chosen = check_groups(groups, op="domain_stats", uri=self.uri)
+        timeout_s = _check_stats_timeout(timeout, "domain_stats", self.uri)
         self._live()
         uuids = None if domains is None else [d.uuid for d in domains]
-        found = self._driver.domain_stats(chosen, uuids)
+        found = self._driver.domain_stats(chosen, uuids, timeout_s=timeout_s)
         return sorted(found, key=lambda s: (s.id is None, s.id or 0, s.name))
 
     def lookup_by_id(self, domid: int) -> Domain:
@@ -697,6 +706,18 @@ def _index(value: object, what: str, op: str, uri: str) -> int | None:
         raise InvalidArgumentError(f"{what} must be a number >= 0 or None, not {value!r}",
                                    op=op, uri=uri)
     return value
+
+
+def _check_stats_timeout(timeout: object, op: str, uri: str) -> float | None:
+    """A statistics call's ``timeout``: None, or positive finite seconds."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) \
+            or not math.isfinite(timeout) or timeout <= 0:
+        raise InvalidArgumentError(
+            f"timeout must be a positive number of seconds or None, not {timeout!r}",
+            uri=uri, op=op)
+    return float(timeout)
 
 
 def _check_timeout(timeout: object, uri: str) -> float | None:

@@ -180,6 +180,7 @@ def test_every_figure_is_what_libvirt_python_reports(
     before = driver.counters.data_calls
     ours = {s.uuid: s for s in driver.domain_stats(ALL_GROUPS)}
     first = driver.counters.data_calls - before
+    lookups = driver._lane_lookups  # through a daemon: handles on the lanes' connections
     theirs = qemu.conn.getAllDomainStats(ALL_BITS, FLAGS)
     assert set(ours) == {d.UUIDString() for d, _ in theirs}
     for dom, record in theirs:
@@ -195,19 +196,27 @@ def test_every_figure_is_what_libvirt_python_reports(
         (tap,) = by_name["t0"].nets or ()
         assert (tap.name, tap.mac, tap.bridge) == (TAP, TAP_MAC, None)
         taps = 1
-    # One call; the first time, one XMLDesc per domain whose NICs have figures.
-    assert first == 1 + taps
-    before = driver.counters.data_calls
+    # QEMU waits on each guest for the cpu, balloon, vcpu and block groups: one call
+    # for the others (state, net), then those in parts (driver._stats_split), of at
+    # least 3 domains: the 3 with a disk in one part, d1 in another; the first time,
+    # one XMLDesc per domain (its disks, and its NICs' MAC and bridge).
+    # Through a daemon, each part's lane looks up the handles it has not made yet.
+    assert taps in (0, 1) and first == 1 + len(ours) + 2 + lookups
+    assert lookups == (0 if qemu.kind == "embedded" else len(ours))
+    before, lookups = driver.counters.data_calls, driver._lane_lookups
     again = driver.domain_stats(ALL_GROUPS)
-    assert driver.counters.data_calls - before == 1 and len(again) == len(ours)
-    # By UUID, through the public API: one call each (the first time through a daemon,
-    # one lookup more, on the lane's own connection).
+    lookups = driver._lane_lookups - lookups  # a part on a lane that had not seen it
+    assert driver.counters.data_calls - before == 1 + 2 + lookups
+    assert len(again) == len(ours)
+    # By UUID, through the public API: the net group's call and the block group's; the
+    # first time, the domain's XML, and through a daemon one lookup more, on the lane's
+    # own connection.
     with xvirt.open(f"libvirt:{qemu.uri}") as conn:
         dom = conn.lookup_by_name("d2")
-        for extra in (int(qemu.kind == "libvirtd"), 0):
+        for extra in (1 + int(qemu.kind == "libvirtd"), 0):
             calls = conn.stats().data_calls
             mine = dom.stats(["block", "net"])
-            assert conn.stats().data_calls - calls == 1 + extra
+            assert conn.stats().data_calls - calls == 2 + extra
             assert not mine.missing and mine.cpu is None and mine.blocks is not None
             assert mine.blocks[0].name == "vda" and mine.nets == ()
     with capsys.disabled():

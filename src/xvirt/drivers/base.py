@@ -178,12 +178,13 @@ class Driver(abc.ABC):
         have them."""
         return None  # a hook: most drivers have nothing to start
 
-    def domain_stats(self, groups: frozenset[StatGroup],
-                     uuids: Sequence[str] | None = None) -> list[DomainStats]:
+    def domain_stats(self, groups: frozenset[StatGroup], uuids: Sequence[str] | None = None,
+                     *, timeout_s: float | None = None) -> list[DomainStats]:
         """The statistics ``groups`` of the live domains ``uuids`` (None: all), in one
-        data-plane call; a domain gone meanwhile is left out, one that does not answer
-        some groups in time has them in ``missing``. A driver whose host has no such
-        figures says so."""
+        data-plane call (or its parts, where the host waits on each guest); a domain
+        gone meanwhile is left out, one that does not answer some groups within
+        ``timeout_s`` (None: the driver's own timeout) has them in ``missing``. A
+        driver whose host has no such figures says so."""
         raise UnsupportedError(f"{self.uri} does not report domain statistics",
                                uri=self.uri, op="domain_stats")
 

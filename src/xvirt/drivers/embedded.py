@@ -75,10 +75,12 @@ class EmbeddedDriver(Driver):
 
     # data plane
 
-    def _wait_in_vain(self) -> None:
+    def _wait_in_vain(self, timeout_s: float | None = None) -> None:
         """A wedged domain's answer never comes: the call waits its per-domain
-        timeout (on the host's clock: tests do not really wait), then gives up."""
-        self.host.clock.sleep(self._domain_timeout_s)
+        timeout, or ``timeout_s`` if shorter (on the host's clock: tests do not really
+        wait), then gives up."""
+        self.host.clock.sleep(self._domain_timeout_s if timeout_s is None
+                              else min(self._domain_timeout_s, timeout_s))
 
     def snapshot(self) -> TableSnapshot:
         self.counters.data()
@@ -107,14 +109,15 @@ class EmbeddedDriver(Driver):
         self.counters.data()
         return self.host.data_census()
 
-    def domain_stats(self, groups: frozenset[StatGroup],
-                     uuids: Sequence[str] | None = None) -> list[DomainStats]:
+    def domain_stats(self, groups: frozenset[StatGroup], uuids: Sequence[str] | None = None,
+                     *, timeout_s: float | None = None) -> list[DomainStats]:
         """One data call answered by the host model; a wedged domain's groups are
-        ``missing`` once the call has waited its per-domain timeout for them."""
+        ``missing`` once the call has waited its per-domain timeout (or ``timeout_s``,
+        if shorter) for them."""
         self.counters.data()
         found = self.host.domain_stats(groups, uuids)
         if groups and any(s.missing for s in found):  # the waits overlap, as snapshot's
-            self._wait_in_vain()
+            self._wait_in_vain(timeout_s)
         return found
 
     def identify(self, domid: int) -> IdOwner:

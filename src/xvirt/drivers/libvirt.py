@@ -121,6 +121,7 @@ from xvirt.drivers.libvirt_loop import ensure_event_loop
 from xvirt.drivers.libvirt_mirror import Mirror
 from xvirt.drivers.libvirt_stats import (
     BULK_GROUPS,
+    GUEST_GROUPS,
     JOB_MARKS,
     Lane,
     Lanes,
@@ -128,7 +129,7 @@ from xvirt.drivers.libvirt_stats import (
     connection_alive,
     fill_from_calls,
     net_names,
-    nic_sources,
+    read_devices,
     stats_bits,
     stats_from_record,
 )
@@ -243,6 +244,10 @@ _FANOUT_LANES = 2
 # made again for each domain on its own, on up to this many lanes at once. Idle lanes
 # notice the driver closed within _STATS_POLL_S.
 _STATS_LANES = 8
+# The fewest domains a part of a split statistics call holds.
+_SPLIT_MIN = 3
+# How long a domain's disk count, read from its XML, is trusted for a split call.
+_DEVICES_TTL_S = 60.0
 _STATS_POLL_S = 1.0
 
 
@@ -296,6 +301,7 @@ class _StatsCall:
     wanted: frozenset[str] | None  # the UUIDs asked that are live; None: every live domain
     handles: Mapping[str, Any]  # a handle on the driver's connection for each of ``wanted``
     every: bool  # getAllDomainStats (filtered to ``wanted``), not domainListGetStats
+    want_disks: bool = False  # read each domain's disk count from its XML (a split call)
 
 
 class _LaneLost(Exception):
@@ -361,9 +367,12 @@ class LibvirtDriver(Driver):
         # a group NOWAIT skipped on this hypervisor (see libvirt_stats.py).
         self._stats_lanes: Lanes | None = None
         self._nics: dict[str, tuple[int, dict[str, Nic]]] = {}
+        self._disks: dict[str, tuple[int, float, int]] = {}  # (ID, read at, disks)
+        self._lane_lookups = 0  # lookups made on lanes' own connections (so far)
         self._nics_lock = threading.Lock()
         hypervisor = urlsplit(target).scheme.split("+")[0]
         self._job_marks = JOB_MARKS.get(hypervisor, {})
+        self._guest_groups = GUEST_GROUPS.get(hypervisor, frozenset())
         bulk = BULK_GROUPS.get(hypervisor)
         self._per_domain_groups = frozenset() if bulk is None else ALL_GROUPS - bulk
         with self._lock:
@@ -1057,40 +1066,131 @@ class LibvirtDriver(Driver):
 
     # -- statistics (issue 19) ---------------------------------------------------------------
 
-    def domain_stats(self, groups: frozenset[StatGroup],
-                     uuids: Sequence[str] | None = None) -> list[DomainStats]:
+    def domain_stats(self, groups: frozenset[StatGroup], uuids: Sequence[str] | None = None,
+                     *, timeout_s: float | None = None) -> list[DomainStats]:
         """One libvirt statistics call, with NOWAIT, made on a lane without the driver's
-        lock and given the driver's ``timeout``: ``getAllDomainStats`` for every live
-        domain (or for a list of UUIDs that holds every domain the driver knows live, a
-        survey's), else ``domainListGetStats`` of the UUIDs' handles. A domain gone
-        meanwhile is left out; a group whose keys its record lacks is ``missing``. If
-        the call does not answer in time (a guest whose QEMU is stopped and whose job
-        was free: libvirt takes the job and waits on its monitor), each domain is asked
-        on its own (:meth:`_stats_one_by_one`). Identity (ID, name) is the call's.
+        lock and given a deadline: ``getAllDomainStats`` for every live domain (or for a
+        list of UUIDs that holds every domain the driver knows live, a survey's), else
+        ``domainListGetStats`` of the UUIDs' handles. A domain gone meanwhile is left
+        out; a group whose keys its record lacks is ``missing``. If the call does not
+        answer in time (a guest whose QEMU is stopped and whose job was free: libvirt
+        takes the job and waits on its monitor), each domain is asked on its own
+        (:meth:`_stats_one_by_one`). Identity (ID, name) is the call's.
 
-        Counted on the data plane: the call; the first time, or after a reconnect, a
-        lookup of each UUID asked that the driver holds no handle for (under the lock:
-        an observation), and, where the lanes have connections of their own, one per
-        UUID on the lane's connection; with the net group, one ``XMLDesc`` of each
-        domain whose NICs' MAC and bridge are not known at its current ID."""
+        Where the hypervisor makes libvirt wait on each guest for some groups
+        (:data:`GUEST_GROUPS`: QEMU's monitor), those are asked apart from the others,
+        split across the lanes (:meth:`_stats_split`).
+
+        The deadline: ``timeout_s`` in all (half for the call, half for what follows
+        when it does not answer), else the driver's ``timeout`` for each.
+
+        Counted on the data plane: the call (each part of a split one); the first time,
+        or after a reconnect, a lookup of each UUID asked that the driver holds no handle
+        for (under the lock: an observation), and, where the lanes have connections of
+        their own, one per UUID on the lane's connection; with the net group (and, on a
+        split call, the block group), one ``XMLDesc`` of each domain whose devices are
+        not known at its current ID."""
         op = "domain_stats"
         chosen = check_groups(groups, op=op, uri=self.uri)
         wanted = None if uuids is None else frozenset(self._uuid(u, op) for u in uuids)
         if wanted is not None and not wanted:
             return []
+        each_s = self._timeout if timeout_s is None else min(self._timeout, timeout_s / 2)
         # Two tries of a lost connection, one of libvirt refusing NOWAIT (< 4.5).
         for _ in range(3):
             call, lanes = self._prepare_stats(chosen, wanted)
             if call is None:
                 return []  # none of the UUIDs asked is live
-            (outcome,) = lanes.run([partial(self._stats_job, call)], self._timeout)
+            guest = chosen & self._guest_groups
+            first = call if not guest else replace(
+                call, groups=(chosen - guest) | {StatGroup.STATE},
+                bits=stats_bits((chosen - guest) | {StatGroup.STATE}),
+                want_disks=StatGroup.BLOCK in guest)
+            started = self._clock.now()
+            (outcome,) = lanes.run([partial(self._stats_job, first)], each_s)
             if outcome is None:
-                return self._stats_one_by_one(call, lanes)
+                return self._stats_one_by_one(call, lanes, each_s)
             if outcome.error is None:
-                return self._stats_answer(call, outcome.value or [])
-            self._stats_failed(outcome.error, call)  # raises, or returns to try again
+                found = outcome.value or []
+                if guest:
+                    left_s = 2 * each_s - (self._clock.now() - started)
+                    found = self._stats_split(call, lanes, guest, found, left_s)
+                return self._stats_answer(call, found)
+            self._stats_failed(outcome.error, first)  # raises, or returns to try again
         raise HostUnreachableError(f"libvirt at {self.target!r} keeps dropping the connection",
                                    uri=self.uri, op=op)
+
+    def _stats_split(self, call: _StatsCall, lanes: Lanes, guest: frozenset[StatGroup],
+                     found: Sequence[tuple[Any, Mapping[str, Any]]],
+                     deadline_s: float) -> list[tuple[Any, Mapping[str, Any]]]:
+        """The ``guest`` groups of the live domains the first call (``found``: the other
+        groups) answered, asked in up to ``_STATS_LANES`` parts at once, each a
+        ``domainListGetStats`` on a lane of its own, so that libvirt's waits on the
+        guests overlap (through a daemon, on connections of their own). The block group
+        is asked only of the domains whose XML, at their current ID and read within
+        ``_DEVICES_TTL_S``, names a disk: QEMU's answer costs a monitor round trip per
+        guest, disk or none; the others answer ``block.count`` 0. Each part holds at
+        least ``_SPLIT_MIN`` domains, and each of the two kinds (with disks, without)
+        is split in parts of one size: at most ``_STATS_LANES`` + 1 parts, on at most
+        ``_STATS_LANES`` lanes. The parts get half of ``deadline_s``; the domains of a
+        part that did not answer in that time (or failed) are then asked one by one
+        within the rest (the stopped guest whose job the abandoned part holds is
+        skipped by NOWAIT then, its other figures served), and a domain that still did
+        not answer has its guest groups missing."""
+        records: dict[str, dict[str, Any]] = {}
+        handles: dict[str, Any] = {}
+        with_disks: list[str] = []
+        without: list[str] = []
+        now = self._clock.now()
+        for dom, record in found:
+            domid = dom.ID()
+            uuid = dom.UUIDString()
+            if domid < 0 or (call.wanted is not None and uuid not in call.wanted):
+                continue
+            records[uuid] = dict(record)
+            handles[uuid] = dom
+            with self._nics_lock:
+                known = self._disks.get(uuid)
+            if StatGroup.BLOCK in guest and known is not None and known[0] == domid \
+                    and now - known[1] < _DEVICES_TTL_S and known[2] == 0:
+                without.append(uuid)
+            else:
+                with_disks.append(uuid)
+        parts: list[_StatsCall] = []
+        families = [(with_disks, guest), (without, guest - {StatGroup.BLOCK})]
+        size = max(_SPLIT_MIN, -(-len(records) // _STATS_LANES))
+        for uuids, groups in families:
+            if not uuids or not groups:
+                continue
+            count = -(-len(uuids) // size)
+            for i in range(count):
+                chunk = uuids[i::count]
+                parts.append(replace(call, groups=groups, bits=stats_bits(groups),
+                                     wanted=frozenset(chunk), every=False,
+                                     handles={u: handles[u] for u in chunk},
+                                     want_disks=False))
+        if StatGroup.BLOCK in guest:
+            for uuid in without:
+                records[uuid]["block.count"] = 0
+        until = self._clock.now() + max(deadline_s, 0.0)
+        for wait in (0.5, 1.0):  # the parts, then each domain of a part that did not answer
+            left = until - self._clock.now()
+            outcomes = lanes.run([partial(self._stats_job, part) for part in parts],
+                                 max(left * wait, 0.0), min(len(parts), _STATS_LANES))
+            unanswered = []
+            for part, outcome in zip(parts, outcomes, strict=True):
+                if outcome is None or outcome.error is not None:
+                    unanswered.append(part)
+                    continue
+                for dom, record in outcome.value or []:
+                    mine = records.get(dom.UUIDString())
+                    if mine is not None:
+                        mine.update(record)
+            if wait == 1.0 or not unanswered:
+                break
+            parts = [replace(part, wanted=frozenset((uuid,)), handles={uuid: dom})
+                     for part in unanswered for uuid, dom in part.handles.items()]
+        return [(handles[uuid], record) for uuid, record in records.items()]
 
     def _prepare_stats(self, groups: frozenset[StatGroup],
                        wanted: frozenset[str] | None) -> tuple[_StatsCall | None, Lanes]:
@@ -1123,7 +1223,8 @@ class LibvirtDriver(Driver):
                 # know them), at once where it closes them.
                 self._stats_lanes = Lanes(self._open_unwatched if self._split else None,
                                           f"xvirt-libvirt-stats {self.target}",
-                                          poll_s=_STATS_POLL_S, closed=lambda: self._closed)
+                                          keep=_STATS_LANES + 1, poll_s=_STATS_POLL_S,
+                                          closed=lambda: self._closed)
             lanes = self._stats_lanes
             if wanted is not None and not handles:
                 return None, lanes
@@ -1136,7 +1237,7 @@ class LibvirtDriver(Driver):
 
     def _stats_job(self, call: _StatsCall, lane: Lane) -> list[tuple[Any, Mapping[str, Any]]]:
         """On a lane: the statistics call, then, with the net group, the XML of each
-        domain whose NICs' sources are not known (:meth:`_read_nics`). A failure that
+        domain whose devices are not known (:meth:`_read_devices`). A failure that
         finds the lane's own connection dead drops it (_LaneLost: asked again)."""
         conn = lane.connection() if call.conn is None else call.conn
         try:
@@ -1152,8 +1253,8 @@ class LibvirtDriver(Driver):
                 found = conn.domainListGetStats(doms, call.bits, call.flags)
             if call.groups & self._per_domain_groups:
                 found = self._fill_per_domain(found, call.groups & self._per_domain_groups)
-            if StatGroup.NET in call.groups:
-                self._read_nics(conn, found)
+            if StatGroup.NET in call.groups or call.want_disks:
+                self._read_devices(conn, found, call.want_disks)
         except self._lv.libvirtError as exc:
             if call.conn is None and not connection_alive(conn, self._lv):
                 lane.drop()
@@ -1183,6 +1284,8 @@ class LibvirtDriver(Driver):
             dom = lane.handles.get(uuid)
             if dom is None:
                 self.counters.data()
+                with self._nics_lock:
+                    self._lane_lookups += 1
                 try:
                     dom = conn.lookupByUUIDString(uuid)
                 except self._lv.libvirtError as exc:
@@ -1193,20 +1296,28 @@ class LibvirtDriver(Driver):
             doms.append(dom)
         return doms
 
-    def _read_nics(self, conn: Any, found: Sequence[tuple[Any, Mapping[str, Any]]]) -> None:
-        """(On a lane) The MAC and bridge of the NICs the records name, from each
-        domain's XML (one ``XMLDesc``, which libvirt answers from its records: no job, no
-        guest), read once per domain and ID, again when a record names a device the XML
-        read did not (a NIC plugged since). One the XML cannot be read for keeps MAC and
-        bridge None this time."""
+    def _read_devices(self, conn: Any, found: Sequence[tuple[Any, Mapping[str, Any]]],
+                      disks: bool) -> None:
+        """(On a lane) From each domain's XML (one ``XMLDesc``, which libvirt answers
+        from its records: no job, no guest): the MAC and bridge of the NICs the records
+        name, read once per domain and ID, again when a record names a device the XML
+        read did not (a NIC plugged since); with ``disks``, also the number of disks,
+        read again after ``_DEVICES_TTL_S`` (a disk plugged into a domain that had none
+        is seen within that). A domain whose XML cannot be read keeps what was known."""
+        now = self._clock.now()
         for dom, record in found:
             names = net_names(record)
-            if not names:
-                continue
             uuid, domid = dom.UUIDString(), dom.ID()
+            if domid < 0:
+                continue
             with self._nics_lock:
-                known = self._nics.get(uuid)
-            if known is not None and known[0] == domid and all(n in known[1] for n in names):
+                nics = self._nics.get(uuid)
+                counted = self._disks.get(uuid)
+            nics_known = not names or (nics is not None and nics[0] == domid
+                                       and all(n in nics[1] for n in names))
+            disks_known = not disks or (counted is not None and counted[0] == domid
+                                        and now - counted[1] < _DEVICES_TTL_S)
+            if nics_known and disks_known:
                 continue
             self.counters.data()
             try:
@@ -1215,9 +1326,10 @@ class LibvirtDriver(Driver):
                 if connection_alive(conn, self._lv):
                     continue  # this domain (gone, say), not the connection
                 raise
-            sources = nic_sources(xml, uri=self.uri)
+            devices = read_devices(xml, uri=self.uri)
             with self._nics_lock:
-                self._nics[uuid] = (domid, sources)
+                self._nics[uuid] = (domid, devices.nics)
+                self._disks[uuid] = (domid, now, devices.disks)
 
     def _stats_answer(self, call: _StatsCall,
                       found: Sequence[tuple[Any, Mapping[str, Any]]]) -> list[DomainStats]:
@@ -1246,7 +1358,7 @@ class LibvirtDriver(Driver):
                 seen.add(uuid)
         if call.wanted is None:
             self._prune_nics(seen)
-        elif len(self._nics) > len(self._handles) + 16:
+        elif max(len(self._nics), len(self._disks)) > len(self._handles) + 16:
             with self._lock:
                 live = set(self._handles)
             self._prune_nics(live)
@@ -1256,6 +1368,8 @@ class LibvirtDriver(Driver):
         with self._nics_lock:
             for uuid in [u for u in self._nics if u not in live]:
                 del self._nics[uuid]
+            for uuid in [u for u in self._disks if u not in live]:
+                del self._disks[uuid]
 
     def _stats_failed(self, exc: BaseException, call: _StatsCall) -> None:
         """A statistics call failed: return to ask again (a lost connection; libvirt
@@ -1277,7 +1391,8 @@ class LibvirtDriver(Driver):
                 self._stats_flags = VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE  # libvirt < 4.5
             return
 
-    def _stats_one_by_one(self, call: _StatsCall, lanes: Lanes) -> list[DomainStats]:
+    def _stats_one_by_one(self, call: _StatsCall, lanes: Lanes,
+                          deadline_s: float) -> list[DomainStats]:
         """The call did not answer within the deadline: each domain asked on its own
         (``domainListGetStats`` of one), up to ``_STATS_LANES`` at once, all within one
         more deadline. A domain that does not answer in time, or whose call fails, has
@@ -1297,7 +1412,7 @@ class LibvirtDriver(Driver):
             self._publish()
         each = [replace(call, conn=conn, wanted=frozenset((uuid,)),
                         handles={uuid: handles[uuid]}, every=False) for _, uuid, _ in members]
-        outcomes = lanes.run([partial(self._stats_job, c) for c in each], self._timeout,
+        outcomes = lanes.run([partial(self._stats_job, c) for c in each], deadline_s,
                              _STATS_LANES)
         answers: list[DomainStats] = []
         for (domid, uuid, name), one, outcome in zip(members, each, outcomes, strict=True):
