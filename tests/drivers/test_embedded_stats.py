@@ -91,3 +91,29 @@ def test_domain_stats_end_to_end_and_reset_at_reboot(sim_host: sim.Host,
         sim_host.destroy(again.id or 0)
         with pytest.raises(xvirt.NoDomainError):
             dom.stats()
+
+
+def test_a_shorter_timeout_bounds_the_wait_for_a_wedged_domain(
+        sim_host: sim.Host, clock: ManualClock) -> None:
+    ok, wedged = sim_host.create("ok"), sim_host.create("wedged")
+    sim_host.stall(wedged.id)
+    asked = frozenset({StatGroup.BLOCK})
+    with xvirt.open(sim_host.uri, readonly=True) as conn:
+        conn.survey()  # the survey's own wait for the wedged domain, paid here
+        before = clock.now()
+        found = {s.id: s for s in conn.domain_stats(asked, timeout=0.25)}
+        assert clock.now() - before == min(0.25, DOMAIN_TIMEOUT_MS / 1000)
+        assert found[wedged.id].missing == asked and found[ok.id].answered
+        before = clock.now()
+        conn.domain_stats(asked, timeout=3600)  # longer: the host's own timeout
+        assert clock.now() - before == DOMAIN_TIMEOUT_MS / 1000
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), True, "1", [1]])
+def test_a_bad_statistics_timeout_is_refused_naming_it(sim_host: sim.Host, bad: object) -> None:
+    with xvirt.open(sim_host.uri, readonly=True) as conn:
+        for call in (lambda: conn.domain_stats(timeout=bad),  # type: ignore[arg-type]
+                     lambda: conn.survey(["cpu"], timeout=bad),  # type: ignore[arg-type]
+                     lambda: conn.sample(["cpu"], timeout=bad)):  # type: ignore[arg-type]
+            with pytest.raises(xvirt.InvalidArgumentError, match="timeout must be"):
+                call()

@@ -29,6 +29,7 @@ from xvirt.stats import (
     VcpuStats,
 )
 from xvirt.testing.prometheus import Labels, parse_samples, promtool
+from xvirt.tools.exporter import STATS_SHARE_OF_SCRAPE, Exporter
 from xvirt.tools.exporter_metrics import (
     ALL_COLLECTORS,
     DEFINED,
@@ -260,6 +261,7 @@ class FakeConnection:
 
     def __init__(self, *, refuse_stats: bool = False) -> None:
         self.asked: list[frozenset[StatGroup] | None] = []
+        self.timeouts: list[float | None] = []
         self.defined_asked = 0
         self.refuse_stats = refuse_stats
         self.closed = False
@@ -267,9 +269,11 @@ class FakeConnection:
     def host_info(self) -> xvirt.HostInfo:
         return NODE
 
-    def survey(self, groups: Iterable[Any] = ()) -> xvirt.Survey:
+    def survey(self, groups: Iterable[Any] = (), *,
+               timeout: float | None = None) -> xvirt.Survey:
         chosen = frozenset(groups)
         self.asked.append(chosen or None)
+        self.timeouts.append(timeout)
         if chosen and self.refuse_stats:
             raise xvirt.UnsupportedError("this host reports no statistics", op="domain_stats")
         return xvirt.Survey([sample(FULL if chosen else None)], [])
@@ -298,6 +302,14 @@ def test_one_survey_per_read_with_the_groups_collected() -> None:
                        collect={"state"})
     assert plain.read().defined is None
     assert info_only.asked == [None] and info_only.defined_asked == 0
+
+
+def test_the_statistics_wait_is_bounded_well_within_the_scrape() -> None:
+    conn = FakeConnection()
+    with Exporter("sim:///x", opener=lambda uri: conn,  # type: ignore[arg-type,return-value]
+                  scrape_timeout_s=5.0) as exporter:
+        exporter.reader.read()
+    assert conn.timeouts == [STATS_SHARE_OF_SCRAPE * 5.0] and STATS_SHARE_OF_SCRAPE < 0.5
 
 
 def test_a_host_without_statistics_is_served_without_them_and_logged_once() -> None:

@@ -70,6 +70,9 @@ __all__ = [
 
 #: Loopback only: exposing a host's inventory to the network is a decision to make.
 DEFAULT_LISTEN = "127.0.0.1:9177"
+#: The share of the scrape timeout the statistics of one reading may wait for guests
+#: (a scrape may first wait for the reading an earlier scrape started).
+STATS_SHARE_OF_SCRAPE = 0.4
 #: Below Prometheus' default scrape_timeout (10 s), so the exporter answers
 #: ``xvirt_up 0`` before Prometheus gives up on it and records nothing.
 DEFAULT_SCRAPE_TIMEOUT_S = 5.0
@@ -361,8 +364,12 @@ class Exporter:
                  auth_failure_delay_s: float = AUTH_FAILURE_DELAY_S,
                  collect: Iterable[str] = ALL_COLLECTORS) -> None:
         config = web_config or WebConfig()
-        self.reader = HostReader(uri, collect=collect, log=log) if opener is None else (
-            HostReader(uri, opener, collect=collect, log=log))
+        # The statistics' own deadline, well within the scrape's: a read that waits on a
+        # guest that does not answer still ends in time to serve the others.
+        stats_timeout_s = STATS_SHARE_OF_SCRAPE * scrape_timeout_s
+        self.reader = HostReader(uri, collect=collect, log=log,
+                                 stats_timeout_s=stats_timeout_s) if opener is None else (
+            HostReader(uri, opener, collect=collect, log=log, stats_timeout_s=stats_timeout_s))
         self.runner = SurveyRunner(self.reader.read, clock=clock)
         self.registry = CollectorRegistry()
         self.registry.register(

@@ -138,13 +138,16 @@ class HostReader:
     none when no group is named; ``state`` costs nothing, the info has it), ``defined``
     is one control-plane request. A host that reports no statistics (UnsupportedError)
     is read without them, for as long as the connection lasts, and ``log`` hears of it
-    once."""
+    once. ``stats_timeout_s``: how long the statistics may wait for guests that do not
+    answer (the exporter gives a share of its scrape timeout)."""
 
     def __init__(self, uri: str | None,
                  opener: Callable[[str | None], xvirt.Connection] = _open_readonly, *,
                  collect: Iterable[str] = ALL_COLLECTORS,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None,
+                 stats_timeout_s: float | None = None) -> None:
         self._uri = uri
+        self._stats_timeout_s = stats_timeout_s
         self._opener = opener
         self._conn: xvirt.Connection | None = None
         self._host: xvirt.HostInfo | None = None
@@ -181,7 +184,8 @@ class HostReader:
             return conn.survey(), (frozenset() if self._stats_refused else
                                    self._served_groups)
         try:
-            return conn.survey(self.groups), self._served_groups
+            return (conn.survey(self.groups, timeout=self._stats_timeout_s),
+                    self._served_groups)
         except xvirt.UnsupportedError as exc:
             self._stats_refused = True
             self._log(f"the host reports no statistics, serving its domains without them: "
