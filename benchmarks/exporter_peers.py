@@ -33,7 +33,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import REPO, REPORT, command_line, machine_lines, write_section
+from report import PLOTS, REPO, REPORT, bar_plot, command_line, machine_lines, write_section
 
 from xvirt.testing.libvirt_exporter import DEBIAN_EXPORTER, DebianExporterProcess
 from xvirt.tools.exporter import Exporter
@@ -46,6 +46,10 @@ SCRAPES = 10
 DEADLINE_S = 5.0
 CLIENT_TIMEOUT_S = 30.0
 TICKS = os.sysconf("SC_CLK_TCK")
+PLOT = PLOTS / "exporter_peers.png"
+#: The row the issue's targets apply to: xvirt serving the families Debian's serves.
+SAME = "xvirt exporter --collect block,net (Debian's figures)"
+ALL = "xvirt exporter (--collect all)"
 
 
 def unavailable() -> str | None:
@@ -151,10 +155,19 @@ def render(results: list[Measured], stopped: list[Stopped], guests: int, with_de
     for mine in results[1:]:
         ratio = mine.median_ms / debian.median_ms
         cpu_mine = statistics.median(mine.libvirtd_cpu_s)
-        lines += [f"{mine.name}: median scrape **{ratio:.2f}x** Debian's (target <= 0.5x: "
-                  f"{'met' if ratio <= 0.5 else '**missed**'}); libvirtd CPU per scrape "
-                  f"{cpu_mine * 1e3:.1f} ms against {cpu_theirs * 1e3:.1f} ms (target: less: "
-                  f"{'met' if cpu_mine < cpu_theirs else '**missed**'}).", ""]
+        if mine.name == SAME:
+            lines += [f"{mine.name}, the families Debian's serves: median scrape "
+                      f"**{ratio:.2f}x** Debian's (target <= 0.5x: "
+                      f"{'met' if ratio <= 0.5 else '**missed**'}); libvirtd CPU per scrape "
+                      f"{cpu_mine * 1e3:.1f} ms against {cpu_theirs * 1e3:.1f} ms (target: "
+                      f"less: {'met' if cpu_mine < cpu_theirs else '**missed**'}).", ""]
+        else:
+            lines += [f"{mine.name}, every family (the default): median scrape {ratio:.2f}x "
+                      f"Debian's, libvirtd CPU per scrape {cpu_mine * 1e3:.1f} ms. It also "
+                      "asks each guest's monitor for the balloon and vCPU figures and reads "
+                      "the CPU group, which Debian's does not serve; on QEMU libvirt waits on "
+                      "every guest for those (the driver asks them in parts on up to 8 "
+                      "lanes at once, see docs/architecture.md).", ""]
     lines += [
               "With one guest's QEMU stopped (SIGSTOP; a guest with a disk), one scrape each "
               f"(xvirt's deadline {DEADLINE_S:g} s, the client's {CLIENT_TIMEOUT_S:g} s):", "",
@@ -162,7 +175,21 @@ def render(results: list[Measured], stopped: list[Stopped], guests: int, with_de
     for s in stopped:
         shown = "-" if s.seconds is None else f"{s.seconds * 1e3:.0f}"
         lines.append(f"| {s.name} | {shown} | {s.guests_served} of {guests} | {s.note} |")
+    lines += ["", f"![scrape time beside Debian's exporter](benchmarks/{PLOT.name})"]
     return "\n".join(lines) + "\n"
+
+
+def plot(results: list[Measured]) -> None:
+    short = {r.name: r.name.split(" (")[0].replace("prometheus-libvirt-exporter", "exporter")
+             .replace("xvirt exporter --collect block,net", "xvirt, Debian's figures")
+             .replace("xvirt exporter", "xvirt, every family") for r in results}
+    debian = results[0]
+    bar_plot(PLOT, {
+        "median scrape, ms": {short[r.name]: r.median_ms for r in results},
+        "libvirtd CPU per scrape, ms": {short[r.name]: statistics.median(r.libvirtd_cpu_s) * 1e3
+                                        for r in results},
+    }, xlabel="milliseconds", title="Scrape beside Debian's exporter (real QEMU guests)",
+        marks={"median scrape, ms": (debian.median_ms / 2, "half of Debian's")})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -192,9 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     Exporter(f"libvirt:{host.uri}", scrape_timeout_s=DEADLINE_S,
                              collect={"block", "net"}) as same:
                 urls = {"Debian's prometheus-libvirt-exporter 0.2.0": debian.url,
-                        "xvirt exporter (--collect all)": ours.url + "metrics",
-                        "xvirt exporter --collect block,net (Debian's figures)":
-                            same.url + "metrics"}
+                        ALL: ours.url + "metrics", SAME: same.url + "metrics"}
                 results = measure(urls, libvirtd_pid, rounds)
                 for r in results:
                     print(f"{r.name}: {r.median_ms:.1f} ms, libvirtd "
@@ -218,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             host.close()
     stopped.sort(key=lambda s: s.name)
     command = command_line([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
+    plot(results)
     write_section("exporter_peers", render(results, stopped, guests, with_devices, host.accel,
                                            command, args.quick))
     print(f"wrote {REPORT.relative_to(REPO)}")
