@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import weakref
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -137,6 +140,33 @@ def test_handles_follow_their_domain(host: xvirt.sim.Host, conn: xvirt.Connectio
     assert conn.lookup_by_name("renamed") == dom
     with pytest.raises(xvirt.NoDomainError):
         conn.lookup_by_name("mover")
+
+
+class _Held:
+    """Something a caller's frame holds (in the face: the libvirt domain an event
+    handler was given)."""
+
+
+def test_a_gone_domain_leaves_no_reference_cycle(host: xvirt.sim.Host,
+                                                 conn: xvirt.Connection) -> None:
+    """The error a lookup of a gone domain raises keeps no frame alive once handled: a
+    cycle through its traceback kept a libvirt-python event handler's domain (and so
+    its connection) until the garbage collector ran, after asyncio's loop had closed."""
+    rec = host.create("brief")
+    dom = conn.lookup_by_id(rec.id)
+    host.destroy(rec.id)
+
+    def ask() -> weakref.ref[_Held]:
+        held = _Held()
+        with contextlib.suppress(xvirt.NoDomainError):
+            dom.identity()
+        return weakref.ref(held)
+
+    gc.disable()
+    try:
+        assert ask()() is None  # freed on return, with no collection
+    finally:
+        gc.enable()
 
 
 def test_mutations_through_handles(host: xvirt.sim.Host, conn: xvirt.Connection) -> None:

@@ -278,11 +278,18 @@ class Connection:
         defined: Callable[[Definition], T], *, uuid: str | None = None,
         name: str | None = None,
     ) -> T:
-        """:meth:`_live_or_defined` once the data plane has said no domain runs so."""
+        """:meth:`_live_or_defined` once the data plane has said no domain runs so.
+
+        ``missing`` is dropped as it is raised: kept in this frame, which its traceback
+        holds, it would make a cycle that keeps every caller's frame (and what they
+        hold: a libvirt domain, say) alive until the garbage collector runs."""
         for attempt in range(RETRIES):
             found = self._driver.find(uuid=uuid, name=name)
             if found is None:
-                raise missing
+                try:
+                    raise missing
+                finally:
+                    del missing
             if found.id is None:
                 return defined(found)
             if attempt == RETRIES - 1:
