@@ -197,16 +197,18 @@ def test_every_figure_is_what_libvirt_python_reports(
         assert (tap.name, tap.mac, tap.bridge) == (TAP, TAP_MAC, None)
         taps = 1
     # QEMU waits on each guest for the cpu, balloon, vcpu and block groups: one call
-    # for the others (state, net), then those in parts (driver._stats_split), of at
-    # least 3 domains: the 3 with a disk in one part, d1 in another; the first time,
-    # one XMLDesc per domain (its disks, and its NICs' MAC and bridge).
-    # Through a daemon, each part's lane looks up the handles it has not made yet.
-    assert taps in (0, 1) and first == 1 + len(ours) + 2 + lookups
+    # for the others (state, net), then those in parts (driver._stats_split) of at
+    # least 2 domains, by kind: with a disk (d0, d2, and t0 where it runs: 3 of them in
+    # 2 parts, 2 in 1) and without (d1: 1 part); the first time, one XMLDesc per domain
+    # (its disks, and its NICs' MAC and bridge). Through a daemon, each part's lane
+    # looks up the handles it has not made yet.
+    parts = 3 if taps else 2
+    assert taps in (0, 1) and first == 1 + len(ours) + parts + lookups
     assert lookups == (0 if qemu.kind == "embedded" else len(ours))
     before, lookups = driver.counters.data_calls, driver._lane_lookups
     again = driver.domain_stats(ALL_GROUPS)
     lookups = driver._lane_lookups - lookups  # a part on a lane that had not seen it
-    assert driver.counters.data_calls - before == 1 + 2 + lookups
+    assert driver.counters.data_calls - before == 1 + parts + lookups
     assert len(again) == len(ours)
     # By UUID, through the public API: the net group's call and the block group's; the
     # first time, the domain's XML, and through a daemon one lookup more, on the lane's

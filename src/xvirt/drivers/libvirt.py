@@ -245,7 +245,7 @@ _FANOUT_LANES = 2
 # notice the driver closed within _STATS_POLL_S.
 _STATS_LANES = 8
 # The fewest domains a part of a split statistics call holds.
-_SPLIT_MIN = 3
+_SPLIT_MIN = 2
 # How long a domain's disk count, read from its XML, is trusted for a split call.
 _DEVICES_TTL_S = 60.0
 _STATS_POLL_S = 1.0
@@ -1129,10 +1129,11 @@ class LibvirtDriver(Driver):
         guests overlap (through a daemon, on connections of their own). The block group
         is asked only of the domains whose XML, at their current ID and read within
         ``_DEVICES_TTL_S``, names a disk: QEMU's answer costs a monitor round trip per
-        guest, disk or none; the others answer ``block.count`` 0. Each part holds at
-        least ``_SPLIT_MIN`` domains, and each of the two kinds (with disks, without)
-        is split in parts of one size: at most ``_STATS_LANES`` + 1 parts, on at most
-        ``_STATS_LANES`` lanes. The parts get half of ``deadline_s``; the domains of a
+        guest, disk or none; the others answer ``block.count`` 0. Each of the two kinds
+        (with disks, without) has a share of the ``_STATS_LANES`` lanes by its domains
+        times its groups, and is split in that many parts of one size, each of at
+        least ``_SPLIT_MIN`` domains (at most ``_STATS_LANES`` + 1 parts, run on at most
+        ``_STATS_LANES`` lanes). The parts get half of ``deadline_s``; the domains of a
         part that did not answer in that time (or failed) are then asked one by one
         within the rest (the stopped guest whose job the abandoned part holds is
         skipped by NOWAIT then, its other figures served), and a domain that still did
@@ -1157,11 +1158,13 @@ class LibvirtDriver(Driver):
             else:
                 with_disks.append(uuid)
         parts: list[_StatsCall] = []
-        families = [(with_disks, guest), (without, guest - {StatGroup.BLOCK})]
-        size = max(_SPLIT_MIN, -(-len(records) // _STATS_LANES))
+        families = [(uuids, groups) for uuids, groups in
+                    ((with_disks, guest), (without, guest - {StatGroup.BLOCK}))
+                    if uuids and groups]
+        work = sum(len(uuids) * len(groups) for uuids, groups in families)
         for uuids, groups in families:
-            if not uuids or not groups:
-                continue
+            share = max(1, round(_STATS_LANES * len(uuids) * len(groups) / work))
+            size = max(_SPLIT_MIN, -(-len(uuids) // share))
             count = -(-len(uuids) // size)
             for i in range(count):
                 chunk = uuids[i::count]
