@@ -27,7 +27,9 @@ from .helpers import raised
 DOMAIN_READS = {"ID", "OSType", "UUID", "UUIDString", "XMLDesc", "autostart", "connect",
                 "hasManagedSaveImage", "info", "isActive", "isPersistent", "isUpdated",
                 "maxMemory", "maxVcpus", "name", "state", "vcpus", "vcpusFlags", "metadata",
-                "schedulerType", "schedulerParameters", "schedulerParametersFlags"}
+                "schedulerType", "schedulerParameters", "schedulerParametersFlags",
+                "blockStats", "blockStatsFlags", "blockInfo", "interfaceStats", "memoryStats",
+                "getCPUStats"}
 #: Connection-local calls (callbacks, keepalive, close) count as reads: the host is untouched.
 CONNECT_READS = {"close", "domainEventDeregister", "domainEventDeregisterAny",
                  "domainEventRegister", "domainEventRegisterAny", "domainListGetStats",

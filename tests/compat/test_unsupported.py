@@ -17,7 +17,7 @@ from .helpers import err
     (lambda c, d: c.getDomainCapabilities(), "virConnect.getDomainCapabilities"),
     (lambda c, d: c.networkLookupByName("default"), "virConnect.networkLookupByName"),
     (lambda c, d: c.storagePoolCreateXML("<pool/>", 0), "virConnect.storagePoolCreateXML"),
-    (lambda c, d: d.blockStats("xvda"), "virDomain.blockStats"),
+    (lambda c, d: d.blockPeek("xvda", 0, 512, 0), "virDomain.blockPeek"),
     (lambda c, d: d.setMemory(1024), "virDomain.setMemory"),
     (lambda c, d: d.snapshotCreateXML("<x/>", 0), "virDomain.snapshotCreateXML"),
 ])

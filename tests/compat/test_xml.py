@@ -22,9 +22,15 @@ def test_buses_from_target_names_and_plain_interfaces() -> None:
                        nics=(NicConfig("aa:bb:cc:dd:ee:ff"),))
     root = ET.fromstring(domain_xml("test", IDENT, cfg, inactive=False))
     assert root.get("type") == "test"
-    assert [t.get("bus") for t in root.iter("target")] == ["virtio", "scsi", "ide", "xen", None]
+    assert [t.get("bus") for t in root.iterfind("devices/disk/target")] == [
+        "virtio", "scsi", "ide", "xen", None]
     nic = root.find("devices/interface")
     assert nic is not None and nic.get("type") == "ethernet" and nic.find("source") is None
+    # a running domain's NIC names its host-side device, as Xen names it
+    assert nic.find("target") is not None and nic.find("target").get("dev") == (  # type: ignore[union-attr]
+        f"vif{IDENT.id}.0")
+    inactive = ET.fromstring(domain_xml("test", IDENT, cfg, inactive=True))
+    assert inactive.find("devices/interface/target") is None
     assert root.findtext("os/type") == "hvm"
 
 

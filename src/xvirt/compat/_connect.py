@@ -27,26 +27,27 @@ from xvirt.compat._listing import (
     STATE_BITS,
     STATS_FILTERS,
     STATS_FLAGS,
-    SUPPORTED_STATS,
     Candidate,
     keep,
     restricts_persistence,
-    stats_record,
 )
 from xvirt.compat._paths import image_name
 from xvirt.compat._reasons import Reasons, reason_for
+from xvirt.compat._stats import SUPPORTED_STATS, groups_of, stats_record
 from xvirt.compat._translate import api, backend_for, not_found, translate
 from xvirt.compat._unsupported import unsupported
 from xvirt.compat._xml import DefinedXml, capabilities_xml, parse_domain_xml
 from xvirt.connection import Connection, Domain
 from xvirt.errors import InvalidArgumentError, NoDomainError, OperationFailedError, XvirtError
 from xvirt.model import DomainEvent, DomainState, EventKind
+from xvirt.stats import DomainStats, StatGroup
 
 __all__ = ["LIB_VERSION", "virConnect"]
 
 #: The libvirt version whose Python API the face follows (virGetVersion's encoding).
 LIB_VERSION = 9_000_000
 _INT_MAX = 2**31 - 1
+_UINT_MAX = 2**32 - 1
 #: VIR_NODE_MEMORY_STATS_ALL_CELLS and VIR_NODE_CPU_STATS_ALL_CPUS: the whole node.
 _ALL = -1
 #: What libvirt's Xen driver takes in virDomainCreateXML: PAUSED and VALIDATE (xvirt's
@@ -533,37 +534,61 @@ class virConnect:
 
     # -- bulk statistics ----------------------------------------------------------------------
 
+    @api("virConnectGetAllDomainStats")
+    def getAllDomainStats(self, stats: int = 0, flags: int = 0) -> list[tuple[virDomain,
+                                                                           dict[str, Any]]]:
+        """A record per live domain (in ID order) of the groups ``stats`` asks (0: every
+        group a Xen host has), all from ONE data call (``Connection.domain_stats``). A
+        domain that did not answer a group in time has none of its keys, as libvirt's
+        NOWAIT leaves them out; the filters as listAllDomains' (a state filter passes no
+        domain whose state did not come; a persistence filter asks each domain)."""
+        func = "virConnectGetAllDomainStats"
+        flags = self._flags(flags, STATS_FLAGS, func)
+        bits = self._groups(stats, flags, func)
+        filters = flags & STATS_FILTERS
+        found = self._open(func).domain_stats(self._asked(bits, filters))
+        reasons = self._stats_reasons(bits)
+        out = []
+        for s in found:
+            state = None if s.state is None else STATES[s.state]
+            dom = Domain(self._xvirt, s.uuid)
+            if filters & STATE_BITS and state is None:
+                continue  # its state did not come: no state filter can keep it
+            if filters and not self._keeps(filters, dom, state):
+                continue
+            out.append((virDomain(self, dom, name=s.name), self._record(bits, s, reasons)))
+        return out
+
     def _groups(self, stats: object, flags: int, func: str) -> int:
+        """The stats bits served: the groups a Xen host has among those asked (0: all of
+        them); with ENFORCE_STATS, asking for another is refused, as libvirt refuses it."""
         if not isinstance(stats, int):
             raise TypeError(f"an integer is required for stats, not {type(stats).__name__}")
+        stats &= _UINT_MAX  # the binding's unsigned int
         extra = stats & ~SUPPORTED_STATS
         if extra and flags & c.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ENFORCE_STATS:
             raise error(c.VIR_ERR_ARGUMENT_UNSUPPORTED, self._backend.error_domain,
                         f"Stats types bits 0x{extra:x} are not supported by this daemon")
         return stats & SUPPORTED_STATS if stats else SUPPORTED_STATS
 
-    @api("virConnectGetAllDomainStats")
-    def getAllDomainStats(self, stats: int = 0, flags: int = 0) -> list[tuple[virDomain,
-                                                                           dict[str, Any]]]:
-        """One record per live domain, all from ONE ``sample()``."""
-        flags = self._flags(flags, STATS_FLAGS, "virConnectGetAllDomainStats")
-        groups = self._groups(stats, flags, "virConnectGetAllDomainStats")
-        samples = self._xvirt.sample()
-        reasons = self._stats_reasons(groups)
-        out = []
-        for s in samples:
-            state = STATES[s.info.state]
-            dom = Domain(self._xvirt, s.identity.uuid)
-            if self._keeps(flags & STATS_FILTERS, dom, state):
-                record = stats_record(groups, state, s.info, reasons(s.identity.uuid, s.info.state))
-                out.append((virDomain(self, dom, name=s.identity.name), record))
-        return out
+    @staticmethod
+    def _asked(bits: int, filters: int) -> frozenset[StatGroup]:
+        """The groups to ask the host for: those ``bits`` name, and the state when a
+        filter needs it."""
+        groups = groups_of(bits)
+        return groups | {StatGroup.STATE} if filters & STATE_BITS else groups
 
-    def _stats_reasons(self, groups: int) -> Callable[[str, DomainState], int]:
+    def _record(self, bits: int, found: DomainStats,
+                reasons: Callable[[str, DomainState], int]) -> dict[str, Any]:
+        state = None if found.state is None else STATES[found.state]
+        reason = 0 if found.state is None else reasons(found.uuid, found.state)
+        return stats_record(bits, found, state, reason)
+
+    def _stats_reasons(self, bits: int) -> Callable[[str, DomainState], int]:
         """State reasons for a bulk answer, asked once: libvirt's over a ``libvirt:``
         URI (one call; a domain it does not list reads UNKNOWN), else this connection's
         (_reasons.py). Nothing is asked when the state group is not."""
-        if not groups & c.VIR_DOMAIN_STATS_STATE:
+        if not bits & c.VIR_DOMAIN_STATS_STATE:
             return lambda _uuid, _state: 0
         seen = {} if self._reasons is None else self._reasons.reasons()
         return lambda uuid, state: reason_for(state, seen.get(uuid))
@@ -571,26 +596,26 @@ class virConnect:
     @api("virDomainListGetStats")
     def domainListGetStats(self, doms: Sequence[virDomain], stats: int = 0,
                            flags: int = 0) -> list[tuple[virDomain, dict[str, Any]]]:
-        """Records for ``doms`` still alive, in their order, from ONE ``sample()``."""
+        """Records for ``doms`` still running, in their order, from ONE data call; a
+        domain gone (or shut off) is skipped, as libvirt skips missing ones."""
+        func = "virDomainListGetStats"
+        if isinstance(doms, Sequence) and not doms:  # libvirt's first check
+            raise error(c.VIR_ERR_INVALID_ARG, c.VIR_FROM_DOMAIN,
+                        f"doms array in {func} must contain at least one domain")
         allowed = STATS_FLAGS & ~STATS_FILTERS
-        flags = self._flags(flags, allowed, "virDomainListGetStats")
-        groups = self._groups(stats, flags, "virDomainListGetStats")
+        flags = self._flags(flags, allowed, func)
+        bits = self._groups(stats, flags, func)
         for d in doms:
             if not isinstance(d, virDomain):
-                raise arg_error("virDomainListGetStats", "doms",
-                                "domain list contains non-domain elements")
+                raise arg_error(func, "doms", "domain list contains non-domain elements")
             if d._conn is not self:
-                raise arg_error("virDomainListGetStats", "doms",
+                raise arg_error(func, "doms",
                                 "domains from different connections are not allowed")
-        by_uuid = {s.identity.uuid: s for s in self._xvirt.sample()}
-        reasons = self._stats_reasons(groups)
-        out = []
-        for d in doms:
-            s = by_uuid.get(d._uuid)
-            if s is not None:  # gone (or inactive): skipped, as libvirt skips missing ones
-                out.append((d, stats_record(groups, STATES[s.info.state], s.info,
-                                            reasons(d._uuid, s.info.state))))
-        return out
+        found = self._open(func).domain_stats(groups_of(bits), [d._dom for d in doms])
+        by_uuid = {s.uuid: s for s in found}
+        reasons = self._stats_reasons(bits)
+        return [(d, self._record(bits, by_uuid[d._uuid], reasons))
+                for d in doms if d._uuid in by_uuid]
 
     # -- events -------------------------------------------------------------------------------
 

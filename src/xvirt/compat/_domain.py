@@ -21,6 +21,17 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from xvirt.compat import _constants as c
 from xvirt.compat._errors import arg_error, error, libvirtError, raw_error
 from xvirt.compat._paths import image_name
+from xvirt.compat._stats import (
+    block_info,
+    block_params,
+    block_tuple,
+    cpu_total,
+    find_disk,
+    find_nic,
+    interface_tuple,
+    memory_stats,
+    per_cpu,
+)
 from xvirt.compat._translate import api, translate
 from xvirt.compat._unsupported import unsupported
 from xvirt.compat._xml import domain_xml, metadata_element
@@ -28,6 +39,7 @@ from xvirt.connection import Domain
 from xvirt.errors import ConnectionClosedError, NoDomainError, OperationFailedError, XvirtError
 from xvirt.libvirt_api.states import LIBVIRT_STATE_OF
 from xvirt.model import Affect, DomainInfo, MetadataKind
+from xvirt.stats import BlockStats, DomainStats, StatGroup
 
 if TYPE_CHECKING:
     from xvirt.compat._connect import virConnect
@@ -238,7 +250,9 @@ class virDomain:
     @api("virDomainGetVcpus")
     def vcpus(self) -> tuple[list[tuple[int, int, int, int]], list[tuple[bool, ...]]]:
         """``([(number, state, cpuTime ns, cpu)], [cpumap])`` of the running domain's
-        online vCPUs, as libvirt-python gives them (the cpumap one flag per host CPU)."""
+        online vCPUs, as libvirt-python gives them (the cpumap one flag per host CPU):
+        one control request; each time is the one ``Domain.stats()`` gives the vCPU at
+        the same instant (``vcpu.<n>.time``)."""
         found = self._settings(Domain.vcpu_info)
         return ([(v.number, v.state.value, v.cpu_time_ns, v.cpu) for v in found],
                 [v.affinity for v in found])
@@ -291,6 +305,106 @@ class virDomain:
         if flags & _AFFECT == _AFFECT:
             raise arg_error(func, "flags", "Flags 'VIR_DOMAIN_AFFECT_LIVE' and "
                             "'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive")
+
+    # -- statistics (_stats.py has libvirt's shapes) ---------------------------------------------
+
+    def _stats(self, group: StatGroup, func: str) -> DomainStats:
+        """``group`` of the running domain: one data call (``Domain.stats``). A domain
+        shut off is refused as libvirt refuses it (not running), one gone is NO_DOMAIN;
+        a group the domain did not answer within the call's deadline is a timeout, as
+        libvirt's when a guest holds its job."""
+        dom = self._dom
+        try:
+            found = dom.stats((group,))
+        except NoDomainError:
+            self._name = dom.identity().name  # NoDomainError (NO_DOMAIN) when it is gone
+            raise self._not_running() from None
+        self._name = found.name
+        if group in found.missing:
+            raise raw_error(c.VIR_ERR_OPERATION_TIMEOUT, self._conn._backend.error_domain,
+                            f"Timed out during operation: {func}: domain '{found.name}' "
+                            f"did not answer its {group.value} statistics")
+        return found
+
+    def _disk(self, path: str, func: str, missing: str) -> BlockStats:
+        """The running domain's disk ``path`` names (see _stats.find_disk); ``missing``
+        is libvirt's wording for a path no disk has (its ``%s`` the path)."""
+        blocks = self._stats(StatGroup.BLOCK, func).blocks or ()
+        disk = find_disk(blocks, path)
+        if disk is None:
+            raise error(c.VIR_ERR_INVALID_ARG, self._conn._backend.error_domain,
+                        missing % path)
+        return disk
+
+    @api("virDomainBlockStats")
+    def blockStats(self, path: str) -> tuple[int, int, int, int, int]:
+        """``(rd_req, rd_bytes, wr_req, wr_bytes, errs)`` of the disk ``path`` names (its
+        target, its source path, or "" for every disk summed)."""
+        func = "virDomainBlockStats"
+        return block_tuple(self._disk(_path_arg(path, func, "disk"), func,
+                                      "invalid path: %s"))
+
+    @api("virDomainBlockStatsFlags")
+    def blockStatsFlags(self, path: str, flags: int = 0) -> dict[str, int]:
+        """The figures the host reports of the disk ``path`` names, under libvirt's
+        typed-parameter names (``rd_operations``, ``wr_bytes``, ``errs``...)."""
+        func = "virDomainBlockStatsFlags"
+        path = _path_arg(path, func, "disk")
+        self._flags(_uint(flags), c.VIR_TYPED_PARAM_STRING_OKAY, func)
+        return block_params(self._disk(path, func, "invalid path: %s"))
+
+    @api("virDomainGetBlockInfo")
+    def blockInfo(self, path: str, flags: int = 0) -> list[int]:
+        """``[capacity, allocation, physical]`` of the disk ``path`` names; NO_SUPPORT
+        where the host does not report its disks' sizes (as libvirt's Xen driver, which
+        has no virDomainGetBlockInfo)."""
+        func = "virDomainGetBlockInfo"
+        path = _path_arg(path, func, "disk")
+        self._flags(_uint(flags), 0, func)
+        disk = self._disk(path, func, "invalid path %s not assigned to domain")
+        sizes = block_info(disk)
+        if sizes is None:
+            raise error(c.VIR_ERR_NO_SUPPORT, c.VIR_FROM_DOMAIN,
+                        f"{func} (the host does not report the size of disk '{disk.name}')")
+        return sizes
+
+    @api("virDomainInterfaceStats")
+    def interfaceStats(self, path: str) -> tuple[int, int, int, int, int, int, int, int]:
+        """``(rx_bytes, rx_packets, rx_errs, rx_drop, tx_bytes, tx_packets, tx_errs,
+        tx_drop)`` of the NIC ``path`` names (its host-side device, ``vif3.0``, or its
+        MAC), as the guest sees its traffic."""
+        func = "virDomainInterfaceStats"
+        device = _path_arg(path, func, "device")
+        nic = find_nic(self._stats(StatGroup.NET, func).nets or (), device)
+        if nic is None:
+            raise error(c.VIR_ERR_INVALID_ARG, c.VIR_FROM_DOMAIN,
+                        f"'{device}' is not a known interface")
+        return interface_tuple(nic)
+
+    @api("virDomainMemoryStats")
+    def memoryStats(self) -> dict[str, int]:
+        """``{'actual': KiB, ...}``: the balloon's size and the guest's figures its
+        balloon driver reports (a Xen guest's: none)."""
+        balloon = self._stats(StatGroup.BALLOON, "virDomainMemoryStats").balloon
+        assert balloon is not None  # an answered group
+        return memory_stats(balloon)
+
+    @api("virDomainGetCPUStats")
+    def getCPUStats(self, total: object, flags: int = 0) -> list[dict[str, int]]:
+        """``total`` (any object, taken for its truth as the binding does): the domain's
+        CPU time, ``[{'cpu_time', 'user_time', 'system_time'}]``, from one data call.
+        Otherwise one ``{'cpu_time'}`` per host CPU: the time the domain's vCPUs spent
+        on it (one control request, as ``vcpus()``)."""
+        func = "virDomainGetCPUStats"
+        whole = bool(total)
+        self._flags(_uint(flags), c.VIR_TYPED_PARAM_STRING_OKAY, func)
+        if whole:
+            cpu = self._stats(StatGroup.CPU, func).cpu
+            assert cpu is not None  # an answered group
+            return cpu_total(cpu)
+        found = self._settings(Domain.vcpu_info)
+        cpus = len(found[0].affinity) if found else self._conn._xvirt.host_info().cpus
+        return per_cpu(found, cpus)
 
     # -- the credit scheduler -----------------------------------------------------------------
 
@@ -562,6 +676,29 @@ class virDomain:
 
     def __repr__(self) -> str:
         return f"<xvirt.compat.libvirt.virDomain {self._uuid}>"
+
+
+def _path_arg(value: object, func: str, param: str) -> str:
+    """A disk or device name as the binding takes it (``z``: str or None) and libvirt
+    checks it: None is libvirt's NULL check, anything but str a TypeError, a NUL a
+    ValueError, a lone surrogate UnicodeEncodeError."""
+    if value is None:
+        raise arg_error(func, param, f"{param} in {func} must not be NULL")
+    if not isinstance(value, str):
+        raise TypeError(f"{func}() argument 2 must be str or None, not "
+                        f"{type(value).__name__}")
+    value.encode("utf-8")
+    if "\x00" in value:
+        raise ValueError("embedded null character")
+    return value
+
+
+def _uint(flags: object) -> int:
+    """``flags`` as the binding converts an unsigned int: an int (else TypeError), its
+    low 32 bits (-1 is 0xffffffff, as libvirt then reports it)."""
+    if not isinstance(flags, int):
+        raise TypeError(f"'{type(flags).__name__}' object cannot be interpreted as an integer")
+    return flags & _UINT_MAX
 
 
 def _integers(type_: object, flags: object) -> None:

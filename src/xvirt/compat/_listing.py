@@ -1,5 +1,5 @@
-"""libvirt's listing filters (virConnectListAllDomains, virConnectGetAllDomainStats)
-and bulk statistics records, over xvirt's samples.
+"""libvirt's listing filters (virConnectListAllDomains, virConnectGetAllDomainStats),
+over xvirt's samples (the statistics records themselves: _stats.py).
 
 What xvirt knows decides each filter: running domains are active, defined and
 shut-off ones inactive (and persistent); a running domain is persistent when it
@@ -10,21 +10,16 @@ managed save image, autostart, snapshot or checkpoint, so those filters keep all
 
 from __future__ import annotations
 
-from typing import Any
-
 from xvirt.compat import _constants as c
-from xvirt.model import DomainInfo
 
 __all__ = [
     "LIST_FLAGS",
     "STATE_BITS",
     "STATS_FILTERS",
     "STATS_FLAGS",
-    "SUPPORTED_STATS",
     "Candidate",
     "keep",
     "restricts_persistence",
-    "stats_record",
 ]
 
 STATE_BITS = (c.VIR_CONNECT_LIST_DOMAINS_RUNNING | c.VIR_CONNECT_LIST_DOMAINS_PAUSED
@@ -45,8 +40,6 @@ STATS_FILTERS = STATE_BITS | _ACTIVITY | _PERSISTENCE
 STATS_FLAGS = (STATS_FILTERS | c.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
                | c.VIR_CONNECT_GET_ALL_DOMAINS_STATS_BACKING
                | c.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ENFORCE_STATS)
-SUPPORTED_STATS = (c.VIR_DOMAIN_STATS_STATE | c.VIR_DOMAIN_STATS_CPU_TOTAL
-                   | c.VIR_DOMAIN_STATS_BALLOON | c.VIR_DOMAIN_STATS_VCPU)
 
 
 class Candidate:
@@ -98,21 +91,3 @@ def keep(flags: int, dom: Candidate) -> bool:
         }.get(state if state is not None else -1, c.VIR_CONNECT_LIST_DOMAINS_OTHER)
         return bool(flags & match)
     return True
-
-
-def stats_record(groups: int, state: int, info: DomainInfo, reason: int = 0) -> dict[str, Any]:
-    """libvirt's typed-parameter keys for the groups xvirt can fill (``reason``: as
-    ``state()`` gives it, see _reasons.py)."""
-    record: dict[str, Any] = {}
-    if groups & c.VIR_DOMAIN_STATS_STATE:
-        record["state.state"] = state
-        record["state.reason"] = reason
-    if groups & c.VIR_DOMAIN_STATS_CPU_TOTAL:
-        record["cpu.time"] = info.cpu_time_ns
-    if groups & c.VIR_DOMAIN_STATS_BALLOON:
-        record["balloon.current"] = info.memory_kib
-        record["balloon.maximum"] = info.max_memory_kib
-    if groups & c.VIR_DOMAIN_STATS_VCPU:
-        record["vcpu.current"] = info.vcpus
-        record["vcpu.maximum"] = info.vcpus
-    return record

@@ -70,8 +70,11 @@ def domain_xml(hv_type: str, ident: Identity, config: DomainConfig, *, inactive:
     devices = ET.SubElement(root, "devices")
     for disk in config.disks:
         devices.append(_disk(disk))
-    for nic in config.nics:
-        devices.append(_nic(nic))
+    running = not inactive and ident.id >= 0
+    for n, nic in enumerate(config.nics):
+        # The host-side device of a running domain's NIC, named as Xen names it (the
+        # name interfaceStats and the statistics give it).
+        devices.append(_nic(nic, f"vif{ident.id}.{n}" if running else None))
     ET.indent(root, space="  ")
     return ET.tostring(root, encoding="unicode") + "\n"
 
@@ -104,11 +107,13 @@ def _disk(disk: DiskConfig) -> ET.Element:
     return el
 
 
-def _nic(nic: NicConfig) -> ET.Element:
+def _nic(nic: NicConfig, target: str | None) -> ET.Element:
     el = ET.Element("interface", type="bridge" if nic.bridge else "ethernet")
     ET.SubElement(el, "mac", address=nic.mac)
     if nic.bridge:
         ET.SubElement(el, "source", bridge=nic.bridge)
+    if target is not None:
+        ET.SubElement(el, "target", dev=target)
     return el
 
 
