@@ -226,3 +226,41 @@ def test_events_name_defined_and_undefined_domains(host: xvirt.sim.Host,
         (xvirt.EventKind.DESTROYED, started.id, "spare"),
         (xvirt.EventKind.UNDEFINED, None, "spare"),
     ]
+
+
+def test_rename_of_a_shut_off_domain_is_the_hosts_to_refuse(
+        host: xvirt.sim.Host, conn: xvirt.Connection) -> None:
+    """A Xen host renames running domains only (``xm rename``): a defined, shut-off
+    one is refused saying so, and keeps its name; a running one is renamed."""
+    spare = host.define("spare")
+    dom = conn.lookup_by_name("spare")
+    with pytest.raises(xvirt.UnsupportedError, match="renames running domains only"):
+        dom.rename("other")
+    assert dom.name == "spare"
+    dom.start()
+    dom.rename("other")
+    assert (dom.name, dom.uuid) == ("other", spare.uuid)
+
+
+def test_rename_of_a_shut_off_domain_on_libvirt() -> None:
+    """libvirt renames only domains that are shut off: by UUID, as virsh's domrename."""
+    from xvirt.libvirt_api.binding import real_libvirt
+    from xvirt.testing.libvirt_target import guest_xml
+
+    lv = real_libvirt()
+    admin = lv.open("test:///default")
+    uuid = "00000000-0000-4000-8000-00000000d0d0"
+    admin.defineXML(guest_xml("to-rename", uuid, memory_kib=65536, vcpus=1))
+    try:
+        with xvirt.open("libvirt:test:///default") as c:
+            dom = c.lookup_by_uuid(uuid)
+            dom.rename("renamed")
+            assert admin.lookupByUUIDString(uuid).name() == "renamed" == dom.name
+            dom.start()
+            with pytest.raises(xvirt.OperationFailedError):
+                dom.rename("again")
+            assert dom.name == "renamed"
+            admin.lookupByUUIDString(uuid).destroy()
+    finally:
+        admin.lookupByUUIDString(uuid).undefine()
+        admin.close()

@@ -521,7 +521,15 @@ class Domain:
         self._act(Op.SAVE, image, check_image)
 
     def rename(self, new_name: str) -> None:
-        self._act(Op.RENAME, new_name, check_name)
+        """Rename the domain: a running one through its ID (checked by UUID, C4), a
+        defined one that is not running by its UUID, where the host renames those
+        (libvirt renames only those)."""
+        self._cache()
+        self._conn._writable(Op.RENAME.value, self._uuid)
+        name = _checked(check_name, new_name, Op.RENAME.value, self._conn.uri)
+        self._conn._live_or_defined(
+            lambda: self._conn._act(Op.RENAME, self._uuid, name),
+            lambda d: self._conn._driver.rename_defined(d.uuid, name), uuid=self._uuid)
 
     def start(self) -> None:
         """Boot a domain that is defined and not running: it gets a new ID."""

@@ -292,6 +292,12 @@ class Driver(abc.ABC):
         NoDomainError when no such domain is defined, OperationFailedError when it is
         already running."""
 
+    def rename_defined(self, uuid: str, new_name: str) -> None:
+        """Rename the defined, not running domain ``uuid``: one request. A host that
+        renames only running domains (Xen's ``xm rename``) says so."""
+        raise UnsupportedError(f"{self.uri} renames running domains only",
+                               uri=self.uri, op="rename", uuid=uuid)
+
     @abc.abstractmethod
     def undefine(self, uuid: str) -> None:
         """Remove the definition of ``uuid``, which must not be running (as xend's

@@ -1774,6 +1774,23 @@ class LibvirtDriver(Driver):
             self._observe_uuid(uuid, self.counters.control, EventKind.STARTED)
             self._publish()
 
+    def rename_defined(self, uuid: str, new_name: str) -> None:
+        """``rename(new_name, 0)`` of the shut-off domain ``uuid`` (libvirt renames only
+        inactive domains), by UUID: nothing to misdirect (C4). A running one is
+        refused, as libvirt refuses it."""
+        op = "rename"
+        uuid = self._uuid(uuid, op)
+        check_sendable(new_name, "the new name", uri=self.uri, op=op)
+        conn, dom, domid, name = self._defined(uuid, op)
+        if domid >= 0:
+            raise OperationFailedError(
+                f"domain {name!r} is running (ID {domid}): libvirt renames only a domain "
+                "that is shut off", uri=self.uri, op=op, uuid=uuid, domid=domid, name=name)
+        self._unlocked(self.counters.control,
+                       partial(self._definition_call, uuid, "rename", new_name, 0),
+                       retry=False, op=op, uuid=uuid, name=name,
+                       first=(conn, partial(dom.rename, new_name, 0)))
+
     def undefine(self, uuid: str) -> None:
         """``undefine()`` of the inactive domain ``uuid``; a running one is refused, as
         xend's ``delete`` refuses it (libvirt would make it transient instead).
