@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from xvirt import sim
 from xvirt.clock import ManualClock
 from xvirt.drivers.embedded import EmbeddedDriver
-from xvirt.errors import HostUnreachableError, InvalidArgumentError
+from xvirt.errors import HostUnreachableError, InvalidArgumentError, UnsupportedError
 from xvirt.host.hypervisor import HostModel
-from xvirt.uri import DEFAULT_URI, default_uri, open_driver, split_cache_option
+from xvirt.uri import (
+    DEFAULT_URI,
+    LIBVIRT_DRIVERS,
+    SCHEMES,
+    default_uri,
+    driver_uri,
+    is_libvirt_uri,
+    open_driver,
+    split_cache_option,
+)
 
 _serial = itertools.count()
 
@@ -69,9 +81,22 @@ def test_default_is_created_on_demand_with_demo_content(monkeypatch: pytest.Monk
 def test_default_uri(monkeypatch: pytest.MonkeyPatch) -> None:
     assert DEFAULT_URI == "sim:///default"
     monkeypatch.delenv("XVIRT_DEFAULT_URI", raising=False)
+    monkeypatch.delenv("LIBVIRT_DEFAULT_URI", raising=False)
     assert default_uri() == DEFAULT_URI
     monkeypatch.setenv("XVIRT_DEFAULT_URI", "sim:///lab")
     assert default_uri() == "sim:///lab"
+    monkeypatch.setenv("XVIRT_DEFAULT_URI", "")
+    assert default_uri() == DEFAULT_URI
+
+
+def test_default_uri_then_libvirts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """$XVIRT_DEFAULT_URI, then virsh's $LIBVIRT_DEFAULT_URI, then the demo host."""
+    monkeypatch.delenv("XVIRT_DEFAULT_URI", raising=False)
+    monkeypatch.setenv("LIBVIRT_DEFAULT_URI", "test:///default")
+    assert default_uri() == "test:///default"
+    monkeypatch.setenv("XVIRT_DEFAULT_URI", "sim:///lab")
+    assert default_uri() == "sim:///lab"
+    monkeypatch.setenv("LIBVIRT_DEFAULT_URI", "")
     monkeypatch.setenv("XVIRT_DEFAULT_URI", "")
     assert default_uri() == DEFAULT_URI
 
@@ -96,8 +121,9 @@ def test_closed_host_is_unreachable(make_sim_host: Callable[..., sim.Host]) -> N
 @pytest.mark.parametrize(
     "template",
     [
-        "xen:///{name}",  # bad scheme
-        "http://localhost/{name}",
+        "http://localhost/{name}",  # a scheme nobody serves
+        "nope:///{name}",
+        "qemu+carrier-pigeon://h/{name}",  # a libvirt driver, no libvirt transport
         "{name}",  # no scheme
         "/{name}",
         "///{name}",
@@ -126,6 +152,83 @@ def test_bad_uris_are_invalid_and_named(host: sim.Host, template: str) -> None:
         open_driver(uri)
     assert exc.value.uri == uri
     assert repr(uri) in str(exc.value)
+
+
+@pytest.mark.parametrize("uri", ["nope://x", "http://localhost/a", "qemu+pigeon:///system",
+                                 "lxc+:///", "web1", "/run/xvirt/xend.sock"])
+def test_an_unusable_uri_names_the_known_schemes(uri: str) -> None:
+    with pytest.raises(InvalidArgumentError) as err:
+        open_driver(uri)
+    message = str(err.value)
+    assert "\n" not in message and repr(uri) in message
+    for form in ("sim:///NAME", "xend://HOST[:PORT]", "xend+unix:///PATH", "libvirt:URI",
+                 "test:///default", "qemu:///system", "xen:///system"):
+        assert form in message, form
+
+
+# -- plain libvirt URIs: one rule for xvirt.open, the tools and the face -------------------
+
+
+@pytest.mark.parametrize(("given", "opened"), [
+    ("test:///default", "libvirt:test:///default"),
+    ("TEST:///default", "libvirt:TEST:///default"),
+    ("qemu:///system", "libvirt:qemu:///system"),
+    ("xen:///system", "libvirt:xen:///system"),
+    ("qemu+ssh://root@host/system", "libvirt:qemu+ssh://root@host/system"),
+    ("test+unix:///default", "libvirt:test+unix:///default"),
+    ("lxc:///", "libvirt:lxc:///"),
+    ("sim:///default", "sim:///default"),
+    ("xend://127.0.0.1:8000", "xend://127.0.0.1:8000"),
+    ("xend+unix:///run/xend.sock", "xend+unix:///run/xend.sock"),
+    ("libvirt:test:///default", "libvirt:test:///default"),
+    ("nope://x", "nope://x"),  # refused by open_driver, naming the known schemes
+    ("qemu+pigeon:///system", "qemu+pigeon:///system"),
+    ("test", "test"),
+])
+def test_driver_uri_sends_plain_libvirt_uris_to_the_libvirt_driver(given: str,
+                                                                     opened: str) -> None:
+    assert driver_uri(given) == opened
+    assert is_libvirt_uri(given) == (opened != given)
+
+
+@given(st.text(max_size=40))
+def test_driver_uri_is_idempotent_and_only_ever_prefixes(uri: str) -> None:
+    once = driver_uri(uri)
+    assert driver_uri(once) == once
+    assert once in (uri, "libvirt:" + uri)
+    assert not is_libvirt_uri(once) or once == uri
+
+
+@pytest.mark.parametrize("scheme", sorted(LIBVIRT_DRIVERS))
+def test_every_libvirt_driver_name_is_a_libvirt_uri(scheme: str) -> None:
+    assert set(SCHEMES).isdisjoint(LIBVIRT_DRIVERS)
+    assert driver_uri(f"{scheme}:///system") == f"libvirt:{scheme}:///system"
+    assert driver_uri(f"{scheme}+ssh://h/system") == f"libvirt:{scheme}+ssh://h/system"
+
+
+def test_a_plain_libvirt_uri_opens_the_libvirt_driver() -> None:
+    import xvirt
+    from xvirt.drivers.libvirt import LibvirtDriver
+
+    driver = open_driver("test:///default", readonly=True)
+    try:
+        assert isinstance(driver, LibvirtDriver) and driver.readonly
+        assert [d.name for d in driver.list_all().domains] == ["test"]
+    finally:
+        driver.close()
+    with xvirt.open("test:///default", readonly=True) as conn:  # as virsh -c takes it
+        assert conn.uri == "test:///default"
+        assert conn.lookup_by_name("test").name == "test"
+
+
+def test_a_libvirt_uri_without_the_binding_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from xvirt.libvirt_api import binding
+
+    monkeypatch.setitem(sys.modules, "libvirt", None)  # import libvirt: ImportError
+    monkeypatch.delitem(sys.modules, binding.PRIVATE_NAME, raising=False)
+    for uri in ("test:///default", "libvirt:test:///default"):
+        with pytest.raises(UnsupportedError, match="libvirt-python binding is not installed"):
+            open_driver(uri)
 
 
 @pytest.mark.parametrize("uri", ["", "   ", None, 5, b"sim:///default"])

@@ -11,9 +11,10 @@ submodules (cache, planes, uri...) that the import system binds here once import
 """
 
 from collections.abc import Sequence as _Sequence
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
-from xvirt import errors, sim, stats
+from xvirt import errors
 from xvirt.connection import Connection, Domain, EventStream
 from xvirt.errors import (
     AuthError,
@@ -63,9 +64,13 @@ from xvirt.stats import (
     VcpuStats,
 )
 from xvirt.uri import DEFAULT_URI, default_uri
+from xvirt.uri import driver_uri as _uri_driver_uri
 from xvirt.uri import open_driver as _open_driver
 from xvirt.uri import preload_libvirt_driver as _uri_preload_libvirt_driver
 from xvirt.uri import split_cache_option as _split_cache_option
+
+if _TYPE_CHECKING:
+    from xvirt import sim, stats  # bound on first use (see __getattr__)
 
 __version__ = "0.1.0"
 
@@ -129,7 +134,10 @@ __all__ = [
 
 def open(uri: str | None = None, readonly: bool = False, *,
          auth: _Sequence[_Any] | None = None) -> Connection:
-    """Open a connection; ``uri`` defaults to ``$XVIRT_DEFAULT_URI`` or ``sim:///default``.
+    """Open a connection; ``uri`` defaults to ``$XVIRT_DEFAULT_URI``, else
+    ``$LIBVIRT_DEFAULT_URI``, else ``sim:///default``. A plain libvirt URI
+    (``test:///default``, ``qemu:///system``) is opened by the libvirt driver, as with
+    the ``libvirt:`` prefix.
 
     ``?cache=off`` on any URI gives 2006 mode: one control-plane request per lookup.
     ``auth``, libvirt's ``[credtypes, callback, cbdata]``, answers the credentials a
@@ -140,6 +148,12 @@ def open(uri: str | None = None, readonly: bool = False, *,
     driver = _open_driver(target, readonly=readonly, auth=auth)
     driver.uri = given
     return Connection(driver, readonly=readonly, cache=cache)
+
+
+def _driver_uri(uri: str) -> str:
+    """For the libvirt face: the one rule that sends a plain libvirt URI (``test:///default``)
+    to the libvirt driver (``libvirt:test:///default``), as ``open`` does."""
+    return _uri_driver_uri(uri)
 
 
 def _preload_libvirt_driver() -> None:
@@ -153,8 +167,26 @@ def _preload_libvirt_driver() -> None:
 _PUBLIC_SUBPACKAGES = frozenset({"compat", "testing"})
 
 
+#: Public submodules imported on first use (PEP 562), not by ``import xvirt``: ``sim`` pulls
+#: in the whole host model, which the ``xvirt`` command's ``--version`` and ``--help`` and
+#: every program on another host would pay at startup for nothing. ``stats`` is in fact
+#: bound by the imports at the top, which load it after ``xvirt.model`` (imported before the
+#: model, it would find the model half made); it is listed so it never depends on that.
+_LAZY_SUBMODULES = frozenset({"sim", "stats"})
+
+
+def __getattr__(name: str) -> _Any:
+    """A lazy public submodule, imported the first time it is used."""
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def __dir__() -> list[str]:
-    """What ``dir(xvirt)`` (and so completion and ``help``) lists: ``__all__``, the module's
-    dunders and the public subpackages once imported; not the internal submodules."""
-    return sorted(n for n in globals()
-                  if n in __all__ or n in _PUBLIC_SUBPACKAGES or n.startswith("__"))
+    """What ``dir(xvirt)`` (and so completion and ``help``) lists: ``__all__`` (loaded or
+    not), the module's dunders and the public subpackages once imported; not the internal
+    submodules."""
+    return sorted({*__all__, *(n for n in globals()
+                               if n in _PUBLIC_SUBPACKAGES or n.startswith("__"))})

@@ -14,10 +14,32 @@ from xvirt.model import MAX_WAIT_S, read_token_file
 if TYPE_CHECKING:
     from xvirt import sim
 
-__all__ = ["DEFAULT_URI", "default_uri", "open_driver", "split_cache_option"]
+__all__ = [
+    "DEFAULT_URI",
+    "LIBVIRT_DRIVERS",
+    "SCHEMES",
+    "default_uri",
+    "driver_uri",
+    "is_libvirt_uri",
+    "open_driver",
+    "split_cache_option",
+]
 
 DEFAULT_URI = "sim:///default"
 SCHEMES = ("sim", "xend", "xend+unix", "libvirt")
+#: The drivers libvirt 9 knows (``DRIVER[+TRANSPORT]://...``): a URI naming one, without
+#: xvirt's ``libvirt:`` prefix, is still a libvirt URI, as virsh and libvirt-python take it.
+LIBVIRT_DRIVERS = frozenset({
+    "bhyve", "ch", "esx", "gsx", "hyperv", "interface", "lxc", "network", "nodedev",
+    "nwfilter", "openvz", "parallels", "qemu", "remote", "secret", "storage", "test", "vbox",
+    "vmwarefusion", "vmwareplayer", "vmwarews", "vpx", "vz", "xen",
+})
+#: libvirt's remote transports: ``qemu+ssh://host/system``.
+LIBVIRT_TRANSPORTS = frozenset({"ext", "libssh", "libssh2", "ssh", "tcp", "tls", "unix"})
+#: What an unusable URI's error lists: the forms xvirt opens.
+KNOWN_FORMS = ("sim:///NAME", "xend://HOST[:PORT]", "xend+unix:///PATH", "libvirt:URI",
+               "or a libvirt URI such as test:///default, qemu:///system, xen:///system, "
+               "qemu+ssh://HOST/system")
 XEND_PORT = 8000
 _XEND_PARAMS = ("timeout", "token_file", "fast")
 _MAX_SIM_GUESTS = 30000
@@ -44,8 +66,26 @@ def split_cache_option(uri: str) -> tuple[str, bool]:
 
 
 def default_uri() -> str:
-    """``$XVIRT_DEFAULT_URI`` if set, else the embedded demo host."""
-    return os.environ.get("XVIRT_DEFAULT_URI") or DEFAULT_URI
+    """``$XVIRT_DEFAULT_URI`` if set, else ``$LIBVIRT_DEFAULT_URI`` (virsh's default, so
+    a libvirt host's users need set nothing), else the embedded demo host."""
+    return (os.environ.get("XVIRT_DEFAULT_URI") or os.environ.get("LIBVIRT_DEFAULT_URI")
+            or DEFAULT_URI)
+
+
+def is_libvirt_uri(uri: str) -> bool:
+    """True for a plain libvirt URI: ``DRIVER[+TRANSPORT]:...`` naming one of libvirt's
+    drivers (``test:///default``, ``qemu+ssh://host/system``), not one of xvirt's schemes."""
+    scheme, colon, _ = uri.partition(":")
+    driver, plus, transport = scheme.lower().partition("+")
+    return (bool(colon) and driver in LIBVIRT_DRIVERS
+            and (not plus or transport in LIBVIRT_TRANSPORTS))
+
+
+def driver_uri(uri: str) -> str:
+    """``uri`` as xvirt's drivers are chosen by: a plain libvirt URI gets the ``libvirt:``
+    prefix (``test:///default`` -> ``libvirt:test:///default``), any other is kept. The one
+    rule for ``xvirt.open``, the tools and the libvirt-python face alike."""
+    return "libvirt:" + uri if is_libvirt_uri(uri) else uri
 
 
 def open_driver(uri: str, *, readonly: bool = False,
@@ -58,6 +98,8 @@ def open_driver(uri: str, *, readonly: bool = False,
             f"character (percent-encode it): {uri!r}", uri=uri)
     if uri.startswith("libvirt:"):
         return _open_libvirt(uri, uri[len("libvirt:"):], readonly, auth)
+    if is_libvirt_uri(uri):
+        return _open_libvirt(uri, uri, readonly, auth)
     try:
         parts = urlsplit(uri)
     except ValueError as exc:
@@ -74,11 +116,10 @@ def open_driver(uri: str, *, readonly: bool = False,
         return _open_xend(uri, parts.scheme, parts.netloc, parts.path, parts.query, readonly)
     if not parts.scheme:
         raise InvalidArgumentError(
-            f"URI {uri!r} has no scheme; expected e.g. {DEFAULT_URI!r}", uri=uri
+            f"URI {uri!r} has no scheme; known: {', '.join(KNOWN_FORMS)}", uri=uri
         )
     raise InvalidArgumentError(
-        f"unsupported URI scheme {parts.scheme!r}; supported: "
-        + ", ".join(f"{s}:" if s == "libvirt" else f"{s}://" for s in SCHEMES),
+        f"unsupported URI scheme {parts.scheme!r} in {uri!r}; known: {', '.join(KNOWN_FORMS)}",
         uri=uri,
     )
 

@@ -15,7 +15,8 @@ from click.testing import CliRunner, Result
 
 import xvirt
 from xvirt.clock import ManualClock
-from xvirt.tools.cli import main
+from xvirt.tools.cli import COMMANDS, main
+from xvirt.tools.format import state_word
 
 REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata" / "libvirt"
 VIRSH = REALDATA / "virsh-test-default"
@@ -56,7 +57,7 @@ def truth(rec: xvirt.sim.DomainRecord) -> dict[str, object]:
         "id": rec.id,
         "name": rec.name,
         "uuid": rec.uuid,
-        "state": rec.state.value,
+        "state": state_word(rec.state),  # virsh's word, in JSON as in text
         "memory_kib": rec.memory_kib,
         "max_memory_kib": rec.max_memory_kib,
         "vcpus": rec.vcpus,
@@ -134,7 +135,7 @@ def test_list_all_adds_the_shut_off_domains_by_name(lab: xvirt.sim.Host) -> None
 def test_list_all_json_gives_a_shut_off_domain_no_id(lab: xvirt.sim.Host) -> None:
     spare = lab.define("spare", memory_kib=131072, max_memory_kib=262144, vcpus=3)
     got = json.loads(run("list", "--all", "--json", "--uri", lab.uri).stdout)
-    assert got[-1] == {"id": None, "name": "spare", "uuid": spare.uuid, "state": "shutoff",
+    assert got[-1] == {"id": None, "name": "spare", "uuid": spare.uuid, "state": "shut off",
                        "memory_kib": 131072, "max_memory_kib": 262144, "vcpus": 3,
                        "cpu_time_ns": 0}
     assert got[:-1] == [truth(r) for r in lab.domains()]
@@ -191,7 +192,7 @@ def test_list_shows_states_as_virsh_words(host: xvirt.sim.Host) -> None:
         ["i1", "idle"],
     ]
     states = [d["state"] for d in json.loads(run("list", "--json", "-c", host.uri).stdout)]
-    assert states == ["running", "paused", "crashed", "blocked"]
+    assert states == ["running", "paused", "crashed", "idle"]  # the words the table shows
 
 
 def test_list_is_in_id_order_after_ids_change(host: xvirt.sim.Host) -> None:
@@ -346,6 +347,8 @@ def test_invalid_name_is_explained(lab: xvirt.sim.Host) -> None:
     ("uri", "words"),
     [
         ("nope://x", "unsupported URI scheme 'nope'"),
+        ("nope://x", "known: sim:///NAME, xend://HOST[:PORT], xend+unix:///PATH, libvirt:URI"),
+        ("web1", "test:///default, qemu:///system, xen:///system"),
         ("sim:///nonexistent", "'nonexistent'"),
         ("sim://a/b", "sim:///NAME"),
     ],
@@ -383,7 +386,90 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
 def test_help_lists_the_commands() -> None:
     result = run("--help")
     assert result.exit_code == 0
-    assert "list" in result.stdout and "dominfo" in result.stdout
+    listed = result.stdout.partition("Commands:\n")[2].splitlines()
+    assert [line.split()[0] for line in listed] == sorted(COMMANDS)
+    assert "  list " in result.stdout and "  dominfo " in result.stdout
+
+
+# -- the URI before the subcommand (virsh's place), after it, and plain libvirt URIs -----------
+
+
+@pytest.mark.parametrize("flag", ["-c", "--connect", "--uri"])
+def test_the_uri_before_the_subcommand(lab: xvirt.sim.Host, flag: str) -> None:
+    result = run(flag, lab.uri, "list")
+    assert result.exit_code == 0, result.stderr
+    assert " 2    a-rather-long-name   running" in result.stdout.splitlines()
+    got = json.loads(run(flag, lab.uri, "dominfo", "web1", "--json").stdout)
+    assert got == truth(record(lab, "web1"))
+
+
+def test_the_uri_after_the_subcommand_wins(lab: xvirt.sim.Host,
+                                           make_sim_host: Callable[..., xvirt.sim.Host]) -> None:
+    other = make_sim_host()
+    other.create("elsewhere")
+    names = [d["name"] for d in json.loads(run("-c", lab.uri, "list", "--json",
+                                               "-c", other.uri).stdout)]
+    assert names == ["Domain-0", "elsewhere"]
+
+
+def test_a_bad_uri_before_the_subcommand_is_one_line() -> None:
+    line = assert_one_error_line(run("-c", "nope://x", "list"))
+    assert "unsupported URI scheme 'nope'" in line and "known:" in line
+
+
+def test_the_uri_before_reaches_commands_with_their_own_option(
+        lab: xvirt.sim.Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    """top, the exporter, bench and compat read their own -c: the group's is its default."""
+    monkeypatch.setenv("XVIRT_DEFAULT_URI", "sim:///no-such-host")
+    result = run("-c", lab.uri, "top", "--batch", "-n", "1", "--json")
+    assert result.exit_code == 0, result.stderr
+    frame = json.loads(result.stdout.splitlines()[0])
+    assert [h["uri"] for h in frame["hosts"]] == [lab.uri]
+    assert [d["name"] for d in frame["hosts"][0]["domains"]][:1] == ["Domain-0"]
+
+
+def test_the_uri_before_reaches_a_compat_script(lab: xvirt.sim.Host) -> None:
+    script = "import libvirt; print(libvirt.open().getURI())"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LIBVIRT_DEFAULT_URI", "XVIRT_COMPAT_URI")}
+    proc = subprocess.run([sys.executable, "-m", "xvirt", "-c", "sim:///default", "compat",
+                           "--", "python", "-c", script], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "sim:///default\n"
+
+
+@pytest.mark.parametrize("where", ["before", "after", "env"])
+def test_a_plain_libvirt_uri_means_the_libvirt_driver(where: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """As virsh takes it: test:///default is libvirt's test driver, no prefix needed."""
+    monkeypatch.delenv("XVIRT_DEFAULT_URI", raising=False)
+    monkeypatch.setenv("LIBVIRT_DEFAULT_URI", "test:///default")
+    args = {"before": ["-c", "test:///default", "list"],
+            "after": ["list", "-c", "test:///default"], "env": ["list"]}[where]
+    result = run(*args)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[2] == " 1    test   running"
+    real = VIRSH / "list.stdout"
+    if real.exists():
+        assert result.stdout == real.read_text()
+
+
+def test_xvirts_default_uri_wins_over_libvirts(lab: xvirt.sim.Host,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIBVIRT_DEFAULT_URI", "test:///default")
+    monkeypatch.setenv("XVIRT_DEFAULT_URI", lab.uri)
+    assert "web1" in run("list").stdout
+
+
+def test_a_libvirt_uri_without_the_binding_is_one_clear_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from xvirt.libvirt_api import binding
+
+    monkeypatch.setitem(sys.modules, "libvirt", None)  # import libvirt: ImportError
+    monkeypatch.delitem(sys.modules, binding.PRIVATE_NAME, raising=False)
+    line = assert_one_error_line(run("-c", "test:///default", "list"))
+    assert "libvirt-python binding is not installed" in line
 
 
 # -- the installed console script --------------------------------------------------------------

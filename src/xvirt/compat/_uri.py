@@ -2,19 +2,21 @@
 
 ``open(None)`` takes ``$LIBVIRT_DEFAULT_URI`` (as libvirt does), else
 ``$XVIRT_COMPAT_URI`` (what ``xvirt compat --uri`` sets), else the embedded
-demo host. A URI with an xvirt scheme is opened as is; any other is a libvirt
-URI and goes to the libvirt driver (``test:///default`` ->
-``libvirt:test:///default``).
+demo host. Which driver a URI means is ``xvirt.open``'s rule, not a copy of it:
+a plain libvirt URI goes to the libvirt driver (``test:///default`` ->
+``libvirt:test:///default``), any other is opened as it is (and a scheme
+nobody knows is refused by ``xvirt.open``, naming the known ones).
 """
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["DEFAULT", "XVIRT_SCHEMES", "resolve"]
+import xvirt
 
-DEFAULT = "sim:///default"
-XVIRT_SCHEMES = frozenset({"sim", "xend", "xend+unix", "libvirt"})
+__all__ = ["DEFAULT", "resolve"]
+
+DEFAULT = xvirt.DEFAULT_URI
 
 
 def resolve(name: str | None) -> tuple[str, str]:
@@ -25,7 +27,4 @@ def resolve(name: str | None) -> tuple[str, str]:
         or os.environ.get("XVIRT_COMPAT_URI")
         or DEFAULT
     )
-    scheme, colon, _ = given.partition(":")
-    if colon and scheme.lower() in XVIRT_SCHEMES:
-        return given, given
-    return given, "libvirt:" + given
+    return given, xvirt._driver_uri(given)
