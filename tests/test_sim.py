@@ -130,6 +130,31 @@ def test_demo_populates() -> None:
         names = [d.name for d in h.domains()]
         assert names == ["Domain-0", "web1", "web2", "db1", "cache1", "build1"]
         assert [d.name for d in h.defined_domains()] == ["mail1", "staging1"]
+        assert sim._model_of(h).node_info().memory_kib == 64 * 1024 * 1024  # the demo's
+
+
+def test_the_machine_is_given_and_its_memory_refuses_what_does_not_fit() -> None:
+    with sim.Host(_name(), clock=ManualClock(), cpus=2, memory_kib=4 * 1024 * 1024) as h:
+        info = sim._model_of(h).node_info()
+        assert (info.cpus, info.memory_kib) == (2, 4 * 1024 * 1024)
+        h.create("fits", memory_kib=1024 * 1024)
+        with pytest.raises(OperationFailedError, match="not enough free memory"):
+            h.create("too-big", memory_kib=1024 * 1024 + 1)  # Domain-0 holds 2 GiB
+
+
+def test_a_populated_5000_guest_host_has_possible_figures() -> None:
+    """The benchmarks' `sim:///NAME?guests=5000` hosts still open, within their memory."""
+    name = _name()
+    try:
+        with xvirt.open(f"sim:///{name}?guests=5000", readonly=True) as conn:
+            info = conn.host_info()
+            used = sum(d.info().memory_kib for d in conn.list_domains())
+            assert len(conn.list_domain_ids()) == 5001
+            assert used == info.memory_kib - info.free_memory_kib <= info.memory_kib
+    finally:
+        made = sim.get(name)
+        if made is not None:
+            made.close()
 
 
 def test_managed_domains_through_the_facade() -> None:

@@ -3,7 +3,8 @@
 A ``Host`` registers itself by name, so ``xvirt.open("sim:///lab")`` reaches
 that very host; ``sim:///default`` is created on first use with demo content.
 
-    host = xvirt.sim.Host("lab", id_policy="random", max_domid=64)
+    host = xvirt.sim.Host("lab", id_policy="random", max_domid=64, cpus=8,
+                          memory_kib=64 * 1024 * 1024)
     rec = host.create("web1", memory_kib=524288, vcpus=2,
                       disks=[xvirt.sim.DiskConfig("phy:/dev/vg0/web1", "xvda")],
                       nics=[xvirt.sim.NicConfig("00:16:3e:00:00:01", "xenbr0")])
@@ -25,6 +26,7 @@ from typing import Any as _Any
 
 from xvirt.clock import Clock as _Clock
 from xvirt.errors import InvalidArgumentError as _InvalidArgumentError
+from xvirt.host.demo import MEMORY_KIB as _DEMO_MEMORY_KIB
 from xvirt.host.demo import populate as _populate
 from xvirt.host.hypervisor import DOM0_UUID, DomainRecord, JournalEntry
 from xvirt.host.hypervisor import HostModel as _HostModel
@@ -46,7 +48,14 @@ class Host:
 
     Every call is atomic (one lock in the model). Domain IDs change on reboot,
     migration and restore; UUIDs and names do not: tests compare what a
-    connection reports with ``domains()``, the truth."""
+    connection reports with ``domains()``, the truth.
+
+    The machine has ``cpus`` CPUs and ``memory_kib`` of memory, and its figures stay
+    possible: the domains share the CPUs when they want more than there are, and a
+    domain that would not fit in the memory left is refused (OperationFailedError,
+    saying what it needs and what is free). Without ``memory_kib`` a host has room for
+    a 256 MiB guest in each of its ``max_domid`` IDs (at least 64 GiB); a ``demo`` host
+    is the demo's 64 GiB machine."""
 
     __slots__ = ("_model",)
 
@@ -61,6 +70,8 @@ class Host:
         clock: _Clock | None = None,
         seed: int | None = None,
         demo: bool = False,
+        cpus: int = 8,
+        memory_kib: int | None = None,
         **options: _Any,
     ) -> None:
         if not isinstance(name, str) or not name or any(c in name for c in "/?#%"):
@@ -73,6 +84,8 @@ class Host:
             image_dir=image_dir,
             clock=clock,
             seed=seed,
+            cpus=cpus,
+            memory_kib=_DEMO_MEMORY_KIB if memory_kib is None and demo else memory_kib,
             **options,
         )
         self._model = model

@@ -154,7 +154,7 @@ def test_create_refuses_bad_arguments(host: HostModel, kwargs: dict[str, object]
 def test_whatever_create_accepts_survives_save_and_restore(
     name: str, memory: int, extra: int, vcpus: int, load: float, os_type: str, cpu: int
 ) -> None:
-    h = _host()
+    h = _host(memory_kib=2**41)  # room for any memory drawn
     try:
         rec = h.create(name, memory_kib=memory, max_memory_kib=memory + extra, vcpus=vcpus,
                        load=load, os_type=os_type, cpu_time_ns=cpu)
@@ -571,7 +571,7 @@ def test_cpu_time_advances_with_load_times_vcpus(host: HostModel, clock: ManualC
 @settings(max_examples=60, deadline=None)
 def test_cpu_time_rate_property(vcpus: int, load: float, seconds: float) -> None:
     clock = ManualClock(50.0)
-    h = _host(clock=clock)
+    h = _host(clock=clock, cpus=16)  # CPUs to spare: the domain gets all it wants
     try:
         a = h.create("a", vcpus=vcpus, load=load)
         clock.advance(seconds)

@@ -3,17 +3,22 @@ caught being wrong exactly as often as the churn makes it."""
 
 from __future__ import annotations
 
+import io
 import json
+import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from click.testing import CliRunner
 
 from xvirt.testing.daemon import DaemonProcess
-from xvirt.tools.bench import parse_counts, render
-from xvirt.tools.bench_run import ExistingHost, Mode, SimBenchHost, run
+from xvirt.tools import bench
+from xvirt.tools.bench import REPORT_WIDTH, parse_counts, render
+from xvirt.tools.bench_run import Cell, ExistingHost, Mode, SimBenchHost, run
 from xvirt.tools.cli import main
 
 
@@ -73,8 +78,44 @@ def test_the_report_reads_as_the_2006_story(host: SimBenchHost) -> None:
     text = render(cells, samples=5, repeats=1, latency_ms=0.0, churned=True,
                   host_label=host.label)
     assert "20 domains (Domain-0 included)" in text
-    assert "101 -> 1 requests per run" in text
-    assert "the naive ID cache gave 20 wrong answers in 1 run; xvirt gave 0." in text
+    flat = " ".join(text.split())  # the verdict wraps within the report's width
+    assert "101 -> 1 requests per run" in flat
+    assert "the naive ID cache gave 20 wrong answers in 1 run; xvirt gave 0." in flat
+
+
+def _cell(domains: int, mode: Mode, requests: int, calls: int, seconds: list[float],
+          wrong: list[int], skipped: str | None = None) -> Cell:
+    runs = len(seconds)
+    return Cell(domains, mode, 5, [requests] * runs, [calls] * runs, seconds, wrong, skipped)
+
+
+def test_every_report_line_fits_100_columns(host: SimBenchHost) -> None:
+    """A real run, and the biggest figures the scaling story prints (5000 domains, a
+    2006 run skipped for its latency, a host given by a long URI)."""
+    real = render(run(host, samples=5, repeats=2), samples=5, repeats=2, latency_ms=0.0,
+                  churned=True, host_label=host.label)
+    big = [
+        _cell(5000, Mode.Y2006, 0, 0, [], [], skipped="one run would sleep 12500 s in "
+              "control-plane latency alone (limit 120 s)"),
+        _cell(5000, Mode.NAIVE, 5000, 25005, [5.788, 5.697, 5.815], [20, 20, 20]),
+        _cell(5000, Mode.XVIRT, 1, 50005, [0.289, 0.242, 0.315], [0, 0, 0]),
+        _cell(20000, Mode.Y2006, 100001, 100005, [1029.03, 1028.706, 1029.305], [0, 0, 0]),
+        _cell(20000, Mode.NAIVE, 20000, 100005, [205.788, 205.697, 205.815],
+              [1000, 980, 1020]),
+        _cell(20000, Mode.XVIRT, 1, 200005, [1.289, 1.242, 1.315], [0, 0, 0]),
+    ]
+    long_uri = "xend+unix:///var/lib/xvirt/hosts/a-rather-long-host-name/xend.sock?timeout=30"
+    wide = render(big, samples=5, repeats=3, latency_ms=None, churned=False,
+                  host_label=f"{long_uri}, its 5000 domains as they are")
+    for text in (real, wide):
+        too_wide = [line for line in text.splitlines() if len(line) > REPORT_WIDTH]
+        assert too_wide == []
+    assert "skipped: one run would sleep 12500 s" in wide
+    assert "1029.030 (1028.706-1029.305)" in wide and "1000 (980-1020)" in wide
+    lines = wide.splitlines()
+    at = next(i for i, line in enumerate(lines) if "xvirt cache" in line and "200005" in line)
+    header = next(line for line in reversed(lines[:at]) if "per run:" in line)  # its table's
+    assert lines[at].index("200005") + 6 == header.index("data calls") + len("data calls")
 
 
 def test_domain_counts_are_checked() -> None:
@@ -83,16 +124,19 @@ def test_domain_counts_are_checked() -> None:
     for bad in ("0", "x", "20,,30", "-5", "40000"):
         result = runner.invoke(main, ["bench", "--domains", bad])
         assert result.exit_code == 2, bad
-        assert "is not a domain count" in result.output
+        assert "is not a domain count" in result.stderr
 
 
-def test_the_command_prints_json_and_draws_the_plot(tmp_path: Path) -> None:
+def test_the_command_prints_json_and_draws_the_plot(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XVIRT_NO_PROGRESS", "1")
     png = tmp_path / "bench.png"
     result = CliRunner().invoke(main, [
         "bench", "--domains", "5,12", "--samples", "3", "--repeats", "1",
         "--control-latency-ms", "0", "--json", "--plot", str(png)])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    assert result.stderr == f"bench: wrote the plot to {png}\n"  # where, and nothing else
+    report = json.loads(result.stdout)
     cells = report["cells"]
     assert [(c["domains"], c["mode"]) for c in cells] == [
         (5, "2006"), (5, "naive"), (5, "xvirt"), (12, "2006"), (12, "naive"), (12, "xvirt")]
@@ -101,10 +145,114 @@ def test_the_command_prints_json_and_draws_the_plot(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_an_unreachable_host_is_one_error_line() -> None:
+def test_an_unreachable_host_is_one_error_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XVIRT_NO_PROGRESS", raising=False)
     result = CliRunner().invoke(main, ["bench", "--uri", "xend+unix:///nonexistent/x.sock"])
     assert result.exit_code == 1
-    assert result.output.startswith("error: ") and "Traceback" not in result.output
+    assert result.stdout == "" and len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_a_uri_before_the_subcommand_is_the_host_measured() -> None:
+    result = CliRunner().invoke(main, ["-c", "xend+unix:///nonexistent/x.sock", "bench"])
+    assert result.exit_code == 1 and "/nonexistent/x.sock" in result.stderr
+
+
+# -- progress ---------------------------------------------------------------------------------
+
+
+def test_off_a_terminal_progress_is_a_line_per_finished_run(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XVIRT_NO_PROGRESS", raising=False)
+    result = CliRunner().invoke(main, [  # CliRunner's stderr is not a terminal
+        "bench", "--domains", "6", "--samples", "2", "--repeats", "2",
+        "--control-latency-ms", "0"])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 3 * 2  # three modes, two runs each
+    pattern = re.compile(r"bench: \[(\d)/6\] 6 domains, (.+), run ([12]) of 2: "
+                         r"\d+\.\d{3} s, \d+ requests?, \d+ wrong")
+    seen = [pattern.fullmatch(line) for line in lines]
+    assert all(seen), lines
+    assert [int(m[1]) for m in seen if m] == [1, 2, 3, 4, 5, 6]
+    assert [m[2] for m in seen if m][::2] == [m.value for m in Mode]
+    assert "xvirt bench: the 2006 monitoring loop" in result.stdout  # the report stays apart
+
+
+def test_a_skipped_run_is_one_progress_line_for_all_its_runs() -> None:
+    out = io.StringIO()
+    progress = bench.LineProgress(runs=3, repeats=3)
+    skipped = Cell(5000, Mode.Y2006, 5, skipped="one run would sleep 9 s")
+    old, sys.stderr = sys.stderr, out
+    try:
+        progress.finished(skipped)
+    finally:
+        sys.stderr = old
+    assert out.getvalue() == ("bench: [3/3] 5000 domains, 2006 mode (a request per lookup): "
+                              "skipped (one run would sleep 9 s)\n")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_progress_is_a_bar_and_no_progress_silences_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XVIRT_NO_PROGRESS", raising=False)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with bench._progress(runs=2, repeats=1, samples=3) as progress:
+        assert not isinstance(progress, bench.LineProgress)
+        for _ in range(6):
+            progress.sample()
+    assert "sampling" in terminal.getvalue()  # rich drew its bar there
+    monkeypatch.setenv("XVIRT_NO_PROGRESS", "1")
+    quiet = _Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    with bench._progress(runs=2, repeats=1, samples=3) as progress:
+        progress.sample()
+        progress.finished(Cell(20, Mode.XVIRT, 3, [1], [2], [0.1], [0]))
+    assert quiet.getvalue() == ""
+
+
+# -- the plot -----------------------------------------------------------------------------------
+
+
+def _drawn(cells: list[Cell], path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The axes of the figure ``plot`` saves (it is saved, then inspected)."""
+    from matplotlib.figure import Figure
+
+    axes: list[Any] = []
+    save = Figure.savefig
+
+    def keep(fig: Figure, *args: Any, **kwargs: Any) -> None:
+        axes.extend(fig.axes)
+        save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    bench.plot(cells, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return axes
+
+
+def test_one_size_is_drawn_as_bars_several_as_lines(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    one = [_cell(20, Mode.Y2006, 101, 105, [5.0], [0]), _cell(20, Mode.NAIVE, 20, 105, [1.0],
+                                                              [20]),
+           _cell(20, Mode.XVIRT, 1, 205, [0.05], [0])]
+    left, right = _drawn(one, tmp_path / "one.png", monkeypatch)
+    for ax in (left, right):
+        assert len(ax.patches) == 3 and not ax.lines  # a bar per mode
+        assert ax.get_xscale() == "linear"
+        assert [t.get_text() for t in ax.get_xticklabels()][2] == "xvirt cache"
+    assert [p.get_height() for p in left.patches] == [101, 20, 1]
+    several = one + [_cell(200, m, 1001 if m is Mode.Y2006 else 1, 1005, [0.5], [0])
+                     for m in Mode]
+    left, right = _drawn(several, tmp_path / "many.png", monkeypatch)
+    for ax in (left, right):
+        assert len(ax.lines) == 3 and not ax.patches  # a line per mode
+        assert ax.get_xscale() == "log"
 
 
 def test_a_daemons_domains_are_used_as_they_are() -> None:

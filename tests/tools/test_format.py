@@ -61,6 +61,41 @@ def test_state_words_are_virshs(state: xvirt.DomainState, word: str) -> None:
 
 def test_every_state_has_a_word() -> None:
     assert set(fmt.STATE_WORDS) == set(xvirt.DomainState)
+    assert set(fmt.STATE_LETTERS) == set(xvirt.DomainState)
+
+
+#: virsh's words by libvirt's virDomainState code (libvirt 9.0 virshDomainStateToString).
+VIRSH_WORD_OF_CODE = {1: "running", 2: "idle", 3: "paused", 4: "in shutdown", 5: "shut off",
+                      6: "crashed", 7: "pmsuspended"}
+#: virt-top's letters by the same codes (virt-top's show_state).
+VIRT_TOP_LETTER_OF_CODE = {1: "R", 2: "S", 3: "P", 4: "D", 5: "O", 6: "X", 7: "M"}
+
+
+@pytest.mark.parametrize("state", list(xvirt.DomainState))
+def test_a_state_reads_as_virsh_reads_it_through_the_libvirt_face(
+        state: xvirt.DomainState) -> None:
+    """virsh on ``xvirt compat`` sees the face's code for a state: xvirt's word and top's
+    letter are that code's, so xvirt, virsh and virt-top never name a state apart."""
+    from xvirt.libvirt_api.states import LIBVIRT_STATE_OF
+
+    code = LIBVIRT_STATE_OF[state]
+    assert fmt.state_word(state) == VIRSH_WORD_OF_CODE[code]
+    assert fmt.state_letter(state) == VIRT_TOP_LETTER_OF_CODE[code]
+
+
+def test_the_vocabulary_is_virshs_words_and_virt_tops_letters() -> None:
+    assert dict(fmt.VIRSH_WORDS) == {VIRSH_WORD_OF_CODE[c]: VIRT_TOP_LETTER_OF_CODE[c]
+                                     for c in VIRSH_WORD_OF_CODE}
+    assert set(fmt.STATE_WORDS.values()) <= set(fmt.VIRSH_WORDS)
+
+
+@pytest.mark.parametrize("state", list(xvirt.DomainState))
+def test_json_says_the_state_in_the_words_the_text_does(state: xvirt.DomainState) -> None:
+    domain = view(7, "web1", state)
+    word = fmt.domain_dict(domain)["state"]
+    assert word == fmt.state_word(state)
+    assert f" {word}\n" in fmt.list_text([domain])
+    assert f"State:          {word}\n" in fmt.dominfo_text(domain)
 
 
 # -- list table -------------------------------------------------------------------
@@ -189,7 +224,7 @@ def test_domain_dict_has_stable_keys_and_xvirt_values() -> None:
         "id": 5,
         "name": "web1",
         "uuid": TEST_UUID,
-        "state": "blocked",
+        "state": "idle",  # virsh's word, as the text says it
         "memory_kib": 512,
         "max_memory_kib": 1024,
         "vcpus": 3,

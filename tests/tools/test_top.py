@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 import xvirt
 from xvirt.clock import ManualClock, SystemClock
 from xvirt.testing.daemon import DaemonProcess
+from xvirt.tools import format as fmt
 from xvirt.tools.cli import main
 from xvirt.tools.top import (
     CSV_DOMAIN_COLUMNS,
@@ -33,7 +34,7 @@ from xvirt.tools.top_model import HostFrame
 
 WALL = 1_700_000_000.0  # the time of day printed with every refresh
 CPUS = 8  # a sim host's CPUs
-NODE_KIB = 64 * 1024 * 1024  # and its memory
+NODE_KIB = 64 * 1024 * 1024  # and the memory the tests give it
 
 Step = Callable[[xvirt.sim.Host], object]
 SimHosts = Callable[..., xvirt.sim.Host]
@@ -42,13 +43,14 @@ pytestmark = pytest.mark.clock_start(1000.0)
 
 def new_host(clock: ManualClock, **options: object) -> xvirt.sim.Host:
     """A host for a Hypothesis example (which cannot use ``make_sim_host``)."""
+    options.setdefault("memory_kib", NODE_KIB)
     return xvirt.sim.Host(f"top-{uuid.uuid4().hex[:12]}", clock=clock, **options)  # type: ignore[arg-type]
 
 
 @pytest.fixture
-def host(sim_host: xvirt.sim.Host) -> xvirt.sim.Host:
-    """An empty host on ``clock``."""
-    return sim_host
+def host(make_sim_host: SimHosts, clock: ManualClock) -> xvirt.sim.Host:
+    """An empty 64 GiB host on ``clock``."""
+    return make_sim_host(clock=clock, memory_kib=NODE_KIB)
 
 
 @pytest.fixture
@@ -130,27 +132,41 @@ def test_batch_prints_a_block_per_refresh_blank_cpu_first_then_exact(
         lab: xvirt.sim.Host, clock: ManualClock) -> None:
     script = Script(lab, clock)
     # Without the I/O columns nothing but the survey is asked (their cost: below).
-    out = ok(run_top("--batch", "-n", "3", "-d", "3", "--no-block", "--no-net", "--uri",
-                     lab.uri, script=script))
+    out = ok(run_top("--batch", "-n", "3", "-d", "3", "--no-block", "--no-net", "--cost",
+                     "--uri", lab.uri, script=script))
     first, second, third = blocks(out)
     stamp = time.strftime("%H:%M:%S", time.localtime(WALL))
     assert first[0] == f"xvirt top - {stamp}  delay 3 s  sorted by %CPU"
-    assert f"{lab.name}.sim ({lab.uri})" in first[1] and "8 CPUs" in first[1]
+    # the label is cut to keep the line within 80 columns, the machine never is
+    assert first[1].startswith(f"{lab.name}.sim ({lab.uri})"[:30])
+    assert first[1].endswith("  x86_64  8 CPUs  64.0 GiB memory") and len(first[1]) <= 80
+    assert first[2] == "  3 domains: 3 running, 0 idle, 0 paused"
+    assert first[3] == "  %CPU -  memory used by domains 3.5 GiB (5.5%)"
     assert {r["%CPU"] for r in table(first)} == {"-"}  # nothing to subtract yet
-    assert "2 control requests, 1 data calls" in "\n".join(first)  # host facts + names
+    # --cost: host facts + names, then nothing but the survey
+    assert first[4] == "  refresh cost: 2 control-plane requests, 1 data-plane call"
     for block in (second, third):
         rows = table(block)
         assert [r["NAME"] for r in rows] == ["db1", "web1", "Domain-0"]  # by %CPU
         got = {r["NAME"]: r["%CPU"] for r in rows}
         assert got["db1"] == expected_percent(4 * 0.75) == "37.5"
         assert got["web1"] == expected_percent(2 * 0.5) == "12.5"
-        assert "0 control requests, 1 data calls" in "\n".join(block)
+        assert block[4] == "  refresh cost: 0 control-plane requests, 1 data-plane call"
     assert script.waits == [3.0, 3.0]  # the loop waits through the injected clock
     truth = {r.name: r for r in lab.domains()}  # the last refresh was at this instant
     for row in table(third):
         rec = truth[row["NAME"]]
-        assert (int(row["ID"]), row["STATE"], int(row["MEM(k)"]), int(row["VCPUS"])) == (
-            rec.id, rec.state.flags(), rec.memory_kib, rec.vcpus)
+        assert (int(row["ID"]), row["S"], int(row["MEM(k)"]), int(row["VCPUS"])) == (
+            rec.id, fmt.state_letter(rec.state), rec.memory_kib, rec.vcpus)
+
+
+def test_the_default_view_speaks_users_words(lab: xvirt.sim.Host, clock: ManualClock) -> None:
+    lab.set_blocked(record(lab, "web1").id)
+    out = ok(run_top("--batch", "-n", "2", "--uri", lab.uri, script=Script(lab, clock)))
+    assert "data call" not in out and "cost" not in out and "request" not in out
+    assert "3 domains: 2 running, 1 idle, 0 paused" in out  # virsh's words
+    assert {r["NAME"]: r["S"] for r in table(blocks(out)[-1])} == {
+        "Domain-0": "R", "web1": "S", "db1": "R"}  # virt-top's letters
 
 
 def test_the_sort_option_orders_batch_rows(lab: xvirt.sim.Host, clock: ManualClock) -> None:
@@ -162,6 +178,14 @@ def test_the_sort_option_orders_batch_rows(lab: xvirt.sim.Host, clock: ManualClo
 @pytest.mark.parametrize("flag", ["-c", "--connect", "--uri"])
 def test_uri_aliases(lab: xvirt.sim.Host, flag: str) -> None:
     assert "web1" in ok(run_top("--batch", "-n", "1", flag, lab.uri))
+
+
+def test_a_uri_before_the_subcommand_is_the_host_watched(lab: xvirt.sim.Host,
+                                                         clock: ManualClock) -> None:
+    env = TopEnv(clock=Script(lab, clock), wall=lambda: WALL)
+    out = ok(CliRunner().invoke(main, ["-c", lab.uri, "top", "-b", "-n", "1"], obj=env))
+    assert out.splitlines()[1].startswith(lab.name[:30])  # virsh's place: xvirt -c URI top
+    assert "web1" in out and "db1" in out
 
 
 def test_default_delay_is_virt_tops(lab: xvirt.sim.Host, clock: ManualClock) -> None:
@@ -294,8 +318,8 @@ def test_json_is_one_object_per_refresh_with_units_in_the_names(
         assert [list(d) for d in h["domains"]] == [DOMAIN_KEYS] * 3
         assert [(d["id"], d["name"], d["uuid"], d["state"], d["memory_kib"], d["vcpus"],
                  d["cpu_time_ns"]) for d in h["domains"]] == [
-            (r.id, r.name, r.uuid, r.state.value, r.memory_kib, r.vcpus, r.cpu_time_ns)
-            for r in truth]
+            (r.id, r.name, r.uuid, fmt.state_word(r.state), r.memory_kib, r.vcpus,
+             r.cpu_time_ns) for r in truth]
         if i == 0:
             assert h["elapsed_s"] is None and h["cpu_percent"] is None
             assert {d["cpu_percent"] for d in h["domains"]} == {None}
@@ -409,7 +433,7 @@ def test_a_wedged_domain_is_a_row_and_never_a_crash(
                       script=Script(lab, clock)))
     last = blocks(text)[-1]
     stuck = [r for r in table(last) if r["NAME"] == "web1"]
-    assert stuck == [{"ID": "1", "STATE": "?", "RDRQ": "-", "WRRQ": "-", "RXBY": "-",
+    assert stuck == [{"ID": "1", "S": "?", "RDRQ": "-", "WRRQ": "-", "RXBY": "-",
                       "TXBY": "-", "%CPU": "-", "%MEM": "-", "MEM(k)": "-", "VCPUS": "-",
                       "TIME": "-", "NAME": "web1"}]
     assert any(line.startswith("no answer from web1 (ID 1)") and "did not answer" in line
@@ -441,18 +465,18 @@ def test_a_wedged_domain_is_a_row_and_never_a_crash(
 
 def test_several_hosts_in_one_view(lab: xvirt.sim.Host, make_sim_host: SimHosts,
                                    clock: ManualClock, tmp_path: object) -> None:
-    other = make_sim_host(clock=clock)
+    other = make_sim_host(clock=clock, cpus=16)
     try:
-        other.create("far", vcpus=8, load=1.0)
+        other.create("far", vcpus=8, load=1.0)  # half of its host's CPUs
         path = f"{tmp_path}/two.csv"
         text = ok(run_top("-b", "-n", "2", "--csv", path, "--uri", lab.uri, "--uri", other.uri,
                           script=Script(lab, clock)))
         last = blocks(text)[-1]
-        assert any(line.startswith(f"{lab.name}.sim ({lab.uri})") for line in last)
-        assert any(line.startswith(f"{other.name}.sim ({other.uri})") for line in last)
+        assert any(line.startswith(f"{lab.name}.sim ") for line in last)
+        assert any(line.startswith(f"{other.name}.sim ") for line in last)
         rows = table(last)
         assert rows[0] == {**rows[0], "HOST": f"{other.name}.sim", "NAME": "far",
-                           "%CPU": "100.0"}  # sorted by %CPU across hosts
+                           "%CPU": "50.0"}  # sorted by %CPU across hosts
         assert {(r["HOST"], r["NAME"]) for r in rows} >= {
             (f"{lab.name}.sim", "db1"), (f"{other.name}.sim", "Domain-0")}
         with open(path, newline="") as f:
@@ -724,7 +748,7 @@ def test_io_columns_csv_and_json_are_the_io_since_the_previous_refresh(
     path = f"{tmp_path}/io.csv"
     script = Script(lab, clock)
     text = ok(run_top_with(opener, "-b", "-n", "3", "-d", "2", "--csv", path, "-c", lab.uri,
-                           script=script))
+                           "--cost", script=script))
     (double,) = doubles
     assert double.asked == [frozenset({xvirt.StatGroup.BLOCK, xvirt.StatGroup.NET})] * 3
     truths = [*script.truths, lab.domains()]
@@ -740,7 +764,7 @@ def test_io_columns_csv_and_json_are_the_io_since_the_previous_refresh(
                     rows[rec.name]["TXBY"]) == (str(d[0]), str(d[2]), str(d[4]), str(d[5]))
         # the inactive count (for the CSV): one control request a refresh; the double's
         # statistics cost no call of their own (a host's: one data call, above)
-        assert "1 control requests, 1 data calls" in "\n".join(block)
+        assert "1 control-plane request, 1 data-plane call" in "\n".join(block)
     with open(path, newline="") as f:
         _, *rows_csv = list(csv.reader(f))
     nh, nd = len(CSV_HOST_COLUMNS), len(CSV_DOMAIN_COLUMNS)
@@ -775,10 +799,10 @@ def test_without_io_columns_no_statistics_are_asked(
         return doubles[-1]
 
     text = ok(run_top_with(opener, "-b", "-n", "2", "--no-block", "--no-net", "-c", lab.uri,
-                           script=Script(lab, clock)))
+                           "--cost", script=Script(lab, clock)))
     assert doubles[0].asked == [frozenset()] * 2
     assert "RDRQ" not in text and "RXBY" not in text
-    assert "0 control requests, 1 data calls" in blocks(text)[-1][3]
+    assert blocks(text)[-1][4] == "  refresh cost: 0 control-plane requests, 1 data-plane call"
 
 
 def test_a_host_without_statistics_shows_dashes_and_is_asked_once(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import re
 
 import pytest
 from hypothesis import given
@@ -19,6 +20,7 @@ from xvirt.stats import BlockStats, DomainStats, NetStats
 from xvirt.tools.top_model import (
     COLUMNS,
     DEVICE_COLUMNS,
+    HEADER_WIDTH,
     Cost,
     CpuTracker,
     DomainRow,
@@ -201,9 +203,16 @@ def test_state_counts_have_every_state_and_no_answer() -> None:
         DomainRow(C, 3, "c", None, None, None, None, None, None, None, "no"),
     )
     counts = state_counts(rows)
-    assert list(counts) == [s.value for s in xvirt.DomainState] + ["no answer"]
+    # virsh's words, in virsh's order (Xen's shut down and shut off are both "shut off")
+    assert list(counts) == ["running", "idle", "paused", "in shutdown", "shut off", "crashed",
+                            "no answer"]
     assert (counts["running"], counts["paused"], counts["no answer"], counts["crashed"]) == (
         1, 1, 1, 0)
+    shut = (DomainRow(A, 1, "a", xvirt.DomainState.SHUTDOWN, 1, 1, 1, None, None, None),
+            DomainRow(B, 2, "b", xvirt.DomainState.DYING, 1, 1, 1, None, None, None),
+            DomainRow(C, 3, "c", xvirt.DomainState.BLOCKED, 1, 1, 1, None, None, None))
+    assert {w: n for w, n in state_counts(shut).items() if n} == {
+        "shut off": 1, "in shutdown": 1, "idle": 1}
 
 
 def test_summary_says_why_a_host_is_missing() -> None:
@@ -213,10 +222,44 @@ def test_summary_says_why_a_host_is_missing() -> None:
 
 def test_summary_of_a_host_shows_capacity_states_and_cost() -> None:
     rows = (DomainRow(A, 1, "a", RUNNING, 2048, 1, 1, 10, 12.5, 0.2),)
-    text = "\n".join(summary_lines(frame(rows), 3.0))
-    for part in ("t.sim (sim:///t)", "2 CPUs", "1.0 GiB total", "1 total", "1 running",
-                 "%CPU 12.5", "0 control requests, 1 data calls"):
-        assert part in text
+    lines = summary_lines(frame(rows), 3.0)
+    assert lines == [
+        "t.sim (sim:///t)  x86_64  2 CPUs  1.0 GiB memory",
+        "  1 domain: 1 running, 0 idle, 0 paused",
+        "  %CPU 12.5  memory used by domains 0.0 GiB (0.2%)",
+    ]
+    text = "\n".join(lines)
+    assert "data call" not in text and "cost" not in text  # users' words by default
+    costly = summary_lines(frame(rows), 3.0, cost=True)
+    assert costly == [*lines, "  refresh cost: 0 control-plane requests, 1 data-plane call"]
+
+
+def test_the_header_fits_80_columns_however_many_domains() -> None:
+    """5000 domains in every state, some not answering, inactive ones, a long URI, the
+    cost line, a terabyte host: every line within HEADER_WIDTH (80 less the margins)."""
+    states = [*xvirt.DomainState, None]
+    rows = tuple(DomainRow(f"{i:08x}-0000-0000-0000-000000000000", i, f"guest-{i:05d}",
+                           states[i % len(states)], 262144, 1, 10**12, 10**9, 0.1, 0.01)
+                 for i in range(5000))
+    info = xvirt.HostInfo("a-rather-long-hostname.example.org", "Xen", "4", "x86_64", 256,
+                          2400, 1, 1, 1, 2, 8 * 2**30, 2**30, "boot")
+    uri = "xend://a-rather-long-hostname.example.org:8000/?timeout=30&fast=shm&cache=on"
+    big = HostFrame(uri, info, 3.0, rows, Cost(12345, 67890), inactive=12345)
+    lines = summary_lines(big, 3.0, cost=True)
+    assert all(len(line) <= HEADER_WIDTH for line in lines), lines
+    assert HEADER_WIDTH <= 80
+    # no room for enough of the URI: the host's name alone, never the machine cut
+    assert lines[0] == "a-rather-long-hostname.example.org  x86_64  256 CPUs  8.0 TiB memory"
+    short = dataclasses.replace(big, info=dataclasses.replace(info, hostname="h.sim"))
+    label = summary_lines(short, 3.0)[0]  # the URI is cut first, its end marked
+    assert label.startswith("h.sim (xend://a-rather-long-hostname.") and "...)  " in label
+    assert len(label) == HEADER_WIDTH
+    counted = " ".join(" ".join(lines[1:-2]).split())
+    for word in ("running", "idle", "paused", "in shutdown", "crashed", "no answer"):
+        assert re.search(rf"\b\d+ {word}\b", counted), word
+    assert "shut off" in counted and counted.endswith("; 12345 inactive")
+    failed = summary_lines(frame((), None, error="x" * 30 + " " + "y " * 60, uri=uri), 3.0)
+    assert len(failed) > 1 and all(len(line) <= HEADER_WIDTH for line in failed)
 
 
 # -- sorting and cells ---------------------------------------------------------------------
@@ -261,18 +304,18 @@ def test_cells_line_up_with_the_columns() -> None:
     cells = row_cells(row)
     assert len(cells) == len(COLUMNS)
     assert dict(zip(COLUMNS, cells, strict=True)) == {
-        "ID": "12", "STATE": "-b----", "RDRQ": "-", "WRRQ": "-", "RXBY": "-", "TXBY": "-",
+        "ID": "12", "S": "S", "RDRQ": "-", "WRRQ": "-", "RXBY": "-", "TXBY": "-",
         "%CPU": "3.1", "%MEM": "0.8", "MEM(k)": "524288", "VCPUS": "2", "TIME": "1:01.23",
         "NAME": "web1"}
     with_io = dataclasses.replace(row, rd_reqs=5, wr_reqs=6, rd_bytes=7, wr_bytes=8,
                                   rx_bytes=9, tx_bytes=10)
     shown = columns(block_bytes=True, net=False)
-    assert shown == ("ID", "STATE", "RDBY", "WRBY", "%CPU", "%MEM", "MEM(k)", "VCPUS", "TIME",
+    assert shown == ("ID", "S", "RDBY", "WRBY", "%CPU", "%MEM", "MEM(k)", "VCPUS", "TIME",
                      "NAME")
     assert row_cells(with_io, shown)[2:4] == ("7", "8")
     assert row_cells(with_io)[2:6] == ("5", "6", "9", "10")
     assert columns(block=False, net=False) == (
-        "ID", "STATE", "%CPU", "%MEM", "MEM(k)", "VCPUS", "TIME", "NAME")
+        "ID", "S", "%CPU", "%MEM", "MEM(k)", "VCPUS", "TIME", "NAME")
 
 
 @pytest.mark.parametrize(("ns", "text"), [

@@ -15,14 +15,16 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import pytest
+from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
+from textual.widgets._footer import FooterKey
 
 import xvirt
 from xvirt.clock import ManualClock
 from xvirt.tools.top import Fleet
-from xvirt.tools.top_model import HostFrame
-from xvirt.tools.top_screen import TopApp
+from xvirt.tools.top_model import HostFrame, key_lines
+from xvirt.tools.top_screen import KEYS, HelpScreen, TopApp, help_text
 
 HOUR = 3600.0
 SIZE = (160, 50)
@@ -32,19 +34,22 @@ pytestmark = pytest.mark.clock_start(1000.0)
 
 
 @pytest.fixture
-def lab(sim_host: xvirt.sim.Host) -> xvirt.sim.Host:
-    """Domain-0, web1 (2 vCPUs at half load, 512 MiB) and db1 (4 at 3/4, 1 GiB)."""
-    sim_host.create("web1", memory_kib=524288, vcpus=2, load=0.5)
-    sim_host.create("db1", memory_kib=1048576, vcpus=4, load=0.75)
-    return sim_host
+def lab(make_sim_host: Callable[..., xvirt.sim.Host], clock: ManualClock) -> xvirt.sim.Host:
+    """A 64 GiB host: Domain-0, web1 (2 vCPUs at half load, 512 MiB) and db1 (4 at 3/4,
+    1 GiB)."""
+    host = make_sim_host(clock=clock, memory_kib=64 * 1024 * 1024)
+    host.create("web1", memory_kib=524288, vcpus=2, load=0.5)
+    host.create("db1", memory_kib=1048576, vcpus=4, load=0.75)
+    return host
 
 
 def drive(fetch: Callable[[], Sequence[HostFrame]], scenario: Scenario, *,
-          sort: str = "cpu", iterations: int | None = None) -> TopApp:
-    app = TopApp(fetch, delay_s=HOUR, sort=sort, iterations=iterations)
+          sort: str = "cpu", iterations: int | None = None, cost: bool = False,
+          size: tuple[int, int] = SIZE) -> TopApp:
+    app = TopApp(fetch, delay_s=HOUR, sort=sort, iterations=iterations, cost=cost)
 
     async def main() -> None:
-        async with app.run_test(size=SIZE) as pilot:
+        async with app.run_test(size=size) as pilot:
             await settle(app, pilot)
             await scenario(app, pilot)
 
@@ -98,20 +103,20 @@ def test_header_and_rows_blank_cpu_first_then_exact(lab: xvirt.sim.Host,
         await refresh(app, pilot)
         seen["second"], seen["second_rows"] = text_of(app, "#summary"), rows(app)
 
-    drive(fleet.refresh, scenario)
+    drive(fleet.refresh, scenario, cost=True)
     fleet.close()
     first = str(seen["first"])
-    for part in (f"{lab.name}.sim ({lab.uri})", "8 CPUs", "64.0 GiB total",
-                 "3.5 GiB used by domains", "3 total: 3 running, 0 blocked",
-                 "%CPU -", "refresh cost: 2 control requests, 1 data calls",
+    for part in (f"{lab.name}.sim"[:40], "8 CPUs", "64.0 GiB memory",
+                 "memory used by domains 3.5 GiB (5.5%)", "3 domains: 3 running, 0 idle",
+                 "%CPU -", "refresh cost: 2 control-plane requests, 1 data-plane call",
                  "delay 3600 s", "sorted by %CPU"):
         assert part in first
     assert {r["%CPU"] for r in seen["first_rows"]} == {"-"}  # type: ignore[attr-defined]
-    assert "refresh cost: 0 control requests, 1 data calls" in str(seen["second"])
+    assert "refresh cost: 0 control-plane requests, 1 data-plane call" in str(seen["second"])
     second = {r["NAME"]: r for r in seen["second_rows"]}  # type: ignore[attr-defined]
     assert [r["NAME"] for r in seen["second_rows"]] == ["db1", "web1", "Domain-0"]  # type: ignore[attr-defined]
     assert (second["db1"]["%CPU"], second["web1"]["%CPU"]) == ("37.5", "12.5")
-    assert second["web1"] == {"ID": "1", "STATE": "r-----", "RDRQ": "-", "WRRQ": "-",
+    assert second["web1"] == {"ID": "1", "S": "R", "RDRQ": "-", "WRRQ": "-",
                               "RXBY": "-", "TXBY": "-", "%CPU": "12.5", "%MEM": "0.8",
                               "MEM(k)": "524288", "VCPUS": "2", "TIME": "0:03.00",
                               "NAME": "web1"}
@@ -227,7 +232,7 @@ def test_a_wedged_domain_is_a_row_marked_no_answer(lab: xvirt.sim.Host,
     drive(fleet.refresh, scenario)
     fleet.close()
     db1 = next(r for r in seen["rows"] if r["NAME"] == "db1")  # type: ignore[attr-defined]
-    assert (db1["ID"], db1["STATE"], db1["%CPU"], db1["MEM(k)"]) == ("2", "?", "-", "-")
+    assert (db1["ID"], db1["S"], db1["%CPU"], db1["MEM(k)"]) == ("2", "?", "-", "-")
     assert "1 no answer" in str(seen["summary"])
 
 
@@ -252,7 +257,8 @@ def test_several_hosts_share_one_table_with_a_host_column(
     got = seen["rows"]
     assert got[0]["HOST"] == f"{other.name}.sim" and got[0]["NAME"] == "far"  # type: ignore[index]
     assert {r["HOST"] for r in got} == {f"{lab.name}.sim", f"{other.name}.sim"}  # type: ignore[attr-defined]
-    assert f"({lab.uri})" in str(seen["summary"]) and f"({other.uri})" in str(seen["summary"])
+    hosts = [line for line in str(seen["summary"]).splitlines() if "CPUs" in line]
+    assert [line.split("  ")[-1] for line in hosts] == ["64.0 GiB memory", "8.0 TiB memory"]
 
 
 # -- hosts that do not answer, slow hosts ----------------------------------------------------
@@ -276,8 +282,9 @@ def test_an_unreachable_host_is_shown_and_retried(clock: ManualClock) -> None:
         fleet.close()
         for h in made:
             h.close()
-    assert f"sim:///{name}: unreachable: no embedded host named '{name}'" in str(seen["down"])
-    assert "retrying every 3600 s" in str(seen["down"])
+    down = " ".join(str(seen["down"]).split())  # wrapped within the header's width
+    assert f"sim:///{name}: unreachable: no embedded host named '{name}'" in down
+    assert "retrying every 3600 s" in down
     assert seen["down_rows"] == []
     assert f"{name}.sim (sim:///{name})" in str(seen["up"])
     assert [r["NAME"] for r in seen["up_rows"]] == ["Domain-0"]  # type: ignore[attr-defined]
@@ -330,3 +337,92 @@ def test_iterations_end_the_screen(lab: xvirt.sim.Host, clock: ManualClock) -> N
     app = drive(counted, scenario, iterations=1)
     fleet.close()
     assert app.refreshes == 1 and frames == [1] and app.return_code == 0
+
+
+# -- help, width -------------------------------------------------------------------------------
+
+
+def test_h_and_question_mark_show_the_keys_and_any_key_returns(lab: xvirt.sim.Host,
+                                                               clock: ManualClock) -> None:
+    fleet = watch(clock, lab.uri)
+    seen: list[dict[str, object]] = []
+
+    async def scenario(app: TopApp, pilot: Pilot[None]) -> None:
+        for key, leave in (("h", "n"), ("question_mark", "q")):
+            await pilot.press(key)
+            await pilot.pause()
+            step: dict[str, object] = {"shown": isinstance(app.screen, HelpScreen)}
+            step["text"] = str(app.screen.query_one("#help", Static).content)
+            clock.advance(3)
+            app.action_refresh_now()  # refreshes go on under the help
+            await settle(app, pilot)
+            step["under"] = text_of(app, "#summary")
+            step["still"] = isinstance(app.screen, HelpScreen)
+            await pilot.press(leave)  # any key returns, and does nothing else
+            await pilot.pause()
+            step["after"] = isinstance(app.screen, HelpScreen)
+            step["sort"], step["running"] = app.sort_key, app.is_running
+            seen.append(step)
+
+    drive(fleet.refresh, scenario)
+    fleet.close()
+    for step in seen:
+        assert step["shown"] and step["still"] and not step["after"]
+        assert step["text"] == help_text()
+        assert "%CPU -" not in str(step["under"])  # the view underneath was redrawn
+        assert step["sort"] == "cpu" and step["running"]  # n did not sort, q did not quit
+    text = help_text()
+    assert text.startswith("xvirt top: keys") and text.endswith("Press any key to return.")
+    for line in ("c, P   sort by %CPU", "d, s   set the delay", "h, ?   show these keys",
+                 "q      quit", "R running, S idle, P paused, D in shutdown, O shut off"):
+        assert line in text
+
+
+def test_the_help_lists_every_key_the_screen_binds() -> None:
+    bound = {b.key_display or b.key for b in TopApp.BINDINGS if isinstance(b, Binding)}
+    listed = {key for keys, _ in KEYS for key in keys}
+    assert bound - {"ctrl+c"} == listed  # ctrl+c quits as in top, unlisted
+
+
+def test_the_top_help_documents_the_keys_and_the_cost_option() -> None:
+    from click.testing import CliRunner
+
+    from xvirt.tools.cli import main
+
+    text = CliRunner().invoke(main, ["top", "--help"]).stdout
+    flat = " ".join(text.split()).replace("- ", "-")  # click wraps at hyphens too
+    assert "--cost" in text and "control-plane requests and data-plane calls" in flat
+    for line in key_lines():  # the very lines of the help screen
+        assert f"  {line}\n" in text, line
+
+
+def test_the_header_fits_80_columns_with_many_domains(
+        make_sim_host: Callable[..., xvirt.sim.Host], clock: ManualClock) -> None:
+    host = make_sim_host(clock=clock)
+    with host.batch():
+        for i in range(1500):
+            rec = host.create(f"guest-{i:05d}", memory_kib=262144, paused=i % 7 == 0)
+            if i % 5 == 0:
+                host.set_blocked(rec.id)
+            if i % 11 == 0:
+                host.crash(rec.id)
+    fleet = watch(clock, host.uri)
+    seen: dict[str, object] = {}
+    footer: list[tuple[str, int]] = []
+
+    async def scenario(app: TopApp, pilot: Pilot[None]) -> None:
+        clock.advance(3)
+        await refresh(app, pilot)
+        summary = app.query_one("#summary", Static)
+        seen["text"], seen["height"] = text_of(app, "#summary"), summary.size.height
+        seen["width"] = summary.size.width
+        footer.extend((key.key, key.region.right) for key in app.query(FooterKey))
+
+    drive(fleet.refresh, scenario, cost=True, size=(80, 24))
+    fleet.close()
+    lines = str(seen["text"]).splitlines()
+    assert seen["height"] == len(lines)  # no line wrapped on an 80-column screen
+    assert all(len(line) <= int(seen["width"]) for line in lines)  # type: ignore[call-overload]
+    assert "1501 domains:" in lines[2] and "refresh cost:" in lines[-1]
+    assert footer[0][0] == "h"  # help first in the footer
+    assert all(right <= 80 for _, right in footer)

@@ -104,21 +104,30 @@ def test_top_in_a_real_terminal_follows_the_host_and_the_keys(daemon: DaemonProc
     host("create", name="alpha", memory_kib="262144", vcpus="1")
     host("create", name="zulu", memory_kib="524288", vcpus="2")
     command = (f"cd {shlex.quote(str(ROOT))} && {shlex.quote(sys.executable)} -m xvirt top "
-               f"--uri {shlex.quote(daemon.unix_uri)} --delay 0.3 --csv {tmp_path}/top.csv; "
+               f"--uri {shlex.quote(daemon.unix_uri)} --delay 0.3 --cost "
+               f"--csv {tmp_path}/top.csv; "
                "echo EXITED $?; sleep 30")
     term = Terminal(command)
     try:
-        # steady state: the survey, and for the CSV's Inactive column the count of the
-        # defined domains (one control request)
+        # steady state (--cost): the survey, and for the CSV's Inactive column the count
+        # of the defined domains (one control request)
         screen = term.wait_for("a steady-state refresh",
-                               lambda s: "zulu" in s and "1 control requests" in s)
+                               lambda s: "zulu" in s and "1 control-plane request," in s)
         assert "RDRQ" in screen and "RXBY" in screen  # virt-top's I/O columns
-        assert "xend.sim" in screen and "8 CPUs" in screen and "3 total" in screen
+        assert "xend.sim" in screen and "8 CPUs" in screen and "3 domains: 3 running" in screen
 
         host("create", name="newcomer", memory_kib="131072", vcpus="1")
         term.wait_for("the newcomer", lambda s: "newcomer" in s)
         host("destroy", domid="1")  # alpha
-        term.wait_for("alpha to vanish", lambda s: "alpha" not in s and "3 total" in s)
+        term.wait_for("alpha to vanish", lambda s: "alpha" not in s and "3 domains:" in s)
+
+        for key in ("h", "?"):  # the help screen, as virt-top's and top's; any key returns
+            term.keys(key)
+            term.wait_for("the help screen", lambda s: "xvirt top: keys" in s
+                          and "sort by memory" in s and "Press any key to return." in s)
+            term.keys("x")
+            term.wait_for("the domains after the help", lambda s: "xvirt top: keys" not in s
+                          and "zulu" in s)
 
         term.keys("n")
         term.wait_for("rows by name", lambda s: "sorted by name" in s and order(

@@ -13,11 +13,18 @@ UUID, whether they run or not: a defined domain that does not run has a name and
 UUID and no ID, is never on the data plane, and gets a new ID when started; one that
 stops (shutdown, destroy, save, a host reboot) is shut off, not gone. Names are
 unique among running and defined domains together.
+
+The machine's figures stay physically possible, as a Xen host's do: a domain that
+would not fit in the memory left is refused (create, start, restore), and when the
+running domains want more CPU than the host's CPUs give, each gets the same share of
+what it wants, so the CPU time they use in any interval is at most the interval times
+the CPUs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
 import threading
@@ -94,6 +101,7 @@ from xvirt.planes import (
 from xvirt.stats import BalloonStats, CpuStats, DomainStats, StatGroup, VcpuStats
 
 __all__ = [
+    "DOM0_MEMORY_KIB",
     "DOM0_UUID",
     "DomainRecord",
     "HostChange",
@@ -102,12 +110,55 @@ __all__ = [
     "HostState",
     "JournalEntry",
     "LiveDomain",
+    "default_memory_kib",
 ]
 
 DOM0_UUID = "00000000-0000-0000-0000-000000000000"
 DOM0_NAME = "Domain-0"
 _IDLE_LOAD = 0.01  # fraction of a vCPU a blocked (idle) guest still burns
 _RUNNABLE = frozenset({DomainState.RUNNING, DomainState.BLOCKED})
+#: Domain-0's memory (Xen's ``dom0_mem``): part of what the host's domains use.
+DOM0_MEMORY_KIB = 2 * 1024 * 1024
+#: A host given no memory size has room for Domain-0 and a guest of this size in every
+#: guest ID it can give, in whole steps of the second figure, at least one step: a host
+#: can be filled with small guests (as the benchmarks' 5000-guest hosts are), and a
+#: host with a small ID space is an ordinary 64 GiB one.
+_MEMORY_PER_GUEST_KIB, _MEMORY_STEP_KIB = 256 * 1024, 64 * 1024 * 1024
+#: When the domains want more CPU than the host has, each gets the same fraction of
+#: what it wants: the largest power of this step below 1 that fits, so that the
+#: fraction, and with it every domain's rate, changes only when the domains' wants
+#: cross a step (not at every domain that comes or goes on a busy host).
+_SHARE_STEP = 2 ** (1 / 8)
+#: Slack kept below the host's CPUs, against the rounding of a sum of float rates.
+_CPU_MARGIN = 1e-9
+#: What the domains want is summed in these units of a CPU (integers: the sum is exact
+#: in any order, so a host reloaded from its store shares its CPUs exactly as before).
+_DEMAND_UNITS = 2**50
+
+
+def default_memory_kib(max_domid: int) -> int:
+    """The memory of a host of IDs 1..``max_domid`` given no size (see above)."""
+    need = DOM0_MEMORY_KIB + max_domid * _MEMORY_PER_GUEST_KIB
+    return max(1, -(-need // _MEMORY_STEP_KIB)) * _MEMORY_STEP_KIB
+
+
+def _fitting_share(cpus: float, demand: float) -> float:
+    """The largest ``_SHARE_STEP ** -k`` (k >= 0) at which ``demand`` (CPUs' worth)
+    fits in ``cpus``, with a margin against rounding."""
+    limit = cpus * (1 - _CPU_MARGIN)
+    if demand <= limit:
+        return 1.0
+    k = math.ceil(8 * math.log2(demand / limit))
+    while _SHARE_STEP ** -k * demand > limit:  # the logarithm's rounding
+        k += 1
+    return float(_SHARE_STEP ** -k)
+
+
+def _units(demand: float) -> int:
+    """``demand`` (CPUs' worth) in :data:`_DEMAND_UNITS`."""
+    return round(demand * _DEMAND_UNITS)
+
+
 #: Characters a journal entry's fields keep at most: entries are capped in number, and
 #: this caps each one's size, whatever a request put in an op name or an error.
 _JOURNAL_FIELD_MAX = {"op": 128, "uuid": 64, "outcome": 512, "origin": 32}
@@ -292,6 +343,7 @@ def _bounded(entry: JournalEntry) -> JournalEntry:
 class _Domain:
     __slots__ = (
         "cpu_ns",
+        "demand",
         "disks",
         "id",
         "load",
@@ -302,6 +354,7 @@ class _Domain:
         "name",
         "nics",
         "os_type",
+        "rate",
         "sched_cap",
         "sched_weight",
         "since",
@@ -310,7 +363,7 @@ class _Domain:
         "vcpus",
     )
 
-    def __init__(self, domid: int, spec: SavedDomain, now: float) -> None:
+    def __init__(self, domid: int, spec: SavedDomain, now: float, share: float = 1.0) -> None:
         self.id = domid
         self.uuid = spec.uuid
         self.name = spec.name
@@ -328,6 +381,8 @@ class _Domain:
         self.sched_weight = spec.sched_weight
         self.sched_cap = spec.sched_cap
         self.metadata = spec.metadata
+        self.demand = self._wanted()
+        self.rate = self.demand * share
 
     def spec(self, now: float) -> SavedDomain:
         """What brings this domain back elsewhere: everything but its ID and state."""
@@ -339,7 +394,7 @@ class _Domain:
     def live(self) -> LiveDomain:
         return LiveDomain(self.id, self.uuid, self.name, self.state, self.memory_kib,
                           self.max_memory_kib, self.vcpus, self.os_type, self.load,
-                          self.cpu_ns, self.since, self._rate(), self.disks, self.nics,
+                          self.cpu_ns, self.since, self.rate, self.disks, self.nics,
                           self.max_vcpus, self.sched_weight, self.sched_cap, self.metadata)
 
     @classmethod
@@ -351,19 +406,15 @@ class _Domain:
                                        live.metadata),
                   live.since)
         dom.state = live.state
+        dom.demand = dom._wanted()
+        dom.rate = dom.demand  # until the host that takes it in says its share
         return dom
-
-    def set_vcpus(self, count: int, now: float) -> None:
-        """Bring ``count`` vCPUs online (the CPU time so far is kept: the rate changes)."""
-        self.cpu_ns = self.cpu_time(now)
-        self.since = now
-        self.vcpus = count
 
     def settings(self) -> DomainSettings:
         return DomainSettings(self.vcpus, self.max_vcpus, self.metadata)
 
-    def _rate(self) -> float:
-        """CPU nanoseconds burnt per wall nanosecond in the current state."""
+    def _wanted(self) -> float:
+        """CPUs' worth it would burn in its current state with the host to itself."""
         if self.state is DomainState.RUNNING:
             return self.load * self.vcpus
         if self.state is DomainState.BLOCKED:
@@ -371,21 +422,26 @@ class _Domain:
         return 0.0
 
     def cpu_time(self, now: float) -> int:
-        return self.cpu_ns + int((now - self.since) * 1e9 * self._rate())
+        return self.cpu_ns + int((now - self.since) * 1e9 * self.rate)
 
-    def set_state(self, state: DomainState, now: float) -> None:
-        self.cpu_ns = self.cpu_time(now)
+    def rebase(self, now: float, share: float, *, state: DomainState | None = None,
+               vcpus: int | None = None) -> None:
+        """From ``now`` on, burn ``share`` of what it wants, in ``state`` with ``vcpus``
+        online (each unchanged when None); the CPU time so far is kept."""
+        self.cpu_ns = max(self.cpu_ns, self.cpu_time(now))  # never back (a clock step)
         self.since = now
-        self.state = state
+        if state is not None:
+            self.state = state
+        if vcpus is not None:
+            self.vcpus = vcpus
+        self.demand = self._wanted()
+        self.rate = self.demand * share
 
     def row(self, now: float) -> DataRow:
-        # The hot path of every data-plane call: cpu_time() in line (a third of it).
-        state = self.state
-        rate = (self.load if state is DomainState.RUNNING else _IDLE_LOAD
-                if state is DomainState.BLOCKED else 0.0) * self.vcpus
+        # The hot path of every data-plane call: cpu_time() in line.
         return tuple_new(DataRow, (  # no named-tuple __new__ (xvirt.hotpath)
-            self.id, self.uuid, state, self.memory_kib, self.max_memory_kib, self.vcpus,
-            self.cpu_ns + int((now - self.since) * 1e9 * rate)))
+            self.id, self.uuid, self.state, self.memory_kib, self.max_memory_kib, self.vcpus,
+            self.cpu_ns + int((now - self.since) * 1e9 * self.rate)))
 
     def record(self, now: float) -> DomainRecord:
         return DomainRecord(
@@ -538,8 +594,12 @@ class HostModel:
         event_capacity: int = 4096,
         journal_capacity: int = 100_000,
         cpus: int = 8,
-        memory_kib: int = 64 * 1024 * 1024,
+        memory_kib: int | None = None,
     ) -> None:
+        """``cpus`` and ``memory_kib`` are the machine's: the domains never use more CPU
+        time than ``cpus`` give (they share them when they want more), and a domain
+        that would not fit in the memory left is refused, as Xen refuses it. No
+        ``memory_kib``: :func:`default_memory_kib` of ``max_domid``."""
         if not 0 <= control_latency_ms <= MAX_WAIT_S * 1000:  # also refuses NaN and inf
             raise InvalidArgumentError(
                 f"control_latency_ms must be a number in 0..{MAX_WAIT_S * 1000:.0f}, "
@@ -551,7 +611,12 @@ class HostModel:
         self._rng = random.Random(seed)
         self._ids = DomidAllocator(id_policy, max_domid, self._rng)
         self._cpus = _positive_int(cpus, "cpus")
-        self._memory_kib = _positive_int(memory_kib, "memory_kib")
+        self._memory_kib = (default_memory_kib(self._ids.max_domid) if memory_kib is None
+                            else _positive_int(memory_kib, "memory_kib"))
+        if self._memory_kib < DOM0_MEMORY_KIB:
+            raise InvalidArgumentError(
+                f"memory_kib ({self._memory_kib}) leaves no room for Domain-0's "
+                f"{DOM0_MEMORY_KIB} KiB")
         self._event_capacity = _positive_int(event_capacity, "event_capacity")
         self._images = ImageStore(image_dir, label=name)  # last: may create a directory
         self._lock = threading.RLock()
@@ -595,9 +660,14 @@ class HostModel:
         self._ids.reset()
         now = self.clock.now()
         self._booted_at = now
-        dom0_kib = 2 * 1024 * 1024
-        dom0 = _Domain(0, SavedDomain(DOM0_UUID, DOM0_NAME, dom0_kib, dom0_kib,
+        dom0 = _Domain(0, SavedDomain(DOM0_UUID, DOM0_NAME, DOM0_MEMORY_KIB, DOM0_MEMORY_KIB,
                                       min(self._cpus, 4), 0, "linux", 0.05), now)
+        # What the running domains use: kept as they come and go, so that admitting one
+        # is O(1) however many run. ``_share`` is the fraction of what it wants each
+        # domain gets (below 1 when they want more CPUs than the host has).
+        self._used_kib = dom0.memory_kib
+        self._demand = _units(dom0.demand)
+        self._share = 1.0
         self._by_id: dict[int, _Domain] = {0: dom0}
         self._by_uuid: dict[str, _Domain] = {DOM0_UUID: dom0}
         self._by_name: dict[str, _Domain] = {DOM0_NAME: dom0}
@@ -694,6 +764,11 @@ class HostModel:
         self._events = events
         self._ids.resume(state.rover)
         self._by_id, self._by_uuid, self._by_name = by_id, by_uuid, by_name
+        self._used_kib = sum(d.memory_kib for d in doms)
+        self._demand = sum(_units(d.demand) for d in doms)
+        self._share = _fitting_share(self._cpus, self._demand / _DEMAND_UNITS)
+        for d in doms:  # the rates as the host had them (a store keeps none)
+            d.rate = d.demand * self._share
         self._defs, self._def_names = defs, def_names
         self._defs_touched.clear()
         self._stalled &= by_uuid.keys()
@@ -1022,7 +1097,7 @@ class HostModel:
     def node_info(self) -> HostInfo:
         with self._lock:
             self._enter()
-            used = sum(d.memory_kib for d in self._by_id.values())
+            used = self._used_kib
             return HostInfo(
                 hostname=f"{self.name}.sim",
                 hypervisor="Xen",
@@ -1055,7 +1130,7 @@ class HostModel:
         self._check_index(cell, 1, "cell", "node_memory_stats")
         with self._lock:
             self._enter()
-            used = sum(d.memory_kib for d in self._by_id.values())
+            used = self._used_kib
             dom0 = self._by_id[0].memory_kib
         free = max(0, self._memory_kib - used)
         buffers = min(int(dom0 * _BUFFERS_SHARE), self._memory_kib - free)
@@ -1162,8 +1237,7 @@ class HostModel:
                 self._log(JournalEntry(op, domid, u, f"failed: {exc.message}", origin))
                 raise
             if dom is not None:
-                dom.set_vcpus(count, now)
-                self._touch(dom)
+                self._restate(dom, now, vcpus=count)
             if spec is not None:
                 self._redefine(replace(spec, max_vcpus=count, vcpus=min(spec.vcpus, count))
                                if maximum else replace(spec, vcpus=count,
@@ -1331,7 +1405,7 @@ class HostModel:
                                limit, metadata=meta)
             dom = self._admit(spec, now, "create", EventKind.CREATED, may_be_defined=False)
             if paused:
-                dom.set_state(DomainState.PAUSED, now)
+                self._restate(dom, now, state=DomainState.PAUSED)
             self._log(JournalEntry("create", dom.id, dom.uuid, "ok", origin))
             return dom.record(now)
 
@@ -1370,8 +1444,7 @@ class HostModel:
         with self._mutation() as now:
             dom = self._get(domid, "crash")
             self._guest_only(dom, "crash")
-            dom.set_state(DomainState.CRASHED, now)
-            self._touch(dom)
+            self._restate(dom, now, state=DomainState.CRASHED)
             self._events.append(EventKind.CRASHED, dom.id, dom.uuid)
             self._log(JournalEntry("crash", dom.id, dom.uuid, "ok"))
             self._changed.notify_all()
@@ -1381,8 +1454,8 @@ class HostModel:
         with self._mutation() as now:
             dom = self._get(domid, "set_blocked")
             if dom.state in _RUNNABLE:
-                dom.set_state(DomainState.BLOCKED if blocked else DomainState.RUNNING, now)
-                self._touch(dom)
+                self._restate(dom, now,
+                              state=DomainState.BLOCKED if blocked else DomainState.RUNNING)
 
     def restore(self, image: str, *, origin: str = "host") -> DomainRecord:
         """Bring a saved domain back: same UUID and name, a new ID. ``image`` is a name
@@ -1613,12 +1686,21 @@ class HostModel:
             raise OperationFailedError(
                 f"domain {uuid} is defined as {defined.name!r}, not {name!r}: a managed "
                 "domain runs under its definition's name", uuid=uuid, name=name, op=op)
+        free = self._memory_kib - self._used_kib
+        if spec.memory_kib > free:  # xend: "I need N KiB but only have M"
+            raise OperationFailedError(
+                f"not enough free memory on host {self.name!r} to run {name!r}: it needs "
+                f"{spec.memory_kib} KiB, {free} KiB of {self._memory_kib} KiB are free",
+                uuid=uuid, name=name, op=op)
         domid = self._ids.allocate(self._by_id, len(self._by_id) - 1)
-        dom = _Domain(domid, spec, now)
+        dom = _Domain(domid, spec, now, self._share)
         self._by_id[domid] = dom
         self._by_uuid[uuid] = dom
         self._by_name[name] = dom
+        self._used_kib += dom.memory_kib
+        self._demand += _units(dom.demand)
         self._touch(dom)
+        self._rebalance(now)
         # A restored or started domain's event names it: its name is its image's or its
         # definition's, which the last name it ran under need not be (xend's events
         # carried no names; this host's do where a client could not know it otherwise).
@@ -1627,14 +1709,42 @@ class HostModel:
         self._changed.notify_all()
         return dom
 
-    def _remove(self, dom: _Domain, kind: EventKind) -> None:
+    def _remove(self, dom: _Domain, kind: EventKind, now: float) -> None:
         del self._by_id[dom.id]
         del self._by_uuid[dom.uuid]
         del self._by_name[dom.name]
+        self._used_kib -= dom.memory_kib
+        self._demand -= _units(dom.demand)
+        self._rebalance(now)
         self._stalled.discard(dom.uuid)  # the wedge goes with it: a restore is a new start
         self._touch(dom)
         self._vacated.add(dom.id)
         self._events.append(kind, dom.id, dom.uuid)
+
+    def _restate(self, dom: _Domain, now: float, *, state: DomainState | None = None,
+                 vcpus: int | None = None) -> None:
+        """Put ``dom`` in ``state`` with ``vcpus`` online from ``now`` (lock held), and
+        share the CPUs again if it now wants more or less of them."""
+        before = _units(dom.demand)
+        dom.rebase(now, self._share, state=state, vcpus=vcpus)
+        self._demand += _units(dom.demand) - before
+        self._touch(dom)
+        self._rebalance(now)
+
+    def _rebalance(self, now: float) -> None:
+        """Keep what the domains burn within the host's CPUs (lock held): when they want
+        more than it has, each gets the same share of what it wants (see
+        ``_SHARE_STEP``), every domain's rate changing at ``now`` when the share does.
+        So the CPU time the domains use in any interval is at most its length times
+        the host's CPUs."""
+        share = _fitting_share(self._cpus, self._demand / _DEMAND_UNITS)
+        if share == self._share:
+            return
+        self._share = share
+        for dom in self._by_id.values():
+            if dom.demand:
+                dom.rebase(now, share)
+                self._touch(dom)
 
     def _host_op(self, op: Op, domid: int, arg: str | None = None) -> DomainRecord:
         with self._mutation() as now:
@@ -1660,21 +1770,19 @@ class HostModel:
         if op is Op.PAUSE:
             if dom.state not in _RUNNABLE:
                 raise _refusal(dom, op, f"domain is {dom.state.value}, not running")
-            dom.set_state(DomainState.PAUSED, now)
-            self._touch(dom)
+            self._restate(dom, now, state=DomainState.PAUSED)
             self._events.append(EventKind.PAUSED, dom.id, dom.uuid)
         elif op is Op.RESUME:
             if dom.state is not DomainState.PAUSED:
                 raise _refusal(dom, op, f"domain is {dom.state.value}, not paused")
-            dom.set_state(DomainState.RUNNING, now)
-            self._touch(dom)
+            self._restate(dom, now, state=DomainState.RUNNING)
             self._events.append(EventKind.RESUMED, dom.id, dom.uuid)
         elif op is Op.DESTROY:
-            self._remove(dom, EventKind.DESTROYED)
+            self._remove(dom, EventKind.DESTROYED, now)
         elif op is Op.SHUTDOWN:
             if dom.state not in _RUNNABLE and dom.state is not DomainState.PAUSED:
                 raise _refusal(dom, op, f"domain is {dom.state.value}")
-            self._remove(dom, EventKind.SHUTDOWN)
+            self._remove(dom, EventKind.SHUTDOWN, now)
         elif op in (Op.REBOOT, Op.MIGRATE):
             self._move(dom, EventKind.REBOOTED if op is Op.REBOOT else EventKind.MIGRATED, now,
                        reset_cpu=op is Op.REBOOT)
@@ -1682,7 +1790,7 @@ class HostModel:
             image = check_image(arg)
             # raises before the domain is touched; replaces no image whose domain is gone
             self._images.stage(image, dom.spec(now), running=self._by_uuid)
-            self._remove(dom, EventKind.SAVED)
+            self._remove(dom, EventKind.SAVED, now)
         elif op is Op.RENAME:
             new = check_name(arg)
             self._guest_only(dom, "rename")
@@ -1713,6 +1821,5 @@ class HostModel:
         if reset_cpu:
             dom.cpu_ns = 0
             dom.since = now
-        dom.set_state(DomainState.RUNNING, now)
-        self._touch(dom)
+        self._restate(dom, now, state=DomainState.RUNNING)
         self._events.append(kind, new, dom.uuid, old_id=old)

@@ -342,11 +342,15 @@ def _one_run(host: BenchHost, mode: Mode, samples: int, cell: Cell,
 
 
 def run(host: BenchHost, *, samples: int, repeats: int, modes: Sequence[Mode] = tuple(Mode),
-        max_run_s: float = 120.0, step: Callable[[], None] = lambda: None) -> list[Cell]:
+        max_run_s: float = 120.0, step: Callable[[], None] = lambda: None,
+        finished: Callable[[Cell], None] = lambda cell: None) -> list[Cell]:
     """Every mode on ``host``, ``repeats`` runs of ``samples`` samples each.
 
-    A 2006-mode run whose sleeping alone (one request per domain per sample at
-    the host's latency) would exceed ``max_run_s`` is skipped and says why."""
+    ``step`` is called after each sample and ``finished`` after each run, with the
+    cell its figures were added to (progress for a person waiting). A 2006-mode run
+    whose sleeping alone (one request per domain per sample at the host's latency)
+    would exceed ``max_run_s`` is skipped and says why: its steps are taken at once,
+    and ``finished`` is called once for all its runs."""
     cells = []
     for mode in modes:
         cell = Cell(host.domains, mode, samples, domain0=host.domain0)
@@ -356,9 +360,11 @@ def run(host: BenchHost, *, samples: int, repeats: int, modes: Sequence[Mode] = 
                             f"alone (limit {max_run_s:g} s)")
             for _ in range(repeats * samples):
                 step()
+            finished(cell)
         else:
             for _ in range(repeats):
                 _one_run(host, mode, samples, cell, step)
+                finished(cell)
         cells.append(cell)
     return cells
 

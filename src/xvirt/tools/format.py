@@ -2,8 +2,10 @@
 
 Text follows virsh's layouts byte for byte (libvirt 9.0 ``vshTable`` and
 ``dominfo``), so eyes and scripts used to virsh read xvirt the same way; JSON
-uses xvirt's own names and units, which are stable. No I/O here, so tests can
-pin every character.
+uses xvirt's own names and units, which are stable. A state has one vocabulary
+everywhere: virsh's word (:func:`state_word`, in text and JSON alike) and, in
+``xvirt top``'s state column, virt-top's letter for that same word
+(:func:`state_letter`). No I/O here, so tests can pin every character.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import xvirt
 
 __all__ = [
     "DOMAIN_KEYS",
+    "STATE_LETTERS",
     "STATE_WORDS",
+    "VIRSH_WORDS",
     "cpu_seconds",
     "display_width",
     "domain_dict",
@@ -27,11 +31,27 @@ __all__ = [
     "list_text",
     "render_table",
     "safe_text",
+    "state_letter",
     "state_word",
     "to_json",
 ]
 
-#: virsh's words for each state (libvirt's Xen driver maps Xen's flags the same way).
+#: virsh's word for each of libvirt's domain states (libvirt 9.0
+#: ``virshDomainStateToString``, NOSTATE aside) with virt-top's letter for it (its
+#: ``S`` column, ``show_state``): the one vocabulary of states xvirt prints.
+VIRSH_WORDS: Final[Mapping[str, str]] = MappingProxyType({
+    "running": "R",
+    "idle": "S",
+    "paused": "P",
+    "in shutdown": "D",
+    "shut off": "O",
+    "crashed": "X",
+    "pmsuspended": "M",
+})
+
+#: virsh's word for each state, as libvirt's xend driver (and xvirt's libvirt face)
+#: reads Xen's flags: shut down (``s``) is SHUTOFF, dying (``d``) is SHUTDOWN, on its
+#: way out; blocked is virsh's ``idle``. Used for text and JSON alike.
 STATE_WORDS: Final[Mapping[xvirt.DomainState, str]] = MappingProxyType(
     {
         xvirt.DomainState.RUNNING: "running",
@@ -43,6 +63,10 @@ STATE_WORDS: Final[Mapping[xvirt.DomainState, str]] = MappingProxyType(
         xvirt.DomainState.SHUTOFF: "shut off",
     }
 )
+
+#: virt-top's letter for each state: the letter of its virsh word, so top and virsh agree.
+STATE_LETTERS: Final[Mapping[xvirt.DomainState, str]] = MappingProxyType(
+    {state: VIRSH_WORDS[word] for state, word in STATE_WORDS.items()})
 
 #: The keys of a domain in JSON output, in output order. Scripts rely on them.
 DOMAIN_KEYS: Final = (
@@ -64,6 +88,11 @@ DomainView = xvirt.DomainSample
 def state_word(state: xvirt.DomainState) -> str:
     """The word virsh prints for ``state`` (``blocked`` is virsh's ``idle``)."""
     return STATE_WORDS[state]
+
+
+def state_letter(state: xvirt.DomainState) -> str:
+    """The letter virt-top shows for ``state`` (R, S, P, D, O, X)."""
+    return STATE_LETTERS[state]
 
 
 def safe_text(text: str) -> str:
@@ -156,14 +185,14 @@ def dominfo_text(view: DomainView) -> str:
 
 
 def domain_dict(view: DomainView) -> dict[str, str | int | None]:
-    """A domain for JSON: xvirt's names and units (``state`` is the DomainState value;
-    ``id`` null for a domain that is not running)."""
+    """A domain for JSON: xvirt's names and units, ``state`` in virsh's word as the
+    text says it (``id`` null for a domain that is not running)."""
     ident, info = view.identity, view.info
     values: tuple[str | int | None, ...] = (
         None if ident.id < 0 else ident.id,
         ident.name,
         ident.uuid,
-        info.state.value,
+        state_word(info.state),
         info.memory_kib,
         info.max_memory_kib,
         info.vcpus,

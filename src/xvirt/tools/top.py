@@ -6,7 +6,8 @@ replaced), then one ``conn.survey(groups)`` per refresh, which in steady state c
 zero control-plane requests: the block and network statistics groups only while
 their columns are shown (one more data-plane call), and the count of inactive
 domains (one control-plane request) only for the CSV, which has a column for it;
-each refresh's cost is read from ``conn.stats()`` and shown. The arithmetic is in
+each refresh's cost is read from ``conn.stats()``, in the JSON and, with ``--cost``,
+in the header. The arithmetic is in
 :mod:`xvirt.tools.top_model`, the screen in :mod:`xvirt.tools.top_screen`; this module
 fetches, loops and writes the batch, CSV (virt-top's layout) and JSON outputs.
 """
@@ -28,13 +29,16 @@ import click
 import xvirt
 from xvirt.clock import Clock, SystemClock
 from xvirt.tools import format as fmt
+from xvirt.tools.common import URI_META_KEY
 from xvirt.tools.top_model import (
     SORT_KEYS,
     SORT_LABELS,
+    STATE_LEGEND,
     Cost,
     CpuTracker,
     HostFrame,
     columns,
+    key_lines,
     parse_delay,
     row_cells,
     sorted_lines,
@@ -323,7 +327,7 @@ def _clock_text(wall: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(wall))
 
 
-_LEFT = frozenset({"HOST", "STATE", "NAME"})  # words; the other columns are numbers
+_LEFT = frozenset({"HOST", "S", "NAME"})  # words; the other columns are numbers
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -344,18 +348,21 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 class TextWriter:
     """Batch mode's plain text, like ``top -b``: a block per refresh, with the domain
-    columns ``shown`` (:func:`~xvirt.tools.top_model.columns`)."""
+    columns ``shown`` (:func:`~xvirt.tools.top_model.columns`); with ``cost``, each
+    host's header says what its refresh cost."""
 
     def __init__(self, out: IO[str], delay_s: float, sort: str,
-                 shown: Sequence[str] = columns()) -> None:
+                 shown: Sequence[str] = columns(), *, cost: bool = False) -> None:
         self._out, self._delay, self._sort = out, delay_s, sort
         self._shown = tuple(shown)
+        self._cost = cost
 
     def write(self, frames: Sequence[HostFrame], wall: float) -> None:
         parts = [f"xvirt top - {_clock_text(wall)}  delay {self._delay:g} s  "
                  f"sorted by {SORT_LABELS[self._sort]}\n"]
         for frame in frames:
-            parts.extend(line + "\n" for line in summary_lines(frame, self._delay))
+            parts.extend(line + "\n"
+                         for line in summary_lines(frame, self._delay, cost=self._cost))
         parts.append("\n")
         several = len(frames) > 1
         header = ("HOST", *self._shown) if several else self._shown
@@ -398,12 +405,12 @@ class CsvWriter:
     def _row(frame: HostFrame, info: xvirt.HostInfo, clock: str) -> list[str]:
         c = state_counts(frame.rows)
         delta = frame.cpu_delta_ns
-        # Xen's 's' (shut down) is libvirt's SHUTOFF and 'd' (dying) its SHUTDOWN,
-        # as libvirt's xend driver and xvirt's libvirt face map them.
+        # virt-top's columns are libvirt's states, which virsh's words name (Xen's
+        # dying is "in shutdown", its shut down "shut off": xvirt.tools.format).
         row = [
             info.hostname, clock, info.arch, str(info.cpus), str(len(frame.rows)),
-            str(c["running"]), str(c["blocked"]), str(c["paused"]), str(c["dying"]),
-            str(c["shutdown"]), str(c["crashed"]), str(len(frame.rows)),
+            str(c["running"]), str(c["idle"]), str(c["paused"]), str(c["in shutdown"]),
+            str(c["shut off"]), str(c["crashed"]), str(len(frame.rows)),
             "" if frame.inactive is None else str(frame.inactive),
             _number(frame.cpu_percent), str(info.memory_kib), str(frame.used_memory_kib),
             str(frame.guest_memory_kib), "" if delta is None else str(delta),
@@ -460,7 +467,7 @@ def host_dict(frame: HostFrame) -> dict[str, object]:
         "pending_s": frame.pending_s,
         "inactive": frame.inactive,
         "domains": [
-            {"id": r.id, "name": r.name, "uuid": r.uuid, "state": r.state.value,
+            {"id": r.id, "name": r.name, "uuid": r.uuid, "state": fmt.state_word(r.state),
              "memory_kib": r.memory_kib, "memory_percent": r.memory_percent,
              "vcpus": r.vcpus, "cpu_time_ns": r.cpu_time_ns, "cpu_delta_ns": r.cpu_delta_ns,
              "cpu_percent": r.cpu_percent,
@@ -502,9 +509,12 @@ def run_batch(fetch: Callable[[], Sequence[HostFrame]], writers: Sequence[Writer
 
 
 def _default_uri() -> str:
-    """The URI ``xvirt.open(None)`` opens, named up front so a host that is down
-    can still be named on the screen."""
-    return xvirt.default_uri()
+    """The URI given before the subcommand (``xvirt -c URI top``), else the one
+    ``xvirt.open(None)`` opens: named up front so a host that is down can still be
+    named on the screen."""
+    ctx = click.get_current_context(silent=True)
+    given = None if ctx is None else ctx.find_root().meta.get(URI_META_KEY)
+    return given if isinstance(given, str) else xvirt.default_uri()
 
 
 def _fail(message: str) -> NoReturn:
@@ -530,7 +540,20 @@ def _open_csv(path: str) -> IO[str]:
         _fail(f"cannot write the CSV file {path!r}: {exc.strerror or exc}")
 
 
-@click.command("top")
+_HELP = "\n".join([
+    "Show the domains of one or more hosts, refreshed, as virt-top and xentop do.",
+    "",
+    "%CPU is the share of the host's CPUs a domain used since the previous refresh "
+    "(blank on the first refresh that sees it); RDRQ/WRRQ (RDBY/WRBY) and RXBY/TXBY "
+    "are the block and network I/O since then.",
+    "",
+    "\b", *STATE_LEGEND,
+    "",
+    "\b", "Keys on the screen:", *key_lines(),
+])
+
+
+@click.command("top", help=_HELP)
 @click.option("-b", "--batch", is_flag=True,
               help="Print plain text at each refresh instead of the full-screen view.")
 @click.option("-n", "--iterations", metavar="N", default=None,
@@ -544,26 +567,22 @@ def _open_csv(path: str) -> IO[str]:
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object per refresh, one per line (implies --batch).")
 @click.option("-c", "--connect", "--uri", "uris", metavar="URI", multiple=True,
-              help="Host to watch; repeat to watch several in one view "
-                   "[default: $XVIRT_DEFAULT_URI or sim:///default].")
+              help="Host to watch; repeat to watch several in one view [default: "
+                   "$XVIRT_DEFAULT_URI, $LIBVIRT_DEFAULT_URI, sim:///default].")
 @click.option("--block-in-bytes", is_flag=True,
               help="Block I/O in bytes (RDBY, WRBY) instead of requests (key B on the screen).")
 @click.option("--no-block", "--no-csv-block", "no_block", is_flag=True,
               help="No block columns, and no block statistics asked of the hosts.")
 @click.option("--no-net", "--no-csv-net", "no_net", is_flag=True,
               help="No network columns, and no network statistics asked of the hosts.")
+@click.option("--cost", is_flag=True,
+              help="Also show what each refresh cost each host's connection: "
+                   "control-plane requests and data-plane calls (xvirt's cache at work).")
 @click.pass_context
 def top_command(ctx: click.Context, batch: bool, iterations: str | None, delay: str, sort: str,
                 csv_path: str | None, as_json: bool, uris: tuple[str, ...],
-                block_in_bytes: bool, no_block: bool, no_net: bool) -> None:
-    """Show the domains of one or more hosts, refreshed, as virt-top and xentop do.
-
-    %CPU is the share of the host's CPUs a domain used since the previous
-    refresh (blank on the first refresh that sees it); RDRQ/WRRQ (RDBY/WRBY) and
-    RXBY/TXBY are the block and network I/O since then. Keys on the screen: c/P
-    %CPU, m/M memory, t/T CPU time, i ID, n name; B block bytes/requests; 2 network
-    view, 3 block view, 0 domains; d/s delay; space refresh; q quit.
-    """
+                block_in_bytes: bool, no_block: bool, no_net: bool, cost: bool) -> None:
+    """``xvirt top`` (its help, with the keys, is ``_HELP``)."""
     env = ctx.find_object(TopEnv) or TopEnv()
     try:
         delay_s = parse_delay(delay)
@@ -594,11 +613,11 @@ def top_command(ctx: click.Context, batch: bool, iterations: str | None, delay: 
         if as_json:
             writers.append(JsonWriter(sys.stdout, delay_s))
         elif csv_path != "-":
-            writers.append(TextWriter(sys.stdout, delay_s, sort, shown))
+            writers.append(TextWriter(sys.stdout, delay_s, sort, shown, cost=cost))
         if interactive:
             _run_screen(fleet, env, [w for w in writers if not isinstance(w, TextWriter)],
                         delay_s, sort, count, block=not no_block, net=not no_net,
-                        block_bytes=block_in_bytes)
+                        block_bytes=block_in_bytes, cost=cost)
         else:
             # Ctrl-C ends batch mode, as it ends top -b: what was written stands.
             with contextlib.suppress(KeyboardInterrupt):
@@ -611,7 +630,7 @@ def top_command(ctx: click.Context, batch: bool, iterations: str | None, delay: 
 
 def _run_screen(fleet: Fleet, env: TopEnv, writers: Sequence[Writer], delay_s: float, sort: str,
                 iterations: int | None, *, block: bool = True, net: bool = True,
-                block_bytes: bool = False) -> None:
+                block_bytes: bool = False, cost: bool = False) -> None:
     from xvirt.tools.top_screen import TopApp  # Textual loads only for the screen
 
     def fetch() -> list[HostFrame]:
@@ -621,5 +640,5 @@ def _run_screen(fleet: Fleet, env: TopEnv, writers: Sequence[Writer], delay_s: f
         return frames
 
     app = TopApp(fetch, delay_s=delay_s, sort=sort, iterations=iterations, wall=env.wall,
-                 block=block, net=net, block_bytes=block_bytes)
+                 block=block, net=net, block_bytes=block_bytes, cost=cost)
     app.run()

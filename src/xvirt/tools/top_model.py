@@ -26,18 +26,23 @@ domain rebooted) or a device not seen before gives ``-`` rather than a negative 
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
 import xvirt
+from xvirt.tools import format as fmt
 
 __all__ = [
     "COLUMNS",
     "DEVICE_COLUMNS",
+    "HEADER_WIDTH",
+    "KEYS",
     "SORT_KEYS",
     "SORT_LABELS",
+    "STATE_LEGEND",
     "Cost",
     "CpuTracker",
     "DeviceRow",
@@ -47,6 +52,7 @@ __all__ = [
     "cpu_time_text",
     "device_cells",
     "device_lines",
+    "key_lines",
     "parse_delay",
     "row_cells",
     "sorted_lines",
@@ -63,8 +69,9 @@ SORT_LABELS: Final[Mapping[str, str]] = MappingProxyType(
      "blockwrrq": "write requests"}
 )
 #: The columns of a domain row, in display order (as virt-top: I/O after the state,
-#: NAME last), with block and network shown and block I/O in requests.
-COLUMNS: Final = ("ID", "STATE", "RDRQ", "WRRQ", "RXBY", "TXBY", "%CPU", "%MEM", "MEM(k)",
+#: NAME last), with block and network shown and block I/O in requests. ``S`` is
+#: virt-top's state column: one letter (:func:`xvirt.tools.format.state_letter`).
+COLUMNS: Final = ("ID", "S", "RDRQ", "WRRQ", "RXBY", "TXBY", "%CPU", "%MEM", "MEM(k)",
                   "VCPUS", "TIME", "NAME")
 #: The columns of virt-top's block (``3``) and network (``2``) views: one row per device.
 DEVICE_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({
@@ -73,6 +80,36 @@ DEVICE_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({
 })
 #: Word for a domain whose figures could not be read, in state counts.
 NO_ANSWER: Final = "no answer"
+#: The columns each header line keeps within: a classic 80-column terminal, less the
+#: screen's one-column margin on each side.
+HEADER_WIDTH: Final = 78
+#: The states a header always counts; the others only when some domain is in them.
+_ALWAYS_COUNTED = ("running", "idle", "paused")
+#: Every key of the screen and what it does, as the help screen (h or ?) lists them.
+KEYS: Final = (
+    (("c", "P"), "sort by %CPU"),
+    (("m", "M"), "sort by memory"),
+    (("t", "T"), "sort by CPU time"),
+    (("i",), "sort by ID"),
+    (("n",), "sort by name"),
+    (("B",), "block I/O in bytes, or in requests"),
+    (("0",), "the domains"),
+    (("2",), "network view: a row per network interface"),
+    (("3",), "block view: a row per disk"),
+    (("d", "s"), "set the delay between refreshes"),
+    (("space",), "refresh now"),
+    (("h", "?"), "show these keys"),
+    (("q",), "quit"),
+)
+#: What the letters of the ``S`` column say (virt-top's letters for virsh's words).
+STATE_LEGEND: Final = ("S (state): R running, S idle, P paused, D in shutdown, O shut off,",
+                       "X crashed, ? no answer")
+
+
+def key_lines(indent: str = "  ") -> list[str]:
+    """:data:`KEYS` as aligned lines, for the help screen and ``xvirt top --help``."""
+    width = max(len(", ".join(keys)) for keys, _ in KEYS)
+    return [f"{indent}{', '.join(keys):<{width}}  {what}" for keys, what in KEYS]
 #: A share is shown only when the longest the two readings can be apart is at most this
 #: many times the shortest (both surveys quick against the time between them).
 MAX_ELAPSED_SPREAD: Final = 2.0
@@ -410,7 +447,7 @@ def row_cells(row: DomainRow, shown: Sequence[str] = COLUMNS) -> tuple[str, ...]
     ``-`` where a figure is unknown, ``?`` as the state of a domain that did not answer."""
     cells = {
         "ID": str(row.id),
-        "STATE": "?" if row.state is None else row.state.flags(),
+        "S": "?" if row.state is None else fmt.state_letter(row.state),
         "RDRQ": _count(row.rd_reqs), "WRRQ": _count(row.wr_reqs),
         "RDBY": _count(row.rd_bytes), "WRBY": _count(row.wr_bytes),
         "RXBY": _count(row.rx_bytes), "TXBY": _count(row.tx_bytes),
@@ -425,36 +462,84 @@ def row_cells(row: DomainRow, shown: Sequence[str] = COLUMNS) -> tuple[str, ...]
 
 
 def state_counts(rows: Sequence[DomainRow]) -> dict[str, int]:
-    """Domains by state (every state, zeros included), then those that did not answer."""
-    counts = {state.value: 0 for state in xvirt.DomainState}
+    """Domains by state in virsh's words (every word a state has, zeros included, in
+    virsh's order), then those that did not answer."""
+    used = set(fmt.STATE_WORDS.values())
+    counts = {word: 0 for word in fmt.VIRSH_WORDS if word in used}
     counts[NO_ANSWER] = 0
     for r in rows:
-        counts[NO_ANSWER if r.state is None else r.state.value] += 1
+        counts[NO_ANSWER if r.state is None else fmt.state_word(r.state)] += 1
     return counts
 
 
-def _gib(kib: int) -> str:
-    return f"{kib / 1048576:.1f} GiB"
+def _size(kib: int) -> str:
+    """Memory as a person reads it: GiB, or TiB from 1024 GiB on."""
+    gib = kib / 1048576
+    return f"{gib / 1024:.1f} TiB" if gib >= 1024 else f"{gib:.1f} GiB"
 
 
-def summary_lines(frame: HostFrame, delay_s: float) -> list[str]:
-    """The header of one host: who it is, its capacity, its domains by state, the
-    host's %CPU and what the refresh cost; or why it could not be read."""
+def _plural(count: int, thing: str) -> str:
+    return f"{count} {thing}{'s' * (count != 1)}"
+
+
+def _wrapped(text: str) -> list[str]:
+    """``text`` broken into lines of at most :data:`HEADER_WIDTH` columns, the
+    continuations indented under it."""
+    indent = " " * (len(text) - len(text.lstrip(" ")) + 2)
+    return textwrap.wrap(text, HEADER_WIDTH, subsequent_indent=indent,
+                         break_on_hyphens=False) or [""]
+
+
+def _cut(text: str, columns: int) -> str:
+    """``text`` within ``columns`` (at least 4), cut with ``...`` when longer."""
+    if fmt.display_width(text) <= columns:
+        return text
+    kept = ""
+    for ch in text:
+        if fmt.display_width(kept + ch) > columns - 3:
+            break
+        kept += ch
+    return kept + "..."
+
+
+def _label(hostname: str, uri: str, columns: int) -> str:
+    """``hostname (uri)`` within ``columns``: the URI cut first, then the name alone."""
+    full = f"{hostname} ({uri})"
+    if fmt.display_width(full) <= columns:
+        return full
+    room = columns - fmt.display_width(hostname) - 3  # " (" and ")"
+    if room >= 12:  # enough of the URI to tell one host from another
+        return f"{hostname} ({_cut(uri, room)})"
+    return _cut(hostname, columns)
+
+
+def summary_lines(frame: HostFrame, delay_s: float, *, cost: bool = False) -> list[str]:
+    """The header of one host, each line within :data:`HEADER_WIDTH` columns: who it
+    is and its machine, its domains by state, the host's %CPU and the memory its
+    domains use; with ``cost``, what the refresh cost this connection (control-plane
+    requests, data-plane calls); or why it could not be read."""
     info = frame.info
     name = frame.uri if info is None else f"{info.hostname} ({frame.uri})"
     if frame.pending_s is not None:
-        return [f"{name}: no answer yet: refreshing for {frame.pending_s:.1f} s "
-                "(the other hosts are not held up)"]
+        return _wrapped(f"{name}: no answer yet: refreshing for {frame.pending_s:.1f} s "
+                        "(the other hosts are not held up)")
     if frame.error is not None:
-        return [f"{name}: unreachable: {frame.error} (retrying every {delay_s:g} s)"]
+        return _wrapped(f"{name}: unreachable: {frame.error} (retrying every {delay_s:g} s)")
     assert info is not None  # a refresh without error has the host's facts
+    machine = f"  {info.arch}  {info.cpus} CPUs  {_size(info.memory_kib)} memory"
     counts = state_counts(frame.rows)
-    by_state = ", ".join(f"{n} {word}" for word, n in counts.items())
+    by_state = ", ".join(f"{n} {word}" for word, n in counts.items()
+                         if n or word in _ALWAYS_COUNTED)
     inactive = "" if frame.inactive is None else f"; {frame.inactive} inactive"
-    return [
-        f"{name}  {info.arch}  {info.cpus} CPUs  memory {_gib(info.memory_kib)} total, "
-        f"{_gib(frame.used_memory_kib)} used by domains",
-        f"  domains: {len(frame.rows)} total: {by_state}{inactive}",
-        f"  %CPU {_percent(frame.cpu_percent)}  refresh cost: "
-        f"{frame.cost.control_requests} control requests, {frame.cost.data_calls} data calls",
+    used = frame.used_memory_kib
+    share = f" ({100 * used / info.memory_kib:.1f}%)" if info.memory_kib > 0 else ""
+    lines = [
+        _label(info.hostname, frame.uri, max(4, HEADER_WIDTH - len(machine))) + machine,
+        *_wrapped(f"  {_plural(len(frame.rows), 'domain')}: {by_state}{inactive}"),
+        f"  %CPU {_percent(frame.cpu_percent)}  memory used by domains {_size(used)}{share}",
     ]
+    if cost:
+        lines.append(
+            f"  refresh cost: {_plural(frame.cost.control_requests, 'control-plane request')}"
+            f", {_plural(frame.cost.data_calls, 'data-plane call')}")
+    return lines

@@ -17,28 +17,32 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar, TypeVar
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.message import Message
+from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Static
 
 from xvirt.tools import format as fmt
 from xvirt.tools.top_model import (
     DEVICE_COLUMNS,
+    KEYS,
     SORT_LABELS,
+    STATE_LEGEND,
     HostFrame,
     columns,
     device_cells,
     device_lines,
+    key_lines,
     parse_delay,
     row_cells,
     sorted_lines,
     summary_lines,
 )
 
-__all__ = ["DelayInput", "TopApp"]
+__all__ = ["KEYS", "DelayInput", "HelpScreen", "TopApp", "help_text"]
 
 T = TypeVar("T")
 
@@ -47,6 +51,28 @@ _NUMERIC = frozenset({"ID", "%CPU", "%MEM", "MEM(k)", "VCPUS", "TIME", "RDRQ", "
                       "WRBY", "RXBY", "TXBY", "RXPK", "TXPK"})
 #: virt-top's views: its keys 0 (domains), 2 (network interfaces), 3 (block devices).
 VIEWS = ("domains", "net", "block")
+
+
+def help_text() -> str:
+    """The help screen: each key and what it does, the state letters, how to leave."""
+    return "\n".join(["xvirt top: keys", "", *key_lines(), "", *STATE_LEGEND,
+                      "", "Press any key to return."])
+
+
+class HelpScreen(ModalScreen[None]):
+    """The keys (``h`` or ``?``, as in virt-top and top); any key returns to the view."""
+
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    #help { width: auto; height: auto; padding: 1 2; border: round $accent; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(help_text()), id="help")
+
+    def on_key(self, event: events.Key) -> None:
+        event.stop()
+        self.dismiss()
 
 
 def _off_thread(fetch: Callable[[], T]) -> asyncio.Future[T]:
@@ -104,21 +130,24 @@ class TopApp(App[None]):
     #status { height: 1; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
+        # The footer shows what fits 80 columns, help first; the help lists every key.
+        Binding("h", "help", "help"),
+        Binding("question_mark", "help", "help", show=False, key_display="?"),
         Binding("c", "sort('cpu')", "%CPU"),
         Binding("P", "sort('cpu')", "%CPU", show=False),
         Binding("m", "sort('mem')", "memory"),
         Binding("M", "sort('mem')", "memory", show=False),
         Binding("t", "sort('time')", "CPU time"),
         Binding("T", "sort('time')", "CPU time", show=False),
-        Binding("i", "sort('id')", "ID"),
+        Binding("i", "sort('id')", "ID", show=False),
         Binding("n", "sort('name')", "name"),
-        Binding("B", "toggle_block_bytes", "block bytes/requests"),
+        Binding("B", "toggle_block_bytes", "block bytes/requests", show=False),
         Binding("0", "view('domains')", "domains", show=False),
-        Binding("2", "view('net')", "network"),
-        Binding("3", "view('block')", "block"),
+        Binding("2", "view('net')", "network", show=False),
+        Binding("3", "view('block')", "block", show=False),
         Binding("d", "ask_delay", "delay"),
         Binding("s", "ask_delay", "delay", show=False),
-        Binding("space", "refresh_now", "refresh"),
+        Binding("space", "refresh_now", "refresh", show=False),
         Binding("q", "quit", "quit"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),  # as in top
     ]
@@ -126,9 +155,10 @@ class TopApp(App[None]):
     def __init__(self, fetch: Callable[[], Sequence[HostFrame]], *, delay_s: float,
                  sort: str, iterations: int | None = None,
                  wall: Callable[[], float] = time.time, block: bool = True,
-                 net: bool = True, block_bytes: bool = False) -> None:
+                 net: bool = True, block_bytes: bool = False, cost: bool = False) -> None:
         super().__init__()
         self.block, self.net, self.block_bytes = block, net, block_bytes
+        self.cost = cost  # the refresh cost line in each host's header (``--cost``)
         self.view = "domains"
         self._fetch = fetch
         self.delay_s = delay_s
@@ -149,8 +179,14 @@ class TopApp(App[None]):
         yield Static("", id="status")
         yield Footer()
 
+    @property
+    def _main(self) -> Screen[None]:
+        """The screen of the domains, under the help screen when that is shown (a
+        refresh then redraws the view underneath)."""
+        return self.screen_stack[0]
+
     def on_mount(self) -> None:
-        self.query_one(DataTable).focus()
+        self._main.query_one(DataTable).focus()
         self.action_refresh_now()
 
     # -- refreshing -----------------------------------------------------------------
@@ -188,12 +224,13 @@ class TopApp(App[None]):
         lines = [f"xvirt top - {stamp}  delay {self.delay_s:g} s  "
                  f"sorted by {SORT_LABELS[self.sort_key]}"]
         for frame in self.frames:
-            lines.extend(fmt.safe_text(line) for line in summary_lines(frame, self.delay_s))
-        self.query_one("#summary", Static).update(Text("\n".join(lines)))
+            lines.extend(fmt.safe_text(line)
+                         for line in summary_lines(frame, self.delay_s, cost=self.cost))
+        self._main.query_one("#summary", Static).update(Text("\n".join(lines)))
         self._fill_table()
 
     def _fill_table(self) -> None:
-        table: DataTable[Text] = self.query_one(DataTable)
+        table: DataTable[Text] = self._main.query_one(DataTable)
         several = len(self.frames) > 1
         base = (DEVICE_COLUMNS[self.view] if self.view in DEVICE_COLUMNS else
                 columns(block=self.block, net=self.net, block_bytes=self.block_bytes))
@@ -229,6 +266,11 @@ class TopApp(App[None]):
 
     # -- keys -------------------------------------------------------------------------
 
+    def action_help(self) -> None:
+        """h or ?: the keys, until any key is pressed (refreshes go on underneath)."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
     def action_sort(self, key: str) -> None:
         self.sort_key = key
         self._say(f"sorted by {SORT_LABELS[key]}")
@@ -251,7 +293,7 @@ class TopApp(App[None]):
         self._draw()
 
     def action_ask_delay(self) -> None:
-        prompt = self.query_one(DelayInput)
+        prompt = self._main.query_one(DelayInput)
         prompt.value = ""
         prompt.placeholder = (f"delay in seconds (now {self.delay_s:g}); "
                               "Enter to set, Escape to cancel")
@@ -277,8 +319,8 @@ class TopApp(App[None]):
         self._say(f"delay unchanged: {self.delay_s:g} s")
 
     def _close_prompt(self) -> None:
-        self.query_one(DelayInput).remove_class("asking")
-        self.query_one(DataTable).focus()
+        self._main.query_one(DelayInput).remove_class("asking")
+        self._main.query_one(DataTable).focus()
 
     def _say(self, message: str) -> None:
-        self.query_one("#status", Static).update(Text(message))
+        self._main.query_one("#status", Static).update(Text(message))
