@@ -571,14 +571,24 @@ def assert_one_error_line(result: Result) -> str:
 
 
 @pytest.mark.parametrize(("args", "says"), [
-    (("--delay", "0"), "--delay: a delay is a number of seconds > 0, not '0'"),
+    (("--delay", "0"), "a delay is a number of seconds > 0, not '0'"),
     (("-d", "-1"), "not '-1'"),
     (("--delay", "abc"), "not 'abc'"),
     (("--delay", "nan"), "not 'nan'"),
     (("--delay", "inf"), "not 'inf'"),
-    (("--iterations", "0"), "--iterations must be a whole number >= 1, not '0'"),
+    (("--iterations", "0"), "a whole number >= 1, not '0'"),
     (("-n", "x"), "not 'x'"),
     (("--json", "--csv", "-"), "both want stdout"),
+])
+def test_bad_option_values_are_usage_errors_naming_the_option(args: tuple[str, ...],
+                                                              says: str) -> None:
+    result = run_top("--batch", "-n", "1", *args)
+    assert result.exit_code == 2 and result.stdout == "", result.stderr
+    assert says in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("Error: ")
+
+
+@pytest.mark.parametrize(("args", "says"), [
     (("--uri", "nosuch://x"), "unsupported URI scheme 'nosuch'"),
     (("--uri", "sim:///no-such-host-here"), "no embedded host named 'no-such-host-here'"),
     (("--csv", "/no/such/dir/top.csv"), "cannot write the CSV file '/no/such/dir/top.csv'"),

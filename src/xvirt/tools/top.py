@@ -527,7 +527,8 @@ def _iterations(text: str | None) -> int | None:
     if text is None:
         return None
     if not text.strip().isdigit() or int(text) < 1:
-        _fail(f"--iterations must be a whole number >= 1, not {text!r}")
+        raise click.BadParameter(f"a whole number >= 1, not {text!r}",
+                                 param_hint="'-n' / '--iterations'")
     return int(text)
 
 
@@ -587,10 +588,10 @@ def top_command(ctx: click.Context, batch: bool, iterations: str | None, delay: 
     try:
         delay_s = parse_delay(delay)
     except ValueError as exc:
-        _fail(f"--delay: {exc}")
+        raise click.BadParameter(str(exc), param_hint="'-d' / '--delay'") from None
     count = _iterations(iterations)
     if as_json and csv_path == "-":
-        _fail("--json and --csv - both want stdout; give --csv a file name")
+        raise click.UsageError("--json and --csv - both want stdout; give --csv a file name")
     interactive = not (batch or as_json or csv_path == "-")
     if interactive and not (sys.stdin.isatty() and sys.stdout.isatty()):
         _fail("the full-screen view needs a terminal; use --batch, --json or --csv -")
@@ -619,9 +620,16 @@ def top_command(ctx: click.Context, batch: bool, iterations: str | None, delay: 
                         delay_s, sort, count, block=not no_block, net=not no_net,
                         block_bytes=block_in_bytes, cost=cost)
         else:
-            # Ctrl-C ends batch mode, as it ends top -b: what was written stands.
-            with contextlib.suppress(KeyboardInterrupt):
+            # Ctrl-C ends batch mode, as it ends top -b: what was written stands (flushed
+            # here), and the command ends as every interrupted one does (status 130).
+            try:
                 run_batch(lambda: fleet.refresh(wait_s=delay_s), writers, env, delay_s, count)
+            except KeyboardInterrupt:
+                for out in (sys.stdout, csv_out):
+                    if out is not None:
+                        with contextlib.suppress(OSError, ValueError):
+                            out.flush()
+                raise
     finally:
         fleet.close()
         if csv_out is not None and csv_out is not sys.stdout:
