@@ -22,10 +22,12 @@ HERE = Path(__file__).resolve().parent
 #: In the report's order.
 BENCHMARKS = ("daemon_cost", "lookup_cost", "compat_cost", "open_cost", "matrix", "bench_cli",
               "exporter_cost", "memory_cost", "hotpath_cost", "exporter_attack",
-              "libvirt_costs", "qemu_costs")
+              "libvirt_costs", "qemu_costs", "exporter_peers", "startup_cost")
 #: What a benchmark needs beyond the repository's environment, said before it runs.
 NEEDS = {"qemu_costs": "root, qemu-system-x86 and libvirt's QEMU driver (real guests under "
-                       "a private libvirtd run as nobody)"}
+                       "a private libvirtd run as nobody)",
+         "exporter_peers": "root, qemu-system-x86, libvirt's QEMU driver and Debian's "
+                           "prometheus-libvirt-exporter"}
 #: The exit status of a benchmark that cannot run here (it prints why).
 SKIPPED = 77
 

@@ -316,3 +316,22 @@ def test_a_real_daemon_keeps_its_definitions_across_a_refused_commit_and_kill_9(
     daemon.start()  # loads and checks them
     daemon.stop()
     assert _definitions(_stored(daemon.state_dir)) == demo
+
+
+def test_the_demo_daemon_is_the_demo_machine_and_stays_so(
+        make_daemon: Callable[..., DaemonProcess]) -> None:
+    """The demo content runs on the embedded demo's 64 GiB machine, also after a
+    restart from its store; an empty daemon is sized for the guests its IDs allow."""
+    from xvirt.host import demo
+
+    d = make_daemon(empty=False)
+    with xvirt.open(d.unix_uri, readonly=True) as conn:
+        info = conn.host_info()
+        assert info.memory_kib == demo.MEMORY_KIB and 0 < info.free_memory_kib < info.memory_kib
+    d.stop()
+    d.start()
+    with xvirt.open(d.unix_uri, readonly=True) as conn:
+        assert conn.host_info().memory_kib == demo.MEMORY_KIB
+    empty = make_daemon()
+    with xvirt.open(empty.unix_uri, readonly=True) as conn:
+        assert conn.host_info().memory_kib > demo.MEMORY_KIB

@@ -104,7 +104,7 @@ class WithStats:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
 
-    def survey(self, groups: Any = ()) -> xvirt.Survey:
+    def survey(self, groups: Any = (), *, timeout: float | None = None) -> xvirt.Survey:
         found = self._conn.survey()
         if not groups:
             return found

@@ -343,16 +343,20 @@ class Daemon:
 
     def _open_host(self) -> tuple[HostModel, _Keeper]:
         cfg = self.config
-        host = HostModel(cfg.name, clock=WallClock(), image_dir=cfg.state_dir / "images",
-                         id_policy=cfg.id_policy, max_domid=cfg.max_domid)
-        self.host = host
         store = HostStore(cfg.state_dir)
         self._store = store
-        keeper = _Keeper(store, self.say)
         saved = store.load()
         for line in store.repairs:
             self.say(f"state: {line}")
         demo_mark = cfg.state_dir / _DEMO_MARK
+        # The demo host is the embedded demo's machine (64 GiB); an empty one is sized
+        # for its ID space (HostModel's default), so that the guests a caller makes fit.
+        is_demo = demo_mark.exists() if saved is not None else not cfg.empty
+        host = HostModel(cfg.name, clock=WallClock(), image_dir=cfg.state_dir / "images",
+                         id_policy=cfg.id_policy, max_domid=cfg.max_domid,
+                         memory_kib=demo.MEMORY_KIB if is_demo else None)
+        self.host = host
+        keeper = _Keeper(store, self.say)
         if saved is not None:
             self._recover_images(saved)
             try:

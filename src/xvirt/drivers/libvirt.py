@@ -207,7 +207,8 @@ _STATES = {
     VIR_DOMAIN_RUNNING: DomainState.RUNNING,
     VIR_DOMAIN_BLOCKED: DomainState.BLOCKED,
     VIR_DOMAIN_PAUSED: DomainState.PAUSED,
-    VIR_DOMAIN_SHUTDOWN: DomainState.SHUTDOWN,
+    # "in shutdown": on its way down, Xen's dying (libvirt's Xen driver maps them so).
+    VIR_DOMAIN_SHUTDOWN: DomainState.DYING,
     VIR_DOMAIN_CRASHED: DomainState.CRASHED,
     VIR_DOMAIN_PMSUSPENDED: DomainState.PAUSED,
 }

@@ -1253,7 +1253,7 @@ class HostModel:
             now = self._enter()
             dom, _ = self._affected(u, Affect.LIVE, "vcpu_info")
             assert dom is not None
-            total, n, domid = dom.cpu_time(now), dom.vcpus, dom.id
+            total, n, domid = max(0, dom.cpu_time(now)), dom.vcpus, dom.id  # as the stats
             state = _VCPU_STATES.get(dom.state, VcpuState.OFFLINE)
         everywhere = (True,) * self._cpus
         return tuple(VcpuInfo(i, state, t, (domid + i) % self._cpus, everywhere)
