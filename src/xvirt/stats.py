@@ -50,7 +50,7 @@ class StatGroup(_enum.Enum):
 ALL_GROUPS: frozenset[StatGroup] = frozenset(StatGroup)
 
 
-def check_groups(groups: _Iterable[StatGroup | str], *, op: str,
+def check_groups(groups: StatGroup | str | _Iterable[StatGroup | str], *, op: str,
                  uri: str | None = None) -> frozenset[StatGroup]:
     """``groups`` as a set of StatGroup; a name (``"block"``) is taken too. An unknown
     group is an InvalidArgumentError naming it and the known ones."""
