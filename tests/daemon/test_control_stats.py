@@ -61,3 +61,23 @@ def test_bad_requests_are_refused(host: HostModel, query: str, status: int) -> N
 
 def test_only_get(host: HostModel) -> None:
     assert _client(host).post("/xvirt/stats", data={"groups": "cpu"}).status_code == 405
+
+
+def test_the_answer_is_made_with_the_garbage_collector_off_and_gives_it_back(
+        host: HostModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The figures of every domain are made and encoded with the cyclic collector held off
+    (they form no cycles; at 5000 domains its passes were a third of the request), and it
+    is on again after."""
+    import gc
+
+    seen: list[bool] = []
+    domain_stats = host.domain_stats
+
+    def watched(*args: object) -> object:
+        seen.append(gc.isenabled())
+        return domain_stats(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(host, "domain_stats", watched)
+    assert gc.isenabled()
+    assert _client(host).get("/xvirt/stats", params={"groups": "cpu"}).status_code == 200
+    assert seen == [False] and gc.isenabled()

@@ -408,3 +408,138 @@ def test_the_fast_text_format_hands_other_types_to_prometheus_client() -> None:
 
     assert generate_text(Counting()) == generate_latest(registry)  # type: ignore[arg-type]
     assert calls == [1]  # collected once: the host is never read twice for one scrape
+
+
+label_text = st.text(st.characters(codec="utf-8"), max_size=8) | st.sampled_from(
+    ['a"b', "a\\b", "a\nb", ""])
+figure = (st.floats(allow_nan=True, allow_infinity=True) | st.integers(-2**70, 2**70)
+          | st.sampled_from([-0.0, 1e6, 999999.0, 9999999.5, 1e16, 1e21, 1.5e-7, 2**63]))
+
+
+@given(st.lists(st.tuples(st.sampled_from(["gauge", "counter", "info"]),
+                          st.lists(st.tuples(label_text, figure), max_size=6)), max_size=4))
+def test_the_fast_text_format_writes_any_figure_and_label_as_prometheus_client(
+        families: list[tuple[str, list[tuple[str, float]]]]) -> None:
+    """Every value prometheus_client can write (NaN, infinities, -0.0, Go's exponents from
+    a million up, integers past a float's precision) and every label value, shared label
+    sets included, come out byte for byte; so do a second scrape's (its label texts are
+    remembered from the first)."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+
+    from xvirt.tools.exporter import generate_text
+
+    shared = {"uuid": "u", "name": 'we"ird'}
+    built: list[Metric] = []
+    for k, (kind, series) in enumerate(families):
+        family: Metric
+        if kind == "info":
+            family = InfoMetricFamily(f"f{k}", "An info.", labels=["v"])
+            for text, _ in series:
+                family.add_metric([text], {"x": text})
+        else:
+            cls = GaugeMetricFamily if kind == "gauge" else CounterMetricFamily
+            family = cls(f"f{k}", "A family.\nwith\\ its doc", labels=["v", "w"])
+            for j, (text, value) in enumerate(series):
+                family.add_metric([text, str(j)], value)
+            if series:  # a label set shared with another family's series
+                family.samples.append(family.samples[0]._replace(labels=shared))
+        built.append(family)
+    registry = CollectorRegistry()
+    registry.register(_Fixed(built))
+    assert generate_text(registry) == generate_latest(registry)
+    assert generate_text(registry) == generate_latest(registry)
+
+
+def test_a_scrape_through_the_daemon_is_one_statistics_request(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counted on the wire: a steady-state scrape of a host daemon, every group collected,
+    sends ONE statistics request, for every domain at once (80 here, more than a query
+    names one by one), and one for the defined domains; the info comes from the shared
+    table. Each scrape is one survey: two data-plane calls, one control-plane request."""
+    from xvirt.drivers.xend import STATS_UUIDS_IN_QUERY, XendDriver
+    from xvirt.testing.daemon import DaemonTarget
+    from xvirt.tools.exporter import generate_text
+    from xvirt.tools.exporter_metrics import SurveyRunner, XvirtCollector
+
+    target = DaemonTarget(max_domid=128)
+    reader = HostReader(target.uri, collect=ALL_COLLECTORS)
+    try:
+        guests = [target.host.create(f"g{i}") for i in range(80)]
+        assert len(guests) > STATS_UUIDS_IN_QUERY
+        sent: list[tuple[str, str]] = []
+        send = XendDriver._send
+
+        def counted(self: XendDriver, method: str, path: str, **options: Any) -> Any:
+            sent.append((method, path))
+            return send(self, method, path, **options)
+
+        monkeypatch.setattr(XendDriver, "_send", counted)
+        registry = CollectorRegistry()
+        registry.register(XvirtCollector(SurveyRunner(reader.read), timeout_s=30.0))
+        generate_text(registry)  # the first: opens, reads the host's facts, learns names
+        for _ in range(3):
+            sent.clear()
+            text = generate_text(registry).decode()
+            assert sent == [("GET", "/xvirt/stats?groups=cpu%2Cballoon%2Cvcpu%2Cblock%2Cnet"),
+                            ("GET", "/xend/domain")], sent
+            served = parse_samples(text)
+            assert {dict(labels)["uuid"] for n, labels in served
+                    if n == "xvirt_domain_block_read_bytes_total"} >= {g.uuid for g in guests}
+            before = reader_stats(served)
+            after = reader_stats(parse_samples(generate_text(registry).decode()))
+            assert (after[0] - before[0], after[1] - before[1]) == (2, 1)
+    finally:
+        reader.close()
+        target.close()
+
+
+def reader_stats(served: Samples) -> tuple[float, float]:
+    """The exporter's data-plane calls and control-plane requests so far, as served."""
+    return (served[("xvirt_data_plane_calls_total", frozenset())],
+            served[("xvirt_control_plane_requests_total", frozenset())])
+
+
+def test_a_scrape_holds_the_garbage_collector_off_and_gives_it_back() -> None:
+    """The reading, the families and the text are made with the cyclic collector off (see
+    gc_paused), and it is on again after, as it was; one a caller turned off stays off."""
+    import gc
+    import threading
+
+    from xvirt.tools.exporter import generate_text
+    from xvirt.tools.exporter_metrics import SurveyRunner, XvirtCollector, gc_paused
+
+    seen: list[bool] = []
+
+    def read() -> Reading:
+        seen.append(gc.isenabled())
+        return reading(sample(FULL))
+
+    registry = CollectorRegistry()
+    registry.register(XvirtCollector(SurveyRunner(read), timeout_s=30.0))
+    assert gc.isenabled()
+    assert b"xvirt_domain_block_read_bytes_total" in generate_text(registry)
+    assert b"xvirt_domain_block_read_bytes_total" in generate_latest(registry)
+    assert seen == [False, False] and gc.isenabled()
+    gc.disable()
+    try:
+        generate_text(registry)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    # held by two threads at once: on again only when both have let go
+    first_in, second_done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with gc_paused():
+            first_in.set()
+            second_done.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    first_in.wait(10)
+    with gc_paused():
+        assert not gc.isenabled()
+    assert not gc.isenabled()  # the first still holds it
+    second_done.set()
+    holder.join(10)
+    assert gc.isenabled()

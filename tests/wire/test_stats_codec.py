@@ -4,6 +4,7 @@ decoded as it was, and anything malformed is a ProtocolError, never a wrong figu
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 from hypothesis import given
@@ -65,32 +66,100 @@ GOOD = json.loads(encode_stats([DomainStats(
     (NetStats("vif3.0", "00:16:3e:12:34:56", "xenbr0", 1, 1, 0, 0, 1, 1, 0, 0),))]))
 
 
+def _at(kind: str, name: str) -> int:
+    """Where ``name`` is in a row of ``kind``, as the answer's fields say."""
+    return int(GOOD["fields"][kind].index(name))
+
+
 def _broken(change: str) -> bytes:
     doc = json.loads(json.dumps(GOOD))
     dom = doc["domains"][0]
+    blocks, nets = dom[_at("domain", "blocks")], dom[_at("domain", "nets")]
     if change == "negative":
-        dom["blocks"][0]["rd_reqs"] = -1
+        blocks[0][_at("block", "rd_reqs")] = -1
     elif change == "bool":
-        dom["cpu"]["time_ns"] = True
+        dom[_at("domain", "cpu")][_at("cpu", "time_ns")] = True
+    elif change == "float":
+        nets[0][_at("net", "rx_bytes")] = 1.5
     elif change == "lacking":
-        del dom["nets"][0]["tx_drop"]
+        del nets[0][-1]
     elif change == "state":
-        dom["state"] = "sleepy"
+        dom[_at("domain", "state")] = "sleepy"
     elif change == "vcpu":
-        dom["vcpus"][0] = {"number": 0}
+        dom[_at("domain", "vcpus")][0] = [0]
+    elif change == "vcpu-state":
+        dom[_at("domain", "vcpus")][0][_at("vcpu", "state")] = 7
     elif change == "group":
-        dom["missing"] = ["disk"]
+        dom[_at("domain", "missing")] = ["disk"]
     elif change == "required-null":
-        dom["blocks"][0]["rd_bytes"] = None
+        blocks[0][_at("block", "rd_bytes")] = None
+    elif change == "name-a-number":
+        blocks[0][_at("block", "name")] = 3
+    elif change == "uuid":
+        dom[_at("domain", "uuid")] = None
     elif change == "not-a-list":
         doc["domains"] = {}
+    elif change == "no-fields":
+        del doc["fields"]
+    elif change == "field-left-out":
+        doc["fields"]["net"].remove("tx_drop")
+    elif change == "field-named-twice":
+        doc["fields"]["cpu"] = ["time_ns", "time_ns", "system_ns"]
     return json.dumps(doc).encode()
 
 
 @pytest.mark.parametrize("body", [
     b"", b"{", b"[]", b'{"domains": null}', b'{"domains": [7]}',
-    *(_broken(c) for c in ("negative", "bool", "lacking", "state", "vcpu", "group",
-                           "required-null", "not-a-list"))])
+    *(_broken(c) for c in ("negative", "bool", "float", "lacking", "state", "vcpu",
+                           "vcpu-state", "group", "required-null", "name-a-number", "uuid",
+                           "not-a-list", "no-fields", "field-left-out", "field-named-twice"))])
 def test_a_malformed_answer_is_a_protocol_error(body: bytes) -> None:
     with pytest.raises(ProtocolError, match="malformed statistics answer"):
         decode_stats(body)
+
+
+def test_a_malformed_figure_is_named_with_its_domain() -> None:
+    with pytest.raises(ProtocolError, match=r"domain 0: blocks\[\]\.rd_reqs is -1"):
+        decode_stats(_broken("negative"))
+
+
+@given(st.lists(STATS, max_size=4), st.randoms(use_true_random=False))
+def test_fields_are_read_by_name_in_any_order_and_new_ones_skipped(
+        found: list[DomainStats], rnd: random.Random) -> None:
+    """A writer that orders its fields otherwise, or says more (a newer daemon), is read
+    the same: the reader finds each field by its name in ``fields``."""
+    doc = json.loads(encode_stats(found))
+    shuffled: dict[str, list[int]] = {}
+    for kind, names in doc["fields"].items():
+        order = list(range(len(names) + 1))  # one more: a field this reader does not know
+        rnd.shuffle(order)
+        shuffled[kind] = order
+        doc["fields"][kind] = [names[i] if i < len(names) else "new_field" for i in order]
+
+    def rewrite(kind: str, row: list[object]) -> list[object]:
+        return [row[i] if i < len(row) else "?" for i in shuffled[kind]]
+
+    for k, dom in enumerate(doc["domains"]):
+        at = {name: i for i, name in enumerate(json.loads(encode_stats([]))["fields"]["domain"])}
+        for kind, key in (("cpu", "cpu"), ("balloon", "balloon")):
+            if dom[at[key]] is not None:
+                dom[at[key]] = rewrite(kind, dom[at[key]])
+        for kind, key in (("vcpu", "vcpus"), ("block", "blocks"), ("net", "nets")):
+            if dom[at[key]] is not None:
+                dom[at[key]] = [rewrite(kind, row) for row in dom[at[key]]]
+        doc["domains"][k] = rewrite("domain", dom)
+    assert decode_stats(json.dumps(doc)) == found
+
+
+def test_rows_say_each_field_name_once_per_answer() -> None:
+    """The field names are in the answer once, not once per domain: an answer for 100
+    domains with every group is less than half the 104,213 bytes it took as objects."""
+    one = DomainStats(
+        "6f1c2d3e-4a5b-4c6d-8e7f-901234567890", "web", 3, DomainState.RUNNING,
+        CpuStats(10**12, 6 * 10**11, 4 * 10**11), BalloonStats(262144, 262144),
+        (VcpuStats(0, VcpuState.RUNNING, 10**12),),
+        (BlockStats("xvda", "/var/lib/xen/images/web.img", *[10**9] * 9),),
+        (NetStats("vif3.0", "00:16:3e:12:34:56", "xenbr0", *[10**9] * 8),))
+    body = encode_stats([one] * 100)
+    assert body.count('"tx_drop"') == 1
+    assert len(body) < 104_213 / 2

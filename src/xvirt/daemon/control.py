@@ -55,10 +55,12 @@ over TCP every mutating request needs ``Authorization: Bearer <token>``.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hmac
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -82,6 +84,7 @@ from xvirt.model import (
     parse_uuid,
 )
 from xvirt.planes import DataRow, Definition, DomainConfig, Op, Resolved, Unanswered
+from xvirt.stats import StatGroup
 from xvirt.wire import records, sxp
 from xvirt.wire.dataplane import encode_table
 from xvirt.wire.events import encode_events
@@ -199,6 +202,45 @@ class _Answer(Exception):
         self.tally = tally or kind  # what the refusal is counted as
         self.content_type = content_type
         self.headers = list(headers)
+
+
+class _GcPause:
+    """The cyclic garbage collector held off while at least one statistics answer is
+    made. At 5000 domains its figures are some 70,000 objects, then their rows, that
+    form no cycles and go with the request, yet set off collections over the daemon's
+    whole heap, some while the host's lock is held: about 35 of a request's 125 ms
+    (measured). Reentrant and thread-safe (the workers answer at once): the
+    collector comes back when the last answer is made, and only if it was on before.
+    The exporter holds its scrapes' the same way (xvirt.tools.exporter_metrics)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._was_enabled = False
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._holders == 0:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._holders += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holders -= 1
+                if self._holders == 0 and self._was_enabled:
+                    gc.enable()
+
+
+_gc_paused = _GcPause()
+
+
+def _stats_answer(host: HostModel, groups: frozenset[StatGroup],
+                  uuids: list[str] | None) -> str:
+    """The statistics answer's text; its figures are gone when this returns."""
+    return encode_stats(host.domain_stats(groups, uuids))
 
 
 def _err(status: int, message: str, kind: str) -> _Answer:
@@ -768,8 +810,9 @@ class ControlApp:
             raise _Answer(405, "", kind="invalid")
         groups = decode_groups(_one(req.query, "groups", required=False) or "")
         uuids = req.query.get("uuid")
-        found = self.host.domain_stats(groups, uuids)
-        raise _Answer(200, encode_stats(found), content_type="application/json")
+        with _gc_paused():
+            body = _stats_answer(self.host, groups, uuids)
+        raise _Answer(200, body, content_type="application/json")
 
     def _managed(self, req: _Request, key: str,
                  op_name: str) -> tuple[int, str, list[tuple[str, str]]]:

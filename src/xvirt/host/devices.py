@@ -69,16 +69,30 @@ BLOCK_SIZE = 4096
 _NS_PER_S = 10**9
 
 
-@lru_cache(maxsize=1 << 16)
 def _draw(uuid: str, device: str) -> tuple[int, ...]:
     """Eight numbers in 0..65535 from ``uuid`` and ``device``: a device's rates."""
     digest = hashlib.blake2b(f"{uuid}/{device}".encode(), digest_size=16).digest()
     return tuple(int.from_bytes(digest[i:i + 2], "big") for i in range(0, 16, 2))
 
 
-def _per_cpu_second(activity_ns: int, rate: int) -> int:
-    """``rate`` events per second of CPU time, over ``activity_ns`` of it."""
-    return max(0, activity_ns) * rate // _NS_PER_S
+# A scrape of a 5000-domain host reads every device: a device's rates are drawn once
+# (and kept for the 65536 devices read last), so a reading is a few products.
+
+@lru_cache(maxsize=1 << 16)
+def _disk_rates(uuid: str, target: str, readonly: bool) -> tuple[int, int, int, int, int, int]:
+    """Reads and writes per CPU second, flushes per 64 writes, and the latency (ns) of
+    each."""
+    d = _draw(uuid, target)
+    return (20 + d[0] % 512, 0 if readonly else 10 + d[1] % 256, 1 + d[2] % 8,
+            50_000 + d[3] % 1024 * 1000, 50_000 + d[4] % 1024 * 1000,
+            50_000 + d[5] % 1024 * 1000)
+
+
+@lru_cache(maxsize=1 << 16)
+def _nic_rates(uuid: str, mac: str) -> tuple[int, int, int, int]:
+    """Packets in and out per CPU second, and the size of each."""
+    d = _draw(uuid, mac)
+    return 50 + d[0] % 4096, 20 + d[1] % 2048, 64 + d[2] % 1437, 64 + d[3] % 1437
 
 
 def disk_stats(uuid: str, disk: DiskConfig, activity_ns: int) -> BlockStats:
@@ -86,11 +100,12 @@ def disk_stats(uuid: str, disk: DiskConfig, activity_ns: int) -> BlockStats:
     and (unless read-only) 10-265 writes per CPU second, 1-8 flushes per 64 writes,
     each taking 50-1074 us. Its size is not known here: capacity, allocation and
     physical are None."""
-    d = _draw(uuid, disk.target)
-    rd = _per_cpu_second(activity_ns, 20 + d[0] % 512)
-    wr = 0 if disk.readonly else _per_cpu_second(activity_ns, 10 + d[1] % 256)
-    fl = wr * (1 + d[2] % 8) // 64
-    rd_lat, wr_lat, fl_lat = (50_000 + x % 1024 * 1000 for x in d[3:6])
+    rd_rate, wr_rate, fl_per_64, rd_lat, wr_lat, fl_lat = _disk_rates(
+        uuid, disk.target, disk.readonly)
+    active = max(0, activity_ns)
+    rd = active * rd_rate // _NS_PER_S
+    wr = active * wr_rate // _NS_PER_S
+    fl = wr * fl_per_64 // 64
     return BlockStats(disk.target, disk.source, rd, rd * BLOCK_SIZE, rd * rd_lat,
                       wr, wr * BLOCK_SIZE, wr * wr_lat, fl, fl * fl_lat, errors=0)
 
@@ -100,10 +115,10 @@ def nic_stats(uuid: str, domid: int, index: int, nic: NicConfig,
     """The ``index``-th NIC's traffic after ``activity_ns`` of its domain's CPU time,
     as Xen names its back end (``vif<domid>.<index>``): 50-4145 packets in and
     20-2067 out per CPU second, of 64-1500 bytes each; no errors, no drops."""
-    d = _draw(uuid, nic.mac)
-    rx = _per_cpu_second(activity_ns, 50 + d[0] % 4096)
-    tx = _per_cpu_second(activity_ns, 20 + d[1] % 2048)
-    rx_size, tx_size = (64 + x % 1437 for x in d[2:4])
+    rx_rate, tx_rate, rx_size, tx_size = _nic_rates(uuid, nic.mac)
+    active = max(0, activity_ns)
+    rx = active * rx_rate // _NS_PER_S
+    tx = active * tx_rate // _NS_PER_S
     return NetStats(f"vif{domid}.{index}", nic.mac, nic.bridge, rx * rx_size, rx, 0, 0,
                     tx * tx_size, tx, 0, 0)
 
