@@ -25,7 +25,6 @@ Only the public API (``import xvirt``) is used.
 from __future__ import annotations
 
 import contextlib
-import gc
 import platform
 import threading
 from collections import Counter
@@ -48,6 +47,7 @@ from prometheus_client.samples import Sample
 
 import xvirt
 from xvirt.clock import Clock, SystemClock
+from xvirt.hotpath import GcPause
 from xvirt.libvirt_api.states import LIBVIRT_STATE_OF
 
 __all__ = [
@@ -226,41 +226,9 @@ class HostReader:
             conn.close()
 
 
-class _GcPause:
-    """The cyclic garbage collector held off while at least one scrape runs.
-
-    A scrape of a 5000-domain host makes some 210,000 objects the collector tracks (the
-    reading's 60,000, 150,000 samples: a sample holds a dict) that live until it ends and
-    form no cycles: they fill its oldest generation and set off full collections, passes
-    over the whole heap that free nothing (about 70 ms each at that size, three in a
-    scrape, measured). Held off, the scrape's objects are freed by
-    reference counting when it ends, and the collector runs as before after it.
-    Reentrant and thread-safe: the collector comes back when the last holder lets go,
-    and only if it was on when the first took hold."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._holders = 0
-        self._was_enabled = False
-
-    @contextlib.contextmanager
-    def __call__(self) -> Iterator[None]:
-        with self._lock:
-            if self._holders == 0:
-                self._was_enabled = gc.isenabled()
-                gc.disable()
-            self._holders += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._holders -= 1
-                if self._holders == 0 and self._was_enabled:
-                    gc.enable()
-
-
-#: Held by every scrape: the collector's reading and families, the text format's lines.
-gc_paused = _GcPause()
+#: Held by every scrape (see xvirt.hotpath.GcPause): the collector's reading and
+#: families, the text format's lines.
+gc_paused = GcPause()
 
 
 class ScrapeTimeout(Exception):
