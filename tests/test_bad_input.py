@@ -280,7 +280,14 @@ def test_the_daemon_refuses_a_bad_listen_address(listen: str) -> None:
     (["--listen", "127.0.0.1:\u00b2"], "--listen"),
 ])
 def test_the_exporter_refuses_bad_options_in_one_line(args: list[str], culprit: str) -> None:
+    """A bad option value is a usage error (2, naming the option); a file that cannot be
+    used is a failed operation (1, one ``error:`` line)."""
     result = CliRunner().invoke(main, ["exporter", *args])
+    assert "Traceback" not in result.stderr
+    if culprit.startswith("--"):
+        assert result.exit_code == 2, result.output
+        assert result.stderr.splitlines()[-1].startswith("Error: ") and culprit in result.stderr
+        return
     assert result.exit_code == 1, result.output
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and culprit in lines[0]

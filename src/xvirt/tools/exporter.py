@@ -459,7 +459,8 @@ def _log(message: str) -> None:
 
 @click.command("exporter")
 @click.option("-c", "--connect", "--uri", "uri", metavar="URI", default=None,
-              help="Host to export [default: $XVIRT_DEFAULT_URI or sim:///default].")
+              help="Host to export [default: $XVIRT_DEFAULT_URI, $LIBVIRT_DEFAULT_URI, "
+                   "sim:///default].")
 @click.option("--listen", default=DEFAULT_LISTEN, show_default=True, metavar="HOST:PORT",
               help="Where to serve HTTP (port 0 picks a free one).")
 @click.option("--scrape-timeout", type=float, default=DEFAULT_SCRAPE_TIMEOUT_S,
@@ -483,11 +484,15 @@ def exporter_command(uri: str | None, listen: str, scrape_timeout: float,
     """
     try:
         address = parse_listen(listen)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--listen'") from None
+    try:
         collected = parse_collect(collect)
     except ValueError as exc:
-        _fail(str(exc))
+        raise click.BadParameter(str(exc), param_hint="'--collect'") from None
     if not 0 < scrape_timeout <= 3600:  # also refuses NaN and inf (the timers overflow)
-        _fail(f"--scrape-timeout must be positive, at most 3600 s, not {scrape_timeout:g}")
+        raise click.BadParameter(f"positive, at most 3600 s, not {scrape_timeout:g}",
+                                 param_hint="'--scrape-timeout'")
     try:
         config = load_web_config(web_config_file) if web_config_file else WebConfig()
         exporter = Exporter(uri, listen=address, scrape_timeout_s=scrape_timeout,
@@ -504,7 +509,8 @@ def exporter_command(uri: str | None, listen: str, scrape_timeout: float,
         try:
             exporter.start()
         except OSError as exc:
-            _fail(f"cannot listen on {listen}: {_os_reason(exc)}")
+            reason = _os_reason(exc)
+            _fail(f"cannot listen on {listen}: {reason[:1].lower()}{reason[1:]}")
         shown = uri or xvirt.default_uri()  # what open(None) opens
         _log(f"serving {exporter.url}metrics for {shown}")
         done.wait()
