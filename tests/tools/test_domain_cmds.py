@@ -13,12 +13,10 @@ import xvirt
 from tests.tools.with_virsh import (
     TEST_UUID,
     XEN_XML,
-    libvirtd_host,
     needs_virsh,
     ok,
     one_error_line,
     run,
-    shared_libvirtd,
     virsh,
     virsh_error_lines,
     write_xml,
@@ -27,8 +25,6 @@ from xvirt.clock import ManualClock
 from xvirt.testing.daemon import DaemonProcess
 from xvirt.tools.domain_cmds import TOKEN_HINT
 from xvirt.tools.format import state_word
-
-__all__ = ["libvirtd_host", "shared_libvirtd"]  # fixtures, used by name
 
 pytestmark = pytest.mark.clock_start(1000.0)
 

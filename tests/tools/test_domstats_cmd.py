@@ -11,12 +11,10 @@ from hypothesis import strategies as st
 
 import xvirt
 from tests.tools.with_virsh import (
-    libvirtd_host,
     needs_virsh,
     ok,
     one_error_line,
     run,
-    shared_libvirtd,
     virsh,
     virsh_error_lines,
 )
@@ -24,8 +22,6 @@ from xvirt.clock import ManualClock
 from xvirt.stats import BalloonStats, BlockStats, CpuStats, NetStats, VcpuStats
 from xvirt.testing.daemon import DaemonProcess
 from xvirt.tools.domstats_cmd import stats_lines, stats_record
-
-__all__ = ["libvirtd_host", "shared_libvirtd"]  # fixtures, used by name
 
 pytestmark = pytest.mark.clock_start(1000.0)
 

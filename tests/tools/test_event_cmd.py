@@ -22,20 +22,16 @@ import pytest
 import xvirt
 from tests.tools.with_virsh import (
     VIRSH,
-    libvirtd_host,
     needs_virsh,
     ok,
     one_error_line,
     run,
-    shared_libvirtd,
     virsh,
 )
 from xvirt.clock import ManualClock
 from xvirt.libvirt_api.binding import real_libvirt
 from xvirt.testing.daemon import DaemonProcess
 from xvirt.tools import event_cmd
-
-__all__ = ["libvirtd_host", "shared_libvirtd"]  # fixtures, used by name
 
 pytestmark = pytest.mark.clock_start(1000.0)
 

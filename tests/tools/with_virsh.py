@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
-from xvirt.libvirt_api.binding import real_libvirt
-from xvirt.testing.libvirtd import LibvirtdProcess
 from xvirt.tools.cli import main
 
 VIRSH = shutil.which("virsh")
@@ -77,27 +74,3 @@ def write_xml(tmp_path: Path, name: str, text: str | None = None) -> Path:
     path = tmp_path / f"{name}.xml"
     path.write_text(XEN_XML.format(name=name) if text is None else text)
     return path
-
-
-@pytest.fixture(scope="module")
-def shared_libvirtd() -> Iterator[LibvirtdProcess]:
-    """One private libvirtd (its test driver) for a module's tests."""
-    if VIRSH is None:
-        pytest.skip("virsh (libvirt-clients) is not installed")
-    with LibvirtdProcess() as d:
-        yield d
-
-
-@pytest.fixture
-def libvirtd_host(shared_libvirtd: LibvirtdProcess) -> Iterator[str]:
-    """The libvirtd's test driver, as for each test it were new (domain ``test``, ID 1),
-    held so for the test's length: the driver keeps its state only while a connection
-    is open, and forgets it once the last one closes. The URI is libvirt's own; xvirt
-    takes it with ``libvirt:`` in front."""
-    keeper = real_libvirt().open(shared_libvirtd.uri)
-    try:
-        assert [d.name() for d in keeper.listAllDomains()] == ["test"], (
-            "another connection keeps the test driver's state")
-        yield shared_libvirtd.uri
-    finally:
-        keeper.close()
