@@ -197,7 +197,9 @@ class Semantics:
     QEMU's user-mode NIC has no host-side device whose traffic libvirt can read);
     ``may_miss``: groups may be ``missing`` (a guest's QEMU busy with a job, NOWAIT);
     ``client_create``/``client_vcpus``: the driver takes ``Connection.create`` and
-    ``Domain.set_vcpus``; ``vcpu_times_kept_on_hotplug``: see ``KNOWN_VCPU_BUG``;
+    ``Domain.set_vcpus``; ``vcpu_times_kept_on_hotplug``: each vCPU's time is its own,
+    which a change of the vCPUs online leaves as it was (else the book forgets a
+    domain's vCPU times at one);
     ``bridges_as_configured``: a NIC's bridge in the statistics is its configuration's
     (on libvirt, ``config()`` gives a ``network`` interface's network name as its
     bridge, drivers/libvirt_xml.py, where the statistics give its XML's bridge, if any)."""
@@ -216,10 +218,11 @@ class Semantics:
 #: the counters a restore brings back are the image's, which are at least what was read
 #: before the save), migration, rename, a crash and a daemon restart, and is set to 0
 #: by a reboot (Xen rebuilds the domain: a new ID) and a start; a destroy or shutdown
-#: ends the domain. A host reboot ends every one.
+#: ends the domain. A host reboot ends every one. Each vCPU's time is its own: it grows
+#: while the vCPU is online, and a vCPU taken offline and back keeps it.
 XEN = Semantics(frozenset({"pause", "resume", "crash", "rename", "migrate", "restore",
                            "restart_daemon"}),
-                client_create=True, client_vcpus=True, vcpu_times_kept_on_hotplug=False,
+                client_create=True, client_vcpus=True, vcpu_times_kept_on_hotplug=True,
                 bridges_as_configured=True)
 #: libvirt (test driver, QEMU): a domain's counters are its QEMU process's; a reboot
 #: or migration here is a stop and start or a save and restore (libvirt_target.py), and
@@ -227,14 +230,6 @@ XEN = Semantics(frozenset({"pause", "resume", "crash", "rename", "migrate", "res
 #: the time of day: they never go back at all, which this allows.)
 LIBVIRT = Semantics(frozenset({"pause", "resume"}))
 QEMU = dataclasses.replace(LIBVIRT, exact_devices=False, may_miss=True)
-
-#: xvirt/host/hypervisor.py ``_vcpu_times`` shares a domain's CPU time evenly among the
-#: vCPUs online NOW: bringing a vCPU online (``set_vcpus`` 1 -> 2) halves vCPU 0's
-#: ``time_ns`` and gives the new one time it never ran. Pinned by the strict xfail
-#: below; the state machine forgets a domain's vCPU times after a hot-plug on xvirt's
-#: own hosts until that is fixed (then: ``vcpu_times_kept_on_hotplug=True`` in XEN).
-KNOWN_VCPU_BUG = ("host/hypervisor.py _vcpu_times splits the domain's CPU time among "
-                  "the vCPUs online now: a hot-plug takes time from vCPU 0")
 
 
 @dataclass
@@ -846,24 +841,38 @@ def test_counters_on_libvirts_test_driver(where: str, request: pytest.FixtureReq
     assert report.host_reboots >= 1 if where == "libvirtd" else report.restores >= 2, report
 
 
-@pytest.mark.xfail(strict=True, raises=CounterViolation, reason=KNOWN_VCPU_BUG)
 def test_a_vcpu_brought_online_takes_no_time_from_the_others(
         sim_host: xvirt.sim.Host, clock: ManualClock) -> None:
-    """The example that shows ``KNOWN_VCPU_BUG`` (vCPU 0: 2.5 s, then 1.25 s once a
-    second vCPU is online), kept until host/hypervisor.py is fixed: then this passes,
-    the strict xfail fails, and ``vcpu_times_kept_on_hotplug`` goes into XEN."""
+    """The example that showed the bug: vCPU 0 had 2.5 s, then 1.25 s once a second
+    vCPU came online (the domain's time was split among the vCPUs online at the
+    reading). Each vCPU's time is its own: it grows only while the vCPU is online, an
+    offline vCPU keeps it, and together they are the domain's."""
     with xvirt.open(sim_host.uri) as conn:
         dom = conn.create("a", DomainConfig(262144, 262144, 1), max_vcpus=2)
-        book = CounterBook(dataclasses.replace(XEN, vcpu_times_kept_on_hotplug=True))
-        clock.advance(10)
-        book.read([dom.stats()], ALL_GROUPS, sim_host.domains(), lambda _: dom.config())
+        book = CounterBook(XEN)
+
+        def times() -> list[int]:
+            stats = dom.stats()
+            book.read([stats], ALL_GROUPS, sim_host.domains(), lambda _: dom.config())
+            assert stats.vcpus is not None
+            assert [v.cpu_time_ns for v in dom.vcpu_info()] == [v.time_ns for v in stats.vcpus]
+            return [v.time_ns for v in stats.vcpus]
+
+        clock.advance(10)  # 1 vCPU at a quarter load
+        assert times() == [2_500_000_000]
         dom.set_vcpus(2)
         book.hotplugged(dom.uuid)
-        try:
-            book.read([dom.stats()], ALL_GROUPS, sim_host.domains(), lambda _: dom.config())
-        except CounterViolation as exc:
-            assert "counter vcpu.0.time_ns went back" in str(exc), exc
-            raise
+        assert times() == [2_500_000_000, 0]
+        clock.advance(10)
+        assert times() == [5_000_000_000, 2_500_000_000]
+        dom.set_vcpus(1)  # vCPU 1 keeps its 2.5 s offline
+        book.hotplugged(dom.uuid)
+        clock.advance(10)
+        assert times() == [7_500_000_000]
+        dom.set_vcpus(2)
+        book.hotplugged(dom.uuid)
+        assert times() == [7_500_000_000, 2_500_000_000]
+        assert dom.info().cpu_time_ns == 10_000_000_000  # theirs together
 
 
 # -- real QEMU guests --------------------------------------------------------------------

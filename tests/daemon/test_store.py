@@ -118,6 +118,10 @@ def test_a_reloaded_host_is_the_same_host(tmp_path_factory: pytest.TempPathFacto
     for dom in host.state().domains:  # vCPUs, scheduler and metadata (issue 18)
         assert again.settings(dom.uuid, Affect.LIVE) == host.settings(dom.uuid, Affect.LIVE)
         assert again.scheduler(dom.uuid) == host.scheduler(dom.uuid)
+        assert again.vcpu_info(dom.uuid) == host.vcpu_info(dom.uuid)
+    # each vCPU's time, the offline ones' too, as it was last folded
+    assert sorted((d.uuid, d.cpu_ns, d.since, d.vcpu_ns) for d in again.state().domains) == (
+        sorted((d.uuid, d.cpu_ns, d.since, d.vcpu_ns) for d in host.state().domains))
     assert again.node_cpu_stats() == host.node_cpu_stats()  # the boot's start is kept
     assert again.journal() == host.journal()
     events = host.events_since(max(0, host.generation - 10))
@@ -255,7 +259,7 @@ def test_a_state_file_from_before_devices_loads_with_the_default_devices(
     assert _configs(again) == _configs(host)
     assert again.domains() == host.domains()
     db = sqlite3.connect(tmp_path / "host.sqlite")
-    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("5",)
     db.close()
 
 
@@ -340,7 +344,7 @@ def test_a_state_file_from_before_definitions_loads_with_none(tmp_path: Path) ->
     found = again.find(uuid=U)[2]
     assert found is not None and found.persistent
     db = sqlite3.connect(tmp_path / "host.sqlite")
-    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("5",)
     db.close()
     store.close()
 
@@ -458,7 +462,7 @@ def test_a_state_file_from_before_settings_loads_with_the_defaults(tmp_path: Pat
     host.set_vcpus(U2, 4, affect=Affect.CONFIG, maximum=True)
     assert _reloaded(tmp_path, clock).settings(U2) == DomainSettings(2, 4, DomainMetadata())
     db = sqlite3.connect(tmp_path / "host.sqlite")
-    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("5",)
     db.close()
     store.close()
 
@@ -477,6 +481,95 @@ def test_damaged_settings_are_named(tmp_path: Path, table: str, column: str,
     db = sqlite3.connect(tmp_path / "host.sqlite")
     db.execute(f"UPDATE {table} SET {column} = {junk if column != 'metadata' else '?'} "
                "WHERE name = 'a'", (junk,) if column == "metadata" else ())
+    db.commit()
+    db.close()
+    with pytest.raises(InvalidArgumentError, match="damaged"):
+        store.load()
+
+
+# -- per-vCPU CPU time (schema 5) -----------------------------------------------------------
+
+
+def test_each_vcpus_time_is_kept_the_offline_ones_too(tmp_path: Path) -> None:
+    clock = ManualClock(1000.0)
+    host = _host(tmp_path, clock)
+    store = HostStore(tmp_path)
+    store.save(host.state())
+    host.add_observer(store)
+    rec = host.create("g", vcpus=1, max_vcpus=3, load=1.0)
+    clock.advance(2)
+    host.set_vcpus(rec.uuid, 3)
+    clock.advance(1)
+    host.set_vcpus(rec.uuid, 2)  # vCPU 2 offline with its second
+    clock.advance(1)
+    again = _reloaded(tmp_path, clock)
+    assert again.vcpu_info(rec.uuid) == host.vcpu_info(rec.uuid)
+    for h in (host, again):
+        h.set_vcpus(rec.uuid, 3)
+    assert [v.cpu_time_ns for v in again.vcpu_info(rec.uuid)] == [
+        4_000_000_000, 2_000_000_000, 1_000_000_000]
+    assert again.vcpu_info(rec.uuid) == host.vcpu_info(rec.uuid)
+    store.close()
+
+
+def _version_4_file(directory: Path) -> None:
+    """A state file as the daemon wrote it before per-vCPU times were kept (schema 4):
+    ``web`` has 7 ns of CPU time, 2 vCPUs online of 3."""
+    _version_3_file(directory)
+    db = sqlite3.connect(directory / "host.sqlite")
+    for table in ("domains", "definitions"):
+        for column, kind in (("max_vcpus", "INTEGER"), ("sched_weight", "INTEGER"),
+                             ("sched_cap", "INTEGER"), ("metadata", "TEXT")):
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    db.execute("UPDATE domains SET max_vcpus = 3 WHERE uuid = ?", (U,))
+    db.execute("UPDATE meta SET value = '4' WHERE key = 'schema'")
+    db.commit()
+    db.close()
+
+
+def test_a_state_file_from_before_per_vcpu_times_loads_with_the_even_split(
+        tmp_path: Path) -> None:
+    _version_4_file(tmp_path)
+    clock = ManualClock(1000.0)
+    store = HostStore(tmp_path)
+    saved = store.load()
+    assert saved is not None
+    assert [(d.name, d.cpu_ns, d.vcpu_ns) for d in saved.domains] == [
+        ("Domain-0", 0, (0, 0, 0, 0)), ("web", 7, (4, 3, 0))]
+    host = _host(tmp_path, clock)
+    host.load(saved)
+    assert [v.cpu_time_ns for v in host.vcpu_info(U)] == [4, 3]
+    # the file now keeps them: a change is written and read back in full
+    host.add_observer(store)
+    host.resume(1)
+    clock.advance(1)
+    host.set_vcpus(U, 3)
+    clock.advance(1)
+    host.set_vcpus(U, 1)
+    again = _reloaded(tmp_path, clock)
+    assert again.vcpu_info(U) == host.vcpu_info(U)
+    again.set_vcpus(U, 3)
+    # web keeps each vCPU busy a quarter of the time: 1 s on 2 vCPUs, then 1 s on 3
+    assert [v.cpu_time_ns for v in again.vcpu_info(U)] == [
+        4 + 2 * 250_000_000, 3 + 2 * 250_000_000, 250_000_000]
+    db = sqlite3.connect(tmp_path / "host.sqlite")
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("5",)
+    db.close()
+    store.close()
+
+
+@pytest.mark.parametrize("junk", ["not json", "5", '{"a": 1}', "[0, 0, 0]", "[0, 0, 0, 0, 0]",
+                                  "[1, 0, 0, 0]", "[-1, 1, 0, 0]", '["0", 0, 0, 0]',
+                                  "[0.0, 0, 0, 0]", "[true, false, false, false]"])
+def test_damaged_vcpu_times_are_named(tmp_path: Path, junk: str) -> None:
+    host = _host(tmp_path, ManualClock())
+    host.create("a", vcpus=2, max_vcpus=4)
+    store = HostStore(tmp_path)
+    store.save(host.state())
+    db = sqlite3.connect(tmp_path / "host.sqlite")
+    assert db.execute("SELECT vcpu_ns FROM domains WHERE name = 'a'").fetchone() == (
+        "[0, 0, 0, 0]",)
+    db.execute("UPDATE domains SET vcpu_ns = ? WHERE name = 'a'", (junk,))
     db.commit()
     db.close()
     with pytest.raises(InvalidArgumentError, match="damaged"):

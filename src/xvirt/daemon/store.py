@@ -21,8 +21,15 @@ from typing import Any
 
 from xvirt.errors import InvalidArgumentError, OperationFailedError
 from xvirt.host.devices import default_disks, default_nics
-from xvirt.host.hypervisor import DOM0_UUID, HostChange, HostState, JournalEntry, LiveDomain
-from xvirt.host.images import SavedDomain, check_settings, metadata_from_json
+from xvirt.host.hypervisor import (
+    DOM0_UUID,
+    HostChange,
+    HostState,
+    JournalEntry,
+    LiveDomain,
+    even_vcpu_times,
+)
+from xvirt.host.images import SavedDomain, check_settings, check_vcpu_times, metadata_from_json
 from xvirt.model import DomainMetadata, DomainState, EventKind
 from xvirt.planes import DiskConfig, HostEvent, NicConfig
 
@@ -36,8 +43,12 @@ __all__ = ["HostStore"]
 # 4 added, to running domains and definitions alike, the maximum vCPUs, the credit
 # scheduler's weight and cap and the metadata (JSON), and the boot's start to meta; an
 # older file gains the columns (NULL: the defaults, as many vCPUs as are online).
-_SCHEMA_VERSION = "4"
-_READABLE = (None, "1", "2", "3", _SCHEMA_VERSION)
+# 5 added each running domain's per-vCPU CPU time (a JSON list, ``vcpu_ns``); an older
+# file gains the column (NULL: the domain's CPU time shared evenly among its vCPUs
+# online, about what the host reported then). The number changes so that an older
+# daemon refuses a file whose per-vCPU times it would lose.
+_SCHEMA_VERSION = "5"
+_READABLE = (None, "1", "2", "3", "4", _SCHEMA_VERSION)
 _DEVICE_COLUMNS = ("disks", "nics")
 #: Columns of schema 4, in both the domains and the definitions table.
 _SETTINGS_COLUMNS = (("max_vcpus", "INTEGER"), ("sched_weight", "INTEGER"),
@@ -49,7 +60,7 @@ CREATE TABLE IF NOT EXISTS domains (
     memory_kib INTEGER NOT NULL, max_memory_kib INTEGER NOT NULL, vcpus INTEGER NOT NULL,
     os_type TEXT NOT NULL, load REAL NOT NULL, cpu_ns INTEGER NOT NULL, since REAL NOT NULL,
     disks TEXT, nics TEXT, max_vcpus INTEGER, sched_weight INTEGER, sched_cap INTEGER,
-    metadata TEXT
+    metadata TEXT, vcpu_ns TEXT
 );
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, id INTEGER NOT NULL, uuid TEXT NOT NULL,
@@ -106,11 +117,13 @@ class HostStore:
         """Bring an older file up to date: a version 1 file's domains table gains the
         device columns (NULL: devices not stored), a version 1 or 2 file an empty
         definitions table (it was written when no domain could be defined), a version
-        1 to 3 file the settings columns in both (NULL: the defaults)."""
+        1 to 3 file the settings columns in both (NULL: the defaults), a version 1 to 4
+        file the domains' per-vCPU times (NULL: the even split of their CPU time)."""
         self._add_columns("domains", [(c, "TEXT") for c in _DEVICE_COLUMNS])
         self._db.executescript(_DEFINITIONS_TABLE)
         for table in ("domains", "definitions"):
             self._add_columns(table, _SETTINGS_COLUMNS)
+        self._add_columns("domains", [("vcpu_ns", "TEXT")])
 
     def _add_columns(self, table: str, columns: list[tuple[str, str]] | tuple[
             tuple[str, str], ...]) -> None:
@@ -129,22 +142,28 @@ class HostStore:
             if "boot_id" not in meta:
                 return None
             doms = tuple(
-                replace(LiveDomain(i, u, n, DomainState(st), m, mx, v, os_type, load, cpu,
-                                   since, 0.0, *_devices(u, n, disks, nics)),
-                        **_settings(maxv, weight, cap, meta))
+                _with_vcpu_times(replace(
+                    LiveDomain(i, u, n, DomainState(st), m, mx, v, os_type, load, cpu,
+                               since, 0.0, *_devices(u, n, disks, nics)),
+                    **_settings(maxv, weight, cap, meta)), vcpu_ns)
                 for (u, i, n, st, m, mx, v, os_type, load, cpu, since, disks, nics, maxv,
-                     weight, cap, meta)
+                     weight, cap, meta, vcpu_ns)
                 in self._db.execute(
                     "SELECT uuid, id, name, state, memory_kib, max_memory_kib, vcpus, os_type,"
                     " load, cpu_ns, since, disks, nics, max_vcpus, sched_weight, sched_cap,"
-                    " metadata FROM domains ORDER BY id"
+                    " metadata, vcpu_ns FROM domains ORDER BY id"
                 )
             )
             for dom in doms:
-                check_settings(SavedDomain(dom.uuid, dom.name, dom.memory_kib,
-                                           dom.max_memory_kib, dom.vcpus, 0, dom.os_type,
-                                           0.0, (), (), dom.max_vcpus, dom.sched_weight,
-                                           dom.sched_cap, dom.metadata))
+                saved = SavedDomain(dom.uuid, dom.name, dom.memory_kib, dom.max_memory_kib,
+                                    dom.vcpus, dom.cpu_ns, dom.os_type, 0.0, (), (),
+                                    dom.max_vcpus, dom.sched_weight, dom.sched_cap,
+                                    dom.metadata, dom.vcpu_ns)
+                check_settings(saved)
+                try:
+                    check_vcpu_times(saved)
+                except ValueError as exc:
+                    raise ValueError(f"domain {dom.name!r}: {exc}") from None
             events = tuple(
                 HostEvent(seq, EventKind(kind), i, u, old, name)
                 for (seq, kind, i, u, old, name) in self._db.execute(
@@ -227,13 +246,14 @@ class HostStore:
                 db.executemany(
                     "INSERT OR REPLACE INTO domains (uuid, id, name, state, memory_kib,"
                     " max_memory_kib, vcpus, os_type, load, cpu_ns, since, disks, nics,"
-                    " max_vcpus, sched_weight, sched_cap, metadata)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " max_vcpus, sched_weight, sched_cap, metadata, vcpu_ns)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [(d.uuid, d.id, d.name, d.state.value, d.memory_kib, d.max_memory_kib,
                       d.vcpus, d.os_type, d.load, d.cpu_ns, d.since,
                       json.dumps([asdict(x) for x in d.disks]),
                       json.dumps([asdict(x) for x in d.nics]), d.vcpu_limit, d.sched_weight,
-                      d.sched_cap, json.dumps(asdict(d.metadata))) for d in domains],
+                      d.sched_cap, json.dumps(asdict(d.metadata)),
+                      json.dumps(d.vcpu_ns) if d.vcpu_ns else None) for d in domains],
                 )
                 if all_definitions:
                     db.execute("DELETE FROM definitions")
@@ -307,6 +327,20 @@ def _settings(max_vcpus: int | None, weight: int | None, cap: int | None,
             "sched_cap": 0 if cap is None else cap,
             "metadata": DomainMetadata() if metadata is None else metadata_from_json(
                 json.loads(metadata))}
+
+
+def _with_vcpu_times(dom: LiveDomain, vcpu_ns: str | None) -> LiveDomain:
+    """``dom`` with a row's per-vCPU times; a row written before they were stored
+    (NULL) gets its CPU time shared evenly among its vCPUs online (the host then
+    reported about that). ValueError when they are not a list (or no vCPU is online)."""
+    if dom.vcpus < 1:
+        raise ValueError(f"domain {dom.name!r} has {dom.vcpus} vCPUs online")
+    if vcpu_ns is None:
+        return replace(dom, vcpu_ns=even_vcpu_times(dom.cpu_ns, dom.vcpus, dom.vcpu_limit))
+    times = json.loads(vcpu_ns)
+    if not isinstance(times, list):
+        raise ValueError(f"vCPU times of {dom.name!r} are not a list")
+    return replace(dom, vcpu_ns=tuple(times))
 
 
 def _devices(uuid: str, name: str, disks: str | None, nics: str | None

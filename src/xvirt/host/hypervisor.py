@@ -54,7 +54,7 @@ from xvirt.host.devices import (
 )
 from xvirt.host.events import EventLog
 from xvirt.host.ids import DomidAllocator
-from xvirt.host.images import ImageStore, SavedDomain, check_image
+from xvirt.host.images import ImageStore, SavedDomain, check_image, check_vcpu_times
 from xvirt.hotpath import tuple_new
 from xvirt.model import (
     DEFAULT_SCHEDULER,
@@ -111,6 +111,7 @@ __all__ = [
     "JournalEntry",
     "LiveDomain",
     "default_memory_kib",
+    "even_vcpu_times",
 ]
 
 DOM0_UUID = "00000000-0000-0000-0000-000000000000"
@@ -196,7 +197,9 @@ class JournalEntry:
 class LiveDomain:
     """Everything that makes up a live domain, for whoever keeps or mirrors the host
     (a state file, a shared-memory table). CPU time at host-clock instant ``t`` is
-    ``cpu_ns + (t - since) * 1e9 * rate``: it grows without anything being rewritten."""
+    ``cpu_ns + (t - since) * 1e9 * rate``: it grows without anything being rewritten.
+    ``vcpu_ns`` is each vCPU's part of ``cpu_ns``; what it ran after ``since`` is shared
+    among the ``vcpus`` online (see ``_Domain.vcpu_times``)."""
 
     id: int
     uuid: str
@@ -217,6 +220,9 @@ class LiveDomain:
     sched_weight: int = 256
     sched_cap: int = 0
     metadata: DomainMetadata = field(default_factory=DomainMetadata)
+    #: Each vCPU's CPU time at ``since`` (``vcpu_limit`` of them, summing to ``cpu_ns``);
+    #: () (a domain kept before they were): ``cpu_ns`` shared evenly among those online.
+    vcpu_ns: tuple[int, ...] = ()
 
     def cpu_time(self, now: float) -> int:
         return self.cpu_ns + int((now - self.since) * 1e9 * self.rate)
@@ -360,6 +366,7 @@ class _Domain:
         "since",
         "state",
         "uuid",
+        "vcpu_ns",
         "vcpus",
     )
 
@@ -378,6 +385,9 @@ class _Domain:
         self.disks = spec.disks
         self.nics = spec.nics
         self.max_vcpus = spec.vcpu_limit
+        #: Each vCPU's CPU time at ``since`` (see ``vcpu_times``).
+        self.vcpu_ns = spec.vcpu_times_ns or even_vcpu_times(
+            spec.cpu_time_ns, spec.vcpus, spec.vcpu_limit)
         self.sched_weight = spec.sched_weight
         self.sched_cap = spec.sched_cap
         self.metadata = spec.metadata
@@ -386,25 +396,36 @@ class _Domain:
 
     def spec(self, now: float) -> SavedDomain:
         """What brings this domain back elsewhere: everything but its ID and state."""
+        total = max(self.cpu_ns, self.cpu_time(now))  # as rebase: never back
         return SavedDomain(self.uuid, self.name, self.memory_kib, self.max_memory_kib,
-                           self.vcpus, self.cpu_time(now), self.os_type, self.load,
+                           self.vcpus, total, self.os_type, self.load,
                            self.disks, self.nics, self.max_vcpus, self.sched_weight,
-                           self.sched_cap, self.metadata)
+                           self.sched_cap, self.metadata, self._times_at(total))
 
     def live(self) -> LiveDomain:
         return LiveDomain(self.id, self.uuid, self.name, self.state, self.memory_kib,
                           self.max_memory_kib, self.vcpus, self.os_type, self.load,
                           self.cpu_ns, self.since, self.rate, self.disks, self.nics,
-                          self.max_vcpus, self.sched_weight, self.sched_cap, self.metadata)
+                          self.max_vcpus, self.sched_weight, self.sched_cap, self.metadata,
+                          self.vcpu_ns)
 
     @classmethod
     def from_live(cls, live: LiveDomain) -> _Domain:
-        dom = cls(live.id, SavedDomain(live.uuid, live.name, live.memory_kib,
-                                       live.max_memory_kib, live.vcpus, live.cpu_ns,
-                                       live.os_type, live.load, live.disks, live.nics,
-                                       live.max_vcpus, live.sched_weight, live.sched_cap,
-                                       live.metadata),
-                  live.since)
+        """The domain ``live`` describes; InvalidArgumentError when its per-vCPU times
+        cannot be its (a state kept by something else than this host)."""
+        spec = SavedDomain(live.uuid, live.name, live.memory_kib, live.max_memory_kib,
+                           live.vcpus, live.cpu_ns, live.os_type, live.load, live.disks,
+                           live.nics, live.max_vcpus, live.sched_weight, live.sched_cap,
+                           live.metadata, live.vcpu_ns)
+        try:
+            if live.vcpus < 1:
+                raise ValueError(f"{live.vcpus} vCPUs online")
+            check_vcpu_times(spec)
+        except ValueError as exc:
+            raise InvalidArgumentError(f"saved host state is inconsistent: domain "
+                                       f"{live.name!r}: {exc}", domid=live.id,
+                                       uuid=live.uuid, name=live.name) from None
+        dom = cls(live.id, spec, live.since)
         dom.state = live.state
         dom.demand = dom._wanted()
         dom.rate = dom.demand  # until the host that takes it in says its share
@@ -424,11 +445,32 @@ class _Domain:
     def cpu_time(self, now: float) -> int:
         return self.cpu_ns + int((now - self.since) * 1e9 * self.rate)
 
+    def _times_at(self, total: int) -> tuple[int, ...]:
+        """Every vCPU's time (``max_vcpus`` of them) once the domain's reaches ``total``:
+        what it ran since ``since`` goes to the vCPUs online all that while (a rebase
+        folds it in before their number changes); the others keep theirs."""
+        n = self.vcpus
+        ran = _split(max(0, total - self.cpu_ns), n)
+        return tuple(t + r for t, r in zip(self.vcpu_ns[:n], ran, strict=True)
+                     ) + self.vcpu_ns[n:]
+
+    def vcpu_times(self, now: float) -> tuple[int, ...]:
+        """The online vCPUs' times at ``now``, as Xen's ``vcpuinfo`` tells them: each
+        vCPU's own, grown only while it was online, summing (with the offline ones'
+        kept times) to the domain's CPU time; a vCPU brought online takes nothing from
+        the others."""
+        n = self.vcpus
+        ran = _split(max(0, self.cpu_time(now) - self.cpu_ns), n)
+        return tuple(t + r for t, r in zip(self.vcpu_ns[:n], ran, strict=True))
+
     def rebase(self, now: float, share: float, *, state: DomainState | None = None,
                vcpus: int | None = None) -> None:
         """From ``now`` on, burn ``share`` of what it wants, in ``state`` with ``vcpus``
-        online (each unchanged when None); the CPU time so far is kept."""
-        self.cpu_ns = max(self.cpu_ns, self.cpu_time(now))  # never back (a clock step)
+        online (each unchanged when None); the CPU time so far is kept, each vCPU's too."""
+        total = max(self.cpu_ns, self.cpu_time(now))  # never back (a clock step)
+        if total != self.cpu_ns:
+            self.vcpu_ns = self._times_at(total)  # to those online until now
+        self.cpu_ns = total
         self.since = now
         if state is not None:
             self.state = state
@@ -541,10 +583,20 @@ _BUFFERS_SHARE, _CACHED_SHARE = 1 / 32, 1 / 4
 _VCPU_STATES = {DomainState.RUNNING: VcpuState.RUNNING, DomainState.BLOCKED: VcpuState.BLOCKED}
 
 
-def _vcpu_times(total_ns: int, count: int) -> list[int]:
-    """A domain's CPU time shared among its ``count`` online vCPUs, as Xen's
-    ``vcpuinfo`` tells it: evenly, the remainder on vCPU 0 (they sum to the total)."""
-    return [total_ns // count + (total_ns % count if i == 0 else 0) for i in range(count)]
+def _split(total_ns: int, count: int) -> tuple[int, ...]:
+    """``total_ns`` shared evenly among ``count`` vCPUs, the remainder a nanosecond
+    each on the lowest: then every share only grows as the total does (the whole
+    remainder on vCPU 0 would give some of it back each time the total reached a
+    multiple of ``count``)."""
+    whole, rest = divmod(total_ns, count)
+    return tuple(whole + 1 if i < rest else whole for i in range(count))
+
+
+def even_vcpu_times(total_ns: int, online: int, limit: int) -> tuple[int, ...]:
+    """Per-vCPU times (``limit`` of them) for a domain known only by its CPU time
+    ``total_ns`` (a new domain, an image or state file from before per-vCPU times
+    were kept): shared evenly among the ``online`` lowest, the others at 0."""
+    return _split(total_ns, online) + (0,) * (limit - online)
 
 
 def _user_share(uuid: str) -> int:
@@ -566,8 +618,7 @@ def _domain_stats(dom: _Domain, groups: frozenset[StatGroup], now: float) -> Dom
         balloon = BalloonStats(dom.memory_kib, dom.max_memory_kib)
     if StatGroup.VCPU in groups:
         state = _VCPU_STATES.get(dom.state, VcpuState.OFFLINE)
-        vcpus = tuple(VcpuStats(i, state, t)
-                      for i, t in enumerate(_vcpu_times(total, dom.vcpus)))
+        vcpus = tuple(VcpuStats(i, state, t) for i, t in enumerate(dom.vcpu_times(now)))
     if StatGroup.BLOCK in groups:
         blocks = tuple(disk_stats(dom.uuid, disk, total) for disk in dom.disks)
     if StatGroup.NET in groups:
@@ -1245,19 +1296,19 @@ class HostModel:
             self._log(JournalEntry(op, dom.id if dom is not None else -1, u, "ok", origin))
 
     def vcpu_info(self, uuid: str) -> tuple[VcpuInfo, ...]:
-        """The running domain's online vCPUs, as Xen's ``vcpuinfo`` tells them: the
-        domain's CPU time shared among them, each on a physical CPU of its own where
-        there are enough, free to run on any (no pinning)."""
+        """The running domain's online vCPUs, as Xen's ``vcpuinfo`` tells them: each
+        one's own CPU time (``_Domain.vcpu_times``), each on a physical CPU of its own
+        where there are enough, free to run on any (no pinning)."""
         u = parse_uuid(uuid)
         with self._lock:
             now = self._enter()
             dom, _ = self._affected(u, Affect.LIVE, "vcpu_info")
             assert dom is not None
-            total, n, domid = max(0, dom.cpu_time(now)), dom.vcpus, dom.id  # as the stats
+            times, domid = dom.vcpu_times(now), dom.id  # as the stats
             state = _VCPU_STATES.get(dom.state, VcpuState.OFFLINE)
         everywhere = (True,) * self._cpus
         return tuple(VcpuInfo(i, state, t, (domid + i) % self._cpus, everywhere)
-                     for i, t in enumerate(_vcpu_times(total, n)))
+                     for i, t in enumerate(times))
 
     def scheduler(self, uuid: str) -> SchedulerParams:
         """The running domain's credit scheduler share (xend's ``domain_sched_credit_get``)."""
@@ -1553,8 +1604,8 @@ class HostModel:
                 if spec is None:
                     raise NoDomainError(f"no domain with UUID {u} is defined", uuid=u,
                                         op="start")
-                dom = self._admit(replace(spec, cpu_time_ns=0), now, "start",
-                                  EventKind.STARTED, may_be_defined=True)
+                dom = self._admit(replace(spec, cpu_time_ns=0, vcpu_times_ns=()), now,
+                                  "start", EventKind.STARTED, may_be_defined=True)
             except (OperationFailedError, NoDomainError) as exc:
                 outcome = ("refused: no such domain" if isinstance(exc, NoDomainError)
                            else f"failed: {exc.message}")
@@ -1820,6 +1871,7 @@ class HostModel:
         self._by_id[new] = dom
         if reset_cpu:
             dom.cpu_ns = 0
+            dom.vcpu_ns = (0,) * dom.max_vcpus
             dom.since = now
         self._restate(dom, now, state=DomainState.RUNNING)
         self._events.append(kind, new, dom.uuid, old_id=old)

@@ -64,7 +64,7 @@ from xvirt.model import (
 from xvirt.planes import DiskConfig, NicConfig
 
 __all__ = ["DEFAULT_HOST", "ImageStore", "SavedDomain", "check_image", "check_settings",
-           "metadata_from_json", "user_image_dir"]
+           "check_vcpu_times", "metadata_from_json", "user_image_dir"]
 
 _FORMAT = "xvirt-image/1"
 _PENDING = ".pending"  # a save's image until the save is committed
@@ -114,6 +114,10 @@ class SavedDomain:
     sched_weight: int = 256
     sched_cap: int = 0
     metadata: DomainMetadata = field(default_factory=DomainMetadata)
+    #: Each vCPU's own CPU time (``vcpu_limit`` of them, summing to ``cpu_time_ns``): a
+    #: vCPU offline keeps what it ran. () (a definition, an image from before they
+    #: were kept): ``cpu_time_ns`` shared evenly among the ``vcpus`` online.
+    vcpu_times_ns: tuple[int, ...] = ()
 
     @property
     def vcpu_limit(self) -> int:
@@ -124,11 +128,15 @@ class SavedDomain:
 def _from_json(data: dict[str, Any]) -> SavedDomain:
     """An image's fields as a SavedDomain; an image from before domains had devices
     gets the devices a domain created without any gets, and one from before the
-    maximum vCPUs, the scheduler and metadata were kept gets the defaults."""
+    maximum vCPUs, the scheduler, metadata and per-vCPU times were kept gets the
+    defaults (the times: the even split of its CPU time)."""
     disks = data.pop("disks", None)
     nics = data.pop("nics", None)
     metadata = data.pop("metadata", None)
-    saved = SavedDomain(**data)
+    vcpu_times = data.pop("vcpu_times_ns", None)
+    if vcpu_times is not None and not isinstance(vcpu_times, list):
+        raise ValueError("vCPU times are not a list")
+    saved = SavedDomain(**data, vcpu_times_ns=() if vcpu_times is None else tuple(vcpu_times))
     return replace(
         saved,
         disks=default_disks(saved.name) if disks is None else tuple(
@@ -169,6 +177,7 @@ def _check_saved(saved: SavedDomain) -> None:
     if check_disks(saved.disks) != saved.disks or check_nics(saved.nics) != saved.nics:
         raise ValueError("devices not in canonical form")
     check_settings(saved)
+    check_vcpu_times(saved)
 
 
 def check_settings(saved: SavedDomain) -> None:
@@ -189,6 +198,19 @@ def check_settings(saved: SavedDomain) -> None:
             check_metadata(MetadataKind.ELEMENT, e.xml, e.key, e.uri) != (
                 MetadataKind.ELEMENT, e.xml, e.key, e.uri) for e in meta.elements):
         raise ValueError("bad metadata elements")
+
+
+def check_vcpu_times(saved: SavedDomain) -> None:
+    """Raise ValueError unless ``saved.vcpu_times_ns`` is () or one integer >= 0 per
+    vCPU it may have (``vcpu_limit``, checked by ``check_settings``) summing to its
+    CPU time (an image, a state file): per-vCPU times are a split of that time."""
+    times = saved.vcpu_times_ns
+    if times == ():
+        return
+    if not isinstance(times, tuple) or len(times) != saved.vcpu_limit or any(
+            type(t) is not int or t < 0 for t in times) or sum(times) != saved.cpu_time_ns:
+        raise ValueError(f"bad vCPU times: {saved.vcpu_limit} integers >= 0 summing to the "
+                         f"CPU time ({saved.cpu_time_ns} ns) expected")
 
 
 @dataclass(frozen=True)
