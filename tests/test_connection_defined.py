@@ -228,18 +228,20 @@ def test_events_name_defined_and_undefined_domains(host: xvirt.sim.Host,
     ]
 
 
-def test_rename_of_a_shut_off_domain_is_the_hosts_to_refuse(
+def test_rename_of_a_shut_off_domain_defines_it_again(
         host: xvirt.sim.Host, conn: xvirt.Connection) -> None:
-    """A Xen host renames running domains only (``xm rename``): a defined, shut-off
-    one is refused saying so, and keeps its name; a running one is renamed."""
-    spare = host.define("spare")
+    """A Xen host renames running domains (``xm rename``); a defined, shut-off one is
+    defined again under the new name: its UUID, configuration and vCPUs kept."""
+    spare = host.define("spare", memory_kib=131072, vcpus=2)
     dom = conn.lookup_by_name("spare")
-    with pytest.raises(xvirt.UnsupportedError, match="renames running domains only"):
-        dom.rename("other")
-    assert dom.name == "spare"
-    dom.start()
+    before = (dom.config(), dom.settings(xvirt.Affect.CONFIG))
     dom.rename("other")
-    assert (dom.name, dom.uuid) == ("other", spare.uuid)
+    assert (dom.name, dom.uuid, dom.id) == ("other", spare.uuid, None)
+    assert (dom.config(), dom.settings(xvirt.Affect.CONFIG)) == before
+    assert conn.defined_names() == ["other"]
+    dom.start()
+    dom.rename("again")
+    assert (dom.name, dom.uuid) == ("again", spare.uuid)
 
 
 def test_rename_of_a_shut_off_domain_on_libvirt() -> None:

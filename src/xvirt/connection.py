@@ -31,6 +31,7 @@ from xvirt.errors import (
     NoDomainError,
     OperationFailedError,
     ReadOnlyError,
+    UnsupportedError,
 )
 from xvirt.lookup import Lookup
 from xvirt.model import (
@@ -521,15 +522,24 @@ class Domain:
         self._act(Op.SAVE, image, check_image)
 
     def rename(self, new_name: str) -> None:
-        """Rename the domain: a running one through its ID (checked by UUID, C4), a
-        defined one that is not running by its UUID, where the host renames those
-        (libvirt renames only those)."""
+        """Rename the domain: a running one through its ID (checked by UUID, C4); a
+        defined one that is not running by its UUID, as the host renames those
+        (libvirt renames only those), else by defining it again under the new name
+        (its UUID, configuration, vCPUs and metadata kept)."""
         self._cache()
         self._conn._writable(Op.RENAME.value, self._uuid)
         name = _checked(check_name, new_name, Op.RENAME.value, self._conn.uri)
         self._conn._live_or_defined(
             lambda: self._conn._act(Op.RENAME, self._uuid, name),
-            lambda d: self._conn._driver.rename_defined(d.uuid, name), uuid=self._uuid)
+            lambda d: self._rename_defined(name), uuid=self._uuid)
+
+    def _rename_defined(self, name: str) -> None:
+        try:
+            self._conn._driver.rename_defined(self._uuid, name)
+        except UnsupportedError:
+            kept = self.settings(Affect.CONFIG)
+            self._conn.define(name, self.config(), uuid=self._uuid,
+                              max_vcpus=kept.max_vcpus, metadata=kept.metadata)
 
     def start(self) -> None:
         """Boot a domain that is defined and not running: it gets a new ID."""

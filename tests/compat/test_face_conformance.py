@@ -59,8 +59,6 @@ QEMU_USABLE = os.geteuid() == 0 and os.path.exists(QEMU_SYSTEM)
 #: storage, interfaces or node devices, and no reset.
 XEN_LACKS: dict[str, tuple[str, ...]] = {
     "events": ("reset",),
-    # xvirt's hosts do not report their disks' sizes (libxl has no virDomainGetBlockInfo)
-    "statistics": ("blockInfo",),
     "other_objects": (
         "numOfNetworks", "listNetworks", "listDefinedNetworks", "listAllNetworks",
         "network isActive, isPersistent", "network bridgeName", "network XMLDesc name",

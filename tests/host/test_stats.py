@@ -5,7 +5,7 @@ wedged domain's groups missing."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import fields
+from dataclasses import fields, replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -46,7 +46,13 @@ def test_exact_figures_after_ten_seconds(make_host_model: Callable[..., HostMode
     host = make_host_model(clock=clock)
     domid = _web(host)
     clock.sleep(10.0)  # 2 vCPUs at half load: 10 s of CPU time
-    assert _one(host) == DomainStats(
+    found = _one(host)
+    for disk in found.blocks or ():  # image files: 8-71 GiB, 25-74% of it held
+        assert disk.capacity_bytes is not None and disk.capacity_bytes % 2**30 == 0
+        assert 8 * 2**30 <= disk.capacity_bytes < 72 * 2**30
+        assert disk.allocation_bytes == disk.physical_bytes
+        assert disk.capacity_bytes // 4 <= (disk.allocation_bytes or 0) < disk.capacity_bytes
+    assert _without_sizes(found) == DomainStats(
         WEB, "web", domid, DomainState.RUNNING,
         CpuStats(10_000_000_000, 7_900_000_000, 2_100_000_000),
         BalloonStats(524288, 524288),  # a Xen guest's balloon driver tells no more
@@ -72,12 +78,17 @@ def test_counters_grow_in_proportion_to_cpu_time(make_host_model: Callable[..., 
     second = _one(host)
     assert first.blocks is not None and second.blocks is not None
     assert first.nets is not None and second.nets is not None
+    sizes = {"capacity_bytes", "allocation_bytes", "physical_bytes"}
     for a, b in zip(first.blocks + first.nets, second.blocks + second.nets, strict=True):
         for f in fields(a):
             x, y = getattr(a, f.name), getattr(b, f.name)
-            if isinstance(x, int):
+            if f.name in sizes:
+                assert x == y and isinstance(y, int) and y > 0, f.name  # the disk's, fixed
+            elif isinstance(x, int):
                 assert y == 2 * x, f.name
-    assert all(b.capacity_bytes is None and b.physical_bytes is None for b in second.blocks)
+    for b in second.blocks:
+        assert b.capacity_bytes is not None and b.physical_bytes is not None
+        assert b.allocation_bytes == b.physical_bytes <= b.capacity_bytes  # a sparse image
 
 
 def test_groups_not_asked_are_none(make_host_model: Callable[..., HostModel],
@@ -148,6 +159,17 @@ def test_a_wedged_domain_has_every_asked_group_missing(
 
 # -- a property: over any history, counters never go back between reboots -----------
 
+_SIZES = frozenset({"capacity_bytes", "allocation_bytes", "physical_bytes"})
+
+
+def _without_sizes(s: DomainStats) -> DomainStats:
+    """``s`` with its disks' sizes None (checked on their own: they are drawn per disk)."""
+    blocks = None if s.blocks is None else tuple(
+        replace(b, capacity_bytes=None, allocation_bytes=None, physical_bytes=None)
+        for b in s.blocks)
+    return replace(s, blocks=blocks)
+
+
 def _counters(s: DomainStats) -> Iterator[tuple[str, int]]:
     """Every counter of ``s`` (not gauges like memory), named."""
     assert s.cpu is not None and s.vcpus is not None
@@ -161,7 +183,7 @@ def _counters(s: DomainStats) -> Iterator[tuple[str, int]]:
     for dev in devices:
         for f in fields(dev):
             value = getattr(dev, f.name)
-            if isinstance(value, int):
+            if isinstance(value, int) and f.name not in _SIZES:  # sizes are gauges
                 yield f"{dev.name}.{f.name}", value
 
 

@@ -103,10 +103,9 @@ def test_domrename_renames_a_running_domain_on_a_xen_host(lab: xvirt.sim.Host) -
     assert rec(lab, "www") is not None and rec(lab, "web1") is None
 
 
-def test_domrename_of_a_shut_off_domain_says_why_not(lab: xvirt.sim.Host) -> None:
-    line = one_error_line(run("domrename", "mail1", "post", "-c", lab.uri))
-    assert line.startswith("error: Failed to rename domain 'mail1': ")
-    assert "renames running domains only" in line
+def test_domrename_of_a_shut_off_domain_defines_it_again(lab: xvirt.sim.Host) -> None:
+    assert on(lab, "domrename", "mail1", "post") == "Domain successfully renamed\n\n"
+    assert [d.name for d in lab.defined_domains()] == ["post"]
 
 
 # -- definitions ------------------------------------------------------------------------------

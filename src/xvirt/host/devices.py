@@ -95,19 +95,35 @@ def _nic_rates(uuid: str, mac: str) -> tuple[int, int, int, int]:
     return 50 + d[0] % 4096, 20 + d[1] % 2048, 64 + d[2] % 1437, 64 + d[3] % 1437
 
 
+@lru_cache(maxsize=1 << 16)
+def _disk_size(uuid: str, target: str, source: str) -> tuple[int, int, int]:
+    """``(capacity, allocation, physical)`` in bytes: 8-71 GiB as the guest sees it; an
+    image file holds 25-74% of it (sparse: physical is what it holds), a device
+    (``/dev/...``) all of it."""
+    d = _draw(uuid, f"{target}#size")
+    capacity = (8 + d[0] % 64) * 2**30
+    if source.startswith("/dev/"):
+        return capacity, capacity, capacity
+    held = capacity // 100 * (25 + d[1] % 50)
+    return capacity, held, held
+
+
 def disk_stats(uuid: str, disk: DiskConfig, activity_ns: int) -> BlockStats:
     """``disk``'s I/O after ``activity_ns`` of its domain's CPU time: 20-531 reads
     and (unless read-only) 10-265 writes per CPU second, 1-8 flushes per 64 writes,
-    each taking 50-1074 us. Its size is not known here: capacity, allocation and
-    physical are None."""
+    each taking 50-1074 us; and its size (:func:`_disk_size`), which is the disk's,
+    not its domain's life's: the same after a reboot."""
     rd_rate, wr_rate, fl_per_64, rd_lat, wr_lat, fl_lat = _disk_rates(
         uuid, disk.target, disk.readonly)
     active = max(0, activity_ns)
     rd = active * rd_rate // _NS_PER_S
     wr = active * wr_rate // _NS_PER_S
     fl = wr * fl_per_64 // 64
+    capacity, allocation, physical = _disk_size(uuid, disk.target, disk.source)
     return BlockStats(disk.target, disk.source, rd, rd * BLOCK_SIZE, rd * rd_lat,
-                      wr, wr * BLOCK_SIZE, wr * wr_lat, fl, fl * fl_lat, errors=0)
+                      wr, wr * BLOCK_SIZE, wr * wr_lat, fl, fl * fl_lat, errors=0,
+                      capacity_bytes=capacity, allocation_bytes=allocation,
+                      physical_bytes=physical)
 
 
 def nic_stats(uuid: str, domid: int, index: int, nic: NicConfig,

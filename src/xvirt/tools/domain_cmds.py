@@ -308,8 +308,9 @@ def undefine_command(domain: str, uri: str | None) -> None:
 def domrename_command(domain: str, new_name: str, uri: str | None) -> None:
     """Rename DOMAIN to NEW_NAME.
 
-    libvirt renames shut-off domains only (as virsh does); a Xen host renames running
-    ones only (``xm rename``), and each says so of the other kind."""
+    libvirt renames shut-off domains only (as virsh does, and says so of a running
+    one); a Xen host renames running ones (``xm rename``) and defines a shut-off one
+    again under the new name."""
     failed = f"Failed to rename domain '{domain}'"
     with connection(uri, readonly=False) as conn:
         dom = looked_up(conn, domain)
