@@ -105,9 +105,11 @@ XEN_SAYS: dict[str, dict[str, str]] = {
                                         "'net.<n>.rx.pkts', 'net.<n>.tx.bytes', "
                                         "'net.<n>.tx.drop', 'net.<n>.tx.errs', "
                                         "'net.<n>.tx.pkts', 'net.count']",
-        "domainListGetStats(block) keys": "['block.<n>.errors', 'block.<n>.fl.reqs', "
+        "domainListGetStats(block) keys": "['block.<n>.allocation', 'block.<n>.capacity', "
+                                          "'block.<n>.errors', 'block.<n>.fl.reqs', "
                                           "'block.<n>.fl.times', 'block.<n>.name', "
-                                          "'block.<n>.path', 'block.<n>.rd.bytes', "
+                                          "'block.<n>.path', 'block.<n>.physical', "
+                                          "'block.<n>.rd.bytes', "
                                           "'block.<n>.rd.reqs', 'block.<n>.rd.times', "
                                           "'block.<n>.wr.bytes', 'block.<n>.wr.reqs', "
                                           "'block.<n>.wr.times', 'block.count']",
