@@ -589,6 +589,10 @@ def counter_machine(factory: Callable[[], Target], semantics: Semantics,
             for how in ("host", "client", "defined"):
                 self.domain_starts(data, how)
             self.host_acts(data, "save", restore=True)
+            if self.clock is not None:  # and time passes between two readings, so
+                self.client_reads_every_group()  # that growth is seen in every history
+                self.clock.advance(5.0)  # (a history may switch the rule for time off)
+                self.client_reads_every_group()
 
         @rule(data=st.data(), how=st.sampled_from(["host", "client", "defined"]))
         def domain_starts(self, data: st.DataObject, how: str) -> None:

@@ -402,15 +402,17 @@ def test_a_file_that_cannot_be_read_is_virshs_line(tmp_path: Path) -> None:
     (["save", "test", "/tmp/t.save"], "Failed to save domain 'test' to /tmp/t.save"),
 ])
 def test_a_read_only_connection_is_refused_in_one_line_with_virshs_words(
-        monkeypatch: pytest.MonkeyPatch, args: list[str], failed: str) -> None:
+        monkeypatch: pytest.MonkeyPatch, libvirtd_host: str, args: list[str],
+        failed: str) -> None:
     """virsh -r refuses in two lines, "Failed to ..." and libvirt's reason; xvirt in one,
-    with the same first words, when its connection turns out read-only."""
+    with the same first words, when its connection turns out read-only (made so in this
+    process, on a test host as new as virsh's)."""
     theirs = virsh_error_lines(virsh("test:///default", *args, readonly=True))
     assert theirs[0] == f"error: {failed}"
     real_open = xvirt.open
     monkeypatch.setattr(xvirt, "open", lambda uri=None, readonly=False, **kw: real_open(
         uri, readonly=True, **kw))
-    mine = one_error_line(run(*args, "-c", "libvirt:test:///default"))
+    mine = one_error_line(run(*args, "-c", f"libvirt:{libvirtd_host}"))
     assert mine.startswith(f"{theirs[0]}: "), mine
     assert "read-only" in mine
 

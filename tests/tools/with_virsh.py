@@ -9,8 +9,11 @@ connection to it (``libvirtd_host``)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -34,9 +37,37 @@ XEN_XML = """<domain type='xen'>
 """
 
 
-def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Result:
-    """``xvirt ARGS`` in this process."""
-    return CliRunner().invoke(main, list(args), env=env, input=stdin)
+#: libvirt's shared test host: in one process it lives as long as any connection to it,
+#: so what an earlier test left there can outlive that test; virsh sees it new.
+FRESH_TEST_URIS = frozenset({"test:///default", "libvirt:test:///default"})
+
+
+@dataclass
+class Ran:
+    """What :func:`run` tells of ``xvirt`` run as a process of its own (``Result``'s
+    fields the tests read)."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    exception: BaseException | None
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run(*args: str, env: dict[str, str] | None = None,
+        stdin: str | None = None) -> Result | Ran:
+    """``xvirt ARGS``: in this process, but on libvirt's shared test host in a process
+    of its own, which sees that host new, as virsh does."""
+    if FRESH_TEST_URIS.isdisjoint(args):
+        return CliRunner().invoke(main, list(args), env=env, input=stdin)
+    done = subprocess.run([sys.executable, "-m", "xvirt", *args], input=stdin,
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env=None if env is None else {**os.environ, **env})
+    return Ran(done.returncode, done.stdout, done.stderr,
+               SystemExit(done.returncode) if done.returncode else None)
 
 
 def virsh(uri: str, *commands: str, readonly: bool = False) -> subprocess.CompletedProcess[str]:
@@ -47,13 +78,13 @@ def virsh(uri: str, *commands: str, readonly: bool = False) -> subprocess.Comple
                           capture_output=True, text=True, timeout=60, check=False)
 
 
-def ok(result: Result) -> str:
+def ok(result: Result | Ran) -> str:
     """The output of a command that must have succeeded."""
     assert result.exit_code == 0, (result.output, result.stderr, result.exception)
     return result.stdout
 
 
-def one_error_line(result: Result, code: int = 1) -> str:
+def one_error_line(result: Result | Ran, code: int = 1) -> str:
     """A failure is one ``error:`` line on stderr, nothing on stdout, no traceback."""
     assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
     assert isinstance(result.exception, SystemExit), result.exception

@@ -158,10 +158,10 @@ def check_qemu(qemu: QemuHost, *, max_examples: int = 4, stateful_step_count: in
         def __init__(self) -> None:
             super().__init__()
             # libvirt starts a QEMU guest paused and resumes it once QEMU is up, pauses
-            # a guest it saves, and shows one asked to shut down as shutting down until
-            # it stops: readers may see it so meanwhile.
+            # a guest it saves, and shows one asked to shut down as shutting down ("in
+            # shutdown": Xen's dying) until it stops: readers may see it so meanwhile.
             self.timeline.passing_states = frozenset({DomainState.PAUSED,
-                                                      DomainState.SHUTDOWN})
+                                                      DomainState.DYING})
 
         def checked(self) -> None:
             """The host against the model, and recorded for the readers, within a step
