@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from xvirt.errors import ProtocolError
+from xvirt.drivers.libvirt_xml import parse_domain
 from xvirt.libvirt_api.constants import (
     VIR_DOMAIN_AFFECT_LIVE,
     VIR_DOMAIN_STATS_BALLOON,
@@ -284,16 +284,6 @@ def stats_from_record(uuid: str, name: str, domid: int, record: Mapping[str, Any
                        missing=frozenset(missing))
 
 
-def _domain_root(xml: str, *, uri: str) -> ET.Element:
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as exc:
-        raise ProtocolError(f"malformed domain XML from libvirt: {exc}", uri=uri) from None
-    if root.tag != "domain":
-        raise ProtocolError(f"expected <domain> XML from libvirt, got <{root.tag}>", uri=uri)
-    return root
-
-
 @dataclass(frozen=True, slots=True)
 class Devices:
     """What a domain's XML says of its devices, for its statistics."""
@@ -304,7 +294,7 @@ class Devices:
 
 def read_devices(xml: str, *, uri: str) -> Devices:
     """The disks and NICs of a running domain's XML."""
-    root = _domain_root(xml, uri=uri)
+    root = parse_domain(xml, uri)
     return Devices(len(_disks_of(root)), _nics_of(root))
 
 
@@ -313,7 +303,7 @@ def nic_sources(xml: str, *, uri: str) -> dict[str, Nic]:
     dev>``, ``<mac address>`` and ``<source bridge>`` (a ``network`` interface's live
     XML names its bridge there too). A NIC without a host-side device (user-mode
     networking) has no statistics to match, and is left out."""
-    return _nics_of(_domain_root(xml, uri=uri))
+    return _nics_of(parse_domain(xml, uri))
 
 
 def _nics_of(root: ET.Element) -> dict[str, Nic]:
@@ -336,13 +326,8 @@ def _nics_of(root: ET.Element) -> dict[str, Nic]:
 def _devices(xml: str, *, uri: str) -> tuple[list[tuple[str, str | None]], list[str]]:
     """``([(disk target, source)], [NIC host-side device])`` of a domain's XML, in
     document order (libvirt's order in the statistics records)."""
-    root = _domain_root(xml, uri=uri)
-    nics = []
-    for nic in root.iterfind("devices/interface/target"):
-        dev = nic.get("dev")
-        if dev:
-            nics.append(dev)
-    return _disks_of(root), nics
+    root = parse_domain(xml, uri)
+    return _disks_of(root), list(_nics_of(root))
 
 
 def _disks_of(root: ET.Element) -> list[tuple[str, str | None]]:

@@ -18,14 +18,15 @@ from xvirt.model import parse_uuid
 from xvirt.planes import DiskConfig, DomainConfig, NicConfig
 
 __all__ = ["GuestKind", "check_definition", "choose_guest", "config_from_xml", "domain_xml",
-           "guest_kinds", "uuid_from_xml"]
+           "guest_kinds", "parse_domain", "uuid_from_xml"]
 
 _UNITS = {"b": 1 / 1024, "bytes": 1 / 1024, "k": 1, "kib": 1, "kb": 1000 / 1024,
           "m": 1024, "mib": 1024, "mb": 1000**2 / 1024, "g": 1024**2, "gib": 1024**2,
           "gb": 1000**3 / 1024, "t": 1024**3, "tib": 1024**3, "tb": 1000**4 / 1024}
 
 
-def _parse(text: str, uri: str) -> ET.Element:
+def parse_domain(text: str, uri: str) -> ET.Element:
+    """The root of a domain XML from libvirt; ProtocolError when it is not one."""
     try:
         root = ET.fromstring(text)
     except ET.ParseError as exc:
@@ -49,7 +50,7 @@ def _kib(root: ET.Element, tag: str, uri: str) -> int | None:
 
 
 def config_from_xml(text: str, *, uri: str) -> DomainConfig:
-    root = _parse(text, uri)
+    root = parse_domain(text, uri)
     max_kib = _kib(root, "memory", uri)
     current_kib = _kib(root, "currentMemory", uri)
     if max_kib is None:
@@ -84,7 +85,7 @@ def config_from_xml(text: str, *, uri: str) -> DomainConfig:
 
 
 def uuid_from_xml(text: str, *, uri: str) -> str:
-    uuid = (_parse(text, uri).findtext("uuid") or "").strip()
+    uuid = (parse_domain(text, uri).findtext("uuid") or "").strip()
     if not uuid:
         raise ProtocolError("domain XML has no <uuid>", uri=uri)
     return uuid
