@@ -210,9 +210,11 @@ class LibvirtdProcess(ChildProcess):
         # -a libvirt reads libvirt.conf: ours, through SASL_CONF_PATH, never /etc/sasl2's.
         env = {**os.environ, "SASL_CONF_PATH": str(sasl_dir)}
         for name, password in users.items():
+            # "--": a name may begin with "-"; its messages may quote a name cut mid-character
             made = subprocess.run(
-                [saslpasswd2, "-f", str(database), "-a", "libvirt", "-c", "-p", name],
-                input=password + "\n", env=env, capture_output=True, text=True, check=False)
+                [saslpasswd2, "-f", str(database), "-a", "libvirt", "-c", "-p", "--", name],
+                input=password + "\n", env=env, capture_output=True, encoding="utf-8",
+                errors="replace", check=False)
             if made.returncode != 0:
                 raise LibvirtdError(f"saslpasswd2 could not add SASL user {name!r} to "
                                     f"{database}: {made.stderr.strip() or made.returncode}")
