@@ -241,3 +241,16 @@ def test_a_host_reboot_starts_a_new_log_under_a_new_boot_id(host: HostModel) -> 
     batch = host.events_since(old_gen)
     assert batch.boot_id != old_boot
     assert batch.complete is False  # the reader is ahead of this boot: resnapshot
+
+
+def test_event_waits_answer_at_once_once_ended() -> None:
+    """A server stopping ends its long polls (``end_waits``): a wait then answers at
+    once, with the events so far, and the host still serves."""
+    host = HostModel(name="waits")
+    latest = host.events_since(0).latest
+    host.end_waits()
+    batch = host.events_since(latest, timeout=3600)  # would hang the test without it
+    assert batch.latest == latest and not batch.events
+    assert host.event_waiters == 0
+    host.create("after")  # still serving
+    assert host.events_since(latest).latest > latest

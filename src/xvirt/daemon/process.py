@@ -15,8 +15,9 @@ The process wires four things around one HostModel:
 * a ticker thread, so scheduled demo activity happens even when every client
   reads only the shared table.
 
-Shutdown on SIGTERM/SIGINT is graceful: listeners close first, requests in
-flight finish, then the table is marked retired and the sockets removed.
+Shutdown on SIGTERM/SIGINT is graceful: listeners close first, event long polls
+answer at once with the events so far, requests in flight finish (within
+``shutdown_grace_s``), then the table is marked retired and the sockets removed.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from waitress.server import create_server
 from waitress.task import ThreadedTaskDispatcher
 
 from xvirt.clock import WallClock
-from xvirt.daemon.control import MAX_BODY, ControlApp, ControlSettings
+from xvirt.daemon.control import MAX_BODY, ControlApp, ControlSettings, StartResponse
 from xvirt.daemon.fastchannel_server import IDLE_TIMEOUT_S, FastChannelServer
 from xvirt.daemon.store import HostStore
 from xvirt.daemon.table_writer import LiveRow, TableWriter, retire_abandoned
@@ -86,6 +87,9 @@ class DaemonConfig:
     id_policy: str = "sequential"
     max_domid: int = 0x7FEF
     name: str = "xend"
+    #: On stopping: how long requests in flight may take to finish, and the worker
+    #: threads to end (each), before their connections are closed.
+    shutdown_grace_s: float = 5.0
 
     @property
     def socket_path(self) -> Path | None:
@@ -401,16 +405,34 @@ class Daemon:
             listener = self._listener("unix")
             sock = self._bind_unix(cfg.socket_path)
             listener.server = create_server(
-                ControlApp(host, settings, trusted=True), map=listener.map,
+                self._closing(ControlApp(host, settings, trusted=True)), map=listener.map,
                 _dispatcher=listener.dispatcher, sockets=[sock], **common)
         if cfg.tcp:
             listener = self._listener("tcp")
-            server = create_server(ControlApp(host, settings, trusted=False), map=listener.map,
+            server = create_server(self._closing(ControlApp(host, settings, trusted=False)),
+                                   map=listener.map,
                                    _dispatcher=listener.dispatcher, host=cfg.tcp[0],
                                    port=cfg.tcp[1], **common)
             listener.server = server
             host_, port = server.getsockname()  # type: ignore[union-attr]
             self.tcp_address = (str(host_), int(port))
+
+    def _closing(self, app: ControlApp) -> Callable[[dict[str, Any], StartResponse], list[bytes]]:
+        """``app``, whose answers close their connection once the daemon is stopping: a
+        client polling for events on a kept-alive connection would otherwise be served
+        poll after poll until the connection is cut under one."""
+        stopping = self._stop
+
+        def serve(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+            if not stopping.is_set():
+                return app(environ, start_response)
+
+            def closing(status: str, headers: list[tuple[str, str]]) -> Any:
+                return start_response(status, [*headers, ("Connection", "close")])
+
+            return app(environ, closing)
+
+        return serve
 
     def _listener(self, name: str) -> _Listener:
         dispatcher = ThreadedTaskDispatcher()
@@ -494,15 +516,20 @@ class Daemon:
     def _shutdown(self) -> None:
         for listener in self._listeners:
             if listener.server is not None:
-                listener.server.close()  # stop accepting
+                # stop accepting; waitress's own close() would close its wake-up pipe
+                # too, which the workers still finishing requests pull (close_all
+                # closes it once they are done)
+                wasyncore.dispatcher.close(listener.server)
+        if self.host is not None:
+            self.host.end_waits()  # event long polls answer now, with what they have
         # let requests in flight finish and their answers go out
-        deadline = 50
-        while deadline and any(getattr(ch, "requests", None) or getattr(
+        grace = self.config.shutdown_grace_s
+        until = time.monotonic() + grace
+        while time.monotonic() < until and any(getattr(ch, "requests", None) or getattr(
                 ch, "total_outbufs_len", 0) for ch in list(self._maps.values())):
             wasyncore.poll2(0.1, self._maps)
-            deadline -= 1
         for listener in self._listeners:
-            listener.dispatcher.shutdown(cancel_pending=True, timeout=5)
+            listener.dispatcher.shutdown(cancel_pending=True, timeout=grace)  # type: ignore[arg-type]
             wasyncore.close_all(listener.map)
         if self._fast is not None:
             self._fast.close()

@@ -677,6 +677,8 @@ class HostModel:
         self._ticking = False
         self._tick_instant = 0.0  # the instant of the request running the tickers
         self._closed = False
+        self._waits_ended = False  # end_waits(): event waits answer at once from now on
+        self._waiting = 0  # callers in an event wait, now
         self._stalled: set[str] = set()  # UUIDs whose figures never come (stall())
         self.daemon_epoch = 0
         self._observers: list[HostObserver] = []
@@ -751,6 +753,20 @@ class HostModel:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def end_waits(self) -> None:
+        """Answer every event wait now, with the events so far (none, for most), and
+        every later one at once: a server stopping lets its long polls answer rather
+        than cut them off, while the host still serves."""
+        with self._lock:
+            self._waits_ended = True
+            self._changed.notify_all()
+
+    @property
+    def event_waiters(self) -> int:
+        """How many callers are waiting in :meth:`events_since` now."""
+        with self._lock:
+            return self._waiting
 
     # -- keeping and mirroring the host ---------------------------------------------
 
@@ -1407,10 +1423,15 @@ class HostModel:
         """Events after ``after``; waits up to ``timeout`` real seconds for one."""
         with self._lock:
             self._enter()
-            if timeout > 0 and after == self._events.latest:
-                self._changed.wait_for(
-                    lambda: self._closed or self._events.latest != after, timeout
-                )
+            if timeout > 0 and after == self._events.latest and not self._waits_ended:
+                self._waiting += 1
+                try:
+                    self._changed.wait_for(
+                        lambda: self._closed or self._waits_ended
+                        or self._events.latest != after, timeout
+                    )
+                finally:
+                    self._waiting -= 1
                 self._check_open()
             events, complete = self._events.since(after)
             return EventBatch(self.boot_id, self._events.latest, events, complete)
