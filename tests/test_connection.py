@@ -256,6 +256,25 @@ def test_events_carry_names(host: xvirt.sim.Host, conn: xvirt.Connection) -> Non
     assert list(conn.events(timeout=0)) == []
 
 
+
+def test_a_stream_goes_on_after_a_step_that_timed_out(host: xvirt.sim.Host,
+                                                      conn: xvirt.Connection) -> None:
+    """A step that timed out ends the iteration, not the stream: ``next()`` waits
+    again from where it left off, and what came meanwhile is all there, in order."""
+    stream = conn.events(timeout=0)
+    assert list(stream) == []
+    first = host.create("first")
+    second = host.create("second")
+    host.destroy(first.id)
+    seen = [(e.kind, e.uuid) for e in stream]
+    K = xvirt.EventKind
+    assert seen == [(K.CREATED, first.uuid), (K.CREATED, second.uuid),
+                    (K.DESTROYED, first.uuid)]
+    with pytest.raises(StopIteration):
+        next(stream)
+    host.destroy(second.id)
+    assert [(e.kind, e.uuid) for e in stream] == [(K.DESTROYED, second.uuid)]
+
 def test_events_follow_a_host_reboot(host: xvirt.sim.Host, conn: xvirt.Connection) -> None:
     stream = conn.events(timeout=0)
     host.reboot_host()

@@ -360,7 +360,9 @@ class Connection:
     def events(self, *, timeout: float | None = None,
                kinds: Iterable[EventKind] | None = None) -> EventStream:
         """Lifecycle events from now on. Each step waits up to ``timeout`` seconds
-        (None: for ever) and the iteration ends when none came in time. ``kinds``
+        (None: for ever) and the iteration ends when none came in time; ``next()`` on
+        the stream after that waits again, from where it left off (nothing that came
+        meanwhile is missed), so a loop may poll with a short timeout. ``kinds``
         chooses which (None: every lifecycle kind; the metadata kinds, which are not
         lifecycle changes, only when named)."""
         self._live()  # a closed connection is the first problem, then the arguments
