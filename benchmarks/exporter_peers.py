@@ -7,7 +7,9 @@ Both exporters read the same private libvirtd (``xvirt.testing.qemu.DaemonQemu``
 collector, the default) in this process; both scraped over HTTP, interleaved, one scrape
 at a time. Measured per scrape: the wall time of ``GET /metrics`` (median and range), and
 libvirtd's CPU time (utime + stime from ``/proc/<pid>/stat``, over a run of scrapes of
-one exporter, divided by their number). Then one guest with a disk has its QEMU stopped
+one exporter, divided by their number), and likewise the guests' QEMUs' CPU time and the
+whole machine's (``/proc/stat``: every CPU's busy time), to say where a scrape's time
+goes. Then one guest with a disk has its QEMU stopped
 (SIGSTOP): each exporter is scraped once more, with a client timeout, and what answered
 in what time, with which guests, is recorded.
 
@@ -61,9 +63,34 @@ def unavailable() -> str | None:
 
 
 def cpu_s(pid: int) -> float:
-    """utime + stime of ``pid`` in seconds (fields 14 and 15 of /proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """utime + stime of ``pid`` in seconds (fields 14 and 15 of /proc/<pid>/stat); 0
+    for a process that is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def busy_s() -> float:
+    """Every CPU's busy time so far, in seconds: all but idle and iowait (/proc/stat)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / TICKS
+
+
+@dataclass(frozen=True)
+class Clocks:
+    """CPU seconds so far: libvirtd's, the guests' QEMUs', the machine's; and the wall."""
+
+    libvirtd: float
+    qemus: float
+    machine: float
+    wall: float
+
+    @classmethod
+    def read(cls, libvirtd_pid: int, qemu_pids: Sequence[int]) -> Clocks:
+        return cls(cpu_s(libvirtd_pid), sum(cpu_s(pid) for pid in qemu_pids), busy_s(),
+                   time.perf_counter())
 
 
 @dataclass
@@ -71,6 +98,11 @@ class Measured:
     name: str
     seconds: list[float] = field(default_factory=list)
     libvirtd_cpu_s: list[float] = field(default_factory=list)  # per scrape, per round
+    qemu_cpu_s: list[float] = field(default_factory=list)  # the guests' QEMUs', likewise
+    machine_cpu_s: list[float] = field(default_factory=list)  # every process's, likewise
+    busy: list[float] = field(default_factory=list)  # share of the CPUs busy, per round
+    #: the QEMUs' CPU beyond what the idle guests burn anyway (answering the calls)
+    qemu_answering_s: list[float] = field(default_factory=list)
     series: int = 0
 
     @property
@@ -89,18 +121,35 @@ def series_of(text: str, prefix: str) -> int:
     return sum(1 for line in text.splitlines() if line.startswith(prefix))
 
 
-def measure(urls: dict[str, str], libvirtd_pid: int, rounds: int) -> list[Measured]:
+def idle_qemu_rate(qemu_pids: Sequence[int], seconds: float = 2.0) -> float:
+    """The guests' QEMUs' CPU seconds per second with nobody asking them anything."""
+    before = sum(cpu_s(pid) for pid in qemu_pids), time.perf_counter()
+    time.sleep(seconds)
+    return (sum(cpu_s(pid) for pid in qemu_pids) - before[0]) / (time.perf_counter() - before[1])
+
+
+def measure(urls: dict[str, str], libvirtd_pid: int, qemu_pids: Sequence[int],
+            rounds: int, idle_rate: float) -> list[Measured]:
     results = {name: Measured(name) for name in urls}
+    cpus = os.cpu_count() or 1
     with httpx.Client(timeout=CLIENT_TIMEOUT_S) as client:
         for url in urls.values():
             scrape(client, url)  # warm: connections opened, caches filled
         for _ in range(rounds):
             for name, url in urls.items():
-                before = cpu_s(libvirtd_pid)
+                before = Clocks.read(libvirtd_pid, qemu_pids)
                 for _ in range(SCRAPES):
                     took, text = scrape(client, url)
                     results[name].seconds.append(took)
-                results[name].libvirtd_cpu_s.append((cpu_s(libvirtd_pid) - before) / SCRAPES)
+                after = Clocks.read(libvirtd_pid, qemu_pids)
+                r = results[name]
+                r.libvirtd_cpu_s.append((after.libvirtd - before.libvirtd) / SCRAPES)
+                r.qemu_cpu_s.append((after.qemus - before.qemus) / SCRAPES)
+                r.machine_cpu_s.append((after.machine - before.machine) / SCRAPES)
+                r.busy.append((after.machine - before.machine)
+                              / (cpus * (after.wall - before.wall)))
+                r.qemu_answering_s.append((after.qemus - before.qemus
+                                           - idle_rate * (after.wall - before.wall)) / SCRAPES)
                 results[name].series = series_of(text, "libvirt_domain" if name.startswith("Debian")
                                                  else "xvirt_domain")
     return list(results.values())
@@ -127,11 +176,25 @@ def stopped_guest(urls: dict[str, str], names: Sequence[str], victim: str) -> li
             served = {n for n in names if f'{label}{n}"' in text}
             flagged = any(line.startswith(f'xvirt_domain_scrape_error{{name="{victim}",')
                           and line.endswith(" 1.0") for line in text.splitlines())
+            missing = len(names) - len(served)
             note = ("xvirt_up 0: no answer within the deadline" if "\nxvirt_up 0.0" in text
                     else "the stopped guest flagged (xvirt_domain_scrape_error 1)" if flagged
-                    else "")
+                    else f"{missing} guests left out" if missing else "")
             out.append(Stopped(name, took, len(served), note))
     return out
+
+
+def where_it_goes(r: Measured) -> str:
+    """One exporter's CPU per scrape, by who spent it, and how busy the CPUs were."""
+    ms = {k: statistics.median(v) * 1e3 for k, v in (
+        ("libvirtd", r.libvirtd_cpu_s), ("qemus", r.qemu_cpu_s), ("answering", r.qemu_answering_s),
+        ("machine", r.machine_cpu_s))}
+    rest = ms["machine"] - ms["libvirtd"] - ms["qemus"]
+    return (f"- {r.name.split(' (')[0]}: {ms['machine']:.1f} ms of CPU per scrape, the "
+            f"CPUs {statistics.median(r.busy):.0%} busy: libvirtd {ms['libvirtd']:.1f} ms, "
+            f"the guests' QEMUs {ms['qemus']:.1f} ms ({ms['answering']:.1f} ms beyond what "
+            f"they burn idle: answering libvirt's monitor commands), everything else "
+            f"{rest:.1f} ms (the exporter, this client, the system).")
 
 
 def render(results: list[Measured], stopped: list[Stopped], guests: int, with_devices: int,
@@ -142,14 +205,22 @@ def render(results: list[Measured], stopped: list[Stopped], guests: int, with_de
              f"{guests} {accel} guests under a private libvirtd (`DaemonQemu`), {with_devices} "
              "of them with a virtio disk and a NIC; both exporters scraped over HTTP, "
              f"interleaved, {len(ours.seconds)} scrapes each"
-             f"{' (quick smoke run)' if quick else ''}. libvirtd CPU: utime + stime from "
-             "`/proc/<pid>/stat` over each run of scrapes, per scrape.", "",
+             f"{' (quick smoke run)' if quick else ''}. CPU per scrape: utime + stime from "
+             "`/proc/<pid>/stat` of libvirtd and of the guests' QEMUs, and the busy time of "
+             "every CPU (`/proc/stat`: every process, idle guests and the client included), "
+             "over each run of scrapes, divided by their number (medians of the runs; the "
+             "kernel counts 10 ms ticks, so over 10 scrapes whole milliseconds); busy: that "
+             "machine time's share of the CPUs meanwhile.", "",
              "| exporter | median scrape, ms | range, ms | libvirtd CPU per scrape, ms | "
-             "per-domain series |", "|---|---:|---:|---:|---:|"]
+             "QEMU CPU per scrape, ms | machine CPU per scrape, ms | CPUs busy | "
+             "per-domain series |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         lines.append(f"| {r.name} | {r.median_ms:.1f} | {min(r.seconds) * 1e3:.1f}-"
                      f"{max(r.seconds) * 1e3:.1f} | "
-                     f"{statistics.median(r.libvirtd_cpu_s) * 1e3:.1f} | {r.series} |")
+                     f"{statistics.median(r.libvirtd_cpu_s) * 1e3:.1f} | "
+                     f"{statistics.median(r.qemu_cpu_s) * 1e3:.1f} | "
+                     f"{statistics.median(r.machine_cpu_s) * 1e3:.1f} | "
+                     f"{statistics.median(r.busy):.0%} | {r.series} |")
     cpu_theirs = statistics.median(debian.libvirtd_cpu_s)
     lines.append("")
     for mine in results[1:]:
@@ -161,6 +232,7 @@ def render(results: list[Measured], stopped: list[Stopped], guests: int, with_de
                       f"{'met' if ratio <= 0.5 else '**missed**'}); libvirtd CPU per scrape "
                       f"{cpu_mine * 1e3:.1f} ms against {cpu_theirs * 1e3:.1f} ms (target: "
                       f"less: {'met' if cpu_mine < cpu_theirs else '**missed**'}).", ""]
+            lines += [where_it_goes(debian), where_it_goes(mine), ""]
         else:
             lines += [f"{mine.name}, every family (the default): median scrape {ratio:.2f}x "
                       f"Debian's, libvirtd CPU per scrape {cpu_mine * 1e3:.1f} ms. It also "
@@ -220,7 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              collect={"block", "net"}) as same:
                 urls = {"Debian's prometheus-libvirt-exporter 0.2.0": debian.url,
                         ALL: ours.url + "metrics", SAME: same.url + "metrics"}
-                results = measure(urls, libvirtd_pid, rounds)
+                qemus = host.qemu_pids()
+                idle_rate = idle_qemu_rate(qemus)
+                results = measure(urls, libvirtd_pid, qemus, rounds, idle_rate)
                 for r in results:
                     print(f"{r.name}: {r.median_ms:.1f} ms, libvirtd "
                           f"{statistics.median(r.libvirtd_cpu_s) * 1e3:.1f} ms CPU/scrape, "
