@@ -123,9 +123,9 @@ def series_of(text: str, prefix: str) -> int:
 
 def idle_qemu_rate(qemu_pids: Sequence[int], seconds: float = 2.0) -> float:
     """The guests' QEMUs' CPU seconds per second with nobody asking them anything."""
-    before = sum(cpu_s(pid) for pid in qemu_pids), time.perf_counter()
+    cpu, start = sum(cpu_s(pid) for pid in qemu_pids), time.perf_counter()
     time.sleep(seconds)
-    return (sum(cpu_s(pid) for pid in qemu_pids) - before[0]) / (time.perf_counter() - before[1])
+    return (sum(cpu_s(pid) for pid in qemu_pids) - cpu) / (time.perf_counter() - start)
 
 
 def measure(urls: dict[str, str], libvirtd_pid: int, qemu_pids: Sequence[int],
@@ -142,16 +142,16 @@ def measure(urls: dict[str, str], libvirtd_pid: int, qemu_pids: Sequence[int],
                     took, text = scrape(client, url)
                     results[name].seconds.append(took)
                 after = Clocks.read(libvirtd_pid, qemu_pids)
+                qemus, machine = after.qemus - before.qemus, after.machine - before.machine
+                wall = after.wall - before.wall
                 r = results[name]
                 r.libvirtd_cpu_s.append((after.libvirtd - before.libvirtd) / SCRAPES)
-                r.qemu_cpu_s.append((after.qemus - before.qemus) / SCRAPES)
-                r.machine_cpu_s.append((after.machine - before.machine) / SCRAPES)
-                r.busy.append((after.machine - before.machine)
-                              / (cpus * (after.wall - before.wall)))
-                r.qemu_answering_s.append((after.qemus - before.qemus
-                                           - idle_rate * (after.wall - before.wall)) / SCRAPES)
-                results[name].series = series_of(text, "libvirt_domain" if name.startswith("Debian")
-                                                 else "xvirt_domain")
+                r.qemu_cpu_s.append(qemus / SCRAPES)
+                r.qemu_answering_s.append((qemus - idle_rate * wall) / SCRAPES)
+                r.machine_cpu_s.append(machine / SCRAPES)
+                r.busy.append(machine / (cpus * wall))
+                r.series = series_of(text, "libvirt_domain" if name.startswith("Debian")
+                                     else "xvirt_domain")
     return list(results.values())
 
 
